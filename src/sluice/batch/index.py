@@ -1,0 +1,361 @@
+"""Index a whole capture held in memory: where each record is, its time and link type.
+
+Numba kernels walk the pcap records or pcapng blocks once and return columns. The rules (and the
+anomaly reasons) are those of the streaming reader :mod:`sluice.io.capture`; tests check both
+give the same packets.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CaptureIndex", "index_capture", "load_capture_bytes"]
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from sluice.errors import CaptureError
+from sluice.io.capture import MAX_RECORD_BYTES, PCAP_MAGICS, sniff_format
+
+# status codes returned by the kernels, mapped to the streaming reader's reasons
+_REASONS = {
+    1: "capture.truncated_record",
+    2: "capture.bad_record_length",
+    3: "capture.bad_block_length",
+    4: "capture.bad_byte_order_magic",
+    5: "capture.truncated_header",
+}
+MAX_INTERFACES = 256
+
+
+@dataclass
+class CaptureIndex:
+    """Columns describing every record of a capture, shape ``(n,)`` each."""
+
+    buf: npt.NDArray[np.uint8]
+    """The capture's bytes (memory-mapped for plain files)."""
+    offset: npt.NDArray[np.int64]
+    """Offset of each frame's first byte in ``buf``."""
+    caplen: npt.NDArray[np.int64]
+    """Captured length."""
+    wirelen: npt.NDArray[np.int64]
+    """Length on the wire."""
+    ts: npt.NDArray[np.float64]
+    """Capture time, seconds."""
+    linktype: npt.NDArray[np.int64]
+    """Link type per frame."""
+    iface: npt.NDArray[np.int64]
+    """Interface index per frame."""
+    anomalies: dict[str, int]
+    """Damage found while indexing (reading stopped there)."""
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+
+def load_capture_bytes(path: str) -> npt.NDArray[np.uint8]:
+    """The capture's bytes: memory-mapped, or decompressed in memory when gzip-compressed.
+
+    Raises:
+        CaptureError: as :class:`~sluice.io.capture.CaptureReader` does.
+    """
+    if os.path.isdir(path):
+        raise CaptureError("capture.is_directory", path, "is a directory, not a capture file")
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            raise CaptureError("capture.empty", path, "empty file")
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError as exc:
+        raise CaptureError("capture.not_found", path, "no such file") from exc
+    except PermissionError as exc:
+        raise CaptureError("capture.permission_denied", path, "permission denied") from exc
+    fmt = sniff_format(head)
+    if fmt == "gzip":
+        try:
+            with open(path, "rb") as f:
+                data = gzip.decompress(f.read())
+        except (EOFError, OSError, zlib.error) as exc:
+            data = _gunzip_prefix(path)
+            if not data:
+                raise CaptureError("capture.bad_gzip", path, f"bad gzip: {exc}") from exc
+        return np.frombuffer(data, dtype=np.uint8)
+    if fmt == "":
+        raise CaptureError(
+            "capture.bad_magic", path, f"not a pcap or pcapng file (magic {head.hex()})"
+        )
+    return np.memmap(path, dtype=np.uint8, mode="r")
+
+
+def _gunzip_prefix(path: str) -> bytes:
+    """What a damaged gzip stream decompresses to before the damage."""
+    out = bytearray()
+    with open(path, "rb") as f, gzip.GzipFile(fileobj=f) as g:
+        try:
+            while chunk := g.read(1 << 20):
+                out += chunk
+        except (EOFError, OSError, zlib.error):
+            pass
+    return bytes(out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _u32(buf: npt.NDArray[np.uint8], p: int, le: bool) -> int:
+    if le:
+        return (
+            np.int64(buf[p])
+            | (np.int64(buf[p + 1]) << 8)
+            | (np.int64(buf[p + 2]) << 16)
+            | (np.int64(buf[p + 3]) << 24)
+        )
+    return (
+        np.int64(buf[p + 3])
+        | (np.int64(buf[p + 2]) << 8)
+        | (np.int64(buf[p + 1]) << 16)
+        | (np.int64(buf[p]) << 24)
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _u16(buf: npt.NDArray[np.uint8], p: int, le: bool) -> int:
+    if le:
+        return np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8)
+    return np.int64(buf[p + 1]) | (np.int64(buf[p]) << 8)
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_pcap(buf, le, unit, limit, fill, offset, caplen, wirelen, ts):  # type: ignore[no-untyped-def]
+    n = len(buf)
+    p = 24
+    i = 0
+    status = 0
+    while True:
+        if p + 16 > n:
+            if p < n:
+                status = 1
+            break
+        sec = _u32(buf, p, le)
+        frac = _u32(buf, p + 4, le)
+        cl = _u32(buf, p + 8, le)
+        wl = _u32(buf, p + 12, le)
+        if cl > limit:
+            status = 2
+            break
+        if p + 16 + cl > n:
+            status = 1
+            break
+        if fill:
+            offset[i] = p + 16
+            caplen[i] = cl
+            wirelen[i] = max(wl, cl)
+            ts[i] = sec + frac * unit
+        i += 1
+        p += 16 + cl
+    return i, status
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # type: ignore[no-untyped-def]
+    n = len(buf)
+    p = 0
+    i = 0
+    status = 0
+    le = True
+    if_link = np.zeros(256, np.int64)
+    if_snap = np.zeros(256, np.int64)
+    if_unit = np.zeros(256, np.float64)
+    if_off = np.zeros(256, np.int64)
+    n_if = 0
+    unknown = 0
+    first = True
+    while True:
+        if p + 12 > n:
+            if p < n:
+                status = 1
+            break
+        is_shb = buf[p] == 0x0A and buf[p + 1] == 0x0D and buf[p + 2] == 0x0D and buf[p + 3] == 0x0A
+        if is_shb:
+            if (
+                buf[p + 8] == 0x4D
+                and buf[p + 9] == 0x3C
+                and buf[p + 10] == 0x2B
+                and buf[p + 11] == 0x1A
+            ):
+                le = True
+            elif (
+                buf[p + 8] == 0x1A
+                and buf[p + 9] == 0x2B
+                and buf[p + 10] == 0x3C
+                and buf[p + 11] == 0x4D
+            ):
+                le = False
+            else:
+                status = 4
+                break
+            n_if = 0
+        elif first:
+            status = 3
+            break
+        first = False
+        btype = _u32(buf, p, le)
+        blen = _u32(buf, p + 4, le)
+        if blen < 12 or blen % 4 != 0 or blen > 16 * 1024 * 1024:
+            status = 3
+            break
+        if p + blen > n:
+            status = 1
+            break
+        if _u32(buf, p + blen - 4, le) != blen:
+            status = 3
+            break
+        body = p + 8
+        blen_body = blen - 12
+        if btype == 1:
+            if blen_body < 8:
+                status = 3
+                break
+            if n_if < 256:
+                if_link[n_if] = _u16(buf, body, le)
+                if_snap[n_if] = _u32(buf, body + 4, le)
+                unit = 1e-6
+                tsoff = 0
+                q = body + 8
+                end = body + blen_body
+                while q + 4 <= end:
+                    code = _u16(buf, q, le)
+                    ln = _u16(buf, q + 2, le)
+                    q += 4
+                    if code == 0:
+                        break
+                    if code == 9 and ln >= 1 and q < end:
+                        r = np.int64(buf[q])
+                        if r & 0x80:
+                            unit = 2.0 ** -(r & 0x7F)
+                        else:
+                            unit = 10.0**-r
+                    elif code == 14 and ln >= 8 and q + 8 <= end:
+                        lo = _u32(buf, q, le)
+                        hi = _u32(buf, q + 4, le)
+                        if le:
+                            tsoff = (hi << 32) | lo
+                        else:
+                            tsoff = (lo << 32) | hi
+                    q += (ln + 3) & ~3
+                if_unit[n_if] = unit
+                if_off[n_if] = tsoff
+            n_if += 1
+        elif btype == 6:
+            if blen_body < 20:
+                status = 3
+                break
+            iid = _u32(buf, body, le)
+            hi = _u32(buf, body + 4, le)
+            lo = _u32(buf, body + 8, le)
+            cl = _u32(buf, body + 12, le)
+            wl = _u32(buf, body + 16, le)
+            if iid < n_if and iid < 256:
+                if 20 + cl > blen_body:
+                    status = 2
+                    break
+                if fill:
+                    offset[i] = body + 20
+                    caplen[i] = cl
+                    wirelen[i] = max(wl, cl)
+                    ts[i] = ((hi << 32) | lo) * if_unit[iid] + if_off[iid]
+                    linktype[i] = if_link[iid]
+                    iface[i] = iid
+                i += 1
+            else:
+                unknown += 1  # unknown interface: counted, skipped
+        elif btype == 3:
+            if n_if == 0 or blen_body < 4:
+                unknown += 1
+            else:
+                wl = _u32(buf, body, le)
+                cl = min(wl, blen_body - 4)
+                if if_snap[0] > 0:
+                    cl = min(cl, if_snap[0])
+                if fill:
+                    offset[i] = body + 4
+                    caplen[i] = cl
+                    wirelen[i] = wl
+                    ts[i] = 0.0
+                    linktype[i] = if_link[0]
+                    iface[i] = 0
+                i += 1
+        elif btype == 2:
+            if blen_body < 20:
+                status = 3
+                break
+            iid = _u16(buf, body, le)
+            hi = _u32(buf, body + 4, le)
+            lo = _u32(buf, body + 8, le)
+            cl = _u32(buf, body + 12, le)
+            wl = _u32(buf, body + 16, le)
+            if iid >= n_if or 20 + cl > blen_body:
+                status = 2
+                break
+            if fill:
+                offset[i] = body + 20
+                caplen[i] = cl
+                wirelen[i] = max(wl, cl)
+                ts[i] = ((hi << 32) | lo) * if_unit[iid] + if_off[iid]
+                linktype[i] = if_link[iid]
+                iface[i] = iid
+            i += 1
+        p += blen
+    return i, status, unknown
+
+
+def index_capture(path: str) -> CaptureIndex:
+    """Index every record of a pcap or pcapng file (optionally gzip-compressed).
+
+    Raises:
+        CaptureError: when the file is missing, a directory, empty or not a capture.
+    """
+    buf = load_capture_bytes(path)
+    fmt = sniff_format(bytes(buf[:4]))
+    anomalies: dict[str, int] = {}
+    status = 0
+    empty_i = np.zeros(0, np.int64)
+    empty_f = np.zeros(0, np.float64)
+    if fmt == "pcap":
+        if len(buf) < 24:
+            return CaptureIndex(
+                buf,
+                empty_i,
+                empty_i,
+                empty_i,
+                empty_f,
+                empty_i,
+                empty_i,
+                {"capture.truncated_header": 1},
+            )
+        order, unit = PCAP_MAGICS[bytes(buf[:4])]
+        le = order == "<"
+        snaplen = int.from_bytes(bytes(buf[16:20]), "little" if le else "big")
+        network = int.from_bytes(bytes(buf[20:24]), "little" if le else "big") & 0xFFFF
+        limit = max(snaplen, 262144) if snaplen <= MAX_RECORD_BYTES else MAX_RECORD_BYTES
+        n, status = _walk_pcap(buf, le, unit, limit, False, empty_i, empty_i, empty_i, empty_f)
+        offset, caplen, wirelen = (np.empty(n, np.int64) for _ in range(3))
+        ts = np.empty(n, np.float64)
+        _walk_pcap(buf, le, unit, limit, True, offset, caplen, wirelen, ts)
+        linktype = np.full(n, network, np.int64)
+        iface = np.zeros(n, np.int64)
+    else:
+        n, status, unknown = _walk_pcapng(
+            buf, False, empty_i, empty_i, empty_i, empty_f, empty_i, empty_i
+        )
+        if unknown:
+            anomalies["capture.unknown_interface"] = int(unknown)
+        offset, caplen, wirelen, linktype, iface = (np.empty(n, np.int64) for _ in range(5))
+        ts = np.empty(n, np.float64)
+        _walk_pcapng(buf, True, offset, caplen, wirelen, ts, linktype, iface)
+    if status > 0:
+        anomalies[_REASONS[int(status)]] = 1
+    return CaptureIndex(buf, offset, caplen, wirelen, ts, linktype, iface, anomalies)

@@ -1,0 +1,303 @@
+"""Application-layer inspection of a flow's first payloads.
+
+Theory of operation: one :class:`AppInspector` per flow receives the payloads of the flow's first
+packets (both paths feed exactly the same packets). TCP payloads are put back in order per
+direction with a bounded :class:`~sluice.wire.reassembly.StreamReassembler`; the first contiguous
+bytes choose the protocol (TLS, HTTP, SSH, SOCKS, DNS over TCP), whose sans-IO dissector then
+fills :class:`~sluice.flows.record.AppMeta`. UDP datagrams go to QUIC (Initial decryption,
+ClientHello from CRYPTO frames in any order), gQUIC or DNS. The inspector sets ``done`` when it has
+what it can get, so later packets cost nothing. Dissector errors propagate to the packet loop,
+which counts them and calls :meth:`AppInspector.abort`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AppInspector"]
+
+from sluice.flows.record import AppMeta
+from sluice.wire import dns, http, quic, socks, ssh, tls
+from sluice.wire.reassembly import StreamReassembler, tcp_relative
+from sluice.wire.transport import TcpFlags
+
+STREAM_LIMIT_BYTES = 65536
+"""Bytes of each TCP direction kept for inspection."""
+PLAIN_LIMIT_BYTES = 8192
+"""Bytes of a non-TLS stream looked at (HTTP headers, banners, SOCKS)."""
+
+_DNS_PORTS = frozenset((53, 5353, 5355))
+_UNKNOWN, _TLS, _HTTP, _SSH, _SOCKS, _DNS, _GQUIC, _NONE = range(8)
+_TLS_HANDSHAKE_CLIENT_HELLO = 1
+_TLS_HANDSHAKE_SERVER_HELLO = 2
+_TLS_HANDSHAKE_CERTIFICATE = 11
+
+
+class _Direction:
+    __slots__ = ("isn", "reasm", "stream", "tls")
+
+    def __init__(self) -> None:
+        self.isn: int | None = None
+        self.reasm = StreamReassembler(max_bytes=STREAM_LIMIT_BYTES)
+        self.stream = bytearray()
+        self.tls: tls.TlsHandshakeReader | None = None
+
+
+class AppInspector:
+    """Find application metadata in the first payloads of one flow.
+
+    Args:
+        proto: IP protocol of the flow (6 TCP, 17 UDP; others are not inspected).
+        client_port: the client's port.
+        server_port: the server's port.
+    """
+
+    __slots__ = (
+        "_dirs",
+        "_kind",
+        "_quic",
+        "_quic_dcid",
+        "client_port",
+        "done",
+        "meta",
+        "proto",
+        "server_port",
+    )
+
+    def __init__(self, proto: int, client_port: int, server_port: int) -> None:
+        self.proto = proto
+        self.client_port = client_port
+        self.server_port = server_port
+        self.meta = AppMeta()
+        self.done = proto not in (6, 17)
+        self._kind = _UNKNOWN
+        self._dirs: tuple[_Direction, _Direction] | None = None
+        self._quic: quic.QuicClientHelloAssembler | None = None
+        self._quic_dcid: bytes | None = None
+
+    def abort(self) -> None:
+        """Stop inspecting (a dissector failed on this flow's payload)."""
+        self.done = True
+
+    def feed(self, d: int, payload: bytes, seq: int = 0, flags: int = 0) -> None:
+        """Inspect one packet's payload.
+
+        Args:
+            d: direction, 0 client to server, 1 server to client.
+            payload: the transport payload (may be empty for TCP control segments).
+            seq: TCP sequence number.
+            flags: TCP flags.
+
+        Raises:
+            DecodeError: from the protocol dissector.
+        """
+        if self.done:
+            return
+        if self.proto == 6:
+            self._feed_tcp(d, payload, seq, flags)
+        elif payload:
+            self._feed_udp(d, payload)
+
+    # -- TCP ----------------------------------------------------------------------------------
+
+    def _feed_tcp(self, d: int, payload: bytes, seq: int, flags: int) -> None:
+        if self._dirs is None:
+            self._dirs = (_Direction(), _Direction())
+        side = self._dirs[d]
+        if side.isn is None:
+            if flags & TcpFlags.SYN:
+                side.isn = (seq + 1) & 0xFFFFFFFF
+                return
+            if not payload:
+                return
+            side.isn = seq
+        if not payload:
+            return
+        new = side.reasm.feed(tcp_relative(seq, side.isn), payload)
+        if not new:
+            return
+        if self._kind == _UNKNOWN:
+            self._classify(d, new)
+        if self._kind == _TLS:
+            self._tls(d, side, new)
+        elif self._kind in (_HTTP, _SSH, _SOCKS, _DNS):
+            if len(side.stream) < PLAIN_LIMIT_BYTES:
+                side.stream += new[: PLAIN_LIMIT_BYTES - len(side.stream)]
+            self._plain(d)
+        if side.reasm.overflowed:
+            self.done = True
+
+    def _classify(self, d: int, first: bytes) -> None:
+        if tls.looks_like_tls_client_hello(first) or (d == 1 and first[:1] == b"\x16"):
+            self._kind = _TLS
+            self.meta.app = "tls"
+        elif first.startswith(b"SSH-") or (d == 1 and b"SSH-" in first[:256]):
+            self._kind = _SSH
+            self.meta.app = "ssh"
+        elif (d == 0 and http.try_decode_http_request(first[:16]) is not None) or _http_start(
+            first
+        ):
+            self._kind = _HTTP
+            self.meta.app = "http"
+        elif (self.server_port in _DNS_PORTS or self.client_port in _DNS_PORTS) and (
+            dns.looks_like_dns(first, tcp=True)
+        ):
+            self._kind = _DNS
+            self.meta.app = "dns"
+        elif d == 0 and first[:1] in (b"\x04", b"\x05") and socks.try_decode_socks(first, True):
+            self._kind = _SOCKS
+            self.meta.app = "socks"
+        else:
+            self._kind = _NONE
+            self.done = True
+
+    def _tls(self, d: int, side: _Direction, new: bytes) -> None:
+        if side.tls is None:
+            side.tls = tls.TlsHandshakeReader()
+        for msg in side.tls.feed(new):
+            if msg.msg_type == _TLS_HANDSHAKE_CLIENT_HELLO and d == 0:
+                self._client_hello(tls.decode_client_hello(msg.body), "t")
+            elif msg.msg_type == _TLS_HANDSHAKE_SERVER_HELLO and d == 1:
+                hello = tls.decode_server_hello(msg.body)
+                self.meta.tls_version = hello.selected_version
+                self.meta.tls_cipher = hello.cipher_suite
+            elif msg.msg_type == _TLS_HANDSHAKE_CERTIFICATE and d == 1:
+                cert = tls.decode_certificate(msg.body)
+                self.meta.cert_subject = cert.subject
+                self.meta.cert_issuer = cert.issuer
+                self.meta.cert_san = cert.san
+        m = self.meta
+        server_done = (
+            m.cert_subject
+            or m.tls_version == 0x0304
+            or (
+                self._dirs is not None
+                and self._dirs[1].tls is not None
+                and self._dirs[1].tls.done
+            )
+        )
+        if m.ja4 and m.tls_version and server_done:
+            self.done = True
+
+    def _client_hello(self, hello: tls.TlsClientHello, transport: str) -> None:
+        m = self.meta
+        m.sni = hello.sni or ""
+        m.alpn = hello.alpn
+        m.tls_versions = hello.supported_versions or (hello.legacy_version,)
+        m.ech = hello.ech
+        m.ja4 = tls.ja4(hello, transport)
+
+    def _plain(self, d: int) -> None:
+        assert self._dirs is not None
+        client, server = bytes(self._dirs[0].stream), bytes(self._dirs[1].stream)
+        m = self.meta
+        if self._kind == _HTTP:
+            if client and not m.http_method:
+                req = http.try_decode_http_request(client)
+                if req is not None and (req.complete or len(client) >= PLAIN_LIMIT_BYTES):
+                    m.http_method, m.http_host, m.http_url = req.method, req.host or "", req.url
+                    m.http_user_agent = req.user_agent or ""
+                    m.connect_target = req.connect_target or ""
+            if server and not m.http_status:
+                resp = http.try_decode_http_response(server)
+                if resp is not None:
+                    m.http_status, m.http_server = resp.status, resp.server or ""
+            self.done = bool(m.http_method and m.http_status)
+        elif self._kind == _SSH:
+            for i, data in ((0, client), (1, server)):
+                banner = ssh.try_decode_ssh_banner(data) if data else None
+                if banner is not None:
+                    if i == 0:
+                        m.ssh_client = banner.raw
+                    else:
+                        m.ssh_server = banner.raw
+            self.done = bool(m.ssh_client and m.ssh_server)
+        elif self._kind == _SOCKS:
+            target = socks.socks_target([client]) if client else None
+            if target:
+                m.socks_target = target
+                self.done = True
+        elif self._kind == _DNS:
+            for i, data in ((0, client), (1, server)):
+                for msg in dns.decode_dns_tcp(data):
+                    self._dns(i, msg)
+            self.done = bool(m.dns_query and m.dns_rcode >= 0)
+
+    # -- UDP ----------------------------------------------------------------------------------
+
+    def _feed_udp(self, d: int, payload: bytes) -> None:
+        if self._kind == _UNKNOWN:
+            if quic.is_quic_long_header(payload):
+                self._kind = _TLS
+            elif (
+                self.server_port in _DNS_PORTS or self.client_port in _DNS_PORTS
+            ) and dns.looks_like_dns(payload):
+                self._kind = _DNS
+                self.meta.app = "dns"
+            elif (d == 0 and payload[:1] in (b"\x0c", b"\x0d", b"\x08", b"\x09")) or (
+                payload[:1] == b"\x40" and self.server_port == 443
+            ):
+                self._kind = _GQUIC
+            else:
+                self._kind = _NONE
+                self.done = True
+                return
+        if self._kind == _DNS:
+            self._dns(d, dns.decode_dns(payload))
+            self.done = bool(self.meta.dns_query and self.meta.dns_rcode >= 0)
+        elif self._kind == _TLS:
+            self._quic_datagram(d, payload)
+        elif self._kind == _GQUIC:
+            hello = quic.decode_gquic(payload)
+            self.meta.app = "gquic"
+            self.meta.quic_version = hello.version
+            self.meta.sni = hello.sni or ""
+            if hello.uaid:
+                self.meta.http_user_agent = hello.uaid
+            self.done = True
+
+    def _quic_datagram(self, d: int, payload: bytes) -> None:
+        if d == 1:
+            return  # server Initials add nothing the client's hello does not give
+        if not quic.is_quic_long_header(payload):
+            return
+        packets = quic.decode_initials(payload, client_dcid=self._quic_dcid)
+        if not packets:
+            return
+        m = self.meta
+        m.app = "quic"
+        if self._quic is None:
+            self._quic = quic.QuicClientHelloAssembler()
+            self._quic_dcid = packets[0].dcid
+            m.quic_version = quic.quic_version_name(packets[0].version)
+        for p in packets:
+            self._quic.add(p)
+        raw = self._quic.client_hello_bytes()
+        if raw is not None:
+            self._client_hello(tls.decode_client_hello(raw[4:]), "q")
+            self.done = True
+
+    def _dns(self, d: int, msg: dns.DnsMessage) -> None:
+        m = self.meta
+        if msg.questions and not m.dns_query:
+            q = msg.questions[0]
+            m.dns_query, m.dns_qtype = q.name.rstrip("."), q.qtype
+        if msg.qr:
+            m.dns_rcode = msg.rcode
+            m.dns_answers = tuple(r.value for r in msg.answers if r.value is not None)[:16]
+
+
+_METHODS = (
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"CONNECT ",
+    b"PATCH ",
+    b"TRACE ",
+    b"HTTP/1.",
+)
+
+
+def _http_start(data: bytes) -> bool:
+    return data.startswith(_METHODS)

@@ -1,0 +1,316 @@
+"""Streaming readers for pcap and pcapng files, plain or gzip-compressed.
+
+Theory of operation: :func:`open_capture` sniffs the first bytes (gzip magic, then the pcap or
+pcapng magic) and returns a reader that yields :class:`~sluice.io.source.RawPacket` one at a time
+from a bounded read buffer, so a capture of any size is read in constant memory.
+
+Damage is never a traceback. A header that is not a capture raises
+:class:`~sluice.errors.CaptureError` before any packet is read. Damage after the header — a last
+record cut short, a record length that cannot be right, a block whose trailing length disagrees —
+is counted in ``stats.anomalies`` under a stable reason, and reading stops there: the packets before
+the damage have already been yielded. Formats: pcap (tcpdump.org/manpages/pcap-savefile.5) in both
+byte orders with micro- or nanosecond stamps; pcapng (draft-ietf-opsawg-pcapng) with several
+sections and interfaces, EPB, SPB and the obsolete packet block, ``if_tsresol``/``if_tsoffset``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "CaptureReader",
+    "open_capture",
+    "sniff_format",
+]
+
+import gzip
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from sluice.errors import CaptureError
+from sluice.io.source import RawPacket, SourceStats
+
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+"""A record or block longer than this is damage, not a packet."""
+
+READ_CHUNK_BYTES = 1 << 20
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def sniff_format(head: bytes) -> str:
+    """Name the capture format from its first bytes: ``pcap``, ``pcapng``, ``gzip`` or ``""``."""
+    if head[:2] == GZIP_MAGIC:
+        return "gzip"
+    if head[:4] in PCAP_MAGICS:
+        return "pcap"
+    if head[:4] == PCAPNG_SHB:
+        return "pcapng"
+    return ""
+
+
+class _Buffer:
+    """A bounded read-ahead window over a binary stream."""
+
+    def __init__(self, f: BinaryIO, stats: SourceStats) -> None:
+        self.f = f
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+        self.stats = stats
+
+    def ensure(self, n: int) -> bool:
+        """Make ``n`` bytes available at ``pos``; False if the stream ends first."""
+        while len(self.buf) - self.pos < n and not self.eof:
+            try:
+                chunk = self.f.read(max(READ_CHUNK_BYTES, n))
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                self.stats.count(
+                    "capture.bad_gzip"
+                    if not isinstance(exc, EOFError)
+                    else "capture.truncated_gzip"
+                )
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                break
+            self.stats.bytes_read += len(chunk)
+            self.buf = self.buf[self.pos :] + chunk
+            self.pos = 0
+        return len(self.buf) - self.pos >= n
+
+    def take(self, n: int) -> bytes:
+        p = self.pos
+        self.pos = p + n
+        return self.buf[p : p + n]
+
+    @property
+    def at_end(self) -> bool:
+        return self.pos >= len(self.buf) and self.eof
+
+
+class CaptureReader:
+    """Iterate the packets of one capture file.
+
+    Args:
+        path: a pcap or pcapng file, optionally gzip-compressed.
+
+    Raises:
+        CaptureError: ``capture.not_found``, ``capture.is_directory``,
+            ``capture.permission_denied``, ``capture.empty``, ``capture.bad_magic``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.stats = SourceStats()
+        raw = _open_file(self.path)
+        head = raw.read(4)
+        raw.seek(0)
+        self.compressed = sniff_format(head) == "gzip"
+        self._file: BinaryIO = raw
+        if self.compressed:
+            try:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as probe:
+                    head = probe.read(4)
+            except (EOFError, OSError, zlib.error) as exc:
+                raw.close()
+                raise CaptureError("capture.bad_gzip", self.path, f"bad gzip: {exc}") from exc
+            raw.seek(0)
+            self._file = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        self.stats.bytes_total = os.fstat(raw.fileno()).st_size
+        self._raw = raw
+        self.format = sniff_format(head)
+        if not head:
+            self.close()
+            raise CaptureError("capture.empty", self.path, "empty file")
+        if self.format not in ("pcap", "pcapng"):
+            self.close()
+            raise CaptureError(
+                "capture.bad_magic", self.path, f"not a pcap or pcapng file (magic {head.hex()})"
+            )
+
+    def progress(self) -> tuple[int, int | None]:
+        """Bytes of the file consumed so far, and the file size."""
+        try:
+            done = self._raw.tell()
+        except (OSError, ValueError):
+            done = self.stats.bytes_read
+        return done, self.stats.bytes_total
+
+    def __iter__(self) -> Iterator[RawPacket]:
+        buf = _Buffer(self._file, SourceStats())
+        buf.stats = self.stats
+        if self.format == "pcap":
+            yield from _read_pcap(buf, self.stats)
+        else:
+            yield from _read_pcapng(buf, self.stats)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+        self._raw.close()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_capture(path: str | os.PathLike[str]) -> CaptureReader:
+    """Open a capture file for streaming; see :class:`CaptureReader`."""
+    return CaptureReader(path)
+
+
+def _open_file(path: str) -> BinaryIO:
+    if os.path.isdir(path):
+        raise CaptureError("capture.is_directory", path, "is a directory, not a capture file")
+    try:
+        return open(path, "rb")  # closed by CaptureReader.close
+    except FileNotFoundError as exc:
+        raise CaptureError("capture.not_found", path, "no such file") from exc
+    except PermissionError as exc:
+        raise CaptureError("capture.permission_denied", path, "permission denied") from exc
+    except OSError as exc:
+        raise CaptureError("capture.io_error", path, str(exc)) from exc
+
+
+def _read_pcap(buf: _Buffer, stats: SourceStats) -> Iterator[RawPacket]:
+    if not buf.ensure(24):
+        stats.count("capture.truncated_header")
+        return
+    header = buf.take(24)
+    order, unit = PCAP_MAGICS[header[:4]]
+    _maj, _min, _zone, _sig, snaplen, network = struct.unpack(order + "HHiIII", header[4:])
+    linktype = network & 0xFFFF
+    rec = struct.Struct(order + "IIII")
+    limit = max(snaplen, 262144) if snaplen <= MAX_RECORD_BYTES else MAX_RECORD_BYTES
+    while True:
+        if not buf.ensure(16):
+            if not buf.at_end or buf.pos < len(buf.buf):
+                stats.count("capture.truncated_record")
+            return
+        sec, frac, caplen, wirelen = rec.unpack(buf.take(16))
+        if caplen > limit:
+            stats.count("capture.bad_record_length")
+            return
+        if not buf.ensure(caplen):
+            stats.count("capture.truncated_record")
+            return
+        data = buf.take(caplen)
+        yield RawPacket(sec + frac * unit, linktype, data, max(wirelen, caplen), 0)
+
+
+class _Iface:
+    __slots__ = ("linktype", "snaplen", "tsoffset", "unit")
+
+    def __init__(self, linktype: int, snaplen: int, unit: float, tsoffset: int) -> None:
+        self.linktype, self.snaplen, self.unit, self.tsoffset = linktype, snaplen, unit, tsoffset
+
+
+def _idb(body: bytes, order: str) -> _Iface:
+    linktype, _res, snaplen = struct.unpack_from(order + "HHI", body, 0)
+    unit, tsoffset = 1e-6, 0
+    pos = 8
+    while pos + 4 <= len(body):
+        code, length = struct.unpack_from(order + "HH", body, pos)
+        pos += 4
+        if code == 0:
+            break
+        value = body[pos : pos + length]
+        if code == 9 and length >= 1:  # if_tsresol
+            r = value[0]
+            unit = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0**-r
+        elif code == 14 and length >= 8:  # if_tsoffset
+            (tsoffset,) = struct.unpack_from(order + "q", value, 0)
+        pos += (length + 3) & ~3
+    return _Iface(linktype, snaplen, unit, tsoffset)
+
+
+def _read_pcapng(buf: _Buffer, stats: SourceStats) -> Iterator[RawPacket]:
+    order = "<"
+    ifaces: list[_Iface] = []
+    first = True
+    while True:
+        if not buf.ensure(12):
+            if buf.pos < len(buf.buf):
+                stats.count("capture.truncated_record")
+            return
+        btype_raw = buf.buf[buf.pos : buf.pos + 4]
+        if btype_raw == PCAPNG_SHB:
+            bom = buf.buf[buf.pos + 8 : buf.pos + 12]
+            if bom == b"\x4d\x3c\x2b\x1a":
+                order = "<"
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                order = ">"
+            else:
+                stats.count("capture.bad_byte_order_magic")
+                return
+            ifaces = []
+        elif first:
+            stats.count("capture.bad_block_length")
+            return
+        first = False
+        btype, blen = struct.unpack_from(order + "II", buf.buf, buf.pos)
+        if blen < 12 or blen % 4 or blen > MAX_RECORD_BYTES:
+            stats.count("capture.bad_block_length")
+            return
+        if not buf.ensure(blen):
+            stats.count("capture.truncated_record")
+            return
+        block = buf.take(blen)
+        (trailer,) = struct.unpack_from(order + "I", block, blen - 4)
+        if trailer != blen:
+            stats.count("capture.bad_block_length")
+            return
+        body = block[8 : blen - 4]
+        if btype == 1:
+            if len(body) < 8:
+                stats.count("capture.bad_block_length")
+                return
+            ifaces.append(_idb(body, order))
+        elif btype == 6:  # enhanced packet block
+            if len(body) < 20:
+                stats.count("capture.bad_block_length")
+                return
+            iid, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", body, 0)
+            if iid >= len(ifaces):
+                stats.count("capture.unknown_interface")
+                continue
+            if 20 + caplen > len(body):
+                stats.count("capture.bad_record_length")
+                return
+            ifc = ifaces[iid]
+            ts = ((hi << 32) | lo) * ifc.unit + ifc.tsoffset
+            yield RawPacket(ts, ifc.linktype, body[20 : 20 + caplen], max(wirelen, caplen), iid)
+        elif btype == 3:  # simple packet block: interface 0, no timestamp
+            if not ifaces or len(body) < 4:
+                stats.count("capture.unknown_interface")
+                continue
+            (wirelen,) = struct.unpack_from(order + "I", body, 0)
+            ifc = ifaces[0]
+            caplen = min(wirelen, len(body) - 4)
+            if ifc.snaplen:
+                caplen = min(caplen, ifc.snaplen)
+            yield RawPacket(0.0, ifc.linktype, body[4 : 4 + caplen], wirelen, 0)
+        elif btype == 2:  # obsolete packet block
+            if len(body) < 20:
+                stats.count("capture.bad_block_length")
+                return
+            iid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", body, 0)
+            if iid >= len(ifaces) or 20 + caplen > len(body):
+                stats.count("capture.bad_record_length")
+                return
+            ifc = ifaces[iid]
+            ts = ((hi << 32) | lo) * ifc.unit + ifc.tsoffset
+            yield RawPacket(ts, ifc.linktype, body[20 : 20 + caplen], max(wirelen, caplen), iid)
+        # other blocks (name resolution, statistics, decryption secrets, custom) are skipped
