@@ -86,7 +86,7 @@ def parse_l2l4(
                 et = _be16(buf, q + 2)
                 q += 4
                 nv += 1
-            if bad or et == 0x8847 or et == 0x8848:
+            if bad or et == 0x8847 or et == 0x8848 or et == 0x8864:
                 continue
         elif lt == 101 or lt == 228 or lt == 229:
             if p >= end:
@@ -110,7 +110,7 @@ def parse_l2l4(
             q = p + 20
         else:
             continue
-        if et == 0x8100 or et == 0x88A8 or et == 0x9100 or et == 0x8847 or et == 0x8848:
+        if et == 0x8100 or et == 0x88A8 or et == 0x9100 or et == 0x8847 or et == 0x8848 or et == 0x8864:
             continue
         vlan[i] = (nv << 24) | vcode
         if et == 0x800:

@@ -227,14 +227,12 @@ class AppInspector:
         if self._kind == _UNKNOWN:
             if quic.is_quic_long_header(payload):
                 self._kind = _TLS
-            elif (
-                self.server_port in _DNS_PORTS or self.client_port in _DNS_PORTS
-            ) and dns.looks_like_dns(payload):
+            elif (self.server_port in _DNS_PORTS or self.client_port in _DNS_PORTS) and (
+                dns.looks_like_dns(payload)
+            ):
                 self._kind = _DNS
                 self.meta.app = "dns"
-            elif (d == 0 and payload[:1] in (b"\x0c", b"\x0d", b"\x08", b"\x09")) or (
-                payload[:1] == b"\x40" and self.server_port == 443
-            ):
+            elif d == 0 and _gquic_public_header(payload, self.server_port):
                 self._kind = _GQUIC
             else:
                 self._kind = _NONE
@@ -245,29 +243,40 @@ class AppInspector:
             self.done = bool(self.meta.dns_query and self.meta.dns_rcode >= 0)
         elif self._kind == _TLS:
             self._quic_datagram(d, payload)
-        elif self._kind == _GQUIC:
-            hello = quic.decode_gquic(payload)
-            self.meta.app = "gquic"
-            self.meta.quic_version = hello.version
-            self.meta.sni = hello.sni or ""
-            if hello.uaid:
-                self.meta.http_user_agent = hello.uaid
-            self.done = True
+        elif self._kind == _GQUIC and d == 0:
+            self._gquic(payload)
+
+    def _gquic(self, payload: bytes) -> None:
+        hello = quic.decode_gquic(payload)
+        m = self.meta
+        m.app = "gquic"
+        m.quic_version = hello.version
+        m.sni = hello.sni or ""
+        m.http_user_agent = hello.uaid or ""
+        self.done = True
 
     def _quic_datagram(self, d: int, payload: bytes) -> None:
-        if d == 1:
-            return  # server Initials add nothing the client's hello does not give
         if not quic.is_quic_long_header(payload):
             return
+        if quic.is_gquic_version(int.from_bytes(payload[1:5], "big")):
+            if d == 0:
+                self._gquic(payload)
+            return
+        header = quic.decode_long_header(payload)
+        m = self.meta
+        if d == 1:
+            if header.packet_type == quic.LongPacketType.RETRY:
+                self._quic_dcid = header.scid  # keys of later client Initials (RFC 9001 §5.2)
+            return  # server Initials add nothing the client's hello does not give
         packets = quic.decode_initials(payload, client_dcid=self._quic_dcid)
         if not packets:
             return
-        m = self.meta
         m.app = "quic"
         if self._quic is None:
             self._quic = quic.QuicClientHelloAssembler()
-            self._quic_dcid = packets[0].dcid
             m.quic_version = quic.quic_version_name(packets[0].version)
+        if self._quic_dcid is None:
+            self._quic_dcid = packets[0].dcid
         for p in packets:
             self._quic.add(p)
         raw = self._quic.client_hello_bytes()
@@ -297,6 +306,17 @@ _METHODS = (
     b"TRACE ",
     b"HTTP/1.",
 )
+
+
+def _gquic_public_header(payload: bytes, server_port: int) -> bool:
+    """A gQUIC (Q024–Q043) client packet: public flags with the version bit, a Q0xx version."""
+    return (
+        len(payload) > 13
+        and payload[0] & 0x01 == 0x01
+        and payload[0] & 0x80 == 0
+        and b"Q0" in payload[1:14]
+        and server_port in (443, 80, 8443)
+    )
 
 
 def _http_start(data: bytes) -> bool:

@@ -43,6 +43,7 @@ class EtherType(IntEnum):
     MPLS = 0x8847
     MPLS_MULTICAST = 0x8848
     TEB = 0x6558  #: transparent Ethernet bridging (Ethernet inside GRE)
+    PPPOE_SESSION = 0x8864  #: PPPoE session stage (RFC 2516), PPP inside
 
 
 _TAG_TYPES = frozenset((EtherType.VLAN, EtherType.QINQ, EtherType.QINQ_OLD))
@@ -106,7 +107,21 @@ def _after_type(buf: bytes | memoryview, off: int, etype: int) -> tuple[LinkHead
     mpls: tuple[int, ...] = ()
     if etype in _MPLS_TYPES:
         mpls, etype, off = ethertype_after_mpls(buf, off)
+    elif etype == EtherType.PPPOE_SESSION:
+        etype, off = _pppoe(buf, off)
     return LinkHeader(etype, tuple(vlans), mpls), off
+
+
+_PPP_TO_ETHERTYPE = {0x0021: EtherType.IPV4, 0x0057: EtherType.IPV6}
+
+
+def _pppoe(buf: bytes | memoryview, off: int) -> tuple[int, int]:
+    """PPPoE session header (RFC 2516 §4) and the PPP protocol field (RFC 1661 §2)."""
+    _need(buf, off, 8, "pppoe.truncated")
+    if buf[off] != 0x11 or buf[off + 1] != 0x00:
+        raise DecodeError("pppoe.bad_header", off, f"version/type {buf[off]:#x} code {buf[off + 1]}")
+    (ppp,) = _U16.unpack_from(buf, off + 6)
+    return _PPP_TO_ETHERTYPE.get(ppp, 0), off + 8
 
 
 def decode_ethernet(buf: bytes | memoryview, off: int = 0) -> tuple[LinkHeader, int]:

@@ -1,0 +1,186 @@
+"""Writing flow records: an aligned table for people, JSONL, CSV and Parquet for programs."""
+
+from __future__ import annotations
+
+__all__ = ["FORMATS", "FlowWriter", "open_flow_writer"]
+
+import csv
+import json
+from collections.abc import Iterable
+from typing import IO, Any, Protocol
+
+from sluice.flows.record import RECORD_COLUMNS, FlowRecord
+
+FORMATS = ("table", "jsonl", "csv", "parquet")
+
+_TABLE_COLUMNS = (
+    ("flow_id", 6), ("proto", 5), ("client", 24), ("server", 24), ("packets", 8),
+    ("bytes", 10), ("duration", 9), ("app", 6), ("server_name", 40),
+)
+_PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
+
+
+class FlowWriter(Protocol):
+    """Something flow records can be written to."""
+
+    def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _endpoint(addr: str, port: int, version: int) -> str:
+    if not port:
+        return addr
+    return f"[{addr}]:{port}" if version == 6 else f"{addr}:{port}"
+
+
+class _TableWriter:
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.header = False
+
+    def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
+        for r in records:
+            if not self.header:
+                self.out.write(" ".join(n.ljust(w) for n, w in _TABLE_COLUMNS).rstrip() + "\n")
+                self.header = True
+            cells = (
+                str(r.flow_id) + ("e" if r.early else ""),
+                _PROTO.get(r.proto, str(r.proto)),
+                _endpoint(r.client, r.client_port, r.ip_version),
+                _endpoint(r.server, r.server_port, r.ip_version),
+                f"{r.c2s_packets}/{r.s2c_packets}",
+                str(r.c2s_bytes + r.s2c_bytes),
+                f"{r.duration:.3f}",
+                r.meta.app or "-",
+                r.meta.server_name or "-",
+            )
+            self.out.write(
+                " ".join(c.ljust(w) for c, (_n, w) in zip(cells, _TABLE_COLUMNS, strict=True)).rstrip()
+                + "\n"
+            )
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class _JsonlWriter:
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
+        for r in records:
+            row = {**(extra or {}), **r.to_dict()}
+            self.out.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return value
+
+
+class _CsvWriter:
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.writer: Any = None
+
+    def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
+        for r in records:
+            row = {**(extra or {}), **r.to_dict()}
+            if self.writer is None:
+                self.writer = csv.DictWriter(self.out, fieldnames=[*(extra or {}), *RECORD_COLUMNS])
+                self.writer.writeheader()
+            self.writer.writerow({k: _flat(v) for k, v in row.items()})
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class _ParquetWriter:
+    """Rows are buffered and written in row groups (bounded memory)."""
+
+    ROW_GROUP = 65536
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        self.writer: Any = None
+
+    def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
+        for r in records:
+            self.rows.append({**(extra or {}), **r.to_dict()})
+            if len(self.rows) >= self.ROW_GROUP:
+                self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.rows:
+            return
+        table = pa.Table.from_pylist(self.rows, schema=self.writer.schema if self.writer else _schema(self.rows[0]))
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table)
+        self.rows = []
+
+    def close(self) -> None:
+        self._flush()
+        if self.writer is not None:
+            self.writer.close()
+
+
+_ARROW_TYPES = {
+    "int": "int64", "float": "float64", "str": "string", "bool": "bool",
+    "tuple[int, ...]": "list<int64>", "tuple[float, ...]": "list<float64>",
+    "tuple[str, ...]": "list<string>",
+}
+
+
+def _schema(first_row: dict[str, Any]) -> Any:
+    """Arrow schema of flat flow rows, from the record's type annotations."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from sluice.flows.record import AppMeta
+
+    types = {f.name: str(f.type) for cls in (FlowRecord, AppMeta) for f in dataclasses.fields(cls)}
+    types.update(duration="float", server_name="str")
+    arrow = {
+        "int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
+        "list<int64>": pa.list_(pa.int64()), "list<float64>": pa.list_(pa.float64()),
+        "list<string>": pa.list_(pa.string()),
+    }
+    fields = []
+    for name, value in first_row.items():
+        kind = _ARROW_TYPES.get(types.get(name, ""), "")
+        if not kind:
+            kind = "int64" if isinstance(value, int) else "string"
+        fields.append(pa.field(name, arrow[kind]))
+    return pa.schema(fields)
+
+
+def open_flow_writer(fmt: str, out: IO[str] | None, path: str | None) -> FlowWriter:
+    """A writer for ``fmt``; Parquet needs a ``path``, the others write to ``out``.
+
+    Raises:
+        ValueError: unknown format, or Parquet without a path.
+    """
+    if fmt == "parquet":
+        if path is None:
+            raise ValueError("parquet output needs --out FILE")
+        return _ParquetWriter(path)
+    if out is None:
+        raise ValueError(f"{fmt} output needs a stream")
+    if fmt == "table":
+        return _TableWriter(out)
+    if fmt == "jsonl":
+        return _JsonlWriter(out)
+    if fmt == "csv":
+        return _CsvWriter(out)
+    raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
