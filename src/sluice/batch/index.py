@@ -13,6 +13,7 @@ import gzip
 import os
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -105,7 +106,7 @@ def _gunzip_prefix(path: str) -> bytes:
 
 
 @numba.njit(cache=True, nogil=True)
-def _u32(buf: npt.NDArray[np.uint8], p: int, le: bool) -> int:
+def _u32(buf: npt.NDArray[np.uint8], p: int, le: bool) -> Any:
     if le:
         return (
             np.int64(buf[p])
@@ -122,7 +123,7 @@ def _u32(buf: npt.NDArray[np.uint8], p: int, le: bool) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _u16(buf: npt.NDArray[np.uint8], p: int, le: bool) -> int:
+def _u16(buf: npt.NDArray[np.uint8], p: int, le: bool) -> Any:
     if le:
         return np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8)
     return np.int64(buf[p + 1]) | (np.int64(buf[p]) << 8)

@@ -15,12 +15,12 @@ OK, SLOW, NON_IP, DROPPED = 0, 1, 2, 3
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _be16(b, p):  # type: ignore[no-untyped-def]
+def _be16(b, p):
     return (np.int64(b[p]) << 8) | np.int64(b[p + 1])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _be32(b, p):  # type: ignore[no-untyped-def]
+def _be32(b, p):
     return (
         (np.int64(b[p]) << 24)
         | (np.int64(b[p + 1]) << 16)
@@ -30,7 +30,7 @@ def _be32(b, p):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _be64(b, p):  # type: ignore[no-untyped-def]
+def _be64(b, p):
     v = np.uint64(0)
     for k in range(8):
         v = (v << np.uint64(8)) | np.uint64(b[p + k])
@@ -48,7 +48,7 @@ def parse_l2l4(
     src_hi,
     src_lo,
     dst_hi,
-    dst_lo,  # type: ignore[no-untyped-def]
+    dst_lo,
     sport,
     dport,
     proto,
@@ -193,7 +193,7 @@ def parse_l2l4(
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _mix(h, v):  # type: ignore[no-untyped-def]
+def _mix(h, v):
     h ^= v + np.uint64(0x9E3779B97F4A7C15) + (h << np.uint64(6)) + (h >> np.uint64(2))
     h ^= h >> np.uint64(31)
     h *= np.uint64(0xBF58476D1CE4E5B9)
@@ -201,7 +201,7 @@ def _mix(h, v):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
-def canonical_hash(valid, src_hi, src_lo, sport, dst_hi, dst_lo, dport, proto, ctx, fwd, h):  # type: ignore[no-untyped-def]
+def canonical_hash(valid, src_hi, src_lo, sport, dst_hi, dst_lo, dport, proto, ctx, fwd, h):
     """Orientation of every packet and a 64-bit hash of its canonical flow key."""
     for j in range(len(valid)):
         i = valid[j]
@@ -234,7 +234,7 @@ def assign_flows(
     dport,
     proto,
     ctx,
-    fwd,  # type: ignore[no-untyped-def]
+    fwd,
     flags,
     h,
     idle,
@@ -331,7 +331,7 @@ def aggregate(
     pay_len,
     flags,
     lfrag,
-    nf,  # type: ignore[no-untyped-def]
+    nf,
     packets,
     nbytes,
     pbytes,
@@ -362,7 +362,7 @@ def aggregate(
 
 
 @numba.njit(cache=True, nogil=True)
-def byte_stats(buf, start, length):  # type: ignore[no-untyped-def]
+def byte_stats(buf, start, length):
     """Shannon entropy (bits per byte) and printable fraction of ``buf[start:start+length]``."""
     if length <= 0:
         return -1.0, -1.0

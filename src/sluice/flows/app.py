@@ -14,6 +14,8 @@ from __future__ import annotations
 
 __all__ = ["AppInspector"]
 
+from typing import Literal
+
 from sluice.flows.record import AppMeta
 from sluice.wire import dns, http, quic, socks, ssh, tls
 from sluice.wire.reassembly import StreamReassembler, tcp_relative
@@ -157,12 +159,12 @@ class AppInspector:
                 self._client_hello(tls.decode_client_hello(msg.body), "t")
             elif msg.msg_type == _TLS_HANDSHAKE_SERVER_HELLO and d == 1:
                 hello = tls.decode_server_hello(msg.body)
-                self.meta.tls_version = hello.selected_version
+                self.meta.tls_version = hello.selected_version or hello.version
                 self.meta.tls_cipher = hello.cipher_suite
             elif msg.msg_type == _TLS_HANDSHAKE_CERTIFICATE and d == 1:
                 cert = tls.decode_certificate(msg.body)
-                self.meta.cert_subject = cert.subject
-                self.meta.cert_issuer = cert.issuer
+                self.meta.cert_subject = cert.subject or ""
+                self.meta.cert_issuer = cert.issuer or ""
                 self.meta.cert_san = cert.san
         m = self.meta
         server_done = (
@@ -177,7 +179,7 @@ class AppInspector:
         if m.ja4 and m.tls_version and server_done:
             self.done = True
 
-    def _client_hello(self, hello: tls.TlsClientHello, transport: str) -> None:
+    def _client_hello(self, hello: tls.TlsClientHello, transport: Literal["t", "q", "d"]) -> None:
         m = self.meta
         m.sni = hello.sni or ""
         m.alpn = hello.alpn
