@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = ["CaptureIndex", "index_capture", "load_capture_bytes"]
 
 import gzip
+import mmap
 import os
 import zlib
 from dataclasses import dataclass
@@ -87,10 +88,10 @@ def load_capture_bytes(path: str) -> npt.NDArray[np.uint8]:
                 raise CaptureError("capture.bad_gzip", path, f"bad gzip: {exc}") from exc
         return np.frombuffer(data, dtype=np.uint8)
     if fmt == "":
-        raise CaptureError(
-            "capture.bad_magic", path, f"not a pcap or pcapng file (magic {head.hex()})"
-        )
-    return np.memmap(path, dtype=np.uint8, mode="r")
+        raise CaptureError("capture.bad_magic", path, f"not a pcap or pcapng file (magic {head.hex()})")
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(mapped, dtype=np.uint8)  # a plain array over the mapping: cheap slices
 
 
 def _gunzip_prefix(path: str) -> bytes:
@@ -181,19 +182,9 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
             break
         is_shb = buf[p] == 0x0A and buf[p + 1] == 0x0D and buf[p + 2] == 0x0D and buf[p + 3] == 0x0A
         if is_shb:
-            if (
-                buf[p + 8] == 0x4D
-                and buf[p + 9] == 0x3C
-                and buf[p + 10] == 0x2B
-                and buf[p + 11] == 0x1A
-            ):
+            if buf[p + 8] == 0x4D and buf[p + 9] == 0x3C and buf[p + 10] == 0x2B and buf[p + 11] == 0x1A:
                 le = True
-            elif (
-                buf[p + 8] == 0x1A
-                and buf[p + 9] == 0x2B
-                and buf[p + 10] == 0x3C
-                and buf[p + 11] == 0x4D
-            ):
+            elif buf[p + 8] == 0x1A and buf[p + 9] == 0x2B and buf[p + 10] == 0x3C and buf[p + 11] == 0x4D:
                 le = False
             else:
                 status = 4
@@ -349,9 +340,7 @@ def index_capture(path: str) -> CaptureIndex:
         linktype = np.full(n, network, np.int64)
         iface = np.zeros(n, np.int64)
     else:
-        n, status, unknown = _walk_pcapng(
-            buf, False, empty_i, empty_i, empty_i, empty_f, empty_i, empty_i
-        )
+        n, status, unknown = _walk_pcapng(buf, False, empty_i, empty_i, empty_i, empty_f, empty_i, empty_i)
         if unknown:
             anomalies["capture.unknown_interface"] = int(unknown)
         offset, caplen, wirelen, linktype, iface = (np.empty(n, np.int64) for _ in range(5))

@@ -22,10 +22,7 @@ def _be16(b, p):
 @numba.njit(cache=True, nogil=True, inline="always")
 def _be32(b, p):
     return (
-        (np.int64(b[p]) << 24)
-        | (np.int64(b[p + 1]) << 16)
-        | (np.int64(b[p + 2]) << 8)
-        | np.int64(b[p + 3])
+        (np.int64(b[p]) << 24) | (np.int64(b[p + 1]) << 16) | (np.int64(b[p + 2]) << 8) | np.int64(b[p + 3])
     )
 
 
@@ -379,5 +376,3 @@ def byte_stats(buf, start, length):
             if (0x20 <= b < 0x7F) or b == 9 or b == 10 or b == 13:
                 printable += c
     return ent + 0.0, printable / length
-
-

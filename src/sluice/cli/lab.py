@@ -33,17 +33,25 @@ def list_cmd(as_json: bool) -> None:
     """Show the scenarios and whether their programs are installed."""
     for sc in all_scenarios().values():
         missing = sc.missing()
-        row = {"name": sc.name, "class": sc.traffic_class, "family": sc.family,
-               "variants": list(sc.variants), "quick": sc.quick,
-               "installed": not missing, "missing": missing, "packages": sc.packages(),
-               "summary": sc.summary}
+        row = {
+            "name": sc.name,
+            "class": sc.traffic_class,
+            "family": sc.family,
+            "variants": list(sc.variants),
+            "quick": sc.quick,
+            "installed": not missing,
+            "missing": missing,
+            "packages": sc.packages(),
+            "summary": sc.summary,
+        }
         if as_json:
             click.echo(json.dumps(row))
         else:
             state = "installed" if not missing else "missing: " + ",".join(missing)
             mark = "*" if sc.quick else " "
-            click.echo(f"{mark} {sc.name:<14} {sc.traffic_class + '/' + sc.family:<26} "
-                       f"{state:<22} {sc.summary}")
+            click.echo(
+                f"{mark} {sc.name:<14} {sc.traffic_class + '/' + sc.family:<26} {state:<22} {sc.summary}"
+            )
     if not as_json:
         click.echo("(* = quick subset; variants: sluice lab list --json)")
 
@@ -52,8 +60,15 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the apt-get command only.")
 def install_cmd(dry_run: bool) -> None:
     """Install every scenario's programs from Debian packages (apt-get, as root)."""
-    argv = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y",
-            "--no-install-recommends", *all_packages()]
+    argv = [
+        "apt-get",
+        "-o",
+        "DPkg::Lock::Timeout=600",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        *all_packages(),
+    ]
     if dry_run:
         click.echo(" ".join(argv))
         return
@@ -76,8 +91,10 @@ def clean_cmd() -> None:
 
 def _echo_report(rep: SessionReport, as_json: bool) -> None:
     if as_json:
-        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in
-             ((f, getattr(rep, f)) for f in rep.__dataclass_fields__)}
+        d = {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in ((f, getattr(rep, f)) for f in rep.__dataclass_fields__)
+        }
         click.echo(json.dumps(d))
         return
     line = f"{rep.status:<7} {rep.session_id:<44} {rep.seconds:6.1f}s"
@@ -90,15 +107,33 @@ def _echo_report(rep: SessionReport, as_json: bool) -> None:
 
 @lab.command("run")
 @click.argument("scenarios", nargs=-1)
-@click.option("--sessions", "-n", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Sessions per scenario (variants rotate across sessions).")
+@click.option(
+    "--sessions",
+    "-n",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Sessions per scenario (variants rotate across sessions).",
+)
 @click.option("--seed", "-s", type=int, default=0, show_default=True, help="Run seed.")
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("lab-out"), show_default=True, help="Output directory.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Sessions run in parallel.")
-@click.option("--duration", type=click.FloatRange(min=0.5), default=3.0, show_default=True,
-              help="Target seconds of payload mix per session.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("lab-out"),
+    show_default=True,
+    help="Output directory.",
+)
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Sessions run in parallel."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.5),
+    default=3.0,
+    show_default=True,
+    help="Target seconds of payload mix per session.",
+)
 @click.option("--quick", is_flag=True, help="Without SCENARIOS: only the quick subset.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per session.")
 def run_cmd(
@@ -121,8 +156,15 @@ def run_cmd(
         sys.exit(EXIT_USAGE)
     t0 = time.monotonic()
     try:
-        reports = run_lab(plan, sessions=sessions, seed=seed, out=out, jobs=jobs,
-                          duration_s=duration, progress=lambda r: _echo_report(r, as_json))
+        reports = run_lab(
+            plan,
+            sessions=sessions,
+            seed=seed,
+            out=out,
+            jobs=jobs,
+            duration_s=duration,
+            progress=lambda r: _echo_report(r, as_json),
+        )
     except LabError as exc:
         click.echo(f"sluice lab run: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -132,8 +174,10 @@ def run_cmd(
     failed = [r for r in reports if r.status == "failed"]
     skipped = [r for r in reports if r.status == "skipped"]
     size = sum(r.capture_bytes for r in ok)
-    summary = (f"{len(ok)} ok, {len(failed)} failed, {len(skipped)} skipped in "
-               f"{time.monotonic() - t0:.1f}s; {size / 1e6:.2f} MB of captures in {out}")
+    summary = (
+        f"{len(ok)} ok, {len(failed)} failed, {len(skipped)} skipped in "
+        f"{time.monotonic() - t0:.1f}s; {size / 1e6:.2f} MB of captures in {out}"
+    )
     click.echo(summary, err=as_json)
     if failed:
         sys.exit(EXIT_FAILED)

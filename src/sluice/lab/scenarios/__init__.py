@@ -1,0 +1,40 @@
+"""One module per scenario family; :data:`SCENARIO_CLASSES` lists them in ``lab list`` order."""
+
+from __future__ import annotations
+
+__all__ = ["SCENARIO_CLASSES"]
+
+from sluice.lab.scenario import Scenario
+from sluice.lab.scenarios.dns import Dns
+from sluice.lab.scenarios.obfs4 import Obfs4
+from sluice.lab.scenarios.openvpn import OpenVpn
+from sluice.lab.scenarios.proxies import HttpProxy, Socks
+from sluice.lab.scenarios.shadowsocks import Shadowsocks, ShadowsocksPlugin
+from sluice.lab.scenarios.ssh import SshSocks, Sshuttle
+from sluice.lab.scenarios.tunnels import HttpTunnel, Iodine, Kcptun, Ptunnel, Stunnel, Vxlan
+from sluice.lab.scenarios.v2ray import Trojan, V2ray
+from sluice.lab.scenarios.web import Http, Https
+from sluice.lab.scenarios.wireguard import WireGuard
+
+SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
+    OpenVpn,
+    WireGuard,
+    Shadowsocks,
+    SshSocks,
+    Https,
+    Dns,
+    ShadowsocksPlugin,
+    Sshuttle,
+    Http,
+    Stunnel,
+    HttpTunnel,
+    Kcptun,
+    Ptunnel,
+    Iodine,
+    Vxlan,
+    Socks,
+    HttpProxy,
+    V2ray,
+    Trojan,
+    Obfs4,
+)

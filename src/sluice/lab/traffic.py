@@ -1,0 +1,215 @@
+"""Payload mixes: page loads, bulk downloads, interactive requests and idle gaps, with curl.
+
+A session's web site (:func:`make_site`) is random files whose SHA-256 the lab knows; every
+download is checked against it, so a transfer only counts when the exact bytes came back.
+:func:`plan_mix` draws a sequence of actions from the session's random generator and
+:func:`run_mix` runs them with curl in the client namespace (through whatever proxy or tunnel the
+scenario set up).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Action",
+    "Site",
+    "TrafficReport",
+    "make_site",
+    "plan_mix",
+    "run_mix",
+    "served_from",
+]
+
+import hashlib
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sluice.lab.httpd import read_server_log
+from sluice.lab.topology import LabError, Topology
+
+MIX_KINDS = ("page", "bulk", "interactive", "idle")
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Files a lab web server serves, with their sizes and digests."""
+
+    root: Path
+    """Directory served."""
+    files: dict[str, tuple[int, str]]
+    """File name -> (size, sha256 hex)."""
+
+    def names(self, prefix: str) -> list[str]:
+        """File names starting with ``prefix`` (sorted)."""
+        return sorted(n for n in self.files if n.startswith(prefix))
+
+
+def make_site(root: Path, rng: random.Random, *, bulk_max: int = 2_000_000) -> Site:
+    """Write a random site: ~30 small objects, 3 bulk files and an index page."""
+    root.mkdir(parents=True, exist_ok=True)
+    files: dict[str, tuple[int, str]] = {}
+    sizes = {f"o{i:02d}.bin": rng.randrange(200, 60_000) for i in range(30)}
+    sizes |= {f"bulk{i}.bin": rng.randrange(200_000, max(bulk_max, 200_001)) for i in range(3)}
+    sizes |= {f"t{i:02d}.txt": rng.randrange(20, 600) for i in range(20)}
+    for name, size in sizes.items():
+        data = rng.randbytes(size)
+        (root / name).write_bytes(data)
+        files[name] = (size, hashlib.sha256(data).hexdigest())
+    index = b"<!doctype html><title>lab</title>" + b"".join(
+        f'<img src="{n}">'.encode() for n in sorted(sizes)[:8]
+    )
+    (root / "index.html").write_bytes(index)
+    files["index.html"] = (len(index), hashlib.sha256(index).hexdigest())
+    return Site(root, files)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One step of a payload mix."""
+
+    kind: str
+    """``page``, ``bulk``, ``interactive`` or ``idle``."""
+    files: tuple[str, ...] = ()
+    """Files to fetch (one connection, in order)."""
+    pause_s: float = 0.0
+    """Idle time after the step (for ``interactive``: time between requests)."""
+
+
+def plan_mix(rng: random.Random, site: Site, duration_s: float, *, bulk: bool = True) -> list[Action]:
+    """A random mix that starts with a page load and (if ``bulk``) has a bulk download.
+
+    ``bulk=False`` leaves bulk downloads out and loads pages of small text objects only, for
+    slow carriers (ICMP, DNS tunnels).
+    """
+    weights = [rng.random() + 0.2 if bulk or k != "bulk" else 0.0 for k in MIX_KINDS]
+    objs = site.names("o") if bulk else site.names("t")
+    actions = [Action("page", ("index.html", *rng.sample(objs, rng.randrange(3, 9))))]
+    if bulk:
+        actions.append(Action("bulk", (rng.choice(site.names("bulk")),)))
+    budget = duration_s - 1.0
+    while budget > 0:
+        kind = rng.choices(MIX_KINDS, weights)[0]
+        if kind == "page":
+            actions.append(Action(kind, tuple(rng.sample(objs, rng.randrange(2, 10)))))
+            budget -= 0.4
+        elif kind == "bulk":
+            actions.append(Action(kind, (rng.choice(site.names("bulk")),)))
+            budget -= 0.6
+        elif kind == "interactive":
+            n = rng.randrange(3, 10)
+            gap = rng.uniform(0.05, 0.4)
+            actions.append(Action(kind, tuple(rng.choices(site.names("t"), k=n)), gap))
+            budget -= n * gap + 0.1
+        else:
+            pause = rng.uniform(0.3, 1.5)
+            actions.append(Action(kind, (), pause))
+            budget -= pause
+    rng.shuffle(actions[1:])
+    return actions
+
+
+@dataclass(slots=True)
+class TrafficReport:
+    """What the client got, checked byte for byte."""
+
+    ok: int = 0
+    """Transfers whose content matched the site."""
+    failed: int = 0
+    """Transfers that failed or returned other bytes."""
+    bytes_ok: int = 0
+    """Payload bytes of the good transfers."""
+    files_ok: list[str] = field(default_factory=list)
+    """Names of the good transfers, in order."""
+    errors: list[str] = field(default_factory=list)
+    """Short descriptions of what failed."""
+
+
+def _curl(
+    topo: Topology,
+    base_url: str,
+    files: Sequence[str],
+    outdir: Path,
+    curl_args: Sequence[str],
+    rate_per_min: int | None,
+    timeout: float,
+) -> tuple[list[tuple[str, Path, str]], str]:
+    argv = [
+        "curl",
+        "-sS",
+        "--max-time",
+        str(int(timeout)),
+        *curl_args,
+        "-w",
+        "%{http_code} %{size_download}\\n",
+    ]
+    if rate_per_min:
+        argv += ["--rate", f"{rate_per_min}/m"]
+    outs = []
+    for i, name in enumerate(files):
+        out = outdir / f"{time.monotonic_ns()}-{i}-{name}"
+        argv += ["-o", str(out), f"{base_url.rstrip('/')}/{name}"]
+        outs.append((name, out, ""))
+    r = topo.run("client", argv, check=False, timeout=timeout + 5)
+    return outs, r.stderr.strip()
+
+
+def run_mix(
+    topo: Topology,
+    actions: Iterable[Action],
+    site: Site,
+    base_url: str,
+    *,
+    curl_args: Sequence[str] = (),
+    timeout: float = 20,
+) -> TrafficReport:
+    """Run ``actions`` with curl in the client namespace and check every download.
+
+    Args:
+        topo: topology the client runs in.
+        actions: from :func:`plan_mix`.
+        site: the files the server serves.
+        base_url: URL the files are under, as the client reaches them.
+        curl_args: extra curl arguments (proxy, CA file, TLS options ...).
+        timeout: per curl run, seconds.
+    """
+    rep = TrafficReport()
+    outdir = topo.workdir / "downloads"
+    outdir.mkdir(exist_ok=True)
+    for act in actions:
+        if act.kind == "idle":
+            time.sleep(act.pause_s)
+            continue
+        rate = int(60 / act.pause_s) if act.kind == "interactive" and act.pause_s > 0 else None
+        outs, err = _curl(topo, base_url, act.files, outdir, curl_args, rate, timeout)
+        for name, path, _ in outs:
+            size, digest = site.files[name]
+            try:
+                data = path.read_bytes()
+                path.unlink()
+            except FileNotFoundError:
+                data = None
+            if data is not None and len(data) == size and hashlib.sha256(data).hexdigest() == digest:
+                rep.ok += 1
+                rep.bytes_ok += size
+                rep.files_ok.append(name)
+            else:
+                rep.failed += 1
+                got = "nothing" if data is None else f"{len(data)} bytes"
+                rep.errors.append(f"{act.kind} {name}: got {got} {err[-160:]}")
+    return rep
+
+
+def served_from(log: Path, clients: Iterable[str]) -> tuple[int, int]:
+    """Requests with status 200 in a server log: (from ``clients``, from anywhere else).
+
+    Raises:
+        LabError: the log has no request at all.
+    """
+    allowed = set(clients)
+    recs = [r for r in read_server_log(log) if r.get("status") == 200]
+    if not recs:
+        raise LabError("lab.no_server_requests", str(log))
+    inside = sum(1 for r in recs if r.get("client") in allowed)
+    return inside, len(recs) - inside
