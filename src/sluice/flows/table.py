@@ -98,6 +98,8 @@ def payload_stats(payload: bytes) -> tuple[float, float]:
 
 def format_tunnels(tun: TunnelContext, a_is_client: bool) -> str:
     """Text form of a flow's tunnel context, oriented client to server."""
+    if not tun:
+        return ""
     return "|".join(
         f"{kind}{'/' + str(ident) if ident else ''}:"
         + (
