@@ -282,6 +282,9 @@ _PLAIN_BYTES = bytes(b for b in range(0x21, 0x7F) if b not in _SPECIAL)
 _NAME_TYPES = frozenset({DnsType.NS, DnsType.CNAME, DnsType.PTR, DnsType.DNAME})
 # Empty rdata is how RFC 2136 §2.4/§2.5 UPDATE prerequisites and deletions (class ANY or NONE)
 # and RFC 1035 §6.4 inverse queries carry records of these types.
+_ADDRESS_TYPES = frozenset({DnsType.A, DnsType.AAAA})
+# IN, and NONE/ANY as RFC 2136 UPDATE uses them; mDNS sets the top bit (cache flush).
+_ADDRESS_CLASSES = frozenset({DnsClass.IN, DnsClass.NONE, DnsClass.ANY})
 _EMPTY_OK = frozenset({DnsType.A, DnsType.AAAA, DnsType.MX, DnsType.SOA, *_NAME_TYPES})
 
 
@@ -429,11 +432,15 @@ def _txt_value(rdata: bytes, pos: int) -> str:
     return b"".join(parts).decode("utf-8", "backslashreplace")
 
 
-def _decode_rdata(data: bytes, rtype: int, pos: int, end: int, seen: _Suffixes) -> tuple[bytes, str | None]:
+def _decode_rdata(
+    data: bytes, rtype: int, rclass: int, pos: int, end: int, seen: _Suffixes
+) -> tuple[bytes, str | None]:
     """Decode the rdata in ``data[pos:end]``; return (self-contained rdata, value)."""
     size = end - pos
     if size == 0 and rtype in _EMPTY_OK:
         return b"", None
+    if rtype in _ADDRESS_TYPES and (rclass & 0x7FFF) not in _ADDRESS_CLASSES:
+        return data[pos:end], None  # A and AAAA are defined for class IN only (RFC 1035 §3.4)
     if rtype == DnsType.A:
         if size != 4:
             raise DecodeError("dns.bad_rdata", pos, f"A rdata of {size} bytes")
@@ -505,7 +512,7 @@ def _decode_records(
         end = pos + rdlen
         if end > n:
             raise DecodeError("dns.truncated", pos, "rdata runs past the end")
-        rdata, value = _decode_rdata(data, rtype, pos, end, seen)
+        rdata, value = _decode_rdata(data, rtype, rclass, pos, end, seen)
         records.append(DnsRecord(_labels_text(labels), rtype, rclass, ttl, rdata, value))
         pos = end
     return tuple(records), starts, pos
@@ -726,6 +733,8 @@ def make_dns_record(
         DecodeError: ``dns.bad_rdata`` for an unsupported type or bad address, or a name error.
     """
     owner = _labels_text(_text_labels(name))
+    if rtype in _ADDRESS_TYPES and (rclass & 0x7FFF) not in _ADDRESS_CLASSES:
+        raise DecodeError("dns.bad_rdata", 0, "A and AAAA records are defined for class IN")
     try:
         if rtype == DnsType.A:
             addr = ipaddress.IPv4Address(value)
