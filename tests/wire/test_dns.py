@@ -332,12 +332,17 @@ def test_encoder_rejects_bad_names() -> None:
         ("a..b", "dns.bad_label"),
         ("x" * 64 + ".com", "dns.bad_label"),
         (".".join(["abcdefghi"] * 26), "dns.name_too_long"),
-        ("пример.рф", "dns.bad_label"),
         ("bad\\999.com", "dns.bad_label"),
     ):
         with pytest.raises(DecodeError) as err:
             encode_dns_query(name)
         assert err.value.reason == reason, name
+
+
+def test_utf8_labels_display_decoded_and_encode_back() -> None:
+    wire = encode_dns_query("пример.рф")
+    assert decode_dns(wire).query_name == "пример.рф"  # mDNS/LLMNR style UTF-8 labels (RFC 6762 §16)
+    assert decode_dns(encode_dns_query("\\195\\040.x")).query_name == "\\195\\(.x"  # not UTF-8: dig escapes
 
 
 # ------------------------------------------------------------------------------ DNS over TCP
@@ -718,8 +723,10 @@ def test_encode_then_decode_is_identity(ident: int, qname: str, qtype: int, answ
     resp = encode_dns_response(query, answers)
     msg = decode_dns(resp)
     assert msg.id == ident and msg.qr
-    assert msg.questions == (DnsQuestion(qname, qtype, 1),)
-    assert msg.answers == tuple(answers)
+    # names come back in display form (UTF-8 labels decoded), which encodes to the same wire
+    assert msg.questions[0].qtype == qtype and msg.questions[0].qclass == 1
+    assert encode_dns_query(msg.questions[0].name, qtype, ident) == query
+    assert [(a.rtype, a.ttl, a.rdata) for a in msg.answers] == [(a.rtype, a.ttl, a.rdata) for a in answers]
     assert encode_dns(msg) == resp
     # dnspython agrees on the names.
     theirs = dns.message.from_wire(resp)

@@ -230,7 +230,7 @@ class AppInspector:
             if quic.is_quic_long_header(payload):
                 self._kind = _TLS
             elif (self.server_port in _DNS_PORTS or self.client_port in _DNS_PORTS) and (
-                dns.looks_like_dns(payload)
+                dns.looks_like_dns(payload) or _dns_answers_only(payload)
             ):
                 self._kind = _DNS
                 self.meta.app = "dns"
@@ -291,6 +291,9 @@ class AppInspector:
         if msg.questions and not m.dns_query:
             q = msg.questions[0]
             m.dns_query, m.dns_qtype = q.name.rstrip("."), q.qtype
+        elif msg.answers and not m.dns_query:  # mDNS announcements, inverse queries: no question
+            a = msg.answers[0]
+            m.dns_query, m.dns_qtype = a.name.rstrip("."), a.rtype
         if msg.qr:
             m.dns_rcode = msg.rcode
             m.dns_answers = tuple(r.value for r in msg.answers if r.value is not None)[:16]
@@ -308,6 +311,16 @@ _METHODS = (
     b"TRACE ",
     b"HTTP/1.",
 )
+
+
+def _dns_answers_only(payload: bytes) -> bool:
+    """A DNS message with answers and no question (mDNS announcement, inverse query response)."""
+    return (
+        len(payload) >= 12
+        and payload[4:6] == b"\x00\x00"
+        and payload[6:8] != b"\x00\x00"
+        and int.from_bytes(payload[6:8], "big") < 64
+    )
 
 
 def _gquic_public_header(payload: bytes, server_port: int) -> bool:

@@ -289,8 +289,17 @@ _EMPTY_OK = frozenset({DnsType.A, DnsType.AAAA, DnsType.MX, DnsType.SOA, *_NAME_
 
 
 def _label_text(label: bytes) -> str:
+    """Text of one label: ASCII as is; UTF-8 text (mDNS, LLMNR: RFC 6762 §16) decoded; anything
+    else, and dots, backslashes and control bytes, escaped as dig does (``\\DDD``)."""
     if not label.translate(None, _PLAIN_BYTES):
         return label.decode("ascii")
+    if max(label) >= 0x80:
+        try:
+            text = label.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        if text and text.isprintable() and not any(ch in text for ch in ".\\ ()\";$@"):
+            return text
     return "".join([_BYTE_TEXT[b] for b in label])
 
 
@@ -400,8 +409,10 @@ def _text_labels(name: str) -> list[bytes]:
             cur.clear()
             i += 1
             continue
-        if ord(ch) > 0x7F:
-            raise DecodeError("dns.bad_label", i, "non-ASCII character (use IDNA)")
+        if ord(ch) > 0x7F:  # UTF-8 label text, as decoded from mDNS/LLMNR names
+            cur += ch.encode("utf-8", "surrogatepass")
+            i += 1
+            continue
         cur.append(ord(ch))
         i += 1
     if cur:
