@@ -54,6 +54,8 @@ class Columns:
         self.pay_len = np.zeros(n, np.int64)
         self.ctx = np.zeros(n, np.int64)
         self.lfrag = np.zeros(n, np.bool_)
+        self.noinspect = np.zeros(n, np.bool_)
+        self.reasm = np.zeros(n, np.bool_)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class FlowWork:
     inv_ctx: dict[int, tuple[tuple[int, ...], TunnelContext]]
     fwd: npt.NDArray[np.bool_]
     slow_payload: dict[int, bytes]
+    reassembled: dict[int, tuple[bytes, int, int]]
     reasons: list[str]
     cfg: FlowConfig
     early: bool
@@ -130,7 +133,7 @@ class _Job:
         self.final = _sums(w, 1 << 62)
         self.early = _sums(w, w.cfg.early_packets) if w.early and w.cfg.early_packets else None
         self.row_starts = np.searchsorted(w.pkt_flow[w.by_flow], np.arange(w.nf + 1))
-        self.mem = memoryview(w.ix.buf)
+        self.mem = memoryview(w.ix.buf)  # type: ignore[arg-type]  # numpy arrays are buffers
 
     def run(self, lo: int, hi: int) -> tuple[list[FlowRecord], list[FlowRecord], dict[str, int]]:
         before = Counter(self.loop.summary.anomalies)
@@ -155,10 +158,11 @@ class _Job:
     def _inspect(self, lo: int, hi: int) -> tuple[dict[int, AppMeta], dict[int, AppMeta]]:
         w, c = self.w, self.w.c
         rows = w.by_flow[self.row_starts[lo] : self.row_starts[hi]]
-        cand = rows[
-            (w.pkt_idx[rows] < w.cfg.inspect_packets) & ((c.pay_len[rows] > 0) | (c.flags[rows] != 0))
-        ]
-        cand = cand[~c.lfrag[cand]]
+        # empty segments matter to an inspector only when they carry a SYN (the ISN); the
+        # streaming path feeds the others too, as no-ops
+        first_packets = w.pkt_idx[rows] < w.cfg.inspect_packets
+        useful = ((c.pay_len[rows] > 0) | (c.flags[rows] & 0x02 != 0)) & ~c.noinspect[rows]
+        cand = rows[first_packets & (useful | c.reasm[rows])]
         metas: dict[int, AppMeta] = {}
         early_metas: dict[int, AppMeta] = {}
         k_early = w.cfg.early_packets if self.early is not None else 0
@@ -175,6 +179,7 @@ class _Job:
         cur = -1
         snapped = True
         inspect_payload = self.loop.inspect_payload
+        reassembled = w.reassembled
         for i, f, k, d, seq, flags in columns:
             if f != cur:
                 if insp is not None and not snapped:
@@ -189,7 +194,11 @@ class _Job:
                 insp = AppInspector(int(c.proto[i]), cport, sport)
                 metas[f] = insp.meta
             if not insp.done:
-                inspect_payload(insp, d, self._payload(i), seq, flags)
+                whole = reassembled.get(i)
+                if whole is not None:
+                    inspect_payload(insp, d, *whole)
+                else:
+                    inspect_payload(insp, d, self._payload(i), seq, flags)
         if insp is not None and not snapped:
             early_metas[cur] = insp.meta.copy()
         return metas, early_metas

@@ -117,13 +117,14 @@ def batch_flows(
         [ctx_ids.setdefault((_vlan_tuple(int(v)), ()), len(ctx_ids)) for v in codes], dtype=np.int64
     )
     c.ctx[fast] = mapped[inverse] if len(codes) else 0
-    slow_payload = _decode_slow(ix, c, loop, ctx_ids)
+    reassembled: dict[int, tuple[bytes, int, int]] = {}
+    slow_payload = _decode_slow(ix, c, loop, ctx_ids, reassembled)
     summary.non_ip = int(np.count_nonzero(c.status == K.NON_IP))
     valid = np.flatnonzero(c.status == K.OK)
     summary.ip_packets = len(valid)
     if progress is not None:
         progress(n)
-    records = _flows(ix, c, valid, cfg, loop, ctx_ids, slow_payload, early, workers)
+    records = _flows(ix, c, valid, cfg, loop, ctx_ids, slow_payload, reassembled, early, workers)
     summary.flows = sum(1 for r in records if not r.early)
     summary.early_records = sum(1 for r in records if r.early)
     return BatchResult(records, summary)
@@ -134,7 +135,9 @@ def _decode_slow(
     c: Columns,
     loop: PacketLoop,
     ctx_ids: dict[tuple[tuple[int, ...], tuple[tuple[str, bytes, bytes, int], ...]], int],
+    reassembled: dict[int, tuple[bytes, int, int]],
 ) -> dict[int, bytes]:
+    """Decode with the streaming path's code every packet the numba parser left alone."""
     payloads: dict[int, bytes] = {}
     for i in np.flatnonzero(c.status == K.SLOW).tolist():
         off, cl = int(ix.offset[i]), int(ix.caplen[i])
@@ -160,7 +163,12 @@ def _decode_slow(
         c.sport[i], c.dport[i], c.proto[i] = pkt.sport, pkt.dport, pkt.proto
         c.flags[i], c.seq[i], c.iplen[i] = pkt.tcp_flags, pkt.seq, pkt.ip_len
         c.pay_len[i] = len(pkt.payload)
-        c.lfrag[i] = pkt.fragment is not None and pkt.fragment.offset > 0
+        if pkt.fragment is not None:
+            c.lfrag[i] = pkt.fragment.offset > 0
+            c.noinspect[i] = pkt.reassembled is None
+            if pkt.reassembled is not None:
+                c.reasm[i] = True
+                reassembled[i] = pkt.reassembled
         c.ctx[i] = ctx_ids.setdefault((key[5], key[6]), len(ctx_ids))
         payloads[i] = pkt.payload
     return payloads
@@ -174,6 +182,7 @@ def _flows(
     loop: PacketLoop,
     ctx_ids: dict[tuple[tuple[int, ...], tuple[tuple[str, bytes, bytes, int], ...]], int],
     slow_payload: dict[int, bytes],
+    reassembled: dict[int, tuple[bytes, int, int]],
     early: bool,
     workers: int | None,
 ) -> list[FlowRecord]:
@@ -260,6 +269,7 @@ def _flows(
         inv_ctx={v: k for k, v in ctx_ids.items()},
         fwd=fwd,
         slow_payload=slow_payload,
+        reassembled=reassembled,
         reasons=reasons,
         cfg=cfg,
         early=early,

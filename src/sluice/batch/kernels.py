@@ -169,7 +169,7 @@ def parse_l2l4(
                 continue
             if ulen:
                 l4end = min(l4end, l4 + ulen)
-            if dp == 4789 or sp == 3544 or dp == 3544 or sp == 2152 or dp == 2152:
+            if dp == 4789 or sp == 4789 or sp == 3544 or dp == 3544 or sp == 2152 or dp == 2152:
                 continue
             po = l4 + 8
         elif pr == 1 or pr == 58:

@@ -181,3 +181,38 @@ def run_cmd(
     click.echo(summary, err=as_json)
     if failed:
         sys.exit(EXIT_FAILED)
+
+
+@lab.command("dataset")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Parquet file to write (default: DIRECTORY/flows.parquet).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def dataset_cmd(directory: str, out_path: str | None, as_json: bool) -> None:
+    """Turn a directory of labeled lab captures into one labeled flow table (Parquet)."""
+    import json as _json
+
+    from sluice.errors import CaptureError, ConfigError
+    from sluice.lab.dataset import build_dataset
+
+    out = out_path or str(Path(directory) / "flows.parquet")
+    try:
+        summary = build_dataset(directory, out)
+    except ConfigError as exc:
+        click.echo(f"sluice lab dataset: error: {exc}", err=True)
+        sys.exit(2)
+    except CaptureError as exc:
+        click.echo(f"sluice lab dataset: error: {exc} [{exc.reason}]", err=True)
+        sys.exit(3)
+    doc = {"out": out, "captures": summary.captures, "flows": summary.flows,
+           "labeled": dict(sorted(summary.labeled.items())), "unlabeled": summary.unlabeled,
+           "skipped": summary.skipped}
+    if as_json:
+        click.echo(_json.dumps(doc, indent=2))
+        return
+    click.echo(f"{out}: {summary.flows} flows from {summary.captures} captures "
+               f"({sum(summary.labeled.values())} labeled, {summary.unlabeled} unlabeled)")
+    for name, n in sorted(summary.labeled.items()):
+        click.echo(f"  {name:32} {n}")
+    for path in summary.skipped:
+        click.echo(f"  skipped (no label file): {path}", err=True)

@@ -54,6 +54,7 @@ class AppInspector:
 
     __slots__ = (
         "_dirs",
+        "_heads",
         "_kind",
         "_quic",
         "_quic_dcid",
@@ -74,6 +75,7 @@ class AppInspector:
         self._dirs: tuple[_Direction, _Direction] | None = None
         self._quic: quic.QuicClientHelloAssembler | None = None
         self._quic_dcid: bytes | None = None
+        self._heads = [0, 0]
 
     def abort(self) -> None:
         """Stop inspecting (a dissector failed on this flow's payload)."""
@@ -192,17 +194,7 @@ class AppInspector:
         client, server = bytes(self._dirs[0].stream), bytes(self._dirs[1].stream)
         m = self.meta
         if self._kind == _HTTP:
-            if client and not m.http_method:
-                req = http.try_decode_http_request(client)
-                if req is not None and (req.complete or len(client) >= PLAIN_LIMIT_BYTES):
-                    m.http_method, m.http_host, m.http_url = req.method, req.host or "", req.url
-                    m.http_user_agent = req.user_agent or ""
-                    m.connect_target = req.connect_target or ""
-            if server and not m.http_status:
-                resp = http.try_decode_http_response(server)
-                if resp is not None:
-                    m.http_status, m.http_server = resp.status, resp.server or ""
-            self.done = bool(m.http_method and m.http_status)
+            self._http(client, server)
         elif self._kind == _SSH:
             for i, data in ((0, client), (1, server)):
                 banner = ssh.try_decode_ssh_banner(data) if data else None
@@ -213,15 +205,51 @@ class AppInspector:
                         m.ssh_server = banner.raw
             self.done = bool(m.ssh_client and m.ssh_server)
         elif self._kind == _SOCKS:
-            target = socks.socks_target([client]) if client else None
-            if target:
-                m.socks_target = target
-                self.done = True
+            if not m.socks_target and client:
+                m.socks_target = socks.socks_target([client]) or ""
+            offsets = socks.socks_tunnel_offsets(client, server) if m.socks_target else None
+            if offsets is not None:
+                self._enter_tunnel(offsets)
         elif self._kind == _DNS:
             for i, data in ((0, client), (1, server)):
                 for msg in dns.decode_dns_tcp(data):
                     self._dns(i, msg)
             self.done = bool(m.dns_query and m.dns_rcode >= 0)
+
+    def _http(self, client: bytes, server: bytes) -> None:
+        m = self.meta
+        if client and not m.http_method:
+            req = http.try_decode_http_request(client)
+            if req is not None and (req.complete or len(client) >= PLAIN_LIMIT_BYTES):
+                m.http_method, m.http_host, m.http_url = req.method, req.host or "", req.url
+                m.http_user_agent = req.user_agent or ""
+                m.connect_target = req.connect_target or ""
+                self._heads[0] = req.head_length
+        if server and not m.http_status:
+            resp = http.try_decode_http_response(server)
+            if resp is not None and resp.complete:
+                m.http_status, m.http_server = resp.status, resp.server or ""
+                self._heads[1] = resp.head_length
+        if m.connect_target and 200 <= m.http_status < 300:
+            self._enter_tunnel((self._heads[0], self._heads[1]))
+        else:
+            self.done = bool(m.http_method and m.http_status)
+
+    def _enter_tunnel(self, offsets: tuple[int, int]) -> None:
+        """Inspect what a proxy relays (TLS after SOCKS or HTTP CONNECT) from these offsets."""
+        assert self._dirs is not None
+        client_rest = bytes(self._dirs[0].stream[offsets[0] :])
+        if client_rest and not tls.looks_like_tls_client_hello(client_rest):
+            self.done = True
+            return
+        self._kind = _TLS
+        for d, off in enumerate(offsets):
+            side = self._dirs[d]
+            side.tls = tls.TlsHandshakeReader()
+            rest = bytes(side.stream[off:])
+            side.stream.clear()
+            if rest:
+                self._tls(d, side, rest)
 
     # -- UDP ----------------------------------------------------------------------------------
 

@@ -83,28 +83,71 @@ class RunSummary:
         }
 
 
+class _Datagram:
+    __slots__ = ("flags", "header_len", "pieces", "ports", "seq", "total")
+
+    def __init__(self) -> None:
+        self.ports: tuple[int, int] | None = None
+        self.header_len = -1
+        self.seq = 0
+        self.flags = 0
+        self.total = -1
+        self.pieces: dict[int, bytes] = {}
+
+
 class FragmentTracker:
-    """Give later IP fragments the ports that the first fragment of their datagram carried."""
+    """Reassemble fragmented IP datagrams (RFC 791 §3.2, RFC 8200 §4.5), bounded.
+
+    Later fragments get the ports of their datagram's first fragment, so they count in the right
+    flow; the fragment that completes a datagram carries the whole transport payload
+    (``Packet.reassembled``) for the application inspectors. Incomplete datagrams are dropped
+    oldest first when more than ``limit`` are pending; a datagram is never larger than 64 KiB.
+    """
+
+    MAX_DATAGRAM_BYTES = 65535
 
     def __init__(self, limit: int = MAX_FRAGMENT_DATAGRAMS) -> None:
         self.limit = limit
-        self.ports: OrderedDict[tuple[bytes, bytes, int, int], tuple[int, int]] = OrderedDict()
+        self.pending: OrderedDict[tuple[bytes, bytes, int, int], _Datagram] = OrderedDict()
 
     def apply(self, pkt: Packet) -> bool:
-        """Record or fill in the ports of a fragment; False for a later fragment of an unknown datagram."""
+        """Account one fragment; False for a later fragment whose first fragment is unknown."""
         frag = pkt.fragment
         assert frag is not None
         key = (pkt.src, pkt.dst, pkt.proto, frag.ident)
+        dg = self.pending.get(key)
+        if dg is None:
+            dg = self.pending[key] = _Datagram()
+            if len(self.pending) > self.limit:
+                self.pending.popitem(last=False)
         if frag.offset == 0:
-            self.ports[key] = (pkt.sport, pkt.dport)
-            if len(self.ports) > self.limit:
-                self.ports.popitem(last=False)
-            return True
-        ports = self.ports.get(key)
-        if ports is None:
-            return False
-        pkt.sport, pkt.dport = ports
-        return True
+            dg.ports = (pkt.sport, pkt.dport)
+            dg.header_len, dg.seq, dg.flags = pkt.l4_header_len, pkt.seq, pkt.tcp_flags
+            dg.pieces[dg.header_len] = pkt.payload
+        else:
+            dg.pieces[frag.offset] = pkt.payload
+        if not frag.more:
+            dg.total = frag.offset + len(pkt.payload)
+        known = dg.ports is not None
+        if known and frag.offset:
+            pkt.sport, pkt.dport = dg.ports  # type: ignore[misc]
+        if known and dg.total >= 0:
+            payload = self._complete(dg)
+            if payload is not None:
+                pkt.reassembled = (payload, dg.seq, dg.flags)
+                del self.pending[key]
+        return known or frag.offset == 0
+
+    def _complete(self, dg: _Datagram) -> bytes | None:
+        expected = dg.header_len
+        parts = []
+        for off in sorted(dg.pieces):
+            if off > expected or off + len(dg.pieces[off]) > self.MAX_DATAGRAM_BYTES:
+                return None
+            data = dg.pieces[off][expected - off :]
+            parts.append(data)
+            expected += len(data)
+        return b"".join(parts) if expected >= dg.total else None
 
 
 class PacketLoop:
@@ -144,16 +187,22 @@ class PacketLoop:
         return pkt
 
     def inspect(self, st: FlowState, d: int, pkt: Packet) -> None:
-        """Give a packet among a flow's first ones to the flow's application inspector."""
-        if pkt.fragment is not None and pkt.fragment.offset:
-            return
+        """Give a packet among a flow's first ones to the flow's application inspector.
+
+        A fragment is inspected only when it completes its datagram, with the whole payload.
+        """
+        payload, seq, flags = pkt.payload, pkt.seq, pkt.tcp_flags
+        if pkt.fragment is not None:
+            if pkt.reassembled is None:
+                return
+            payload, seq, flags = pkt.reassembled
         insp = st.inspector
         if insp is None:
-            if not pkt.payload and not pkt.tcp_flags:
+            if not payload and not flags:
                 return
             cport, sport = st.ports
             insp = st.inspector = AppInspector(pkt.proto, cport, sport)
-        self.inspect_payload(insp, d, pkt.payload, pkt.seq, pkt.tcp_flags)
+        self.inspect_payload(insp, d, payload, seq, flags)
 
     def inspect_payload(
         self, insp: AppInspector, d: int, payload: bytes, seq: int, flags: int

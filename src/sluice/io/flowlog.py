@@ -122,7 +122,8 @@ class _ParquetWriter:
 
         if not self.rows:
             return
-        table = pa.Table.from_pylist(self.rows, schema=self.writer.schema if self.writer else _schema(self.rows[0]))
+        schema = self.writer.schema if self.writer else _schema(self.rows[0])
+        table = pa.Table.from_pylist(self.rows, schema=schema)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table)

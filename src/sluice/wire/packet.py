@@ -87,6 +87,10 @@ class Packet:
     """Transport payload as captured (may be cut by the snap length)."""
     ethertype: int = 0
     """EtherType of the outermost link payload (ARP and others end the walk there)."""
+    l4_header_len: int = 0
+    """Length of the transport header (UDP 8, TCP its data offset, ICMP 4), 0 for others."""
+    reassembled: tuple[bytes, int, int] | None = None
+    """On the fragment that completes a datagram: (transport payload, TCP seq, TCP flags)."""
 
 
 def _link(data: bytes, linktype: int) -> tuple[LinkHeader, int]:
@@ -153,9 +157,11 @@ def decode_packet(data: bytes, linktype: int, pkt: Packet) -> None:
                 pkt.payload = data[off:end]
                 break
         elif proto == IpProto.TCP:
+            l4_start = off
             tcp, off = decode_tcp(data, off, end)
             pkt.sport, pkt.dport, pkt.tcp_flags = tcp.sport, tcp.dport, tcp.flags
             pkt.seq, pkt.ack, pkt.window = tcp.seq, tcp.ack, tcp.window
+            pkt.l4_header_len = off - l4_start
             pkt.payload = data[off:end]
             break
         elif proto == IpProto.UDP:
@@ -164,12 +170,14 @@ def decode_packet(data: bytes, linktype: int, pkt: Packet) -> None:
             if len(tunnels) < MAX_TUNNEL_DEPTH and ip.fragment is None:
                 inner, kind, ident, off = _udp_tunnel(data, off, end, sport, dport)
             if inner is None:
+                pkt.l4_header_len = 8
                 pkt.payload = data[off:end]
                 break
             pkt.sport = pkt.dport = 0
         elif proto in (IpProto.ICMP, IpProto.ICMPV6):
             layer = "icmp" if proto == IpProto.ICMP else "icmpv6"
             pkt.icmp_type, pkt.icmp_code = decode_icmp(data, off, end, layer=layer)
+            pkt.l4_header_len = 4
             pkt.payload = data[off + 4 : end]
             break
         else:
@@ -190,15 +198,15 @@ def decode_packet(data: bytes, linktype: int, pkt: Packet) -> None:
 def _udp_tunnel(
     data: bytes, off: int, end: int, sport: int, dport: int
 ) -> tuple[Inner | None, str, int, int]:
-    if dport == VXLAN_PORT:
+    if VXLAN_PORT in (dport, sport):  # replies from 4789 exist in the wild (and in our lab)
         vx = try_vxlan(data, off, end)
         if vx is not None:
             return Inner.ETHERNET, "vxlan", vx[0], vx[1]
-    elif TEREDO_PORT in (sport, dport):
+    if TEREDO_PORT in (sport, dport):
         pos = try_teredo(data, off, end)
         if pos is not None:
             return Inner.IPV6, "teredo", 0, pos
-    elif dport == GTPU_PORT or sport == GTPU_PORT:
+    if GTPU_PORT in (sport, dport):
         gt = try_gtpu(data, off, end)
         if gt is not None:
             inner = Inner.IPV4 if data[gt[1]] >> 4 == 4 else Inner.IPV6

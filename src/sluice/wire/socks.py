@@ -43,6 +43,7 @@ __all__ = [
     "SocksCommand",
     "SocksMessage",
     "socks_target",
+    "socks_tunnel_offsets",
     "try_decode_socks",
 ]
 
@@ -417,17 +418,22 @@ def socks_target(client_payloads: Sequence[bytes]) -> str | None:
     Raises:
         DecodeError: when the handshake starts like SOCKS but is malformed.
     """
-    buf = b"".join(client_payloads)[:MAX_CLIENT_BYTES]
+    hs = _client_handshake(b"".join(client_payloads)[:MAX_CLIENT_BYTES])
+    if hs is None or hs[1] not in (SocksCommand.CONNECT, SocksCommand.BIND):
+        return None
+    return hs[0]
+
+
+def _client_handshake(buf: bytes) -> tuple[str, int, int] | None:
+    """(target, command, offset after the request) of a complete client handshake."""
     if not buf:
         return None
-    target: str | None = None
-    command = 0
     if buf[0] == 4:
         msg = _client_message(buf)
         if not isinstance(msg, Socks4Request):
             return None
-        target, command = msg.target, msg.command
-    elif buf[0] == 5 and len(buf) >= 2 and buf[1] != 0:
+        return msg.target, msg.command, msg.size
+    if buf[0] == 5 and len(buf) >= 2 and buf[1] != 0:
         greeting = _socks5_greeting(buf, 0)
         if greeting is None or len(buf) <= greeting.size:
             return None
@@ -442,7 +448,41 @@ def socks_target(client_payloads: Sequence[bytes]) -> str | None:
         request = _socks5_request(buf, pos)
         if request is None:
             return None
-        target, command = request.target, request.command
-    if command in (SocksCommand.CONNECT, SocksCommand.BIND):
-        return target
+        return request.target, request.command, pos + request.size
     return None
+
+
+def socks_tunnel_offsets(client: bytes, server: bytes) -> tuple[int, int] | None:
+    """Where the relayed bytes start in each direction, once a CONNECT was granted.
+
+    Args:
+        client: the client's stream from its first byte.
+        server: the server's stream from its first byte.
+
+    Returns:
+        (client offset, server offset) past the SOCKS handshake (RFC 1928 §6, SOCKS4 reply),
+        or None while the handshake is incomplete, refused, or not a CONNECT.
+
+    Raises:
+        DecodeError: a handshake that starts like SOCKS but is malformed.
+    """
+    hs = _client_handshake(client[:MAX_CLIENT_BYTES])
+    if hs is None or hs[1] != SocksCommand.CONNECT:
+        return None
+    if client[0] == 4:
+        if len(server) < 8 or server[0] != 0 or server[1] != 90:
+            return None
+        return hs[2], 8
+    if len(server) < 2 or server[0] != 5:
+        return None
+    pos = 2
+    if server[1] == SocksAuthMethod.USERNAME_PASSWORD:
+        if len(server) < pos + 2 or server[pos + 1] != 0:
+            return None
+        pos += 2
+    if len(server) < pos + 4 or server[pos] != 5 or server[pos + 1] != 0:
+        return None
+    addr = _address(server, pos + 3)
+    if addr is None:
+        return None
+    return hs[2], addr[2]
