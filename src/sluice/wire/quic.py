@@ -46,11 +46,11 @@ __all__ = [
     "QuicVersion",
     "TransportParameter",
     "decode_gquic",
-    "is_gquic_version",
     "decode_initials",
     "decode_long_header",
     "decode_packet_number",
     "decode_transport_parameters",
+    "is_gquic_version",
     "is_quic_long_header",
     "quic_version_name",
 ]

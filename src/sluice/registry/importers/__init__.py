@@ -1,0 +1,145 @@
+"""Importers: one parser per input format, all giving a :class:`ParseResult`.
+
+:func:`parse_files` reads one or more files of one format (several files are the parts of one
+split dump, ``dump-00.csv`` ...), refuses damaged input before anything changes and returns one
+result; :func:`detect_format` guesses the format from a file's first bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from sluice.registry.importers._common import (
+    MAX_INPUT_BYTES,
+    ParseResult,
+    Progress,
+    check_damage,
+    read_input,
+)
+from sluice.registry.importers.lists import LIST_FORMATS, parse_list
+from sluice.registry.importers.rkn_csv import parse_rkn_csv
+from sluice.registry.importers.rkn_xml import parse_rkn_xml
+from sluice.registry.importers.rpz import parse_rpz
+from sluice.registry.model import RegistryError
+from sluice.registry.names import BadIndicator, canon_ip
+
+__all__ = [
+    "FORMATS",
+    "ParseResult",
+    "detect_format",
+    "parse_files",
+    "parse_list",
+    "parse_rkn_csv",
+    "parse_rkn_xml",
+    "parse_rpz",
+]
+
+FORMATS = ("rkn-csv", "rkn-xml", "hosts", "adblock", "rpz", "domains", "cidrs", "drop")
+"""Every input format (``auto`` picks one with :func:`detect_format`)."""
+
+_DUMP_PART = re.compile(r"dump(?:-\d+)?\.csv$")
+
+
+def detect_format(data: bytes, path: str = "") -> str:
+    """Guess an input's format from its first lines (and, for RKN parts, its name).
+
+    Args:
+        data: the file's bytes (only the first 64 KiB are looked at).
+        path: file name.
+
+    Returns:
+        One of :data:`FORMATS`.
+    """
+    head = data[:65536].decode("latin-1")
+    first = head.lstrip("\ufeff\xef\xbb\xbf").lstrip()
+    if first.startswith("Updated:") or _DUMP_PART.search(Path(path).name):
+        return "rkn-csv"
+    if first.startswith("<?xml") or "<reg:register" in head[:4096]:
+        return "rkn-xml"
+    lines = [ln.strip() for ln in head.splitlines()[:200]]
+    data_lines = [ln for ln in lines if ln and ln[0] not in "#!;["]
+    for ln in lines:
+        up = ln.upper().split(";")[0].split()
+        if ln.startswith(("$ORIGIN", "$TTL")) or "SOA" in up[1:4]:
+            return "rpz"
+    if any(ln.startswith("[Adblock") for ln in lines) or (data_lines and data_lines[0].startswith("||")):
+        return "adblock"
+    if not data_lines:
+        return "domains"
+    d0 = data_lines[0]
+    if re.search(r";\s*SBL\d+", d0):
+        return "drop"
+    tok = d0.split()
+    if len(tok) >= 2 and _is_ip(tok[0]) and not tok[1].startswith(("#", ";")):
+        return "hosts"
+    if sum(_is_ip(ln.split()[0].split(";")[0]) for ln in data_lines[:50]) > 0.9 * min(50, len(data_lines)):
+        return "cidrs"
+    return "domains"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        canon_ip(text)
+    except BadIndicator:
+        return False
+    return True
+
+
+def parse_files(
+    paths: Sequence[str | Path],
+    fmt: str = "auto",
+    *,
+    source: str = "",
+    max_bytes: int = MAX_INPUT_BYTES,
+    progress: Progress | None = None,
+) -> ParseResult:
+    """Read and parse the files of one import.
+
+    Args:
+        paths: the files (several only for the parts of a split RKN CSV dump).
+        fmt: one of :data:`FORMATS` or ``auto``.
+        source: the list name (authority of list decisions).
+        max_bytes: size limit per file.
+        progress: called with bytes processed over all files.
+
+    Returns:
+        The parse result.
+
+    Raises:
+        RegistryError: the file cannot be read, or is refused as damaged, truncated, binary,
+            badly encoded or empty (nothing has changed anywhere then).
+    """
+    if not paths:
+        raise RegistryError("registry.no_input", "no file given")
+    if fmt != "auto" and fmt not in FORMATS:
+        raise RegistryError("registry.bad_format", f"unknown format {fmt!r}")
+    if len(paths) > 1 and fmt not in ("auto", "rkn-csv"):
+        raise RegistryError("registry.bad_format", "several files only for RKN CSV dump parts")
+    done = 0
+
+    def prog(n: int) -> None:
+        if progress is not None:
+            progress(done + n)
+
+    result: ParseResult | None = None
+    for i, p in enumerate(paths):
+        path = str(p)
+        data = read_input(path, max_bytes)
+        f = detect_format(data, path) if fmt == "auto" else fmt
+        if i > 0 and f != "rkn-csv":
+            raise RegistryError("registry.bad_format", "later parts must be RKN CSV", path)
+        if f == "rkn-csv":
+            result = parse_rkn_csv(data, path, result=result, first_part=i == 0, progress=prog)
+        elif f == "rkn-xml":
+            result = parse_rkn_xml(data, path, prog)
+        elif f == "rpz":
+            result = parse_rpz(data, path, source=source, progress=prog)
+        elif f in LIST_FORMATS:
+            result = parse_list(data, f, path, source=source, progress=prog)
+        done += len(data)
+    assert result is not None
+    result.path = ";".join(str(p) for p in paths)
+    check_damage(result)
+    return result

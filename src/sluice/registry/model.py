@@ -1,0 +1,251 @@
+"""The register's records: entry kinds, legal basis, entries, audit and import records.
+
+An *entry* is one indicator (a domain name, a domain mask, a URL, an IP address or a subnet) that
+one *source* (a list such as ``rkn`` or ``hagezi-fake``) names, with the legal basis the source
+gives for it.  Entries are keyed by ``(source, kind, indicator)``; the same indicator named by two
+sources is two entries.  Indicators are stored in one canonical ASCII form (IDNA/punycode, lower
+case, no trailing dot, compressed IPv6) and shown in Unicode (:attr:`Entry.display`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AuditAction",
+    "AuditRecord",
+    "Entry",
+    "ImportRecord",
+    "ImportSummary",
+    "Kind",
+    "LegalBasis",
+    "RegistryError",
+    "RejectedLine",
+    "basis_from_json",
+    "basis_to_json",
+]
+
+from sluice.errors import SluiceError
+
+
+class RegistryError(SluiceError):
+    """A register operation that was refused; ``reason`` is a stable dotted code.
+
+    Attributes:
+        reason: ``registry.truncated``, ``registry.binary_input``, ``registry.not_found`` ...
+        path: the file or store concerned ("" when none).
+    """
+
+    def __init__(self, reason: str, detail: str, path: str = "") -> None:
+        self.reason = reason
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{path}: {detail}" if path else detail)
+
+
+class Kind(enum.StrEnum):
+    """What an indicator names and how it matches."""
+
+    DOMAIN = "domain"
+    """Exactly that host name (and ``www.`` + it, see :mod:`sluice.registry.matcher`)."""
+    DOMAIN_MASK = "domain-mask"
+    """The name and every name below it; written ``*.d``."""
+    URL = "url"
+    """One URL, matched after normalisation."""
+    IP = "ip"
+    """One IPv4 or IPv6 address."""
+    SUBNET = "subnet"
+    """An IPv4 or IPv6 network in CIDR notation."""
+
+
+class AuditAction(enum.StrEnum):
+    """What happened to an entry."""
+
+    ADDED = "added"
+    """The entry appeared in its source."""
+    REMOVED = "removed"
+    """The entry disappeared from its source."""
+    CHANGED = "changed"
+    """The entry's legal basis changed."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LegalBasis:
+    """Why an entry is in the register (free text where the source has no decision)."""
+
+    authority: str = ""
+    """The body that decided (``суд``, ``ФНС``, ``Spamhaus``, a list's name)."""
+    number: str = ""
+    """The decision's number (``2-1687/2013``, ``SBL123``), "" when none."""
+    date: str = ""
+    """The decision's date as the source writes it (``2013-05-23``), "" when none."""
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.authority, self.number, self.date) if p]
+        return " / ".join(parts) if parts else "(no decision given)"
+
+
+def basis_to_json(basis: tuple[LegalBasis, ...]) -> str:
+    """Serialise a tuple of decisions for the store (stable, compact).
+
+    Args:
+        basis: the decisions.
+
+    Returns:
+        A JSON array of ``[authority, number, date]`` arrays.
+    """
+    return json.dumps([[b.authority, b.number, b.date] for b in basis], ensure_ascii=False)
+
+
+def basis_from_json(text: str) -> tuple[LegalBasis, ...]:
+    """Inverse of :func:`basis_to_json`.
+
+    Args:
+        text: the stored JSON.
+
+    Returns:
+        The decisions.
+    """
+    return tuple(LegalBasis(str(a), str(n), str(d)) for a, n, d in json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One indicator named by one source."""
+
+    kind: Kind
+    """How the indicator matches."""
+    indicator: str
+    """Canonical ASCII form (punycode, lower case; ``*.d`` for masks)."""
+    source: str
+    """The list that names it (``rkn``, ``spamhaus-drop`` ...)."""
+    basis: tuple[LegalBasis, ...] = ()
+    """The decisions behind it, in the order the source gives them."""
+    display: str = ""
+    """The Unicode form shown to people ("" means same as ``indicator``)."""
+    added_at: str = ""
+    """When it first appeared (ISO 8601 UTC), "" when not from a store."""
+
+    @property
+    def shown(self) -> str:
+        """The form to show: Unicode when the indicator has one."""
+        return self.display or self.indicator
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One line of the append-only audit table."""
+
+    at: str
+    """When (ISO 8601 UTC)."""
+    action: AuditAction
+    """What happened."""
+    source: str
+    """Which list."""
+    kind: Kind
+    """The entry's kind."""
+    indicator: str
+    """The entry's canonical indicator."""
+    import_id: int
+    """Which import did it (see :class:`ImportRecord`)."""
+    old_basis: tuple[LegalBasis, ...] = ()
+    """Basis before (removed, changed)."""
+    new_basis: tuple[LegalBasis, ...] = ()
+    """Basis after (added, changed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRecord:
+    """One import (a sync of one source) as the store keeps it."""
+
+    import_id: int
+    """Store-assigned id."""
+    source: str
+    """The list synced."""
+    fmt: str
+    """The input format (``rkn-csv`` ...)."""
+    path: str
+    """The file(s) read, ``;``-joined."""
+    sha256: str
+    """Digest of the input bytes."""
+    at: str
+    """When (ISO 8601 UTC)."""
+    rows: int
+    """Data rows read (lines or records)."""
+    entries: int
+    """Entries in the source after the import."""
+    added: int
+    """Entries added."""
+    removed: int
+    """Entries removed."""
+    changed: int
+    """Entries whose basis changed."""
+    rejected: int
+    """Lines rejected."""
+    dump_time: str = ""
+    """The dump's own time stamp (``Updated:`` header), "" when none."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedLine:
+    """An input line that gave no entry, with why."""
+
+    line: int
+    """1-based line number (for multi-file imports: in its file)."""
+    reason: str
+    """Stable dotted code (``rkn_csv.bad_ip``)."""
+    text: str
+    """The line, shortened to 200 characters."""
+    path: str = ""
+    """The file it came from."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an import did."""
+
+    source: str
+    """The list synced."""
+    fmt: str
+    """The format read."""
+    rows: int
+    """Data rows read."""
+    entries: int
+    """Distinct entries the input gives."""
+    added: int
+    """Entries added to the register."""
+    removed: int
+    """Entries removed from the register."""
+    changed: int
+    """Entries whose legal basis changed."""
+    unchanged: int
+    """Entries already there as they are."""
+    rejected: tuple[RejectedLine, ...] = field(default_factory=tuple)
+    """Lines that gave no entry."""
+    import_id: int = 0
+    """The store's id for this import (0 for a dry run)."""
+    dump_time: str = ""
+    """The dump's own time stamp, if it has one."""
+    dry_run: bool = False
+    """True when nothing was written."""
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (rejected lines as a list of dicts)."""
+        return {
+            "source": self.source,
+            "format": self.fmt,
+            "rows": self.rows,
+            "entries": self.entries,
+            "added": self.added,
+            "removed": self.removed,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "rejected": [
+                {"path": r.path, "line": r.line, "reason": r.reason, "text": r.text} for r in self.rejected
+            ],
+            "import_id": self.import_id,
+            "dump_time": self.dump_time,
+            "dry_run": self.dry_run,
+        }

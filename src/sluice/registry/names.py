@@ -1,0 +1,263 @@
+"""Canonical forms of indicators: host names, masks, URLs, IP addresses and networks.
+
+Theory of operation
+-------------------
+Every indicator is stored and matched in one ASCII form so that the register, the matcher and the
+exports agree on what a name is:
+
+* host names: surrounding white space and one trailing dot removed, lower case, each non-ASCII
+  label converted with IDNA 2003 ToASCII (RFC 3490 section 4.1, Python's ``encodings.idna``,
+  which includes nameprep); labels of 1-63 characters from ``[a-z0-9_-]`` (the underscore is not
+  a hostname character, but real registers list such names and DNS carries them), at most 253
+  characters in all.  :func:`display_host` gives the Unicode form back (ToUnicode per ``xn--``
+  label).
+* masks: ``*.`` followed by a canonical host name.
+* URLs: scheme and host lower case, host canonical, default port dropped, fragment dropped, empty
+  path written ``/``, characters outside printable ASCII percent-encoded as UTF-8 (what a client
+  sends on the wire); everything else, including query strings, kept byte for byte.
+* IP addresses: Python's ``ipaddress`` text form (IPv6 compressed, RFC 5952).  A network of one
+  address (``/32``, ``/128``) is the address itself; host bits of a network are cleared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import encodings.idna
+import functools
+import ipaddress
+import re
+from urllib.parse import quote
+
+from sluice.registry.model import Kind
+
+__all__ = [
+    "BadIndicator",
+    "canon_host",
+    "canon_ip",
+    "canon_mask",
+    "canon_url",
+    "display_host",
+    "display_indicator",
+    "split_url",
+]
+
+MAX_NAME_LEN = 253
+"""Longest host name in characters (RFC 1035 section 2.3.4, without the final dot)."""
+MAX_URL_LEN = 8192
+"""Longest URL accepted."""
+
+_ASCII_NAME = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,30})://([^/?#]*)(.*)", re.DOTALL)
+_DEFAULT_PORT = {"http": "80", "https": "443"}
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+class BadIndicator(ValueError):
+    """Text that is not a valid indicator; ``reason`` is a short dotted code."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {text[:80]!r}")
+
+
+@functools.lru_cache(maxsize=65536)
+def _to_ascii(label: str) -> str:
+    """IDNA ToASCII of one label (cached: the stdlib codec is pure Python, ~50 us a label)."""
+    return encodings.idna.ToASCII(label).decode("ascii")
+
+
+@functools.lru_cache(maxsize=65536)
+def _to_unicode(label: str) -> str:
+    return encodings.idna.ToUnicode(label)
+
+
+def canon_host(text: str) -> str:
+    """Canonical ASCII form of a host name.
+
+    Args:
+        text: a name as a source or a packet gives it (any case, Unicode or punycode, with or
+            without the trailing dot).
+
+    Returns:
+        The lower-case ASCII (punycode) name without trailing dot.
+
+    Raises:
+        BadIndicator: ``name.empty``, ``name.too_long``, ``name.bad_label`` or ``name.bad_idna``.
+    """
+    name = text.strip()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise BadIndicator("name.empty", text)
+    if len(name) > MAX_NAME_LEN * 4:
+        raise BadIndicator("name.too_long", text)
+    if name.isascii():
+        name = name.lower()
+    else:
+        try:
+            name = ".".join(lab.lower() if lab.isascii() else _to_ascii(lab) for lab in name.split("."))
+        except (UnicodeError, ValueError) as exc:
+            raise BadIndicator("name.bad_idna", text) from exc
+    if len(name) > MAX_NAME_LEN:
+        raise BadIndicator("name.too_long", text)
+    if _ASCII_NAME.fullmatch(name) is None:
+        raise BadIndicator("name.bad_label", text)
+    return name
+
+
+def canon_mask(text: str) -> str:
+    """Canonical form of a domain mask: ``*.`` plus a canonical host name.
+
+    Args:
+        text: ``*.example.com`` (the ``*.`` is required).
+
+    Returns:
+        ``*.example.com`` in canonical form.
+
+    Raises:
+        BadIndicator: ``name.bad_mask`` or any :func:`canon_host` reason.
+    """
+    t = text.strip()
+    if not t.startswith("*."):
+        raise BadIndicator("name.bad_mask", text)
+    return "*." + canon_host(t[2:])
+
+
+def display_host(name: str) -> str:
+    """Unicode form of a canonical host name or mask (labels ``xn--`` decoded).
+
+    Args:
+        name: canonical ASCII name.
+
+    Returns:
+        The Unicode form, or ``name`` itself when no label decodes.
+    """
+    if "xn--" not in name:
+        return name
+    out = []
+    for lab in name.split("."):
+        if lab.startswith("xn--"):
+            with contextlib.suppress(UnicodeError, ValueError):
+                lab = _to_unicode(lab)
+        out.append(lab)
+    return ".".join(out)
+
+
+def canon_ip(text: str) -> tuple[Kind, str]:
+    """Canonical form of an IP address or network.
+
+    Args:
+        text: ``1.2.3.4``, ``2001:db8::1``, ``10.0.0.0/8``, ``2001:db8::/32`` (full or
+            compressed IPv6; host bits of a network are cleared).
+
+    Returns:
+        ``(Kind.IP, "1.2.3.4")`` or ``(Kind.SUBNET, "10.0.0.0/8")``.
+
+    Raises:
+        BadIndicator: ``ip.bad_address``.
+    """
+    t = text.strip()
+    try:
+        if "/" in t:
+            net = ipaddress.ip_network(t, strict=False)
+            if net.prefixlen == net.max_prefixlen:
+                return Kind.IP, str(net.network_address)
+            return Kind.SUBNET, str(net)
+        return Kind.IP, str(ipaddress.ip_address(t))
+    except ValueError as exc:
+        raise BadIndicator("ip.bad_address", text) from exc
+
+
+def split_url(text: str) -> tuple[str, str, str]:
+    """Split and canonicalise a URL.
+
+    Args:
+        text: an absolute URL (``http://Пример.рф/путь?q``).
+
+    Returns:
+        ``(scheme, host, canonical_url)``; ``host`` is a canonical name or an IP address text.
+
+    Raises:
+        BadIndicator: ``url.bad_syntax``, ``url.too_long``, ``url.bad_port`` or a host reason.
+    """
+    t = text.strip()
+    if len(t) > MAX_URL_LEN:
+        raise BadIndicator("url.too_long", text)
+    m = _URL.fullmatch(t)
+    if m is None:
+        raise BadIndicator("url.bad_syntax", text)
+    scheme, authority, rest = m.group(1).lower(), m.group(2), m.group(3)
+    hostport = authority.rpartition("@")[2]
+    port = ""
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        if close < 0:
+            raise BadIndicator("url.bad_syntax", text)
+        host = canon_ip(hostport[1:close])[1]
+        hostpart = f"[{host}]"
+        after = hostport[close + 1 :]
+        if after:
+            if not after.startswith(":"):
+                raise BadIndicator("url.bad_syntax", text)
+            port = after[1:]
+    else:
+        h, _, port = hostport.partition(":")
+        host = _host_or_ip(h, text)
+        hostpart = host
+    if port:
+        if not port.isdigit() or int(port) > 65535:
+            raise BadIndicator("url.bad_port", text)
+        port = str(int(port))
+        if _DEFAULT_PORT.get(scheme) == port:
+            port = ""
+    rest = rest.partition("#")[0]
+    if not rest.startswith("/"):
+        rest = "/" + rest
+    if not rest.isascii() or " " in rest or '"' in rest:
+        rest = quote(rest, safe=_URL_SAFE)
+    return scheme, host, f"{scheme}://{hostpart}{':' + port if port else ''}{rest}"
+
+
+def canon_url(text: str) -> str:
+    """Canonical form of a URL (see :func:`split_url`).
+
+    Args:
+        text: an absolute URL.
+
+    Returns:
+        The canonical URL.
+
+    Raises:
+        BadIndicator: as :func:`split_url`.
+    """
+    return split_url(text)[2]
+
+
+def _host_or_ip(h: str, text: str) -> str:
+    if not h:
+        raise BadIndicator("url.no_host", text)
+    if h[-1:].isdigit() and h.replace(".", "").isdigit():
+        return canon_ip(h)[1]
+    return canon_host(h)
+
+
+def display_indicator(kind: Kind, indicator: str) -> str:
+    """Unicode form of a canonical indicator ("" when it is the same as the indicator).
+
+    Args:
+        kind: the entry's kind.
+        indicator: canonical ASCII indicator.
+
+    Returns:
+        The Unicode form, or "" when it equals ``indicator``.
+    """
+    if "xn--" not in indicator:
+        return ""
+    if kind is Kind.URL:
+        m = _URL.fullmatch(indicator)
+        if m is None:
+            return ""
+        shown = f"{m.group(1)}://{display_host(m.group(2))}{m.group(3)}"
+    else:
+        shown = display_host(indicator)
+    return "" if shown == indicator else shown
