@@ -731,3 +731,18 @@ def test_encode_then_decode_is_identity(ident: int, qname: str, qtype: int, answ
     # dnspython agrees on the names.
     theirs = dns.message.from_wire(resp)
     assert theirs.question[0].name.to_text() == qname
+
+
+def test_answers_only_skips_authority_and_additional() -> None:
+    query = encode_dns_query("example.org", DnsType.A, 7, edns_payload_size=1232)
+    resp = encode_dns_response(query, [make_dns_record("example.org", DnsType.A, "192.0.2.1")])
+    full = decode_dns(resp)
+    short = decode_dns(resp, answers_only=True)
+    assert full.edns is not None and short.edns is None and short.additional == ()
+    assert short.questions == full.questions and short.answers == full.answers
+    assert short.trailing_bytes > 0
+    # a damaged additional section no longer hides the question and the answers
+    damaged = resp[:-3]
+    with pytest.raises(DecodeError):
+        decode_dns(damaged)
+    assert decode_dns(damaged, answers_only=True).answers == full.answers

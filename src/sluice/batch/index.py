@@ -90,8 +90,21 @@ def load_capture_bytes(path: str) -> npt.NDArray[np.uint8]:
     if fmt == "":
         raise CaptureError("capture.bad_magic", path, f"not a pcap or pcapng file (magic {head.hex()})")
     with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # populate the mapping up front when it fits easily in memory: one sequential read
+        # instead of a page fault per 4 KiB during the record walk
+        if hasattr(mmap, "MAP_POPULATE") and size < _available_memory() // 4:
+            mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                               prot=mmap.PROT_READ)
+        else:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     return np.frombuffer(mapped, dtype=np.uint8)  # a plain array over the mapping: cheap slices
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def _gunzip_prefix(path: str) -> bytes:

@@ -269,7 +269,7 @@ class AppInspector:
                 self.done = True
                 return
         if self._kind == _DNS:
-            self._dns(d, dns.decode_dns(payload))
+            self._dns(d, dns.decode_dns(payload, answers_only=True))
             self.done = bool(self.meta.dns_query and self.meta.dns_rcode >= 0)
         elif self._kind == _TLS:
             self._quic_datagram(d, payload)

@@ -529,11 +529,14 @@ def _decode_records(
     return tuple(records), starts, pos
 
 
-def decode_dns(data: bytes | bytearray | memoryview) -> DnsMessage:
+def decode_dns(data: bytes | bytearray | memoryview, *, answers_only: bool = False) -> DnsMessage:
     """Decode one DNS message (RFC 1035 §4.1, RFC 3596, RFC 6891).
 
     Args:
         data: the message (a UDP payload, or one message of a TCP stream without its prefix).
+        answers_only: stop after the answer section (authority, additional and EDNS are left
+            empty and counted in ``trailing_bytes``): what flow inspection needs, at less cost,
+            and a damaged additional section does not hide the question and answers.
 
     Returns:
         The decoded message.
@@ -559,6 +562,8 @@ def decode_dns(data: bytes | bytearray | memoryview) -> DnsMessage:
         pos += 4
         questions.append(DnsQuestion(_labels_text(labels), qtype, qclass))
     answers, _, pos = _decode_records(data, pos, ancount, seen)
+    if answers_only:
+        nscount = arcount = 0
     authority, _, pos = _decode_records(data, pos, nscount, seen)
     additional, starts, pos = _decode_records(data, pos, arcount, seen)
     edns: DnsEdns | None = None
