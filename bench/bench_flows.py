@@ -49,6 +49,7 @@ else:
         for raw in rd:
             loop.process(raw, recs)
     loop.finish(recs)
+    recs = [r for r in recs if not r.early]
 print(len(recs), sum(1 for r in recs if r.meta.server_name))
 """
 

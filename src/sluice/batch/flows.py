@@ -126,7 +126,12 @@ def batch_flows(
         progress(n)
     records = _flows(ix, c, valid, cfg, loop, ctx_ids, slow_payload, reassembled, early, workers)
     summary.flows = sum(1 for r in records if not r.early)
-    summary.early_records = sum(1 for r in records if r.early)
+    # the streaming path emits (and counts) an early record for every flow that reaches K packets
+    summary.early_records = (
+        sum(1 for r in records if not r.early and r.packets >= cfg.early_packets)
+        if cfg.early_packets
+        else 0
+    )
     return BatchResult(records, summary)
 
 

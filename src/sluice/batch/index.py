@@ -59,12 +59,19 @@ class CaptureIndex:
         return len(self.offset)
 
 
-def load_capture_bytes(path: str) -> npt.NDArray[np.uint8]:
+def load_capture_bytes(path: str, anomalies: dict[str, int] | None = None) -> npt.NDArray[np.uint8]:
     """The capture's bytes: memory-mapped, or decompressed in memory when gzip-compressed.
+
+    Args:
+        path: the capture file.
+        anomalies: receives ``capture.truncated_gzip`` / ``capture.bad_gzip`` when a compressed
+            stream is damaged after some data (what came before the damage is returned).
 
     Raises:
         CaptureError: as :class:`~sluice.io.capture.CaptureReader` does.
     """
+    if anomalies is None:
+        anomalies = {}
     if os.path.isdir(path):
         raise CaptureError("capture.is_directory", path, "is a directory, not a capture file")
     try:
@@ -79,13 +86,18 @@ def load_capture_bytes(path: str) -> npt.NDArray[np.uint8]:
         raise CaptureError("capture.permission_denied", path, "permission denied") from exc
     fmt = sniff_format(head)
     if fmt == "gzip":
-        try:
-            with open(path, "rb") as f:
-                data = gzip.decompress(f.read())
-        except (EOFError, OSError, zlib.error) as exc:
-            data = _gunzip_prefix(path)
-            if not data:
-                raise CaptureError("capture.bad_gzip", path, f"bad gzip: {exc}") from exc
+        data, damage = _gunzip(path)
+        if not data:
+            if damage:
+                raise CaptureError("capture.bad_gzip", path, f"bad gzip stream ({damage})")
+            raise CaptureError("capture.empty", path, "empty capture inside gzip")
+        inner = sniff_format(data[:4])
+        if inner not in ("pcap", "pcapng"):
+            raise CaptureError(
+                "capture.bad_magic", path, f"not a pcap or pcapng file inside gzip (magic {data[:4].hex()})"
+            )
+        if damage:
+            anomalies[damage] = 1
         return np.frombuffer(data, dtype=np.uint8)
     if fmt == "":
         raise CaptureError("capture.bad_magic", path, f"not a pcap or pcapng file (magic {head.hex()})")
@@ -93,8 +105,7 @@ def load_capture_bytes(path: str) -> npt.NDArray[np.uint8]:
         # populate the mapping up front when it fits easily in memory: one sequential read
         # instead of a page fault per 4 KiB during the record walk
         if hasattr(mmap, "MAP_POPULATE") and size < _available_memory() // 4:
-            mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                               prot=mmap.PROT_READ)
+            mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
         else:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     return np.frombuffer(mapped, dtype=np.uint8)  # a plain array over the mapping: cheap slices
@@ -107,16 +118,19 @@ def _available_memory() -> int:
         return 0
 
 
-def _gunzip_prefix(path: str) -> bytes:
-    """What a damaged gzip stream decompresses to before the damage."""
+def _gunzip(path: str) -> tuple[bytes, str]:
+    """Decompress a gzip file; with damage, what came before it and the damage's reason."""
     out = bytearray()
+    damage = ""
     with open(path, "rb") as f, gzip.GzipFile(fileobj=f) as g:
         try:
-            while chunk := g.read(1 << 20):
+            while chunk := g.read1(1 << 20):
                 out += chunk
-        except (EOFError, OSError, zlib.error):
-            pass
-    return bytes(out)
+        except EOFError:
+            damage = "capture.truncated_gzip"
+        except (OSError, zlib.error):
+            damage = "capture.bad_gzip"
+    return bytes(out), damage
 
 
 @numba.njit(cache=True, nogil=True)
@@ -144,7 +158,13 @@ def _u16(buf: npt.NDArray[np.uint8], p: int, le: bool) -> Any:
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_pcap(buf, le, unit, limit, fill, offset, caplen, wirelen, ts):  # type: ignore[no-untyped-def]
+def _ticks_to_seconds(ticks: int, per_second: int) -> float:
+    """As :func:`sluice.io.capture.ticks_to_seconds` (same float operations)."""
+    return ticks // per_second + (ticks % per_second) / per_second
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_pcap(buf, le, per_second, limit, fill, offset, caplen, wirelen, ts):  # type: ignore[no-untyped-def]
     n = len(buf)
     p = 24
     i = 0
@@ -168,7 +188,7 @@ def _walk_pcap(buf, le, unit, limit, fill, offset, caplen, wirelen, ts):  # type
             offset[i] = p + 16
             caplen[i] = cl
             wirelen[i] = max(wl, cl)
-            ts[i] = sec + frac * unit
+            ts[i] = sec + frac / per_second
         i += 1
         p += 16 + cl
     return i, status
@@ -183,7 +203,7 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
     le = True
     if_link = np.zeros(256, np.int64)
     if_snap = np.zeros(256, np.int64)
-    if_unit = np.zeros(256, np.float64)
+    if_per_second = np.ones(256, np.int64)
     if_off = np.zeros(256, np.int64)
     n_if = 0
     unknown = 0
@@ -227,7 +247,7 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
             if n_if < 256:
                 if_link[n_if] = _u16(buf, body, le)
                 if_snap[n_if] = _u32(buf, body + 4, le)
-                unit = 1e-6
+                per_second = 1_000_000
                 tsoff = 0
                 q = body + 8
                 end = body + blen_body
@@ -238,11 +258,11 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                     if code == 0:
                         break
                     if code == 9 and ln >= 1 and q < end:
-                        r = np.int64(buf[q])
+                        r = int(buf[q])
                         if r & 0x80:
-                            unit = 2.0 ** -(r & 0x7F)
+                            per_second = 1 << min(r & 0x7F, 62)
                         else:
-                            unit = 10.0**-r
+                            per_second = 10 ** min(r, 18)
                     elif code == 14 and ln >= 8 and q + 8 <= end:
                         lo = _u32(buf, q, le)
                         hi = _u32(buf, q + 4, le)
@@ -251,7 +271,7 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                         else:
                             tsoff = (lo << 32) | hi
                     q += (ln + 3) & ~3
-                if_unit[n_if] = unit
+                if_per_second[n_if] = per_second
                 if_off[n_if] = tsoff
             n_if += 1
         elif btype == 6:
@@ -271,7 +291,7 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                     offset[i] = body + 20
                     caplen[i] = cl
                     wirelen[i] = max(wl, cl)
-                    ts[i] = ((hi << 32) | lo) * if_unit[iid] + if_off[iid]
+                    ts[i] = _ticks_to_seconds((hi << 32) | lo, if_per_second[iid]) + if_off[iid]
                     linktype[i] = if_link[iid]
                     iface[i] = iid
                 i += 1
@@ -309,7 +329,7 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                 offset[i] = body + 20
                 caplen[i] = cl
                 wirelen[i] = max(wl, cl)
-                ts[i] = ((hi << 32) | lo) * if_unit[iid] + if_off[iid]
+                ts[i] = _ticks_to_seconds((hi << 32) | lo, if_per_second[iid]) + if_off[iid]
                 linktype[i] = if_link[iid]
                 iface[i] = iid
             i += 1
@@ -323,9 +343,9 @@ def index_capture(path: str) -> CaptureIndex:
     Raises:
         CaptureError: when the file is missing, a directory, empty or not a capture.
     """
-    buf = load_capture_bytes(path)
-    fmt = sniff_format(bytes(buf[:4]))
     anomalies: dict[str, int] = {}
+    buf = load_capture_bytes(path, anomalies)
+    fmt = sniff_format(bytes(buf[:4]))
     status = 0
     empty_i = np.zeros(0, np.int64)
     empty_f = np.zeros(0, np.float64)
@@ -341,15 +361,15 @@ def index_capture(path: str) -> CaptureIndex:
                 empty_i,
                 {"capture.truncated_header": 1},
             )
-        order, unit = PCAP_MAGICS[bytes(buf[:4])]
+        order, per_second = PCAP_MAGICS[bytes(buf[:4])]
         le = order == "<"
         snaplen = int.from_bytes(bytes(buf[16:20]), "little" if le else "big")
         network = int.from_bytes(bytes(buf[20:24]), "little" if le else "big") & 0xFFFF
         limit = max(snaplen, 262144) if snaplen <= MAX_RECORD_BYTES else MAX_RECORD_BYTES
-        n, status = _walk_pcap(buf, le, unit, limit, False, empty_i, empty_i, empty_i, empty_f)
+        n, status = _walk_pcap(buf, le, per_second, limit, False, empty_i, empty_i, empty_i, empty_f)
         offset, caplen, wirelen = (np.empty(n, np.int64) for _ in range(3))
         ts = np.empty(n, np.float64)
-        _walk_pcap(buf, le, unit, limit, True, offset, caplen, wirelen, ts)
+        _walk_pcap(buf, le, per_second, limit, True, offset, caplen, wirelen, ts)
         linktype = np.full(n, network, np.int64)
         iface = np.zeros(n, np.int64)
     else:

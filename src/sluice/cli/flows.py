@@ -116,6 +116,14 @@ def flows_command(
     config = FlowConfig(idle_timeout_s=idle_timeout, active_timeout_s=active_timeout,
                         max_flows=max_flows, early_packets=early_packets)
     out: IO[str] | None = None
+    for path in (out_path, summary_json):  # refuse unwritable outputs before the work, not after
+        if path:
+            try:
+                with open(path, "a", encoding="utf-8"):
+                    pass
+            except OSError as exc:
+                click.echo(f"sluice flows: error: cannot write {path}: {exc.strerror}", err=True)
+                sys.exit(3)
     if fmt != "parquet":
         out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout  # noqa: SIM115
     writer = open_flow_writer(fmt, out, out_path)
@@ -144,8 +152,12 @@ def flows_command(
         if out is not None and out is not sys.stdout:
             out.close()
     if summary_json:
-        with open(summary_json, "w", encoding="utf-8") as f:
-            json.dump(summaries, f, indent=2)
+        try:
+            with open(summary_json, "w", encoding="utf-8") as f:
+                json.dump(summaries, f, indent=2)
+        except OSError as exc:
+            click.echo(f"sluice flows: error: cannot write {summary_json}: {exc.strerror}", err=True)
+            sys.exit(3)
     if failed:
         sys.exit(3)
 

@@ -28,6 +28,7 @@ from sluice.wire.packet import Packet, decode_packet
 log = logging.getLogger(__name__)
 
 MAX_FRAGMENT_DATAGRAMS = 4096
+FRAGMENT_BUDGET_BYTES = 16 * 1024 * 1024
 MAX_MALFORMED_KEPT = 100
 
 
@@ -84,7 +85,7 @@ class RunSummary:
 
 
 class _Datagram:
-    __slots__ = ("flags", "header_len", "pieces", "ports", "seq", "total")
+    __slots__ = ("flags", "header_len", "pieces", "ports", "seq", "stored", "total")
 
     def __init__(self) -> None:
         self.ports: tuple[int, int] | None = None
@@ -92,6 +93,7 @@ class _Datagram:
         self.seq = 0
         self.flags = 0
         self.total = -1
+        self.stored = 0
         self.pieces: dict[int, bytes] = {}
 
 
@@ -101,14 +103,36 @@ class FragmentTracker:
     Later fragments get the ports of their datagram's first fragment, so they count in the right
     flow; the fragment that completes a datagram carries the whole transport payload
     (``Packet.reassembled``) for the application inspectors. Incomplete datagrams are dropped
-    oldest first when more than ``limit`` are pending; a datagram is never larger than 64 KiB.
+    oldest first when more than ``limit`` are pending or more than ``budget_bytes`` are held; a
+    datagram never holds more than 64 KiB (overlapping or excess fragments are not kept and are
+    counted as ``ip.fragment_overflow``).
     """
 
     MAX_DATAGRAM_BYTES = 65535
 
-    def __init__(self, limit: int = MAX_FRAGMENT_DATAGRAMS) -> None:
+    def __init__(
+        self, limit: int = MAX_FRAGMENT_DATAGRAMS, budget_bytes: int = FRAGMENT_BUDGET_BYTES,
+        anomalies: Counter[str] | None = None,
+    ) -> None:
         self.limit = limit
+        self.budget_bytes = budget_bytes
+        self.held = 0
+        self.anomalies: Counter[str] = anomalies if anomalies is not None else Counter()
         self.pending: OrderedDict[tuple[bytes, bytes, int, int], _Datagram] = OrderedDict()
+
+    def _drop_oldest(self) -> None:
+        _key, old = self.pending.popitem(last=False)
+        self.held -= old.stored
+
+    def _keep(self, dg: _Datagram, offset: int, data: bytes) -> None:
+        if offset in dg.pieces or dg.stored + len(data) > self.MAX_DATAGRAM_BYTES:
+            self.anomalies["ip.fragment_overflow"] += 1
+            return
+        dg.pieces[offset] = data
+        dg.stored += len(data)
+        self.held += len(data)
+        while self.held > self.budget_bytes and len(self.pending) > 1:
+            self._drop_oldest()
 
     def apply(self, pkt: Packet) -> bool:
         """Account one fragment; False for a later fragment whose first fragment is unknown."""
@@ -119,13 +143,13 @@ class FragmentTracker:
         if dg is None:
             dg = self.pending[key] = _Datagram()
             if len(self.pending) > self.limit:
-                self.pending.popitem(last=False)
+                self._drop_oldest()
         if frag.offset == 0:
             dg.ports = (pkt.sport, pkt.dport)
             dg.header_len, dg.seq, dg.flags = pkt.l4_header_len, pkt.seq, pkt.tcp_flags
-            dg.pieces[dg.header_len] = pkt.payload
+            self._keep(dg, dg.header_len, pkt.payload)
         else:
-            dg.pieces[frag.offset] = pkt.payload
+            self._keep(dg, frag.offset, pkt.payload)
         if not frag.more:
             dg.total = frag.offset + len(pkt.payload)
         known = dg.ports is not None
@@ -135,7 +159,8 @@ class FragmentTracker:
             payload = self._complete(dg)
             if payload is not None:
                 pkt.reassembled = (payload, dg.seq, dg.flags)
-                del self.pending[key]
+                if self.pending.pop(key, None) is not None:
+                    self.held -= dg.stored
         return known or frag.offset == 0
 
     def _complete(self, dg: _Datagram) -> bytes | None:
@@ -162,8 +187,8 @@ class PacketLoop:
         self.config = config or FlowConfig()
         self.strict = strict
         self.table = FlowTable(self.config)
-        self.fragments = FragmentTracker()
         self.summary = RunSummary()
+        self.fragments = FragmentTracker(anomalies=self.summary.anomalies)
 
     # -- the guarded steps, shared with the batch path -----------------------------------------
 

@@ -38,11 +38,26 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024
 READ_CHUNK_BYTES = 1 << 20
 
 PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
-    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
-    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
 }
+"""Magic → (byte order, timestamp ticks per second)."""
+
+MAX_TSRESOL_EXP = 62
+"""Largest if_tsresol exponent honoured (ticks per second must fit in 63 bits)."""
+
+
+def ticks_to_seconds(ticks: int, per_second: int) -> float:
+    """Seconds from a tick count: whole seconds plus the exactly-divided fraction.
+
+    Computing ``ticks * 10**-9`` instead rounds twice and turns 115 s into 115.00000000000001;
+    this form is exact to the last bit the float can hold (and is what the batch path computes).
+    """
+    return ticks // per_second + (ticks % per_second) / per_second
+
+
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -70,23 +85,30 @@ class _Buffer:
 
     def ensure(self, n: int) -> bool:
         """Make ``n`` bytes available at ``pos``; False if the stream ends first."""
-        while len(self.buf) - self.pos < n and not self.eof:
+        have = len(self.buf) - self.pos
+        if have >= n or self.eof:
+            return have >= n
+        # read1: a damaged gzip stream raises on the call after its last good bytes, whereas
+        # read(n) would drop everything decompressed in the same call
+        read = getattr(self.f, "read1", self.f.read)
+        parts = [self.buf[self.pos :]]
+        while have < n:
             try:
-                chunk = self.f.read(max(READ_CHUNK_BYTES, n))
+                chunk = read(max(READ_CHUNK_BYTES, n - have))
             except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
                 self.stats.count(
-                    "capture.bad_gzip"
-                    if not isinstance(exc, EOFError)
-                    else "capture.truncated_gzip"
+                    "capture.bad_gzip" if not isinstance(exc, EOFError) else "capture.truncated_gzip"
                 )
                 chunk = b""
             if not chunk:
                 self.eof = True
                 break
             self.stats.bytes_read += len(chunk)
-            self.buf = self.buf[self.pos :] + chunk
-            self.pos = 0
-        return len(self.buf) - self.pos >= n
+            parts.append(chunk)
+            have += len(chunk)
+        self.buf = b"".join(parts)  # joined once: linear even when a record spans many chunks
+        self.pos = 0
+        return have >= n
 
     def take(self, n: int) -> bytes:
         p = self.pos
@@ -189,7 +211,7 @@ def _read_pcap(buf: _Buffer, stats: SourceStats) -> Iterator[RawPacket]:
         stats.count("capture.truncated_header")
         return
     header = buf.take(24)
-    order, unit = PCAP_MAGICS[header[:4]]
+    order, per_second = PCAP_MAGICS[header[:4]]
     _maj, _min, _zone, _sig, snaplen, network = struct.unpack(order + "HHiIII", header[4:])
     linktype = network & 0xFFFF
     rec = struct.Struct(order + "IIII")
@@ -207,33 +229,39 @@ def _read_pcap(buf: _Buffer, stats: SourceStats) -> Iterator[RawPacket]:
             stats.count("capture.truncated_record")
             return
         data = buf.take(caplen)
-        yield RawPacket(sec + frac * unit, linktype, data, max(wirelen, caplen), 0)
+        yield RawPacket(sec + frac / per_second, linktype, data, max(wirelen, caplen), 0)
 
 
 class _Iface:
-    __slots__ = ("linktype", "snaplen", "tsoffset", "unit")
+    __slots__ = ("linktype", "per_second", "snaplen", "tsoffset")
 
-    def __init__(self, linktype: int, snaplen: int, unit: float, tsoffset: int) -> None:
-        self.linktype, self.snaplen, self.unit, self.tsoffset = linktype, snaplen, unit, tsoffset
+    def __init__(self, linktype: int, snaplen: int, per_second: int, tsoffset: int) -> None:
+        self.linktype, self.snaplen, self.per_second, self.tsoffset = (
+            linktype,
+            snaplen,
+            per_second,
+            tsoffset,
+        )
 
 
 def _idb(body: bytes, order: str) -> _Iface:
     linktype, _res, snaplen = struct.unpack_from(order + "HHI", body, 0)
-    unit, tsoffset = 1e-6, 0
+    per_second, tsoffset = 1_000_000, 0
     pos = 8
     while pos + 4 <= len(body):
         code, length = struct.unpack_from(order + "HH", body, pos)
         pos += 4
         if code == 0:
             break
-        value = body[pos : pos + length]
-        if code == 9 and length >= 1:  # if_tsresol
+        value = body[pos : pos + length]  # may be shorter than ``length`` in a damaged block
+        if code == 9 and len(value) >= 1:  # if_tsresol
             r = value[0]
-            unit = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0**-r
-        elif code == 14 and length >= 8:  # if_tsoffset
+            exp = min(r & 0x7F, MAX_TSRESOL_EXP)
+            per_second = 2**exp if r & 0x80 else 10 ** min(r, 18)
+        elif code == 14 and len(value) >= 8:  # if_tsoffset
             (tsoffset,) = struct.unpack_from(order + "q", value, 0)
         pos += (length + 3) & ~3
-    return _Iface(linktype, snaplen, unit, tsoffset)
+    return _Iface(linktype, snaplen, per_second, tsoffset)
 
 
 def _read_pcapng(buf: _Buffer, stats: SourceStats) -> Iterator[RawPacket]:
@@ -290,7 +318,7 @@ def _read_pcapng(buf: _Buffer, stats: SourceStats) -> Iterator[RawPacket]:
                 stats.count("capture.bad_record_length")
                 return
             ifc = ifaces[iid]
-            ts = ((hi << 32) | lo) * ifc.unit + ifc.tsoffset
+            ts = ticks_to_seconds((hi << 32) | lo, ifc.per_second) + ifc.tsoffset
             yield RawPacket(ts, ifc.linktype, body[20 : 20 + caplen], max(wirelen, caplen), iid)
         elif btype == 3:  # simple packet block: interface 0, no timestamp
             if not ifaces or len(body) < 4:
@@ -311,6 +339,6 @@ def _read_pcapng(buf: _Buffer, stats: SourceStats) -> Iterator[RawPacket]:
                 stats.count("capture.bad_record_length")
                 return
             ifc = ifaces[iid]
-            ts = ((hi << 32) | lo) * ifc.unit + ifc.tsoffset
+            ts = ticks_to_seconds((hi << 32) | lo, ifc.per_second) + ifc.tsoffset
             yield RawPacket(ts, ifc.linktype, body[20 : 20 + caplen], max(wirelen, caplen), iid)
         # other blocks (name resolution, statistics, decryption secrets, custom) are skipped

@@ -131,7 +131,11 @@ class _ParquetWriter:
 
     def close(self) -> None:
         self._flush()
-        if self.writer is not None:
+        if self.writer is None:  # no flows: still write a valid, empty file with the full schema
+            import pyarrow.parquet as pq
+
+            pq.write_table(_schema(dict.fromkeys(RECORD_COLUMNS)).empty_table(), self.path)
+        else:
             self.writer.close()
 
 
