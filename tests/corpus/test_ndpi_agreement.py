@@ -7,6 +7,7 @@ the flow-count agreement; fails if either drops below what this version reached.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ipaddress
 
 import pytest
@@ -27,10 +28,8 @@ MIN_COUNT_AGREEMENT = 0.98
 
 def _norm(ep: tuple[str, int]) -> tuple[str, int]:
     addr, port = ep
-    try:
+    with contextlib.suppress(ValueError):
         addr = str(ipaddress.ip_address(addr))
-    except ValueError:
-        pass
     return addr, port
 
 
