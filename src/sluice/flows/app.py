@@ -255,13 +255,12 @@ class AppInspector:
 
     def _feed_udp(self, d: int, payload: bytes) -> None:
         if self._kind == _UNKNOWN:
-            if quic.is_quic_long_header(payload):
-                self._kind = _TLS
-            elif (self.server_port in _DNS_PORTS or self.client_port in _DNS_PORTS) and (
-                dns.looks_like_dns(payload) or _dns_answers_only(payload)
-            ):
-                self._kind = _DNS
+            dns_port = self.server_port in _DNS_PORTS or self.client_port in _DNS_PORTS
+            if dns_port and (dns.looks_like_dns(payload) or _dns_answers_only(payload)):
+                self._kind = _DNS  # before QUIC: a DNS id can look like a long header
                 self.meta.app = "dns"
+            elif quic.is_quic_long_header(payload):
+                self._kind = _TLS
             elif d == 0 and _gquic_public_header(payload, self.server_port):
                 self._kind = _GQUIC
             else:
