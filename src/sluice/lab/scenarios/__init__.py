@@ -5,12 +5,17 @@ from __future__ import annotations
 __all__ = ["SCENARIO_CLASSES"]
 
 from sluice.lab.scenario import Scenario
+from sluice.lab.scenarios.anyconnect import AnyConnect
 from sluice.lab.scenarios.dns import Dns
+from sluice.lab.scenarios.ipsec import Ipsec
 from sluice.lab.scenarios.obfs4 import Obfs4
 from sluice.lab.scenarios.openvpn import OpenVpn
+from sluice.lab.scenarios.overlay import Nebula, Tinc
 from sluice.lab.scenarios.proxies import HttpProxy, Socks
+from sluice.lab.scenarios.quic import Http3
 from sluice.lab.scenarios.shadowsocks import Shadowsocks, ShadowsocksPlugin
-from sluice.lab.scenarios.ssh import SshSocks, Sshuttle
+from sluice.lab.scenarios.ssh import SshInteractive, SshSocks, Sshuttle
+from sluice.lab.scenarios.tor import TorBridge, TorObfs4
 from sluice.lab.scenarios.tunnels import HttpTunnel, Iodine, Kcptun, Ptunnel, Stunnel, Vxlan
 from sluice.lab.scenarios.v2ray import Trojan, V2ray
 from sluice.lab.scenarios.web import Http, Https
@@ -37,4 +42,12 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     V2ray,
     Trojan,
     Obfs4,
+    Ipsec,
+    AnyConnect,
+    Tinc,
+    Nebula,
+    TorBridge,
+    TorObfs4,
+    Http3,
+    SshInteractive,
 )
