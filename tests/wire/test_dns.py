@@ -4,16 +4,14 @@ dnspython (a real, independent DNS implementation) builds queries and responses 
 compression and EDNS options; sluice must read them field for field, and dnspython must read
 what sluice encodes. The nDPI corpus supplies DNS messages sent by real resolvers and tools
 (including tunnels and deliberately malformed ones); the name nDPI printed for each flow must be
-one of the names sluice decodes. The capture walker below is a deliberately tiny test helper.
+one of the names sluice decodes; the captures are read with the project's own reader.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.edns
@@ -45,10 +43,8 @@ from sluice.wire.dns import (
     looks_like_dns,
     make_dns_record,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-CORPUS = SHARED / "corpus" / "ndpi"
-
+from tests.corpus.ndpi_out import read_ndpi_out
+from tests.corpus_util import corpus_file, tcp_streams, udp_datagrams
 
 # ------------------------------------------------------------------------ dnspython samples
 
@@ -396,117 +392,12 @@ def test_looks_like_dns() -> None:
 # ------------------------------------------------------------------------- real captures
 
 
-def _frames(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    """(linktype, frame) of a pcap or pcapng file."""
-    if raw[:4] == b"\x0a\x0d\x0d\x0a":
-        pos, end = 0, "<"
-        links: list[int] = []
-        while pos + 12 <= len(raw):
-            if raw[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
-                end = "<" if raw[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-                links.clear()
-            btype, blen = struct.unpack_from(end + "II", raw, pos)
-            if btype == 1:
-                links.append(struct.unpack_from(end + "H", raw, pos + 8)[0])
-            elif btype == 6:
-                iface, _, _, caplen = struct.unpack_from(end + "IIII", raw, pos + 8)
-                yield links[iface], raw[pos + 28 : pos + 28 + caplen]
-            if blen < 12:
-                return
-            pos += blen
-        return
-    end = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    linktype = struct.unpack_from(end + "I", raw, 20)[0] & 0x0FFFFFFF
-    pos = 24
-    while pos + 16 <= len(raw):
-        incl = struct.unpack_from(end + "I", raw, pos + 8)[0]
-        yield linktype, raw[pos + 16 : pos + 16 + incl]
-        pos += 16 + incl
-
-
-def _ip_of(linktype: int, f: bytes) -> bytes | None:
-    if linktype == 1:
-        off, etype = 14, f[12:14]
-        while etype in (b"\x81\x00", b"\x88\xa8"):
-            etype, off = f[off + 2 : off + 4], off + 4
-        if etype == b"\x88\x64" and f[off + 6 : off + 8] in (b"\x00\x21", b"\x00\x57"):
-            return f[off + 8 :]  # PPPoE session, PPP IPv4/IPv6
-        return f[off:] if etype in (b"\x08\x00", b"\x86\xdd") else None
-    return {113: f[16:], 276: f[20:], 0: f[4:]}.get(linktype, f if linktype in (12, 101) else None)
-
-
-def _l4(p: bytes) -> Iterator[tuple[str, str, int, str, int, int, bytes]]:
-    """(proto, src, sport, dst, dport, tcp seq, payload) of an IP datagram (GTP-U looked into)."""
-    if len(p) < 20:
-        return
-    if p[0] >> 4 == 4:
-        if struct.unpack_from("!H", p, 6)[0] & 0x3FFF:
-            return  # fragment
-        proto, body = p[9], p[(p[0] & 15) * 4 : struct.unpack_from("!H", p, 2)[0]]
-        src, dst = str(ipaddress.IPv4Address(p[12:16])), str(ipaddress.IPv4Address(p[16:20]))
-    elif p[0] >> 4 == 6 and len(p) >= 40:
-        proto, off = p[6], 40
-        while proto in (0, 43, 44, 60):
-            if proto == 44 and struct.unpack_from("!H", p, off + 2)[0] & 0xFFF9:
-                return
-            proto, off = p[off], off + (8 if proto == 44 else (p[off + 1] + 1) * 8)
-        body = p[off : 40 + struct.unpack_from("!H", p, 4)[0]]
-        src, dst = str(ipaddress.IPv6Address(p[8:24])), str(ipaddress.IPv6Address(p[24:40]))
-    else:
-        return
-    if proto == 17 and len(body) >= 8:
-        sport, dport = struct.unpack_from("!HH", body)
-        if 2152 in (sport, dport) and len(body) >= 16 and body[9] == 0xFF:
-            yield from _l4(body[8 + (12 if body[8] & 7 else 8) :])
-            return
-        yield "udp", src, sport, dst, dport, 0, body[8:]
-    elif proto == 6 and len(body) >= 20:
-        sport, dport, seq = struct.unpack_from("!HHI", body)
-        syn = body[13] & 0x02  # a SYN's sequence number is one before the first byte
-        yield "tcp" + "+syn" * bool(syn), src, sport, dst, dport, seq + bool(syn), body[(body[12] >> 4) * 4 :]
-
-
-def _packets(path: Path) -> Iterator[tuple[str, str, int, str, int, int, bytes]]:
-    for linktype, frame in _frames(path.read_bytes()):
-        ip = _ip_of(linktype, frame)
-        if ip is not None:
-            yield from _l4(ip)
-
-
-def _tcp_streams(path: Path) -> dict[tuple[str, int, str, int], bytes]:
-    """Each TCP direction's bytes from its first payload, in sequence order, up to a gap."""
-    segs: dict[tuple[str, int, str, int], dict[int, bytes]] = {}
-    first: dict[tuple[str, int, str, int], int] = {}
-    for proto, src, sport, dst, dport, seq, payload in _packets(path):
-        key = (src, sport, dst, dport)
-        if proto == "tcp+syn":
-            first[key] = seq
-        if not proto.startswith("tcp") or not payload:
-            continue
-        rel = (seq - first.setdefault(key, seq)) % 2**32
-        if rel < 2**31:
-            segs.setdefault(key, {}).setdefault(rel, payload)
-    out: dict[tuple[str, int, str, int], bytes] = {}
-    for key, parts in segs.items():
-        buf = b""
-        for rel in sorted(parts):
-            if rel > len(buf):
-                break
-            buf += parts[rel][len(buf) - rel :]
-        out[key] = buf
-    return out
-
-
-_FLOW_RE = re.compile(
-    r"^\s+\d+\s+(UDP|TCP) (\S+):(\d+) <?->? (\S+):(\d+) .*?\[Hostname/SNI: ([^\]]*)\]", re.M
-)
-
-
-def _ndpi_hostnames(name: str) -> list[tuple[str, str, int, str, int, str]]:
-    text = (CORPUS / f"{name}.out").read_text(errors="replace")
+def _ndpi_hostnames(name: str) -> list[tuple[str, int, str, int, str]]:
+    """(a, a port, b, b port, Hostname/SNI) of the TCP and UDP flows nDPI printed a name for."""
     return [
-        (m[1].lower(), m[2].strip("[]"), int(m[3]), m[4].strip("[]"), int(m[5]), m[6])
-        for m in _FLOW_RE.finditer(text)
+        (*f.a, *f.b, f.fields["Hostname/SNI"])
+        for f in read_ndpi_out(corpus_file(f"{name}.out"))
+        if f.l4 in ("TCP", "UDP") and "Hostname/SNI" in f.fields
     ]
 
 
@@ -548,27 +439,20 @@ DNS_CAPTURES = [
 ]
 
 
-def _corpus(name: str) -> Path:
-    path = CORPUS / name
-    if not path.exists():
-        pytest.skip(f"../shared not present: {path}")
-    return path
-
-
 def _flow_messages(path: Path) -> tuple[dict[frozenset[tuple[str, int]], list[DnsMessage]], int]:
     """DNS messages per flow (UDP and TCP port 53) and the number of payloads that failed."""
     flows: dict[frozenset[tuple[str, int]], list[DnsMessage]] = {}
     failed = 0
-    for proto, src, sport, dst, dport, _, payload in _packets(path):
-        if proto == "udp" and 53 in (sport, dport) and payload:
-            key = frozenset({(src, sport), (dst, dport)})
+    for src, dst, payload in udp_datagrams(path):
+        if 53 in (src[1], dst[1]) and payload:
+            key = frozenset({src, dst})
             try:
                 flows.setdefault(key, []).append(decode_dns(payload))
             except DecodeError:
                 failed += 1
-    for (src, sport, dst, dport), stream in _tcp_streams(path).items():
-        if 53 in (sport, dport):
-            key = frozenset({(src, sport), (dst, dport)})
+    for (a, aport, b, bport), stream in tcp_streams(path).items():
+        if 53 in (aport, bport):
+            key = frozenset({(a, aport), (b, bport)})
             flows.setdefault(key, []).extend(decode_dns_tcp(stream))
     return flows, failed
 
@@ -576,10 +460,10 @@ def _flow_messages(path: Path) -> tuple[dict[frozenset[tuple[str, int]], list[Dn
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", DNS_CAPTURES)
 def test_ndpi_hostnames_are_decoded_names(name: str) -> None:
-    path = _corpus(name)
+    path = corpus_file(name)
     flows, _ = _flow_messages(path)
     checked = 0
-    for _proto, a, aport, b, bport, host in _ndpi_hostnames(name):
+    for a, aport, b, bport, host in _ndpi_hostnames(name):
         if 53 not in (aport, bport):
             continue
         msgs = flows[frozenset({(a, aport), (b, bport)})]
@@ -600,32 +484,31 @@ def test_ndpi_hostnames_are_decoded_names(name: str) -> None:
 
 @pytest.mark.corpus
 def test_corpus_details() -> None:
-    flows, failed = _flow_messages(_corpus("dns.pcap"))
+    flows, failed = _flow_messages(corpus_file("dns.pcap"))
     msgs = [m for ms in flows.values() for m in ms]
     whatsapp = [m for m in msgs if m.query_name == "e7.whatsapp.net" and m.qr]
     assert whatsapp and "169.45.219.235" in [r.value for r in whatsapp[0].answers]
     assert failed == 0
     # The inverse query carries its name in the answer section and no question.
-    flows, failed = _flow_messages(_corpus("dns_invert_query.pcapng"))
+    flows, failed = _flow_messages(corpus_file("dns_invert_query.pcapng"))
     (inverse,) = [m for ms in flows.values() for m in ms if not m.qr]
     assert inverse.opcode == DnsOpcode.IQUERY and inverse.query_name is None
     assert inverse.answers[0].name == "216.58.202.4."
     # DNS over TCP (RFC 7766) with large DNSSEC answers, next to UDP.
-    flows, failed = _flow_messages(_corpus("dns_fragmented.pcap"))
+    flows, failed = _flow_messages(corpus_file("dns_fragmented.pcap"))
     tcp_keys = [k for k in flows if any(port == 53 for _, port in k) and len(flows[k]) >= 2]
     assert any(m.qr and len(m.answers) > 3 for k in tcp_keys for m in flows[k])
 
 
 @pytest.mark.corpus
 def test_malformed_corpus_messages_raise_decode_error_only() -> None:
-    path = _corpus("malformed_dns.pcap")
+    path = corpus_file("malformed_dns.pcap")
     reasons = set()
-    for proto, _, _, _, _, _, payload in _packets(path):
-        if proto == "udp":
-            try:
-                decode_dns(payload)
-            except DecodeError as exc:
-                reasons.add(exc.reason)
+    for _, _, payload in udp_datagrams(path):
+        try:
+            decode_dns(payload)
+        except DecodeError as exc:
+            reasons.add(exc.reason)
     assert reasons == {"dns.name_too_long"}
 
 
@@ -633,10 +516,10 @@ def test_malformed_corpus_messages_raise_decode_error_only() -> None:
 def test_looks_like_dns_on_corpus() -> None:
     hits = misses = 0
     for name in DNS_CAPTURES:
-        for proto, _, sport, _, dport, _, payload in _packets(_corpus(name)):
-            if proto != "udp" or not payload:
+        for src, dst, payload in udp_datagrams(corpus_file(name)):
+            if not payload:
                 continue
-            if 53 in (sport, dport):
+            if 53 in (src[1], dst[1]):
                 try:
                     decode_dns(payload)
                 except DecodeError:

@@ -4,8 +4,7 @@ Requests come from the standard library's ``http.client`` and ``urllib`` talking
 recording TCP relay to a real ``http.server`` on loopback (or to the relay acting as a proxy);
 responses are what that server sent. The corpus captures give requests and responses of curl,
 browsers, Android apps and real servers, with nDPI's reading of host, URL, user agent, status,
-content type and server to compare with. The capture walker below is a deliberately tiny test
-helper.
+content type and server to compare with, read with the project's own capture reader.
 """
 
 from __future__ import annotations
@@ -13,11 +12,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.server
-import ipaddress
-import re
 import select
 import socket
-import struct
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -42,10 +38,8 @@ from sluice.wire.http import (
     try_decode_http_request,
     try_decode_http_response,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-CORPUS = SHARED / "corpus" / "ndpi"
-
+from tests.corpus.ndpi_out import read_ndpi_out
+from tests.corpus_util import corpus_file, first_payloads, tcp_streams
 
 # ------------------------------------------------------------------- real client and server
 
@@ -333,99 +327,6 @@ def test_split_authority(authority: str, expected: tuple[str, int | None]) -> No
 # ------------------------------------------------------------------------- real captures
 
 
-def _frames(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    """(linktype, frame) of a pcap or pcapng file."""
-    if raw[:4] == b"\x0a\x0d\x0d\x0a":
-        pos, end = 0, "<"
-        links: list[int] = []
-        while pos + 12 <= len(raw):
-            if raw[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
-                end = "<" if raw[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-                links.clear()
-            btype, blen = struct.unpack_from(end + "II", raw, pos)
-            if btype == 1:
-                links.append(struct.unpack_from(end + "H", raw, pos + 8)[0])
-            elif btype == 6:
-                iface, _, _, caplen = struct.unpack_from(end + "IIII", raw, pos + 8)
-                yield links[iface], raw[pos + 28 : pos + 28 + caplen]
-            if blen < 12:
-                return
-            pos += blen
-        return
-    end = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    linktype = struct.unpack_from(end + "I", raw, 20)[0] & 0x0FFFFFFF
-    pos = 24
-    while pos + 16 <= len(raw):
-        incl = struct.unpack_from(end + "I", raw, pos + 8)[0]
-        yield linktype, raw[pos + 16 : pos + 16 + incl]
-        pos += 16 + incl
-
-
-_Key = tuple[str, int, str, int]
-
-
-def _ip_of(linktype: int, f: bytes) -> bytes | None:
-    if linktype == 1:
-        off, etype = 14, f[12:14]
-        while etype in (b"\x81\x00", b"\x88\xa8"):
-            etype, off = f[off + 2 : off + 4], off + 4
-        if etype == b"\x88\x64" and f[off + 6 : off + 8] in (b"\x00\x21", b"\x00\x57"):
-            return f[off + 8 :]  # PPPoE session, PPP IPv4/IPv6
-        return f[off:] if etype in (b"\x08\x00", b"\x86\xdd") else None
-    return {113: f[16:], 276: f[20:], 0: f[4:]}.get(linktype, f if linktype in (12, 101) else None)
-
-
-def _tcp_segments(p: bytes) -> Iterator[tuple[_Key, int, bool, bytes]]:
-    """((src, sport, dst, dport), seq, SYN flag, payload) of an IP datagram (GTP-U looked into)."""
-    if len(p) < 20:
-        return
-    if p[0] >> 4 == 4:
-        if struct.unpack_from("!H", p, 6)[0] & 0x3FFF:
-            return
-        proto, body = p[9], p[(p[0] & 15) * 4 : struct.unpack_from("!H", p, 2)[0]]
-        src, dst = str(ipaddress.IPv4Address(p[12:16])), str(ipaddress.IPv4Address(p[16:20]))
-    elif p[0] >> 4 == 6 and len(p) >= 40:
-        proto, body = p[6], p[40 : 40 + struct.unpack_from("!H", p, 4)[0]]
-        src, dst = str(ipaddress.IPv6Address(p[8:24])), str(ipaddress.IPv6Address(p[24:40]))
-    else:
-        return
-    if proto == 17 and len(body) >= 16 and 2152 in struct.unpack_from("!HH", body):
-        yield from _tcp_segments(body[8 + (12 if body[8] & 7 else 8) :])
-    elif proto == 6 and len(body) >= 20:
-        sport, dport, seq = struct.unpack_from("!HHI", body)
-        syn = body[13] & 0x02
-        yield (src, sport, dst, dport), seq + 1 if syn else seq, bool(syn), body[(body[12] >> 4) * 4 :]
-
-
-def _tcp_streams(path: Path) -> tuple[dict[_Key, bytes], dict[_Key, bytes]]:
-    """Each TCP direction's bytes in sequence order up to a gap, and its first payload."""
-    segs: dict[tuple[str, int, str, int], dict[int, bytes]] = {}
-    first: dict[tuple[str, int, str, int], int] = {}
-    first_payload: dict[tuple[str, int, str, int], bytes] = {}
-    for linktype, frame in _frames(path.read_bytes()):
-        ip = _ip_of(linktype, frame)
-        for key, seq, syn, payload in _tcp_segments(ip or b""):
-            if syn:
-                first[key] = seq  # the stream starts after the SYN
-            if payload:
-                first_payload.setdefault(key, payload)
-                rel = (seq - first.setdefault(key, seq)) % 2**32
-                if rel < 2**31:
-                    segs.setdefault(key, {}).setdefault(rel, payload)
-    out: dict[tuple[str, int, str, int], bytes] = {}
-    for key, parts in segs.items():
-        buf = b""
-        for rel in sorted(parts):
-            if rel > len(buf):
-                break
-            buf += parts[rel][len(buf) - rel :]
-        out[key] = buf
-    return out, first_payload
-
-
-_FLOW_RE = re.compile(r"^\s+\d+\s+TCP (\S+):(\d+) <?->? (\S+):(\d+) (.*)$", re.M)
-_FIELD_RE = re.compile(r"\[(Hostname/SNI|URL|StatusCode|Content-Type|Server|User-Agent): ([^\]]*)\]")
-
 HTTP_CAPTURES = [
     "http.pcapng",
     "http-lines-split.pcap",
@@ -439,13 +340,6 @@ HTTP_CAPTURES = [
     "1kxun.pcap",
     "windowsupdate_over_http.pcap",
 ]
-
-
-def _corpus(name: str) -> Path:
-    path = CORPUS / name
-    if not path.exists():
-        pytest.skip(f"../shared not present: {path}")
-    return path
 
 
 def _heads(stream: bytes, request: bool) -> Iterator[HttpRequest | HttpResponse]:
@@ -465,13 +359,15 @@ def _heads(stream: bytes, request: bool) -> Iterator[HttpRequest | HttpResponse]
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", HTTP_CAPTURES)
 def test_corpus_matches_ndpi(name: str) -> None:
-    streams, _ = _tcp_streams(_corpus(name))
+    streams = tcp_streams(corpus_file(name))
     checked = 0
-    for m in _FLOW_RE.finditer((CORPUS / f"{name}.out").read_text(errors="replace")):
-        fields = dict(_FIELD_RE.findall(m[5]))
+    for flow in read_ndpi_out(corpus_file(f"{name}.out")):
+        if flow.l4 != "TCP":
+            continue
+        fields = flow.fields
         if "URL" not in fields and "StatusCode" not in fields:
             continue
-        a, b = (m[1].strip("[]"), int(m[2])), (m[3].strip("[]"), int(m[4]))
+        a, b = flow.a, flow.b
         c2s, s2c = streams.get((*a, *b), b""), streams.get((*b, *a), b"")
         # nDPI prints the last message it looked at on keep-alive connections: match any.
         if "URL" in fields:
@@ -504,7 +400,8 @@ def test_corpus_matches_ndpi(name: str) -> None:
 @pytest.mark.corpus
 def test_corpus_first_segments() -> None:
     """With the first segment only: the head may be incomplete, never wrong."""
-    streams, firsts = _tcp_streams(_corpus("http_ua_splitted_in_two_pkts.pcapng"))
+    path = corpus_file("http_ua_splitted_in_two_pkts.pcapng")
+    streams, firsts = tcp_streams(path), first_payloads(path)
     ((key, first),) = [(k, v) for k, v in firsts.items() if v.startswith(b"GET ")]
     req = try_decode_http_request(first)
     assert req is not None and not req.complete
@@ -514,7 +411,7 @@ def test_corpus_first_segments() -> None:
     assert whole.user_agent.startswith("Mozil") and len(whole.user_agent) > 5
     assert whole.headers[: len(req.headers)] == req.headers
     manipulated = try_decode_http_request(
-        _tcp_streams(_corpus("http-manipulated.pcap"))[0][("192.168.0.20", 33684, "192.168.0.7", 8080)]
+        tcp_streams(corpus_file("http-manipulated.pcap"))[("192.168.0.20", 33684, "192.168.0.7", 8080)]
     )
     assert manipulated is not None and manipulated.anomalies == (ANOMALY_LOOSE_REQUEST_LINE,)
 
@@ -524,8 +421,7 @@ def test_corpus_non_http_payloads_are_cheaply_rejected() -> None:
     """First payloads of TLS, SSH, DNS-over-TCP... flows are not HTTP and do not raise."""
     rejected = 0
     for name in ("443-chrome.pcap", "ssh.pcap", "dns_fragmented.pcap", "socks.pcap"):
-        _, firsts = _tcp_streams(_corpus(name))
-        for payload in firsts.values():
+        for payload in first_payloads(corpus_file(name)).values():
             assert try_decode_http_request(payload) is None, payload[:40]
             assert try_decode_http_response(payload) is None, payload[:40]
             rejected += 1

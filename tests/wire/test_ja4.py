@@ -1,20 +1,16 @@
 """JA4 against FoxIO's published examples and against nDPI's expected output on real captures.
 
-The capture reader below is a deliberately tiny test helper (pcap/pcapng, Ethernet/SLL/raw IP,
-IPv4/IPv6, TCP); the project's real reader lives elsewhere. It reassembles each TCP direction
-with :class:`StreamReassembler`, reads the first ClientHello with :class:`TlsHandshakeReader`,
-and compares :func:`ja4` with the ``[JA4: ...]`` nDPI printed for the same flow.
+The captures are read with the project's own reader (``tests/corpus_util.py``); the helper below
+reassembles each TCP direction with :class:`StreamReassembler`, reads the first ClientHello with
+:class:`TlsHandshakeReader`, and compares :func:`ja4` with the ``[JA4: ...]`` nDPI printed for the same flow.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import random
 import re
-import struct
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +33,11 @@ from sluice.wire.tls import (
     ja4_raw,
 )
 from sluice.wire.x509 import decode_x509
+from tests.corpus.ndpi_out import NDPI, captures, read_ndpi_out
+from tests.corpus_util import Endpoint, ndpi_key, tcp_segments, udp_datagrams
 
 _OTHER_NAMES = (x509.OtherName, x509.DirectoryName, x509.RegisteredID, x509.UniformResourceIdentifier)
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-CORPUS = SHARED / "corpus" / "ndpi"
 
 # --------------------------------------------------------------------------- FoxIO examples
 
@@ -163,9 +159,6 @@ def test_counts_sni_transport_and_empty_lists() -> None:
 
 # --------------------------------------------------------------------------- capture helper
 
-_ETH_VLAN = (0x8100, 0x88A8, 0x9100)
-_FlowEnd = tuple[str, int]
-
 
 @dataclass
 class _Direction:
@@ -186,136 +179,10 @@ class Handshake:
     errors: list[str] = field(default_factory=list)
 
 
-def _packets(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(linktype, frame) for each packet of a pcap or pcapng file."""
-    data = path.read_bytes()
-    magic = data[:4]
-    if magic == b"\x0a\x0d\x0d\x0a":
-        yield from _pcapng(data)
-        return
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        endian = "<"
-    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        endian = ">"
-    else:
-        raise ValueError(f"{path}: not a capture")
-    linktype = struct.unpack_from(endian + "I", data, 20)[0] & 0xFFFF
-    pos = 24
-    while pos + 16 <= len(data):
-        caplen = struct.unpack_from(endian + "I", data, pos + 8)[0]
-        yield linktype, data[pos + 16 : pos + 16 + caplen]
-        pos += 16 + caplen
-
-
-def _pcapng(data: bytes) -> Iterator[tuple[int, bytes]]:
-    endian = "<"
-    links: list[int] = []
-    pos = 0
-    while pos + 12 <= len(data):
-        if data[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
-            endian = "<" if data[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-            links = []
-        btype, blen = struct.unpack_from(endian + "II", data, pos)
-        if blen < 12:
-            return
-        if btype == 1:
-            links.append(struct.unpack_from(endian + "H", data, pos + 8)[0])
-        elif btype == 6:
-            iface, _, _, caplen = struct.unpack_from(endian + "IIII", data, pos + 8)
-            yield links[iface], data[pos + 28 : pos + 28 + caplen]
-        elif btype == 3 and links:
-            orig = struct.unpack_from(endian + "I", data, pos + 8)[0]
-            yield links[0], data[pos + 12 : pos + 12 + min(orig, blen - 16)]
-        pos += blen
-
-
-def _l3(linktype: int, frame: bytes) -> tuple[int, bytes] | None:
-    """(IP version, IP packet) from a link-layer frame."""
-    if linktype == 1:  # Ethernet
-        pos, etype = 14, struct.unpack_from(">H", frame, 12)[0]
-        while etype in _ETH_VLAN:
-            etype = struct.unpack_from(">H", frame, pos + 2)[0]
-            pos += 4
-        if etype == 0x8864:  # PPPoE session
-            ppp = struct.unpack_from(">H", frame, pos + 6)[0]
-            etype, pos = {0x21: 0x0800, 0x57: 0x86DD}.get(ppp, 0), pos + 8
-        return _ip(frame[pos:]) if etype in (0x0800, 0x86DD) else None
-    if linktype == 113:  # Linux cooked
-        return _ip(frame[16:])
-    if linktype == 276:  # Linux cooked v2
-        return _ip(frame[20:])
-    if linktype in (0, 108):  # BSD loopback
-        return _ip(frame[4:])
-    if linktype in (12, 14, 101, 228, 229):  # raw IP
-        return _ip(frame)
-    return None
-
-
-def _ip(pkt: bytes) -> tuple[int, bytes] | None:
-    return (pkt[0] >> 4, pkt) if pkt and pkt[0] >> 4 in (4, 6) else None
-
-
-def _transport(version: int, pkt: bytes, depth: int = 0) -> tuple[int, str, str, bytes] | None:
-    """(IP protocol, source, destination, payload), following IP-in-IP and VXLAN tunnels."""
-    if version == 4:
-        ihl = (pkt[0] & 0x0F) * 4
-        total, frag, proto = struct.unpack_from(">H2xH1xB", pkt, 2)
-        if frag & 0x1FFF:
-            return None
-        src, dst = ipaddress.ip_address(pkt[12:16]), ipaddress.ip_address(pkt[16:20])
-        body = pkt[ihl:total]
-    else:
-        proto, pos = pkt[6], 40
-        total = 40 + struct.unpack_from(">H", pkt, 4)[0]
-        while proto in (0, 43, 44, 60):
-            if proto == 44 and struct.unpack_from(">H", pkt, pos + 2)[0] & 0xFFF8:
-                return None
-            proto, pos = pkt[pos], pos + (8 if proto == 44 else (pkt[pos + 1] + 1) * 8)
-        src, dst = ipaddress.ip_address(pkt[8:24]), ipaddress.ip_address(pkt[24:40])
-        body = pkt[pos:total]
-    inner: tuple[int, bytes] | None = None
-    if proto in (4, 41):
-        inner = _ip(body)
-    elif proto == 17 and body[2:4] == b"\x12\xb5":  # VXLAN, UDP port 4789
-        inner = _l3(1, body[16:])
-    else:
-        return proto, str(src), str(dst), body
-    return _transport(*inner, depth + 1) if inner and depth < 3 else None
-
-
-def _tcp(version: int, pkt: bytes) -> tuple[_FlowEnd, _FlowEnd, int, int, bytes] | None:
-    """(src, dst, seq, flags, payload) of a TCP segment."""
-    l4 = _transport(version, pkt)
-    if l4 is None or l4[0] != 6 or len(l4[3]) < 20:
-        return None
-    _, src, dst, body = l4
-    sport, dport, seq = struct.unpack_from(">HHI", body)
-    offset, flags = (body[12] >> 4) * 4, body[13]
-    return (src, sport), (dst, dport), seq, flags, body[offset:]
-
-
-def _udp(version: int, pkt: bytes) -> tuple[_FlowEnd, _FlowEnd, bytes] | None:
-    """(src, dst, payload) of a UDP datagram."""
-    l4 = _transport(version, pkt)
-    if l4 is None or l4[0] != 17 or len(l4[3]) < 8:
-        return None
-    _, src, dst, body = l4
-    sport, dport = struct.unpack_from(">HH", body)
-    return (src, sport), (dst, dport), body[8:]
-
-
-def dtls_client_hellos(path: Path) -> dict[frozenset[_FlowEnd], TlsClientHello]:
+def dtls_client_hellos(path: Path) -> dict[frozenset[Endpoint], TlsClientHello]:
     """First unfragmented DTLS ClientHello of each UDP flow (RFC 6347 §4.1 and §4.2.2 headers)."""
-    out: dict[frozenset[_FlowEnd], TlsClientHello] = {}
-    for linktype, frame in _packets(path):
-        try:
-            l3 = _l3(linktype, frame)
-            dgram = _udp(*l3) if l3 else None
-        except (struct.error, IndexError, ValueError):
-            continue
-        if dgram is None:
-            continue
-        src, dst, p = dgram
+    out: dict[frozenset[Endpoint], TlsClientHello] = {}
+    for src, dst, p in udp_datagrams(path):
         key = frozenset((src, dst))
         # record: type, version, epoch(2), sequence(6), length(2); handshake: type, length(3),
         # message_seq(2), fragment_offset(3), fragment_length(3).
@@ -327,18 +194,10 @@ def dtls_client_hellos(path: Path) -> dict[frozenset[_FlowEnd], TlsClientHello]:
     return out
 
 
-def handshakes(path: Path) -> dict[frozenset[_FlowEnd], Handshake]:
+def handshakes(path: Path) -> dict[frozenset[Endpoint], Handshake]:
     """First ClientHello and first TLS 1.2 Certificate of each TCP connection, by endpoints."""
-    dirs: dict[tuple[_FlowEnd, _FlowEnd], _Direction] = {}
-    for linktype, frame in _packets(path):
-        try:
-            l3 = _l3(linktype, frame)
-            seg = _tcp(*l3) if l3 else None
-        except (struct.error, IndexError, ValueError):
-            continue
-        if seg is None:
-            continue
-        src, dst, seq, flags, payload = seg
+    dirs: dict[tuple[Endpoint, Endpoint], _Direction] = {}
+    for src, dst, seq, flags, payload in tcp_segments(path):
         d = dirs.setdefault((src, dst), _Direction())
         if flags & 0x02:  # SYN
             d.isn = (seq + 1) & 0xFFFFFFFF
@@ -357,7 +216,7 @@ def handshakes(path: Path) -> dict[frozenset[_FlowEnd], Handshake]:
                     d.cert = decode_certificate(msg.body)
         except DecodeError as exc:
             d.failed = exc.reason
-    out: dict[frozenset[_FlowEnd], Handshake] = {}
+    out: dict[frozenset[Endpoint], Handshake] = {}
     for (src, dst), d in dirs.items():
         seen = out.setdefault(frozenset((src, dst)), Handshake())
         if d.hello is not None:
@@ -369,13 +228,7 @@ def handshakes(path: Path) -> dict[frozenset[_FlowEnd], Handshake]:
     return out
 
 
-_NDPI_FLOW = re.compile(
-    r"^\s*\d+\s+(TCP|UDP)\s+(\[[0-9a-f:.]+\]|[0-9.]+):(\d+)\s+<?->\s+(\[[0-9a-f:.]+\]|[0-9.]+):(\d+)\s"
-)
-_NDPI_JA4 = re.compile(r"\[JA4: ([0-9a-z_]+)\]")
-_NDPI_ISSUER = re.compile(r"\[Issuer: ([^\]]*)\]")
-_NDPI_SUBJECT = re.compile(r"\[Subject: ([^\]]*)\]")
-_NDPI_NUMERIC_SNI = re.compile(r"\[Hostname/SNI: [0-9.]+\]|\[Hostname/SNI: [0-9a-f:]+:[0-9a-f:]*\]")
+_NUMERIC_SNI = re.compile(r"[0-9.]+|[0-9a-f:]+:[0-9a-f:]*")
 
 
 @dataclass
@@ -383,7 +236,7 @@ class NdpiFlow:
     """One TCP or UDP flow line of an nDPI ``.out`` file."""
 
     proto: str
-    key: frozenset[_FlowEnd]
+    key: frozenset[Endpoint]
     ja4: str | None
     numeric_sni: bool
     issuer: str | None
@@ -393,24 +246,21 @@ class NdpiFlow:
 def ndpi_flows(out_file: Path) -> list[NdpiFlow]:
     """The TCP and UDP flows of an nDPI expected-output file."""
     found = []
-    for line in out_file.read_text(errors="replace").splitlines():
-        m = _NDPI_FLOW.match(line)
-        if not m:
+    for flow in read_ndpi_out(out_file):
+        if flow.l4 not in ("TCP", "UDP"):
             continue
         try:
-            a = (str(ipaddress.ip_address(m[2].strip("[]"))), int(m[3]))
-            b = (str(ipaddress.ip_address(m[4].strip("[]"))), int(m[5]))
+            key = ndpi_key(flow)
         except ValueError:  # a few nDPI lines print odd IPv6 text
             continue
-        j, i, s = _NDPI_JA4.search(line), _NDPI_ISSUER.search(line), _NDPI_SUBJECT.search(line)
         found.append(
             NdpiFlow(
-                proto=m[1],
-                key=frozenset((a, b)),
-                ja4=j[1] if j else None,
-                numeric_sni=bool(_NDPI_NUMERIC_SNI.search(line)),
-                issuer=i[1] if i else None,
-                subject=s[1] if s else None,
+                proto=flow.l4,
+                key=key,
+                ja4=flow.fields.get("JA4"),
+                numeric_sni=_NUMERIC_SNI.fullmatch(flow.hostname) is not None,
+                issuer=flow.fields.get("Issuer"),
+                subject=flow.fields.get("Subject"),
             )
         )
     return found
@@ -466,18 +316,14 @@ def compare_ja4(capture: Path, result: Ja4Comparison) -> None:
 
 
 def _corpus_captures() -> list[Path]:
-    if not CORPUS.is_dir():
-        return []
-    return sorted(
-        p
-        for p in CORPUS.iterdir()
-        if p.suffix in (".pcap", ".pcapng") and p.with_name(p.name + ".out").is_file()
-    )
+    return [
+        p for p in captures() if p.suffix in (".pcap", ".pcapng") and p.with_name(p.name + ".out").is_file()
+    ]
 
 
 def _need_corpus() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"../shared not present: {CORPUS}")
+    if not NDPI.is_dir():
+        pytest.skip(f"../shared not present: {NDPI}")
 
 
 SAMPLE_CAPTURES = ("443-safari.pcap", "tls_ech.pcapng", "tls_2_reasms.pcapng", "chrome.pcap")
@@ -488,7 +334,7 @@ SAMPLE_CAPTURES = ("443-safari.pcap", "tls_ech.pcapng", "tls_2_reasms.pcapng", "
 def test_ja4_matches_ndpi_exactly_on_sample_captures(name: str) -> None:
     _need_corpus()
     result = Ja4Comparison()
-    compare_ja4(CORPUS / name, result)
+    compare_ja4(NDPI / name, result)
     assert result.total > 0
     assert result.exact == result.total, (result.mismatches, result.unread)
 
@@ -549,7 +395,7 @@ def test_ech_flag_and_extension_lookup() -> None:
 def test_sslv2_compatible_hello_from_capture() -> None:
     """google_ssl.pcap opens with an SSLv2-compatible ClientHello (RFC 5246 Appendix E.2)."""
     _need_corpus()
-    (seen,) = handshakes(CORPUS / "google_ssl.pcap").values()
+    (seen,) = handshakes(NDPI / "google_ssl.pcap").values()
     hello = seen.hello
     assert hello is not None and hello.sslv2
     assert hello.legacy_version == 0x0301
@@ -565,9 +411,7 @@ def test_sslv2_compatible_hello_from_capture() -> None:
 @pytest.mark.corpus
 def test_sslv2_hello_prefixes_give_a_record_or_decode_error() -> None:
     _need_corpus()
-    frames = (_l3(lt, f) for lt, f in _packets(CORPUS / "google_ssl.pcap"))
-    segments = (_tcp(*l3) for l3 in frames if l3)
-    first = next(s[4] for s in segments if s and s[4] and s[4][0] & 0x80)
+    first = next(p for *_, p in tcp_segments(NDPI / "google_ssl.pcap") if p and p[0] & 0x80)
     (msg,) = TlsHandshakeReader().feed(first)
     rng = random.Random(5)
     for cut in range(len(msg.body) + 1):
@@ -615,8 +459,8 @@ def test_dtls_client_hellos_against_ndpi() -> None:
     _need_corpus()
     compared = 0
     for name in ("dtls.pcap", "dtls2.pcap", "stun.pcap"):
-        ours = dtls_client_hellos(CORPUS / name)
-        for flow in ndpi_flows(CORPUS / (name + ".out")):
+        ours = dtls_client_hellos(NDPI / name)
+        for flow in ndpi_flows(NDPI / (name + ".out")):
             hello = ours.get(flow.key)
             if flow.proto != "UDP" or flow.ja4 is None or hello is None:
                 continue
@@ -629,7 +473,7 @@ def test_dtls_client_hellos_against_ndpi() -> None:
                 "e3b0c44298fc",
             )
             compared += 1
-    assert compared == 5
-    dtls13 = dtls_client_hellos(CORPUS / "dtls.pcap")[frozenset({("127.0.0.1", 11111), ("127.0.0.1", 40983)})]
+    assert compared == 6  # one of dtls.pcap's flows is inside GTP-U, which the reader looks through
+    dtls13 = dtls_client_hellos(NDPI / "dtls.pcap")[frozenset({("127.0.0.1", 11111), ("127.0.0.1", 40983)})]
     assert dtls13.supported_versions == (0xFEFC,)
     assert ja4(dtls13, "d")[:3] == "dd3"  # nDPI prints d2: it also counts legacy_version

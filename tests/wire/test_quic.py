@@ -11,12 +11,9 @@ Sources:
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import random
-import re
 import struct
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,8 +45,9 @@ from sluice.wire.quic import (
     quic_version_name,
 )
 from sluice.wire.quic_crypto import derive_initial_keys, initial_protection
+from tests.corpus.ndpi_out import NDPI, read_ndpi_out
+from tests.corpus_util import Endpoint, ndpi_key, udp_datagrams
 
-NDPI = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "ndpi"
 RFC_DCID = bytes.fromhex("8394c8f03e515708")
 
 # --- Published test vectors -------------------------------------------------------------------
@@ -218,7 +216,7 @@ DRAFT23_CLIENT_INITIAL = bytes.fromhex(
 )
 
 
-# --- Local helpers: a ClientHello extension reader and a minimal capture reader ---------------
+# --- Local helper: a ClientHello extension reader -------------------------------------------
 
 
 def hello_extensions(msg: bytes) -> dict[int, bytes]:
@@ -260,61 +258,6 @@ def hello_user_agent(msg: bytes, version: int) -> str | None:
     params = dict(decode_transport_parameters(body, version))
     ua = params.get(TransportParameter.GOOGLE_USER_AGENT)
     return None if ua is None else ua.decode()
-
-
-def _frames(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    """(link type, frame) of a pcap or pcapng file; just enough for the corpus."""
-    if raw[:4] == b"\x0a\x0d\x0d\x0a":
-        pos, links = 0, list[int]()
-        while pos + 12 <= len(raw):
-            btype, blen = struct.unpack_from("<II", raw, pos)
-            body = raw[pos + 8 : pos + blen - 4]
-            if btype == 0x0A0D0D0A:
-                links = []
-            elif btype == 1:
-                links.append(struct.unpack_from("<H", body)[0])
-            elif btype == 6:
-                iface, _, _, cap, _ = struct.unpack_from("<IIIII", body)
-                yield links[iface], body[20 : 20 + cap]
-            elif btype == 3:
-                yield links[0], body[4:]
-            pos += blen
-        return
-    assert raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"), "little-endian pcap only"
-    (link,) = struct.unpack_from("<I", raw, 20)
-    pos = 24
-    while pos + 16 <= len(raw):
-        (incl,) = struct.unpack_from("<I", raw, pos + 8)
-        yield link, raw[pos + 16 : pos + 16 + incl]
-        pos += 16 + incl
-
-
-Endpoint = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]
-
-
-def udp_datagrams(path: Path) -> Iterator[tuple[Endpoint, Endpoint, bytes]]:
-    """(source, destination, payload) of each unfragmented UDP packet of a capture."""
-    for link, frame in _frames(path.read_bytes()):
-        if link == 1:
-            ethertype, ip = struct.unpack_from(">H", frame, 12)[0], frame[14:]
-            while ethertype == 0x8100:
-                ethertype, ip = struct.unpack_from(">H", ip, 2)[0], ip[4:]
-        elif link == 113:
-            ethertype, ip = struct.unpack_from(">H", frame, 14)[0], frame[16:]
-        elif link in (101, 12, 228, 229):
-            ethertype, ip = (0x0800 if frame[0] >> 4 == 4 else 0x86DD), frame
-        else:
-            continue
-        if ethertype == 0x0800 and ip[9] == 17 and not struct.unpack_from(">H", ip, 6)[0] & 0x3FFF:
-            src, dst = ipaddress.ip_address(ip[12:16]), ipaddress.ip_address(ip[16:20])
-            l4 = ip[(ip[0] & 15) * 4 : struct.unpack_from(">H", ip, 2)[0]]
-        elif ethertype == 0x86DD and ip[6] == 17:
-            src, dst = ipaddress.ip_address(ip[8:24]), ipaddress.ip_address(ip[24:40])
-            l4 = ip[40 : 40 + struct.unpack_from(">H", ip, 4)[0]]
-        else:
-            continue
-        sport, dport, length = struct.unpack_from(">HHH", l4)
-        yield (src, sport), (dst, dport), l4[8:length]
 
 
 # --- Published vectors ------------------------------------------------------------------------
@@ -758,26 +701,16 @@ def _our_flows(path: Path) -> tuple[dict[FlowKey, _Flow], Counter[str]]:
     return flows, errors
 
 
-_OUT_LINE = re.compile(r"^\s+\d+\s+UDP (\S+) <?-> (\S+) \[proto: [\d.]+/([^\]]*)\]")
-
-
-def _endpoint(text: str) -> Endpoint:
-    host, port = text.rsplit(":", 1)
-    return ipaddress.ip_address(host.strip("[]")), int(port)
-
-
 def _ndpi_quic_flows(path: Path) -> dict[FlowKey, tuple[str | None, str | None]]:
     """nDPI's QUIC flows: flow -> (Hostname/SNI, User-Agent)."""
-    out = {}
-    for line in path.read_text().splitlines():
-        m = _OUT_LINE.match(line)
-        if m is None or "QUIC" not in m.group(3):
-            continue
-        sni = re.search(r"\[Hostname/SNI: ([^\]]*)\]", line)
-        ua = re.search(r"\[User-Agent: ([^\]]*)\]", line)
-        key = frozenset((_endpoint(m.group(1)), _endpoint(m.group(2))))
-        out[key] = (sni and sni.group(1), ua and ua.group(1))
-    return out
+    return {
+        ndpi_key(f): (
+            f.fields.get("Hostname/SNI"),
+            f.fields.get("User-Agent"),
+        )
+        for f in read_ndpi_out(path)
+        if f.l4 == "UDP" and "QUIC" in f.proto
+    }
 
 
 @pytest.mark.corpus

@@ -9,14 +9,11 @@ curl, including the pipelined handshakes optimistic clients send.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import shutil
 import socket
-import struct
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import socks  # type: ignore[import-untyped]  # PySocks
@@ -41,10 +38,7 @@ from sluice.wire.socks import (
     socks_target,
     try_decode_socks,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-CORPUS = SHARED / "corpus" / "ndpi"
-
+from tests.corpus_util import corpus_file, tcp_payloads
 
 # ------------------------------------------------------------------ recording SOCKS server
 
@@ -301,58 +295,9 @@ def test_socks_target_malformed_after_greeting() -> None:
 # ------------------------------------------------------------------------- real captures
 
 
-def _frames(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    """(linktype, frame) of a pcap or pcapng file."""
-    if raw[:4] == b"\x0a\x0d\x0d\x0a":
-        pos, end = 0, "<"
-        links: list[int] = []
-        while pos + 12 <= len(raw):
-            if raw[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
-                end = "<" if raw[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-                links.clear()
-            btype, blen = struct.unpack_from(end + "II", raw, pos)
-            if btype == 1:
-                links.append(struct.unpack_from(end + "H", raw, pos + 8)[0])
-            elif btype == 6:
-                iface, _, _, caplen = struct.unpack_from(end + "IIII", raw, pos + 8)
-                yield links[iface], raw[pos + 28 : pos + 28 + caplen]
-            if blen < 12:
-                return
-            pos += blen
-        return
-    end = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    linktype = struct.unpack_from(end + "I", raw, 20)[0] & 0x0FFFFFFF
-    pos = 24
-    while pos + 16 <= len(raw):
-        incl = struct.unpack_from(end + "I", raw, pos + 8)[0]
-        yield linktype, raw[pos + 16 : pos + 16 + incl]
-        pos += 16 + incl
-
-
-def _payloads(path: Path) -> dict[tuple[str, int, str, int], list[bytes]]:
-    """TCP payloads per direction in capture order, retransmissions dropped (IPv4/Ethernet)."""
-    out: dict[tuple[str, int, str, int], list[bytes]] = {}
-    seen: set[tuple[tuple[str, int, str, int], int]] = set()
-    for linktype, frame in _frames(path.read_bytes()):
-        p = frame[14:] if linktype == 1 and frame[12:14] == b"\x08\x00" else frame
-        if linktype not in (1, 12, 101) or len(p) < 40 or p[0] >> 4 != 4 or p[9] != 6:
-            continue
-        body = p[(p[0] & 15) * 4 : struct.unpack_from("!H", p, 2)[0]]
-        sport, dport, seq = struct.unpack_from("!HHI", body)
-        payload = body[(body[12] >> 4) * 4 :]
-        key = (str(ipaddress.IPv4Address(p[12:16])), sport, str(ipaddress.IPv4Address(p[16:20])), dport)
-        if payload and (key, seq) not in seen:
-            seen.add((key, seq))
-            out.setdefault(key, []).append(payload)
-    return out
-
-
 @pytest.mark.corpus
 def test_corpus_handshakes() -> None:
-    path = CORPUS / "socks.pcap"
-    if not path.exists():
-        pytest.skip(f"../shared not present: {path}")
-    flows = _payloads(path)
+    flows = tcp_payloads(corpus_file("socks.pcap"))
     targets: dict[int, str | None] = {}
     for (_, sport, _, dport), payloads in flows.items():
         if dport not in (1080, 21477):

@@ -3,20 +3,17 @@
 The installed ``ssh`` client connects to a loopback listener that records what it sends and
 answers with lines before its own identification string; ``ssh -v`` reports how OpenSSH read
 them, which must agree with sluice. The corpus supplies OpenSSH and Apache MINA SSHD banners
-with nDPI's reading. The capture walker below is a deliberately tiny test helper.
+with nDPI's reading, read with the project's own capture reader.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shutil
 import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -24,9 +21,8 @@ from hypothesis import strategies as st
 
 from sluice.errors import DecodeError
 from sluice.wire.ssh import MAX_BANNER_BYTES, MAX_PREAMBLE_BYTES, SshBanner, try_decode_ssh_banner
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-CORPUS = SHARED / "corpus" / "ndpi"
+from tests.corpus.ndpi_out import read_ndpi_out
+from tests.corpus_util import corpus_file, first_payloads
 
 SERVER_BYTES = (
     b"Welcome to the sluice lab\r\nUnauthorised access prohibited\nSSH-2.0-sluice_lab_1.0 lab comment\r\n"
@@ -180,63 +176,15 @@ def test_limits() -> None:
 # ------------------------------------------------------------------------- real captures
 
 
-def _frames(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    """(linktype, frame) of a pcap or pcapng file."""
-    if raw[:4] == b"\x0a\x0d\x0d\x0a":
-        pos, end = 0, "<"
-        links: list[int] = []
-        while pos + 12 <= len(raw):
-            if raw[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
-                end = "<" if raw[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-                links.clear()
-            btype, blen = struct.unpack_from(end + "II", raw, pos)
-            if btype == 1:
-                links.append(struct.unpack_from(end + "H", raw, pos + 8)[0])
-            elif btype == 6:
-                iface, _, _, caplen = struct.unpack_from(end + "IIII", raw, pos + 8)
-                yield links[iface], raw[pos + 28 : pos + 28 + caplen]
-            if blen < 12:
-                return
-            pos += blen
-        return
-    end = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    linktype = struct.unpack_from(end + "I", raw, 20)[0] & 0x0FFFFFFF
-    pos = 24
-    while pos + 16 <= len(raw):
-        incl = struct.unpack_from(end + "I", raw, pos + 8)[0]
-        yield linktype, raw[pos + 16 : pos + 16 + incl]
-        pos += 16 + incl
-
-
-def _first_payloads(path: Path) -> dict[tuple[str, int, str, int], bytes]:
-    """The first TCP payload of each direction (Ethernet or raw IPv4 captures)."""
-    out: dict[tuple[str, int, str, int], bytes] = {}
-    for linktype, frame in _frames(path.read_bytes()):
-        p = frame[14:] if linktype == 1 and frame[12:14] == b"\x08\x00" else frame
-        if linktype not in (1, 12, 101) or len(p) < 40 or p[0] >> 4 != 4 or p[9] != 6:
-            continue
-        body = p[(p[0] & 15) * 4 : struct.unpack_from("!H", p, 2)[0]]
-        sport, dport = struct.unpack_from("!HH", body)
-        payload = body[(body[12] >> 4) * 4 :]
-        src, dst = str(ipaddress.IPv4Address(p[12:16])), str(ipaddress.IPv4Address(p[16:20]))
-        if payload:
-            out.setdefault((src, sport, dst, dport), payload)
-    return out
-
-
-_FLOW_RE = re.compile(r"^\s+\d+\s+TCP (\S+):(\d+) <?->? (\S+):(\d+) (.*)$", re.M)
-
-
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", ["ssh.pcap", "ssh_unidirectional.pcap"])
 def test_corpus_matches_ndpi(name: str) -> None:
-    path = CORPUS / name
-    if not path.exists():
-        pytest.skip(f"../shared not present: {path}")
-    firsts = _first_payloads(path)
+    firsts = first_payloads(corpus_file(name))
     checked = 0
-    for m in _FLOW_RE.finditer((CORPUS / f"{name}.out").read_text(errors="replace")):
-        client, server = (m[1], int(m[2])), (m[3], int(m[4]))
+    for flow in read_ndpi_out(corpus_file(f"{name}.out")):
+        if flow.l4 != "TCP":
+            continue
+        client, server = flow.a, flow.b
         banners = {
             side: try_decode_ssh_banner(firsts[key])
             for side, key in (("client", (*client, *server)), ("server", (*server, *client)))
@@ -244,7 +192,7 @@ def test_corpus_matches_ndpi(name: str) -> None:
         # nDPI prints the banners as "Hostname/SNI" (client) and "Server", but not always by
         # direction: in ssh.pcap the port-22 side sent OpenSSH_5.3, printed as the client's,
         # and in ssh_unidirectional.pcap the server's banner is the only one. Compare sets.
-        wanted = set(re.findall(r"\[(?:Hostname/SNI|Server): (SSH-[^\]]*)\]", m[5]))
+        wanted = {v for k in ("Hostname/SNI", "Server") if (v := flow.fields.get(k, "")).startswith("SSH-")}
         ours = {b.raw for b in banners.values() if b is not None}
         assert wanted and wanted <= ours, (wanted, ours)
         checked += len(wanted)
