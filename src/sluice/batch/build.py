@@ -12,11 +12,11 @@ from __future__ import annotations
 
 __all__ = ["PARALLEL_MIN_FLOWS", "Columns", "FlowWork", "build_records"]
 
-import ipaddress
 import itertools
 import multiprocessing
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,7 @@ from sluice.batch import kernels as K
 from sluice.batch.index import CaptureIndex
 from sluice.flows.app import AppInspector
 from sluice.flows.loop import PacketLoop
-from sluice.flows.record import AppMeta, FlowRecord
+from sluice.flows.record import HEAD_BYTES, AppMeta, FlowRecord, format_ipv6
 from sluice.flows.table import SEQUENCE_PACKETS, FlowConfig, TunnelContext, format_tunnels
 
 PARALLEL_MIN_FLOWS = 4000
@@ -278,6 +278,8 @@ class _Job:
                     st[2],
                     st[3],
                     st[4],
+                    st[5],
+                    st[6],
                     meta,
                 )
             )
@@ -285,31 +287,36 @@ class _Job:
 
     def _payload_stats(
         self, first_pay: npt.NDArray[np.int64]
-    ) -> list[tuple[float, float, float, float, int]]:
+    ) -> list[tuple[float, float, float, float, int, str, str]]:
         out = []
         buf, slow = self.w.ix.buf, self.w.slow_payload
         pay_off, pay_len = self.w.c.pay_off, self.w.c.pay_len
         for i_c, i_s in first_pay.tolist():
             row: list[float] = []
+            heads: list[str] = []
             for i in (i_c, i_s):
                 if i < 0:
                     row += [-1.0, -1.0]
+                    heads.append("")
                     continue
                 data = slow.get(i)
                 if data is not None:
                     e, p = K.byte_stats(np.frombuffer(data, np.uint8), 0, len(data))
+                    heads.append(data[:HEAD_BYTES].hex())
                 else:
-                    e, p = K.byte_stats(buf, int(pay_off[i]), int(pay_len[i]))
+                    off = int(pay_off[i])
+                    e, p = K.byte_stats(buf, off, int(pay_len[i]))
+                    heads.append(buf[off : off + min(HEAD_BYTES, int(pay_len[i]))].tobytes().hex())
                 row += [round(float(e), 6), round(float(p), 6)]
             clen = int(pay_len[i_c]) if i_c >= 0 else 0
-            out.append((row[0], row[1], row[2], row[3], clen))
+            out.append((row[0], row[1], row[2], row[3], clen, heads[0], heads[1]))
         return out
 
 
 def _addr(ver: int, hi: int, lo: int) -> str:
     if ver == 4:
         return f"{lo >> 24}.{(lo >> 16) & 255}.{(lo >> 8) & 255}.{lo & 255}"
-    return str(ipaddress.IPv6Address((hi << 64) | lo))
+    return format_ipv6((hi << 64) | lo)
 
 
 _JOB: _Job | None = None
@@ -320,13 +327,19 @@ def _run_range(bounds: tuple[int, int]) -> tuple[list[FlowRecord], list[FlowReco
     return _JOB.run(*bounds)
 
 
-def build_records(w: FlowWork, loop: PacketLoop, workers: int | None = None) -> list[FlowRecord]:
+def build_records(
+    w: FlowWork,
+    loop: PacketLoop,
+    workers: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> list[FlowRecord]:
     """Final records of every flow in id order, then the early records (when asked for).
 
     Args:
         w: the flows and columns.
         loop: the run's packet loop (its summary receives the inspectors' anomaly counts).
         workers: worker processes; None picks one per core for large captures.
+        progress: called with the fraction of flows done as ranges complete.
     """
     global _JOB
     job = _Job(w, loop)
@@ -335,11 +348,15 @@ def build_records(w: FlowWork, loop: PacketLoop, workers: int | None = None) -> 
     if n == 1 or "fork" not in multiprocessing.get_all_start_methods():
         parts = [job.run(0, w.nf)]
     else:
-        cuts = np.linspace(0, w.nf, 4 * n + 1).astype(int).tolist()
+        ranges = list(itertools.pairwise(np.linspace(0, w.nf, 4 * n + 1).astype(int).tolist()))
         _JOB = job
+        parts = []
         try:
             with multiprocessing.get_context("fork").Pool(n) as pool:
-                parts = pool.map(_run_range, list(itertools.pairwise(cuts)))
+                for part in pool.imap(_run_range, ranges):  # in order: records stay in flow order
+                    parts.append(part)
+                    if progress is not None:
+                        progress(len(parts) / len(ranges))
         finally:
             _JOB = None
     finals: list[FlowRecord] = []

@@ -64,7 +64,7 @@ def batch_flows(
     *,
     strict: bool = False,
     early: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
     workers: int | None = None,
 ) -> BatchResult:
     """Flows of one capture file by the batch path.
@@ -74,7 +74,7 @@ def batch_flows(
         config: timeouts and limits (as the streaming path).
         strict: re-raise bugs instead of counting them.
         early: also build the early record of every flow that reached ``config.early_packets``.
-        progress: called with the number of packets done, now and then.
+        progress: called with (fraction done, stage name) as the stages go.
         workers: processes for the per-flow work (inspection, records); default: one per core
             for large captures, 1 for small ones. Results do not depend on it.
 
@@ -84,7 +84,11 @@ def batch_flows(
     cfg = config or FlowConfig()
     loop = PacketLoop(cfg, strict=strict)
     summary = loop.summary
+    if progress is not None:
+        progress(0.0, "index")
     ix = index_capture(path)
+    if progress is not None:
+        progress(0.2, "parse")
     summary.merge_counts(ix.anomalies)
     n = len(ix)
     summary.packets = n
@@ -123,8 +127,8 @@ def batch_flows(
     valid = np.flatnonzero(c.status == K.OK)
     summary.ip_packets = len(valid)
     if progress is not None:
-        progress(n)
-    records = _flows(ix, c, valid, cfg, loop, ctx_ids, slow_payload, reassembled, early, workers)
+        progress(0.4, "flows")
+    records = _flows(ix, c, valid, cfg, loop, ctx_ids, slow_payload, reassembled, early, workers, progress)
     summary.flows = sum(1 for r in records if not r.early)
     # the streaming path emits (and counts) an early record for every flow that reaches K packets
     summary.early_records = (
@@ -190,6 +194,7 @@ def _flows(
     reassembled: dict[int, tuple[bytes, int, int]],
     early: bool,
     workers: int | None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> list[FlowRecord]:
     m = len(valid)
     n = len(ix)
@@ -279,7 +284,9 @@ def _flows(
         cfg=cfg,
         early=early,
     )
-    return build_records(work, loop, workers)
+    return build_records(
+        work, loop, workers, None if progress is None else lambda f: progress(0.5 + 0.5 * f, "inspect")
+    )
 
 
 def _group_ids(

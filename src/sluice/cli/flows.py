@@ -41,6 +41,10 @@ class _Progress:
         pct = f"{100 * done / total:5.1f}%" if total else ""
         click.echo(f"\r{self.label} {pct} {packets:,} packets", err=True, nl=False)
 
+    def stage(self, fraction: float, name: str) -> None:
+        if self.enabled:
+            click.echo(f"\r{self.label} {100 * fraction:5.1f}% {name:8}", err=True, nl=False)
+
     def close(self) -> None:
         if self.enabled:
             click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
@@ -174,8 +178,7 @@ def _run_file(path: str, config: FlowConfig, writer: Any, stream: bool, early: b
             writer.write(_stream(reader, loop, bar, early), extra)
         summary = loop.summary
     else:
-        bar.update(0, None, 0)
-        result = batch_flows(path, config, strict=strict, early=early)
+        result = batch_flows(path, config, strict=strict, early=early, progress=bar.stage)
         writer.write(result.records, extra)
         summary = result.summary
     bar.close()

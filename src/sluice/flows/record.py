@@ -6,11 +6,15 @@ its field names are public output: renaming one is a breaking change.
 
 from __future__ import annotations
 
-__all__ = ["AppMeta", "FlowRecord", "format_addr"]
+__all__ = ["HEAD_BYTES", "AppMeta", "FlowRecord", "format_addr", "format_ipv6"]
 
+import functools
 import ipaddress
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+HEAD_BYTES = 64
+"""Bytes of each direction's first payload kept in the record (as hex), for fingerprints."""
 
 
 def format_addr(addr: bytes) -> str:
@@ -18,8 +22,14 @@ def format_addr(addr: bytes) -> str:
     if len(addr) == 4:
         return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
     if len(addr) == 16:
-        return str(ipaddress.IPv6Address(addr))
+        return format_ipv6(int.from_bytes(addr, "big"))
     return addr.hex()
+
+
+@functools.lru_cache(maxsize=65536)
+def format_ipv6(value: int) -> str:
+    """RFC 5952 text of an IPv6 address given as an integer (cached: servers repeat)."""
+    return str(ipaddress.IPv6Address(value))
 
 
 @dataclass(slots=True)
@@ -151,6 +161,10 @@ class FlowRecord:
     """Fraction of printable ASCII in the first server payload; -1 when none."""
     c2s_first_payload_len: int
     """Length of the first client payload (0 when none)."""
+    c2s_head: str
+    """Hex of the first bytes (at most ``HEAD_BYTES``) of the first client payload."""
+    s2c_head: str
+    """Hex of the first bytes (at most ``HEAD_BYTES``) of the first server payload."""
     meta: AppMeta = field(default_factory=AppMeta)
     """Application-layer facts."""
 
@@ -167,18 +181,20 @@ class FlowRecord:
     def to_dict(self) -> dict[str, Any]:
         """A flat, JSON-friendly dict (metadata fields inlined, tuples as lists)."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "meta":
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        out["duration"] = round(self.duration, 6)
-        out["server_name"] = self.meta.server_name
-        for name, value in asdict(self.meta).items():
-            out[name] = list(value) if isinstance(value, tuple) else value
+        for name in _RECORD_FIELDS:
+            value = getattr(self, name)
+            out[name] = list(value) if type(value) is tuple else value
+        out["duration"] = round(self.last_ts - self.first_ts, 6)
+        meta = self.meta
+        out["server_name"] = meta.server_name
+        for name in _META_FIELDS:
+            value = getattr(meta, name)
+            out[name] = list(value) if type(value) is tuple else value
         return out
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(FlowRecord) if f.name != "meta")
+_META_FIELDS = tuple(f.name for f in fields(AppMeta))
 RECORD_COLUMNS: tuple[str, ...] = (
     *(f.name for f in fields(FlowRecord) if f.name != "meta"),
     "duration",

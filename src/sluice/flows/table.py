@@ -39,7 +39,7 @@ import numpy as np
 
 from sluice.batch.kernels import byte_stats
 from sluice.flows.app import AppInspector
-from sluice.flows.record import FlowRecord, format_addr
+from sluice.flows.record import HEAD_BYTES, FlowRecord, format_addr
 from sluice.wire.packet import Packet
 from sluice.wire.transport import TcpFlags
 
@@ -202,6 +202,8 @@ class FlowState:
             s2c_entropy=s2c[0],
             s2c_printable=s2c[1],
             c2s_first_payload_len=len(self.first_payload[0] or b""),
+            c2s_head=(self.first_payload[0] or b"")[:HEAD_BYTES].hex(),
+            s2c_head=(self.first_payload[1] or b"")[:HEAD_BYTES].hex(),
         )
         if meta is not None:
             rec.meta = meta.copy()

@@ -5,9 +5,10 @@ from __future__ import annotations
 __all__ = ["FORMATS", "FlowWriter", "open_flow_writer"]
 
 import csv
-import json
 from collections.abc import Iterable
 from typing import IO, Any, Protocol
+
+import orjson
 
 from sluice.flows.record import RECORD_COLUMNS, FlowRecord
 
@@ -71,7 +72,7 @@ class _JsonlWriter:
     def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
         for r in records:
             row = {**(extra or {}), **r.to_dict()}
-            self.out.write(json.dumps(row, separators=(",", ":")) + "\n")
+            self.out.write(orjson.dumps(row).decode() + "\n")
 
     def close(self) -> None:
         self.out.flush()

@@ -38,8 +38,9 @@ class DatasetSummary:
     """Captures without a label file (sessions that were not verified)."""
 
 
-def build_dataset(directory: str | os.PathLike[str], out: str, config: FlowConfig | None = None
-                  ) -> DatasetSummary:
+def build_dataset(
+    directory: str | os.PathLike[str], out: str, config: FlowConfig | None = None
+) -> DatasetSummary:
     """Write the labeled flows of every labeled capture under ``directory`` to Parquet ``out``.
 
     Raises:
