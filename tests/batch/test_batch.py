@@ -167,11 +167,14 @@ def test_damaged_capture_anomalies_in_both_summaries(tmp_path: Path) -> None:
 
 def test_records_order_early_flag_and_progress(tmp_path: Path) -> None:
     path = write_capture(tmp_path / "o.pcapng", sorted(f for s in sessions()[:4] for f in s))
-    seen: list[int] = []
-    res = batch_flows(str(path), FlowConfig(early_packets=2), early=False, progress=seen.append)
+    seen: list[tuple[float, str]] = []
+    res = batch_flows(str(path), FlowConfig(early_packets=2), early=False,
+                      progress=lambda fraction, stage: seen.append((fraction, stage)))
     assert all(not r.early for r in res.records)
     assert [r.flow_id for r in res.records] == list(range(len(res.records)))
-    assert seen and seen[-1] == res.summary.packets
+    fractions = [f for f, _stage in seen]
+    assert seen[0] == (0.0, "index") and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
     with_early = batch_flows(str(path), FlowConfig(early_packets=2), early=True)
     n_final = len(res.records)
     assert [r.early for r in with_early.records] == [False] * n_final + [

@@ -347,6 +347,8 @@ def build_records(
     n = max(1, min(n, w.nf or 1))
     if n == 1 or "fork" not in multiprocessing.get_all_start_methods():
         parts = [job.run(0, w.nf)]
+        if progress is not None:
+            progress(1.0)
     else:
         ranges = list(itertools.pairwise(np.linspace(0, w.nf, 4 * n + 1).astype(int).tolist()))
         _JOB = job
