@@ -37,7 +37,11 @@ def _attach_groups() -> None:
     """Attach the command groups of other parts (imported here to keep start-up light)."""
     import importlib
 
-    for module, name in (("sluice.cli.registry", "registry"), ("sluice.cli.lab", "lab")):
+    for module, name in (
+        ("sluice.cli.registry", "registry"),
+        ("sluice.cli.lab", "lab"),
+        ("sluice.cli.analyze", "analyze"),
+    ):
         try:
             group = getattr(importlib.import_module(module), name)
         except ImportError:  # pragma: no cover - part not installed in this build

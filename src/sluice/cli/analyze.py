@@ -1,0 +1,233 @@
+"""``sluice analyze``: one verdict per flow of some captures, with evidence and register matches.
+
+A thin shell over :func:`sluice.detect.service.analyze_captures`. Exit codes: 0 OK, 1 findings
+(with ``--fail-on-findings``), 2 usage or configuration error (bad model, bad option), 3 I/O error
+(capture or register unreadable).
+"""
+
+from __future__ import annotations
+
+__all__ = ["analyze"]
+
+import json
+import sys
+from typing import IO, Any
+
+import click
+
+from sluice.detect.combiner import Combiner
+from sluice.detect.service import AnalysisResult, FlowVerdict, analyze_captures, summarize
+from sluice.errors import CaptureError, SluiceError
+
+EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
+_PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
+_COLUMNS = (
+    ("flow", 10),
+    ("proto", 5),
+    ("client", 22),
+    ("server", 22),
+    ("pkts", 9),
+    ("app", 5),
+    ("server_name", 28),
+    ("class", 13),
+    ("family", 14),
+    ("conf", 5),
+    ("at", 3),
+    ("evidence", 0),
+)
+
+
+def _ep(addr: str, port: int, v6: bool) -> str:
+    if not port:
+        return addr
+    return f"[{addr}]:{port}" if v6 else f"{addr}:{port}"
+
+
+def _row(f: FlowVerdict, multi: bool) -> list[str]:
+    r, v = f.record, f.verdict
+    v6 = r.ip_version == 6
+    ev = v.evidence[0].code if v.evidence else "-"
+    if f.register:
+        ev += f" register:{f.register[0].source}"
+    return [
+        (f"{f.capture}:" if multi else "") + str(r.flow_id),
+        _PROTO.get(r.proto, str(r.proto)),
+        _ep(r.client, r.client_port, v6),
+        _ep(r.server, r.server_port, v6),
+        f"{r.c2s_packets}/{r.s2c_packets}",
+        r.meta.app or "-",
+        (r.meta.server_name or "-")[:28],
+        v.label,
+        v.family or "-",
+        f"{v.confidence:.2f}",
+        str(v.decided_at),
+        ev,
+    ]
+
+
+def _write_table(out: IO[str], res: AnalysisResult, multi: bool) -> None:
+    out.write(" ".join(n.ljust(w) for n, w in _COLUMNS).rstrip() + "\n")
+    for f in res.flows:
+        cells = _row(f, multi)
+        out.write(" ".join(c.ljust(w) for c, (_n, w) in zip(cells, _COLUMNS, strict=True)).rstrip() + "\n")
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{summary['flows']} flows, {summary['findings']} findings, "
+        f"{summary['register_matches']} with register matches"
+    ]
+    for name, n in summary["by_family"].items():
+        lines.append(f"  {name:<36} {n}")
+    if summary["decided_at_median"] is not None:
+        lines.append(
+            f"  findings decided at packet index {summary['decided_at_median']} (median), "
+            f"{summary['decided_within_8_packets']} within the first 8 packets"
+        )
+    return "\n".join(lines)
+
+
+def _explain_text(f: FlowVerdict) -> str:
+    r, v = f.record, f.verdict
+    lines = [
+        f"flow {r.flow_id} of {f.capture}: {v.flow_key}",
+        f"  verdict: {v.label}/{v.family or '-'} confidence {v.confidence:.3f}, decided at packet "
+        f"{v.decided_at}, by {v.detector} v{v.version}"
+        + (f", model {v.model_digest[:12]}" if v.model_digest else ""),
+        f"  packets {r.c2s_packets}/{r.s2c_packets}, app {r.meta.app or '-'}, "
+        f"server name {r.meta.server_name or '-'}",
+    ]
+    for e in v.evidence:
+        at = f" @pkt {e.packet}" if e.packet >= 0 else ""
+        lines.append(f"  - [{e.code}] {e.reason}{at}")
+        lines.append(
+            f"      {e.feature} = {e.observed}  (expected: {e.reference}; contribution {e.contribution:+.3f})"
+        )
+    for h in f.register:
+        lines.append(f"  - [register.{h.reason}] {h.query} is in {h.source} as {h.kind} {h.indicator}")
+    return "\n".join(lines)
+
+
+@click.command("analyze")
+@click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--register",
+    "register_db",
+    help="Match server names and addresses against this register (SQLite file or postgresql:// URL).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "jsonl", "parquet")),
+    default="table",
+    show_default=True,
+    help="Output format of the flow rows.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write rows to FILE (required for parquet).",
+)
+@click.option(
+    "--explain",
+    "explain_id",
+    help="Print every piece of evidence for flow FLOW_ID "
+    "(or CAPTURE:FLOW_ID with several captures) instead of the rows.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (on stdout, after rows).")
+@click.option("--fail-on-findings", is_flag=True, help="Exit 1 when any flow is a finding.")
+def analyze(
+    captures: tuple[str, ...],
+    register_db: str | None,
+    fmt: str,
+    out_path: str | None,
+    explain_id: str | None,
+    as_json: bool,
+    fail_on_findings: bool,
+) -> None:
+    """Judge every flow of CAPTURE files: class, family, confidence, evidence, register matches.
+
+    A summary by class and family follows the rows (stderr for jsonl, stdout for the table).
+    """
+    if fmt == "parquet" and not out_path:
+        raise click.UsageError("--format parquet needs --out FILE")
+    combiner = Combiner()
+    matcher = None
+    if register_db:
+        try:
+            from sluice.registry.matcher import Matcher
+            from sluice.registry.store import open_store
+
+            matcher = Matcher.from_store(open_store(register_db))
+        except SluiceError as exc:
+            click.echo(f"sluice analyze: error: cannot open the register: {exc}", err=True)
+            sys.exit(EXIT_IO)
+    try:
+        res = analyze_captures(list(captures), combiner, matcher=matcher)
+    except CaptureError as exc:
+        click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
+        sys.exit(EXIT_IO)
+    multi = len(captures) > 1
+    if explain_id is not None:
+        _explain(res, explain_id, multi)
+        return
+    summary = summarize(res.flows)
+    _emit(res, fmt, out_path, multi, summary, as_json)
+    if fail_on_findings and summary["findings"]:
+        sys.exit(EXIT_FINDINGS)
+
+
+def _explain(res: AnalysisResult, explain_id: str, multi: bool) -> None:
+    capture, _, num = explain_id.rpartition(":")
+    try:
+        fid = int(num)
+    except ValueError:
+        raise click.UsageError(f"--explain: {explain_id!r} is not a flow id") from None
+    hits = [f for f in res.flows if f.record.flow_id == fid and (not capture or f.capture == capture)]
+    if multi and not capture and len(hits) > 1:
+        raise click.UsageError("--explain: several captures have that flow id; use CAPTURE:FLOW_ID")
+    if not hits:
+        click.echo(f"sluice analyze: error: no flow {explain_id}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(_explain_text(hits[0]))
+
+
+def _emit(
+    res: AnalysisResult, fmt: str, out_path: str | None, multi: bool, summary: dict[str, Any], as_json: bool
+) -> None:
+    try:
+        if fmt == "parquet":
+            assert out_path is not None
+            _write_parquet(res, out_path)
+        else:
+            out = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
+            try:
+                if fmt == "table":
+                    _write_table(out, res, multi)
+                else:
+                    for f in res.flows:
+                        out.write(json.dumps(f.to_dict(), separators=(",", ":")) + "\n")
+            finally:
+                if out is not sys.stdout:
+                    out.close()
+    except OSError as exc:
+        click.echo(f"sluice analyze: error: cannot write {out_path}: {exc.strerror}", err=True)
+        sys.exit(EXIT_IO)
+    if as_json:
+        click.echo(json.dumps({"summary": summary, "runs": res.runs}, indent=2))
+    else:
+        click.echo(_summary_text(summary), err=fmt == "jsonl" and not out_path)
+
+
+def _write_parquet(res: AnalysisResult, path: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for f in res.flows:
+        d = f.to_dict()
+        d["evidence"] = json.dumps(d["evidence"])
+        d["register"] = json.dumps(d["register"])
+        rows.append(d)
+    pq.write_table(pa.Table.from_pylist(rows), path)

@@ -1,0 +1,318 @@
+"""The combiner: the layers' opinions turned into one verdict per flow, as early as evidence allows.
+
+Theory of operation: a flow is judged first on its *early* record (the first ``early_packets``
+packets, what an inline gateway has when it must decide) and, when that does not yield a
+finding, on its final record (up to 32 packets of sequence, whole-flow counters). At each stage:
+
+1. a **fingerprint** finding (layer 1) decides: it is deterministic and carries its own evidence;
+   a benign fingerprint (an SSH terminal) decides too, unless a later stage finds more;
+2. otherwise the **model** (layer 3), when one is loaded, proposes a class and family with
+   ``P(not benign)``; the **fully-encrypted test** (layer 2) agreeing raises the confidence
+   (noisy-or), disagreeing is listed as evidence against;
+3. otherwise the FET alone makes a ``circumvention`` verdict without a family;
+4. otherwise the application protocol the inspectors recognised makes a ``benign`` verdict
+   (``tls``, ``quic``, ``http``, ``dns`` …); a flow with nothing recognised is ``unknown``.
+
+``decided_at`` is the packet index at which the deciding evidence was complete: a fingerprint's
+own index, the last packet the model's features read, or the last packet of the flow for
+whole-flow counters. Verdicts only propose: nothing here touches the register or an enforcer.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMBINER_VERSION", "Combiner", "FlowScorer", "Opinion"]
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sluice.detect.fet import FetDetector, FetResult
+from sluice.detect.fingerprints import FingerprintDetector, Match
+from sluice.detect.verdict import DETECTABLE_CLASSES, Evidence, Verdict, flow_key_text
+from sluice.features.view import FlowView
+from sluice.flows.record import FlowRecord
+
+COMBINER_VERSION = "1"
+"""Version of the combination rules."""
+
+_BENIGN_APPS = {
+    "tls": "tls",
+    "quic": "quic",
+    "gquic": "quic",
+    "http": "http",
+    "dns": "dns",
+    "ssh": "app:ssh",
+    "socks": "",
+    "": "",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Opinion:
+    """What a trained model says about one record."""
+
+    p_finding: float
+    """Probability that the flow is not benign."""
+    label: str
+    """Most likely class."""
+    family: str
+    """Most likely family."""
+    threshold: float
+    """``p_finding`` at or above which the model calls a finding."""
+    decided_at: int
+    """Last packet index the model's features read."""
+    digest: str
+    """The model's digest."""
+    version: str
+    """The model's version string."""
+    evidence: tuple[Evidence, ...]
+    """The features that weighed most, with their values."""
+
+
+class FlowScorer(Protocol):
+    """A trained model as the combiner uses it."""
+
+    def opinions(self, records: Sequence[FlowRecord]) -> list[Opinion]:
+        """One opinion per record."""
+        ...
+
+
+def _noisy_or(*ps: float) -> float:
+    q = 1.0
+    for p in ps:
+        q *= 1.0 - p
+    return 1.0 - q
+
+
+class Combiner:
+    """One verdict per flow from fingerprints, the fully-encrypted test and a model.
+
+    Args:
+        model: a trained model (layer 3), or None for layers 1-2 only.
+        fingerprints: the fingerprint detector (default: all rules).
+        fet: the fully-encrypted test (default parameters).
+        use_fet: let the FET alone make a verdict (step 3).
+    """
+
+    def __init__(
+        self,
+        model: FlowScorer | None = None,
+        *,
+        fingerprints: FingerprintDetector | None = None,
+        fet: FetDetector | None = None,
+        use_fet: bool = True,
+    ) -> None:
+        self.model = model
+        self.fingerprints = (fingerprints or FingerprintDetector()).fit()
+        self.fet = (fet or FetDetector()).fit()
+        self.use_fet = use_fet
+
+    def judge_all(self, records: Sequence[FlowRecord]) -> list[tuple[FlowRecord, Verdict]]:
+        """Verdicts of every flow in a run's records (final records, early ones paired by id).
+
+        Returns:
+            (final record, verdict) in the order of the final records.
+        """
+        early = {r.flow_id: r for r in records if r.early}
+        finals = [r for r in records if not r.early]
+        early_list = [early[r.flow_id] for r in finals if r.flow_id in early]
+        opinions: dict[tuple[int, bool], Opinion] = {}
+        if self.model is not None:
+            batch = early_list + finals
+            for rec, op in zip(batch, self.model.opinions(batch), strict=True):
+                opinions[(rec.flow_id, rec.early)] = op
+        out = []
+        for rec in finals:
+            out.append((rec, self.judge(rec, early.get(rec.flow_id), opinions)))
+        return out
+
+    def judge(
+        self,
+        final: FlowRecord,
+        early: FlowRecord | None = None,
+        opinions: dict[tuple[int, bool], Opinion] | None = None,
+    ) -> Verdict:
+        """The verdict of one flow (its early record first, when it has one)."""
+        stages = [r for r in (early, final) if r is not None]
+        verdict: Verdict | None = None
+        for rec in stages:
+            op = None
+            if opinions is not None:
+                op = opinions.get((rec.flow_id, rec.early))
+            elif self.model is not None:
+                op = self.model.opinions([rec])[0]
+            verdict = self._stage(rec, final, op)
+            if verdict.is_finding:
+                return verdict
+        assert verdict is not None
+        return verdict
+
+    def _stage(self, rec: FlowRecord, final: FlowRecord, op: Opinion | None) -> Verdict:
+        key = flow_key_text(final)
+        view = FlowView(rec)
+        m = self.fingerprints.best(view)
+        fet = self.fet.result(rec, view)
+        idx0 = view.first_payload_index(0)
+        if m is not None and (m.label in DETECTABLE_CLASSES or op is None or op.p_finding < op.threshold):
+            return self._from_match(key, rec, m)
+        if op is not None and op.p_finding >= op.threshold:
+            return self._from_model(key, final.flow_id, op, fet, idx0)
+        if m is not None:
+            return self._from_match(key, rec, m)
+        if self.use_fet and fet.fully_encrypted:
+            ev = self.fet.evidence(fet, idx0)
+            return Verdict(
+                final.flow_id,
+                key,
+                "circumvention",
+                "",
+                self.fet.confidence,
+                idx0,
+                "combiner:fet",
+                COMBINER_VERSION,
+                score=1.0,
+                threshold=0.5,
+                evidence=ev,
+            )
+        return self._benign(key, rec, final, op, fet, idx0)
+
+    def _from_match(self, key: str, rec: FlowRecord, m: Match) -> Verdict:
+        return Verdict(
+            rec.flow_id,
+            key,
+            m.label,
+            m.family,
+            m.confidence,
+            m.decided_at,
+            f"combiner:fingerprint:{m.rule}",
+            COMBINER_VERSION,
+            score=m.confidence,
+            threshold=self.fingerprints.threshold,
+            evidence=m.evidence,
+        )
+
+    def _from_model(self, key: str, flow_id: int, op: Opinion, fet: FetResult, idx0: int) -> Verdict:
+        conf = op.p_finding
+        evidence = list(op.evidence)
+        if fet.applicable:
+            fet_ev = self.fet.evidence(fet, idx0)
+            if fet.fully_encrypted:
+                conf = _noisy_or(conf, self.fet.confidence * 0.5)
+                evidence.append(fet_ev[0])
+            else:
+                held = ", ".join(fet.exemptions)
+                evidence.append(
+                    Evidence(
+                        "fet.exempt",
+                        "c2s_head",
+                        held,
+                        "no exemption",
+                        0.0,
+                        "the first payload is not fully encrypted",
+                        idx0,
+                    )
+                )
+        decided = max(op.decided_at, idx0)
+        return Verdict(
+            flow_id,
+            key,
+            op.label,
+            op.family,
+            conf,
+            decided,
+            "combiner:model",
+            COMBINER_VERSION,
+            score=op.p_finding,
+            threshold=op.threshold,
+            model_digest=op.digest,
+            evidence=tuple(evidence),
+        )
+
+    def _benign(
+        self, key: str, rec: FlowRecord, final: FlowRecord, op: Opinion | None, fet: FetResult, idx0: int
+    ) -> Verdict:
+        app = rec.meta.app or final.meta.app
+        evidence: list[Evidence] = []
+        if op is not None:
+            evidence.append(
+                Evidence(
+                    "model.benign",
+                    "model.p_finding",
+                    f"{op.p_finding:.3f}",
+                    f"< {op.threshold:.3f}",
+                    -(1 - op.p_finding),
+                    "the model finds nothing",
+                    op.decided_at,
+                )
+            )
+        if fet.applicable:
+            evidence.append(
+                Evidence(
+                    "fet.exempt",
+                    "c2s_head",
+                    ", ".join(fet.exemptions),
+                    "no exemption",
+                    0.0,
+                    "the first payload is not fully encrypted",
+                    idx0,
+                )
+            )
+        if app:
+            family = _BENIGN_APPS.get(app, app)
+            evidence.insert(
+                0,
+                Evidence(
+                    "app.protocol",
+                    "app",
+                    app,
+                    "a protocol with no finding",
+                    0.6,
+                    f"the inspectors recognised {app} and no layer found more",
+                    idx0,
+                ),
+            )
+            return Verdict(
+                final.flow_id,
+                key,
+                "benign",
+                family,
+                0.6,
+                max(idx0, 0),
+                "combiner:protocol",
+                COMBINER_VERSION,
+                score=op.p_finding if op else 0.0,
+                threshold=op.threshold if op else 0.0,
+                model_digest=op.digest if op else "",
+                evidence=tuple(evidence),
+            )
+        seen = final.packets
+        if op is not None and seen >= 2 and final.c2s_payload_bytes + final.s2c_payload_bytes > 0:
+            return Verdict(
+                final.flow_id,
+                key,
+                "benign",
+                "",
+                1 - op.p_finding,
+                op.decided_at,
+                "combiner:model",
+                COMBINER_VERSION,
+                score=op.p_finding,
+                threshold=op.threshold,
+                model_digest=op.digest,
+                evidence=tuple(evidence),
+            )
+        evidence.insert(
+            0,
+            Evidence(
+                "combiner.too_little",
+                "packets",
+                str(seen),
+                "a recognised protocol or finding",
+                0.0,
+                "too little seen to decide",
+                -1,
+            ),
+        )
+        return Verdict(
+            final.flow_id, key, "unknown", "", 0.0, -1, "combiner", COMBINER_VERSION, evidence=tuple(evidence)
+        )

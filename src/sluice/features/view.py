@@ -1,0 +1,131 @@
+"""Derived views of one flow record that several detectors need.
+
+The record keeps IP lengths of the first packets, not transport payload lengths; these helpers
+estimate payload lengths (UDP exactly, TCP from the flow's smallest segment, which is a pure ACK in
+any flow that has one) and find the packet that carried each direction's first payload, so that
+a rule can say *at which packet* it decided.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FlowView",
+    "base32_like",
+    "label_entropy",
+]
+
+import math
+from collections import Counter
+
+from sluice.flows.record import FlowRecord
+
+_SYN = 0x02
+_IP_HEADER = {4: 20, 6: 40}
+
+
+def label_entropy(text: str) -> float:
+    """Shannon entropy (bits per character) of a string; 0 for the empty string."""
+    if not text:
+        return 0.0
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+_VOWELS = frozenset("aeiouy")
+
+
+def base32_like(label: str) -> bool:
+    """True when a DNS label looks like random base32 (RFC 4648 alphabet, little pronounceable).
+
+    Random base32 mixes the digits 2–7 with letters, or strings consonants together in a way
+    words rarely do; ordinary names (``www``, ``google``, ``mail2``) are pronounceable.
+    """
+    if not label or any(c not in "abcdefghijklmnopqrstuvwxyz234567" for c in label):
+        return False
+    digits = sum(c.isdigit() for c in label)
+    if digits and digits < len(label) and len(label) >= 6:
+        return True
+    run = best = 0
+    for c in label:
+        run = 0 if c in _VOWELS or c.isdigit() else run + 1
+        best = max(best, run)
+    return len(label) >= 8 and best >= 5
+
+
+class FlowView:
+    """Per-packet payload estimates and first-payload positions of one record.
+
+    Args:
+        rec: the flow record.
+    """
+
+    __slots__ = ("_heads", "payload_lens", "rec")
+
+    def __init__(self, rec: FlowRecord) -> None:
+        self.rec = rec
+        self._heads: list[bytes | None] = [None, None]
+        self.payload_lens = self._payload_lens()
+
+    def _payload_lens(self) -> tuple[int, ...]:
+        r = self.rec
+        ip_hdr = _IP_HEADER.get(r.ip_version, 20)
+        if r.proto == 17:
+            return tuple(max(0, s - ip_hdr - 8) for s in r.pkt_sizes)
+        if r.proto in (1, 58):
+            return tuple(max(0, s - ip_hdr - 4) for s in r.pkt_sizes)
+        if r.proto != 6:
+            return tuple(max(0, s - ip_hdr) for s in r.pkt_sizes)
+        syn = self._syn_indices()
+        plain = [s for i, s in enumerate(r.pkt_sizes) if i not in syn]
+        base = min(plain) if plain else ip_hdr + 20
+        base = min(max(base, ip_hdr + 20), ip_hdr + 60)
+        return tuple(0 if i in syn else max(0, s - base) for i, s in enumerate(r.pkt_sizes))
+
+    def _syn_indices(self) -> frozenset[int]:
+        r = self.rec
+        if not ((r.c2s_tcp_flags | r.s2c_tcp_flags) & _SYN):
+            return frozenset()
+        out = set()
+        seen = [False, False]
+        for i, d in enumerate(r.pkt_dirs[:4]):
+            if not seen[d]:
+                seen[d] = True
+                flags = r.c2s_tcp_flags if d == 0 else r.s2c_tcp_flags
+                if flags & _SYN:
+                    out.add(i)
+        return frozenset(out)
+
+    def head(self, d: int) -> bytes:
+        """The first bytes of direction ``d``'s first payload (0 client to server)."""
+        got = self._heads[d]
+        if got is None:
+            text = self.rec.c2s_head if d == 0 else self.rec.s2c_head
+            try:
+                got = bytes.fromhex(text)
+            except ValueError:
+                got = b""
+            self._heads[d] = got
+        return got
+
+    def first_payload_index(self, d: int) -> int:
+        """Index of the packet that carried direction ``d``'s first payload (-1 if none seen)."""
+        for i, (dd, n) in enumerate(zip(self.rec.pkt_dirs, self.payload_lens, strict=False)):
+            if dd == d and n > 0:
+                return i
+        return -1
+
+    def payload_sizes(self, d: int | None = None, start: int = 0) -> list[int]:
+        """Estimated payload lengths of the packets with payload (of direction ``d``, if given)."""
+        return [
+            n
+            for i, (dd, n) in enumerate(zip(self.rec.pkt_dirs, self.payload_lens, strict=False))
+            if i >= start and n > 0 and (d is None or dd == d)
+        ]
+
+    def payload_len(self, d: int) -> int:
+        """Length of direction ``d``'s first payload (exact for the client, estimated for the server)."""
+        if d == 0 and self.rec.c2s_first_payload_len:
+            return self.rec.c2s_first_payload_len
+        i = self.first_payload_index(d)
+        return self.payload_lens[i] if i >= 0 else 0
