@@ -54,8 +54,9 @@ print(len(recs), sum(1 for r in recs if r.meta.server_name))
 """
 
 
-def run(cmd: list[str], stdout: int | None = subprocess.PIPE) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KiB) of the child, and its stdout."""
+def run(cmd: list[str], stdout: int | None = subprocess.PIPE) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds (user + system, waited-for descendants included), peak RSS (KiB)
+    of the child, and its stdout. CPU time is the steadier measure on a shared machine."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL, text=True)
     out = proc.stdout.read() if proc.stdout else ""
@@ -63,7 +64,7 @@ def run(cmd: list[str], stdout: int | None = subprocess.PIPE) -> tuple[float, in
     seconds = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{cmd[:3]} failed with {status}")
-    return seconds, usage.ru_maxrss, out.strip()
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, out.strip()
 
 
 def count_packets(path: Path) -> int:
@@ -88,33 +89,37 @@ def main() -> None:
     n = count_packets(cap)
     # warm numba's on-disk cache so compile time is not measured
     run([PY, "-c", SLUICE_SNIPPET, str(cap), "batch"])
-    rows: list[tuple[str, float, int, str]] = []
-    s, rss, out = run([PY, "-c", SLUICE_SNIPPET, str(cap), "batch"])
-    rows.append(("sluice batch (flows + SNI/QUIC/DNS/HTTP metadata)", s, rss, out))
-    s, rss, out = run([str(Path(PY).parent / "sluice"), "flows", str(cap), "--format", "jsonl",
+    rows: list[tuple[str, float, float, int, str]] = []
+    s, cpu, rss, out = run([PY, "-c", SLUICE_SNIPPET, str(cap), "batch"])
+    rows.append(("sluice batch (flows + SNI/QUIC/DNS/HTTP metadata)", s, cpu, rss, out))
+    s, cpu, rss, out = run([str(Path(PY).parent / "sluice"), "flows", str(cap), "--format", "jsonl",
                        "--out", "/dev/null"])
-    rows.append(("`sluice flows --format jsonl` (CLI, end to end)", s, rss, out))
+    rows.append(("`sluice flows --format jsonl` (CLI, end to end)", s, cpu, rss, out))
     if not args.skip_stream:
-        s, rss, out = run([PY, "-c", SLUICE_SNIPPET, str(cap), "stream"])
-        rows.append(("sluice streaming path", s, rss, out))
+        s, cpu, rss, out = run([PY, "-c", SLUICE_SNIPPET, str(cap), "stream"])
+        rows.append(("sluice streaming path", s, cpu, rss, out))
     if not args.skip_nfstream:
-        s, rss, out = run([PY, "-c", NFSTREAM_SNIPPET, str(cap)])
-        rows.append(("NFStream 6 (nDPI dissection, 20 packets)", s, rss, out))
+        s, cpu, rss, out = run([PY, "-c", NFSTREAM_SNIPPET, str(cap)])
+        rows.append(("NFStream 6 (nDPI dissection, 20 packets)", s, cpu, rss, out))
     if not args.skip_tshark and shutil.which("tshark"):
-        s, rss, out = run(["tshark", "-n", "-r", str(cap), "-T", "fields", "-e", "ip.src", "-e", "ip.dst",
-                           "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport", "-e",
-                           "udp.dstport", "-e", "tls.handshake.extensions_server_name"],
-                          stdout=subprocess.DEVNULL)
-        rows.append(("tshark -T fields (5-tuple + SNI per packet)", s, rss, ""))
-    base = n / rows[0][1]
+        fields = ["ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
+                  "tls.handshake.extensions_server_name"]
+        cmd = ["tshark", "-n", "-r", str(cap), "-T", "fields"]
+        for f in fields:
+            cmd += ["-e", f]
+        s, cpu, rss, out = run(cmd, stdout=subprocess.DEVNULL)
+        rows.append(("tshark -T fields (5-tuple + SNI per packet)", s, cpu, rss, ""))
+    base, base_cpu = n / rows[0][1], n / rows[0][2]
     print(f"\n### {date.today()} — {platform.node()}, {os.cpu_count()} cores, "
           f"{platform.python_implementation()} {platform.python_version()}")
     print(f"Input: `{cap.name}`, {n:,} packets, {cap.stat().st_size / 1e6:.0f} MB\n")
-    print("| tool | wall s | packets/s | vs sluice batch | peak RSS MiB | flows, named |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, s, rss, out in rows:
-        pps = n / s
-        print(f"| {name} | {s:.2f} | {pps:,.0f} | {pps / base:.2f}× | {rss / 1024:.0f} | {out} |")
+    print("| tool | wall s | packets/s | vs sluice batch | CPU s | packets/CPU-s | vs sluice (CPU) "
+          "| peak RSS MiB | flows, named |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name, s, cpu, rss, out in rows:
+        pps, ppc = n / s, n / cpu
+        print(f"| {name} | {s:.2f} | {pps:,.0f} | {pps / base:.2f}× | {cpu:.2f} | {ppc:,.0f} | "
+              f"{ppc / base_cpu:.2f}× | {rss / 1024:.0f} | {out} |")
 
 
 if __name__ == "__main__":
