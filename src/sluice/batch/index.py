@@ -163,6 +163,17 @@ def _ticks_to_seconds(ticks: int, per_second: int) -> float:
     return ticks // per_second + (ticks % per_second) / per_second
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _emit(i, off, cl, wl, t, lt, iid, offset, caplen, wirelen, ts, linktype, iface):  # type: ignore[no-untyped-def]
+    """Write one packet's row of the index columns."""
+    offset[i] = off
+    caplen[i] = cl
+    wirelen[i] = wl
+    ts[i] = t
+    linktype[i] = lt
+    iface[i] = iid
+
+
 @numba.njit(cache=True, nogil=True)
 def _walk_pcap(buf, le, per_second, limit, fill, offset, caplen, wirelen, ts):  # type: ignore[no-untyped-def]
     n = len(buf)
@@ -288,12 +299,9 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                     status = 2
                     break
                 if fill:
-                    offset[i] = body + 20
-                    caplen[i] = cl
-                    wirelen[i] = max(wl, cl)
-                    ts[i] = _ticks_to_seconds((hi << 32) | lo, if_per_second[iid]) + if_off[iid]
-                    linktype[i] = if_link[iid]
-                    iface[i] = iid
+                    t = _ticks_to_seconds((hi << 32) | lo, if_per_second[iid]) + if_off[iid]
+                    _emit(i, body + 20, cl, max(wl, cl), t, if_link[iid], iid,
+                          offset, caplen, wirelen, ts, linktype, iface)
                 i += 1
             else:
                 unknown += 1  # unknown interface: counted, skipped
@@ -306,12 +314,8 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                 if if_snap[0] > 0:
                     cl = min(cl, if_snap[0])
                 if fill:
-                    offset[i] = body + 4
-                    caplen[i] = cl
-                    wirelen[i] = wl
-                    ts[i] = 0.0
-                    linktype[i] = if_link[0]
-                    iface[i] = 0
+                    _emit(i, body + 4, cl, wl, 0.0, if_link[0], 0,
+                          offset, caplen, wirelen, ts, linktype, iface)
                 i += 1
         elif btype == 2:
             if blen_body < 20:
@@ -326,12 +330,9 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                 status = 2
                 break
             if fill:
-                offset[i] = body + 20
-                caplen[i] = cl
-                wirelen[i] = max(wl, cl)
-                ts[i] = _ticks_to_seconds((hi << 32) | lo, if_per_second[iid]) + if_off[iid]
-                linktype[i] = if_link[iid]
-                iface[i] = iid
+                t = _ticks_to_seconds((hi << 32) | lo, if_per_second[iid]) + if_off[iid]
+                _emit(i, body + 20, cl, max(wl, cl), t, if_link[iid], iid,
+                      offset, caplen, wirelen, ts, linktype, iface)
             i += 1
         p += blen
     return i, status, unknown

@@ -68,61 +68,17 @@ __all__ = [
 import ipaddress
 import struct
 from collections.abc import Sequence
-from enum import IntEnum, IntFlag
+from enum import IntEnum
 from functools import lru_cache
+
+from sluice.wire.ethernet import EtherType
+from sluice.wire.ip import IpProto
+from sluice.wire.transport import TcpFlags as TcpFlag
+from sluice.wire.tunnel import GTPU_PORT, TEREDO_PORT, VXLAN_PORT
 
 Address = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
 """An IP address: text, packed 4/16 bytes, or an :mod:`ipaddress` object."""
 
-VXLAN_PORT = 4789
-"""IANA UDP port of VXLAN (RFC 7348)."""
-TEREDO_PORT = 3544
-"""IANA UDP port of Teredo (RFC 4380)."""
-GTPU_PORT = 2152
-"""UDP port of GTP-U (3GPP TS 29.281)."""
-
-
-class EtherType(IntEnum):
-    """EtherType code points used by the encoders."""
-
-    IPV4 = 0x0800
-    ARP = 0x0806
-    VLAN = 0x8100  #: IEEE 802.1Q customer tag
-    IPV6 = 0x86DD
-    MPLS = 0x8847  #: MPLS unicast
-    QINQ = 0x88A8  #: IEEE 802.1ad service tag
-    TEB = 0x6558  #: transparent Ethernet bridging (Ethernet inside GRE)
-
-
-class IpProto(IntEnum):
-    """IP protocol / IPv6 next-header numbers."""
-
-    HOPOPT = 0
-    ICMP = 1
-    IPIP = 4
-    TCP = 6
-    UDP = 17
-    IPV6 = 41
-    ROUTING = 43
-    FRAGMENT = 44
-    GRE = 47
-    ESP = 50
-    ICMPV6 = 58
-    NONE = 59
-    DSTOPTS = 60
-
-
-class TcpFlag(IntFlag):
-    """TCP header flags (RFC 793, RFC 3168)."""
-
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
-    URG = 0x20
-    ECE = 0x40
-    CWR = 0x80
 
 
 class SllPacketType(IntEnum):
