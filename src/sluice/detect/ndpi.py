@@ -17,7 +17,7 @@ __all__ = [
 import contextlib
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _VPN = {
@@ -82,6 +82,12 @@ class NdpiFlow:
     """Class per TAXONOMY.md's reading of nDPI."""
     family: str
     """Family per that reading."""
+    hostname: str = ""
+    """``Hostname/SNI`` as nDPI printed it (TLS/QUIC SNI, DNS query, HTTP Host, SSH banner)."""
+    vlan: str = ""
+    """``VLAN`` field, when present."""
+    fields: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """Every ``[Key: value]`` field of the line."""
 
     @property
     def endpoints(self) -> frozenset[tuple[str, int]]:
@@ -141,7 +147,8 @@ def read_ndpi_out(path: str | Path) -> list[NdpiFlow]:
         label, family = ndpi_class(proto, risk)
         out.append(
             NdpiFlow(
-                m.group("l4"), _endpoint(m.group("a")), _endpoint(m.group("b")), proto, risk, label, family
+                m.group("l4"), _endpoint(m.group("a")), _endpoint(m.group("b")), proto, risk, label,
+                family, fields.get("Hostname/SNI", ""), fields.get("VLAN", ""), fields,
             )
         )
     return out
