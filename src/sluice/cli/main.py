@@ -41,6 +41,7 @@ def _attach_groups() -> None:
         ("sluice.cli.registry", "registry"),
         ("sluice.cli.lab", "lab"),
         ("sluice.cli.analyze", "analyze"),
+        ("sluice.cli.model", "model"),
     ):
         try:
             group = getattr(importlib.import_module(module), name)

@@ -1,0 +1,233 @@
+"""``sluice model``: train, evaluate and describe the early-flow model (layer 3).
+
+Thin shells over :mod:`sluice.detect.model`, :mod:`sluice.detect.dataset` and
+:mod:`sluice.detect.evaluate`. Exit codes: 0 OK, 2 usage or configuration error (bad model
+directory, bad dataset), 3 I/O error.
+"""
+
+from __future__ import annotations
+
+__all__ = ["model"]
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sluice.errors import ConfigError
+
+EXIT_USAGE, EXIT_IO = 2, 3
+
+
+def _fail(cmd: str, exc: Exception, code: int) -> None:
+    click.echo(f"sluice model {cmd}: error: {exc}", err=True)
+    sys.exit(code)
+
+
+def _load(cmd: str, datasets: tuple[str, ...]) -> Any:
+    from sluice.detect.dataset import load_labeled
+
+    try:
+        data = load_labeled(list(datasets))
+    except OSError as exc:
+        _fail(cmd, exc, EXIT_IO)
+    except (KeyError, ValueError) as exc:
+        _fail(cmd, ConfigError("dataset", f"not a labeled flow table: {exc}"), EXIT_USAGE)
+    if not data.records:
+        _fail(cmd, ConfigError("dataset", "no labeled flows"), EXIT_USAGE)
+    return data
+
+
+@click.group("model")
+def model() -> None:
+    """Train, evaluate and describe the early-flow model."""
+
+
+@model.command("train")
+@click.argument(
+    "datasets", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=str)
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default="model",
+    show_default=True,
+    help="Model directory to write.",
+)
+@click.option(
+    "--cv",
+    "folds",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="Folds (by session/capture) for the metrics stored in the manifest; 0 for none.",
+)
+@click.option("--threshold", type=float, default=None, help="P(not benign) of a finding (default 0.7).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def train(
+    datasets: tuple[str, ...], out_dir: str, folds: int, threshold: float | None, seed: int, as_json: bool
+) -> None:
+    """Train a model on labeled flow tables (``sluice lab dataset``, ``sluice model ndpi-benign``)."""
+    from sluice.detect.dataset import trainable
+    from sluice.detect.evaluate import cross_validate, summary
+    from sluice.detect.model import FlowModel, save_model
+    from sluice.features.flow import FlowFeatures
+
+    data = _load("train", datasets)
+    params: dict[str, Any] = {"seed": seed}
+    if threshold is not None:
+        params["threshold"] = threshold
+    idx = trainable(data)
+    try:
+        X = FlowFeatures().fit().transform([data.records[i] for i in idx])
+        fitted = FlowModel(**params).fit(X, [data.labels[i] for i in idx])
+        metrics = summary(cross_validate(data, fitted.get_params(), folds, seed)) if folds >= 2 else {}
+    except ConfigError as exc:
+        _fail("train", exc, EXIT_USAGE)
+    training = {
+        "datasets": [Path(d).name for d in datasets],
+        "flows": len(idx),
+        "labels": data.subset(idx).counts(),
+        "groups": len(set(data.groups)),
+        "cv_folds": folds,
+    }
+    try:
+        path = save_model(fitted, out_dir, data_digest=data.digest, metrics=metrics, training=training)
+    except OSError as exc:
+        _fail("train", exc, EXIT_IO)
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    click.echo(f"{out_dir}: {len(idx)} flows, {len(fitted.classes_)} classes, digest {fitted.digest[:16]}")
+    for key, value in metrics.items():
+        click.echo(f"  {key:24} {value if not isinstance(value, float) else round(value, 5)}")
+
+
+@model.command("evaluate")
+@click.argument(
+    "datasets", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=str)
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Model directory (default: the shipped model).",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    required=True,
+    help="Directory for report.md and the PNG plots.",
+)
+@click.option(
+    "--cv",
+    "folds",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="Cross-validation folds (by session/capture) with the model's parameters; 0 for none.",
+)
+@click.option(
+    "--leave-out",
+    "leave",
+    multiple=True,
+    help="scenario/variant prefix to hold out in one more check (repeatable; default: a set).",
+)
+@click.option("--no-leave-out", is_flag=True, help="Skip the leave-one-config-out checks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the headline numbers as JSON.")
+def evaluate(
+    datasets: tuple[str, ...],
+    model_dir: str | None,
+    report_dir: str,
+    folds: int,
+    leave: tuple[str, ...],
+    no_leave_out: bool,
+    as_json: bool,
+) -> None:
+    """Report recall per family, benign false positives, confusion, scores and decision points."""
+    from sluice.detect.evaluate import (
+        DEFAULT_LEAVE_OUT,
+        cross_validate,
+        leave_out,
+        score_with,
+        summary,
+        write_report,
+    )
+    from sluice.detect.model import DEFAULT_MODEL_DIR, load_model
+
+    try:
+        fitted, manifest = load_model(model_dir or DEFAULT_MODEL_DIR)
+    except ConfigError as exc:
+        _fail("evaluate", exc, EXIT_USAGE)
+    data = _load("evaluate", datasets)
+    params = fitted.get_params()
+    results = []
+    if folds >= 2:
+        results.append(cross_validate(data, params, folds, params["seed"]))
+    in_sample = manifest.get("data_digest") == data.digest
+    results.append(
+        score_with(
+            data, fitted, "the model as given" + (" (IN-SAMPLE: trained on this data)" if in_sample else "")
+        )
+    )
+    if not no_leave_out:
+        for prefixes in [(p,) for p in leave] or DEFAULT_LEAVE_OUT:
+            res = leave_out(data, params, prefixes)
+            if res.labels:
+                results.append(res)
+    seen = sorted({lab for lab in manifest.get("classes", [])})
+    header = [
+        f"Model: `{model_dir or DEFAULT_MODEL_DIR}` digest `{manifest.get('model_digest', '')[:16]}`, "
+        f"threshold {fitted.threshold_}, classes: {', '.join(seen)}.",
+        f"Data: {', '.join(Path(d).name for d in datasets)} — {len(data.records)} labeled flows in "
+        f"{len(set(data.groups))} sessions/captures (digest `{data.digest[:16]}`).",
+        "Splits are by session (lab) or capture file (nDPI), never by flow. "
+        "'combiner' is fingerprints first, the model for what they leave, then the FET; "
+        "'rules only' is layers 1-2 without the model.",
+    ]
+    try:
+        md = write_report(report_dir, results, header)
+    except OSError as exc:
+        _fail("evaluate", exc, EXIT_IO)
+    heads = {r.name: summary(r) for r in results}
+    if as_json:
+        click.echo(json.dumps({"report": str(md), "results": heads}, indent=2))
+        return
+    click.echo(f"report: {md}")
+    for name, s in heads.items():
+        click.echo(f"  {name}: recall {s['recall_combined']}, benign FPR {s['benign_fpr_combined']}")
+
+
+@model.command("ndpi-benign")
+@click.argument("corpus", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=str), required=True)
+def ndpi_benign(corpus: str, out_path: str) -> None:
+    """Write the flows nDPI calls benign in its test captures (CORPUS) as a labeled dataset."""
+    from sluice.detect.dataset import build_ndpi_benign
+
+    try:
+        counts = build_ndpi_benign(corpus, out_path)
+    except OSError as exc:
+        _fail("ndpi-benign", exc, EXIT_IO)
+    click.echo(json.dumps(counts))
+
+
+@model.command("show")
+@click.argument("model_dir", required=False, type=click.Path(file_okay=False, path_type=str))
+def show(model_dir: str | None) -> None:
+    """Print a model's manifest after checking it (default: the shipped model)."""
+    from sluice.detect.model import DEFAULT_MODEL_DIR, load_model
+
+    try:
+        _fitted, manifest = load_model(model_dir or DEFAULT_MODEL_DIR)
+    except ConfigError as exc:
+        _fail("show", exc, EXIT_USAGE)
+    manifest.pop("feature_names", None)
+    click.echo(json.dumps(manifest, indent=2))

@@ -1,0 +1,178 @@
+"""Labeled flows for training and evaluating the model: lab datasets and nDPI's benign flows.
+
+A dataset is a Parquet flow table with the columns of ``sluice lab dataset`` (flow record fields
+plus ``capture``, ``session_id``, ``scenario``, ``variant``, ``label_class``, ``label_family``).
+:func:`build_ndpi_benign` writes the same columns for the flows of nDPI's test captures that nDPI
+calls benign, so the model sees benign traffic other than the lab's few clients.
+
+Splits must be by group (a lab session or an nDPI capture file), never by flow: the flows of one
+session share keys, certificates and timing, and a split by flow would measure memory.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NOT_TRAINED", "LabeledFlows", "build_ndpi_benign", "group_folds", "load_labeled", "trainable"]
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from sluice.detect.fingerprints import FingerprintDetector
+from sluice.detect.verdict import DETECTABLE_CLASSES
+from sluice.features.flow import record_from_row
+from sluice.features.view import FlowView
+from sluice.flows.record import FlowRecord
+
+NOT_TRAINED = ("tunnel/ssh",)
+"""Labels the model is not trained on: SSH used for forwarding looks like an SSH terminal in its
+first packets (the fingerprint rule tells them apart by volume, at the flow's end)."""
+
+
+@dataclass
+class LabeledFlows:
+    """Flow records with their labels and split groups (parallel lists)."""
+
+    records: list[FlowRecord] = field(default_factory=list)
+    """The final flow records."""
+    labels: list[str] = field(default_factory=list)
+    """``class/family`` per flow (``benign/dns`` …)."""
+    groups: list[str] = field(default_factory=list)
+    """Split group per flow: ``<dataset>:<session or capture>``."""
+    configs: list[str] = field(default_factory=list)
+    """``scenario/variant`` per flow (``ndpi/<capture>`` for nDPI flows)."""
+    sources: list[str] = field(default_factory=list)
+    """``lab`` or ``ndpi``."""
+    digest: str = ""
+    """sha256 over the input files' bytes, in order."""
+
+    def subset(self, idx: Sequence[int] | npt.NDArray[np.intp]) -> LabeledFlows:
+        """The flows at ``idx``."""
+        ix = [int(i) for i in idx]
+        return LabeledFlows(
+            [self.records[i] for i in ix],
+            [self.labels[i] for i in ix],
+            [self.groups[i] for i in ix],
+            [self.configs[i] for i in ix],
+            [self.sources[i] for i in ix],
+            self.digest,
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Flows per label."""
+        return dict(sorted(Counter(self.labels).items()))
+
+
+def load_labeled(paths: Sequence[str | Path]) -> LabeledFlows:
+    """Labeled final flows of Parquet datasets (unlabeled and early rows dropped).
+
+    Raises:
+        OSError: a file cannot be read.
+    """
+    import pyarrow.parquet as pq
+
+    out = LabeledFlows()
+    h = hashlib.sha256()
+    for path in paths:
+        p = Path(path)
+        h.update(p.read_bytes())
+        for row in pq.read_table(p).to_pylist():
+            cls = row.get("label_class") or ""
+            if not cls or row.get("early"):
+                continue
+            fam = row.get("label_family") or ""
+            scenario = row.get("scenario") or ""
+            source = "ndpi" if scenario == "ndpi" else "lab"
+            out.records.append(record_from_row(row))
+            out.labels.append(f"{cls}/{fam}")
+            out.groups.append(f"{p.stem}:{row.get('session_id') or row.get('capture')}")
+            out.configs.append(f"{scenario}/{row.get('variant') or ''}")
+            out.sources.append(source)
+    out.digest = h.hexdigest()
+    return out
+
+
+def trainable(data: LabeledFlows) -> npt.NDArray[np.intp]:
+    """Indices of the flows a model may be trained on (labels not in :data:`NOT_TRAINED`)."""
+    return np.asarray([i for i, lab in enumerate(data.labels) if lab not in NOT_TRAINED], dtype=np.intp)
+
+
+def group_folds(groups: Sequence[str], k: int, seed: int = 0) -> list[npt.NDArray[np.intp]]:
+    """Test indices of ``k`` folds with whole groups in each (groups shuffled with ``seed``)."""
+    names = sorted(set(groups))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(names)
+    fold_of = {g: i % k for i, g in enumerate(names)}
+    assign = np.asarray([fold_of[g] for g in groups], dtype=np.intp)
+    return [np.flatnonzero(assign == f) for f in range(k)]
+
+
+def build_ndpi_benign(corpus: str | Path, out: str | Path) -> dict[str, int]:
+    """Write the flows of nDPI's captures that nDPI calls benign as a labeled Parquet dataset.
+
+    A flow is kept when nDPI's expected output lists it (joined by endpoints), names a benign
+    protocol, the capture's name does not say it carries something else
+    (:data:`~sluice.detect.ndpi.NAMED_CAPTURES`), it is not encapsulated, and no fingerprint
+    finds a VPN, proxy, tunnel or circumvention protocol in it (nDPI calls IP-in-IP, VXLAN,
+    some Tor and DNS-tunnel flows benign by their inner protocol).
+
+    Returns:
+        Counts: captures read, flows kept, flows dropped by reason.
+    """
+    from sluice.batch.flows import batch_flows
+    from sluice.detect.ndpi import NAMED_CAPTURES, read_ndpi_out
+    from sluice.errors import CaptureError
+    from sluice.io.flowlog import open_flow_writer
+
+    fp = FingerprintDetector().fit()
+    counts: Counter[str] = Counter()
+    writer = open_flow_writer("parquet", None, str(out))
+    try:
+        for cap in sorted(Path(corpus).iterdir()):
+            ref = cap.with_name(cap.name + ".out")
+            if cap.suffix not in (".pcap", ".pcapng") or not ref.exists() or cap.name in NAMED_CAPTURES:
+                continue
+            peer = {f.endpoints: f for f in read_ndpi_out(ref)}
+            try:
+                records = [r for r in batch_flows(str(cap)).records if not r.early]
+            except CaptureError:
+                counts["capture_error"] += 1
+                continue
+            counts["captures"] += 1
+            for r in records:
+                f = peer.get(frozenset(((r.client, r.client_port), (r.server, r.server_port))))
+                reason = _ndpi_drop_reason(r, f.label if f else None, fp)
+                if reason:
+                    counts[f"dropped.{reason}"] += 1
+                    continue
+                assert f is not None
+                extra = {
+                    "capture": cap.name,
+                    "session_id": cap.name,
+                    "scenario": "ndpi",
+                    "variant": cap.stem,
+                    "label_class": "benign",
+                    "label_family": f.family or "ndpi",
+                }
+                writer.write([r], extra)
+                counts["flows"] += 1
+    finally:
+        writer.close()
+    return dict(sorted(counts.items()))
+
+
+def _ndpi_drop_reason(rec: FlowRecord, label: str | None, fp: FingerprintDetector) -> str:
+    if label is None:
+        return "not_in_ndpi"
+    if label != "benign":
+        return "not_benign"
+    if rec.tunnels:
+        return "encapsulated"
+    m = fp.best(FlowView(rec))
+    if m is not None and m.label in DETECTABLE_CLASSES:
+        return "fingerprint"
+    return ""

@@ -1,0 +1,435 @@
+"""Layer 3: a trained model on early-flow features (LightGBM), stored without pickle.
+
+Theory of operation: :class:`FlowModel` is a multiclass gradient-boosted tree model over
+:data:`sluice.features.flow.FEATURE_NAMES`; its classes are ``benign`` and one ``class/family``
+per kind of finding in the training data. Its score is ``P(not benign) = 1 - P(benign)``; a
+flow at or above ``threshold_`` is a finding, named after its most likely non-benign class.
+Evidence is the exact decomposition (TreeSHAP, LightGBM's ``pred_contrib``) of the log-ratio
+``log P(family) / P(benign)`` over the features: the features that pushed most towards the
+finding, each with the benign training data's 5–95 % range as reference.
+
+A model directory holds ``manifest.json``, ``model.txt`` (LightGBM's own text format) and
+``reference.npz`` (numpy, loaded with ``allow_pickle=False``). The manifest records the format
+version, class name, parameters, feature names, training-data digest, sluice version, metrics
+and the sha256 of every file; :func:`load_model` checks all of them before it parses anything,
+and only builds classes from :data:`MODEL_CLASSES`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "MODEL_CLASSES",
+    "MODEL_FORMAT",
+    "MODEL_FORMAT_VERSION",
+    "FlowModel",
+    "ModelScorer",
+    "load_model",
+    "save_model",
+]
+
+import hashlib
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from sluice import __version__
+from sluice.detect.combiner import Opinion
+from sluice.detect.verdict import Evidence, Verdict, flow_key_text
+from sluice.errors import ConfigError
+from sluice.features.flow import EARLY_PACKETS, FEATURE_NAMES, FEATURE_SET_VERSION, FlowFeatures
+from sluice.flows.record import FlowRecord
+
+MODEL_FORMAT = "sluice-model"
+"""``format`` of a model manifest."""
+MODEL_FORMAT_VERSION = 1
+"""Manifest format version this code reads and writes."""
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+"""The model shipped with sluice."""
+BENIGN = "benign"
+_MODEL_FILE = "model.txt"
+_REFERENCE_FILE = "reference.npz"
+_TOP_EVIDENCE = 5
+
+Array = npt.NDArray[np.float64]
+
+
+class NotFittedError(ValueError):
+    """A model method that needs learned state was called before ``fit``."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FlowModel:
+    """Multiclass LightGBM model of early-flow features (scikit-learn contract).
+
+    Args:
+        n_estimators: boosting rounds.
+        learning_rate: shrinkage.
+        num_leaves: leaves per tree.
+        min_child_samples: minimum flows in a leaf.
+        threshold: ``P(not benign)`` at or above which a flow is a finding.
+        benign_weight: weight of benign flows relative to class-balanced weights (above 1 trades
+            recall for fewer false positives).
+        seed: random seed (bagging and feature sampling).
+    """
+
+    booster_: Any
+    _digest: tuple[Any, str]
+    classes_: tuple[str, ...]
+    threshold_: float
+    feature_names_: tuple[str, ...]
+    reference_: Array
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = 150,
+        learning_rate: float = 0.08,
+        num_leaves: int = 15,
+        min_child_samples: int = 5,
+        threshold: float = 0.7,
+        benign_weight: float = 5.0,
+        seed: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.threshold = threshold
+        self.benign_weight = benign_weight
+        self.seed = seed
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments."""
+        return {
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "threshold": self.threshold,
+            "benign_weight": self.benign_weight,
+            "seed": self.seed,
+        }
+
+    def _lgb_params(self, n_classes: int) -> dict[str, Any]:
+        return {
+            "objective": "multiclass",
+            "num_class": n_classes,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "feature_fraction": 0.8,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambda_l2": 1.0,
+            "seed": self.seed,
+            "deterministic": True,
+            "num_threads": 1,
+            "verbosity": -1,
+        }
+
+    def fit(self, X: Array, y: Sequence[str]) -> Self:
+        """Learn from a feature matrix and labels.
+
+        Args:
+            X: array of shape ``(n_flows, len(FEATURE_NAMES))``.
+            y: ``"benign"`` or ``"class/family"`` per flow.
+
+        Raises:
+            ConfigError: bad hyperparameters, a matrix of the wrong width, or no benign flows.
+        """
+        import lightgbm as lgb
+
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError("threshold", f"must be in (0, 1), got {self.threshold}")
+        if self.n_estimators < 1 or self.num_leaves < 2:
+            raise ConfigError("n_estimators", "at least 1 round and 2 leaves")
+        if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES) or X.shape[0] != len(y):
+            raise ConfigError("X", f"expected ({len(y)}, {len(FEATURE_NAMES)}), got {X.shape}")
+        labels = [BENIGN if lab.split("/")[0] == BENIGN else lab for lab in y]
+        classes = (BENIGN, *sorted(set(labels) - {BENIGN}))
+        if BENIGN not in labels or len(classes) < 2:
+            raise ConfigError("y", "training data needs benign flows and at least one finding class")
+        index = {c: i for i, c in enumerate(classes)}
+        target = np.asarray([index[lab] for lab in labels], dtype=np.int32)
+        counts = np.bincount(target, minlength=len(classes)).astype(np.float64)
+        weights = (len(target) / (len(classes) * counts))[target]
+        weights[target == 0] *= self.benign_weight
+        data = lgb.Dataset(
+            X, label=target, weight=weights, feature_name=list(FEATURE_NAMES), free_raw_data=True
+        )
+        self.booster_ = lgb.train(self._lgb_params(len(classes)), data, num_boost_round=self.n_estimators)
+        self.classes_ = classes
+        self.threshold_ = float(self.threshold)
+        self.feature_names_ = FEATURE_NAMES
+        benign = X[target == 0]
+        self.reference_ = np.quantile(benign, [0.05, 0.5, 0.95], axis=0).astype(np.float64)
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "booster_"):
+            raise NotFittedError("FlowModel is not fitted: call fit() or load_model()")
+
+    def predict_proba(self, X: Array) -> Array:
+        """Class probabilities, shape ``(n_flows, len(classes_))``."""
+        self._check()
+        if len(X) == 0:
+            return np.zeros((0, len(self.classes_)))
+        return np.asarray(self.booster_.predict(X), dtype=np.float64).reshape(len(X), len(self.classes_))
+
+    def score_samples(self, X: Array) -> Array:
+        """``P(not benign)`` per flow, shape ``(n_flows,)``."""
+        return 1.0 - self.predict_proba(X)[:, 0]
+
+    def decision_function(self, X: Array) -> Array:
+        """``score_samples(X) - threshold_``: non-negative for findings."""
+        return self.score_samples(X) - self.threshold_
+
+    def predict(self, X: Array) -> list[str]:
+        """``"benign"`` or the most likely ``"class/family"`` per flow."""
+        proba = self.predict_proba(X)
+        out = []
+        for p in proba:
+            if 1.0 - p[0] >= self.threshold_:
+                out.append(self.classes_[1 + int(np.argmax(p[1:]))])
+            else:
+                out.append(BENIGN)
+        return out
+
+    def contributions(self, X: Array) -> Array:
+        """TreeSHAP contributions, shape ``(n_flows, len(classes_), n_features + 1)`` (last: bias)."""
+        self._check()
+        raw = np.asarray(self.booster_.predict(X, pred_contrib=True), dtype=np.float64)
+        return raw.reshape(len(X), len(self.classes_), len(FEATURE_NAMES) + 1)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the model's text form (computed once per fitted booster)."""
+        self._check()
+        cached = getattr(self, "_digest", None)
+        if cached is None or cached[0] is not self.booster_:
+            cached = (self.booster_, _sha256(self.booster_.model_to_string().encode()))
+            self._digest = cached
+        return cached[1]
+
+    def opinions(self, X: Array, decided_at: Sequence[int]) -> list[Opinion]:
+        """One :class:`Opinion` per row; findings carry the top features by contribution as evidence."""
+        proba = self.predict_proba(X)
+        # evidence only where the model calls a finding: TreeSHAP costs more than the prediction
+        found = np.flatnonzero(1.0 - proba[:, 0] >= self.threshold_)
+        contrib = self.contributions(X[found]) if len(found) else None
+        row = {int(i): n for n, i in enumerate(found)}
+        digest = self.digest
+        out = []
+        for i, p in enumerate(proba):
+            k = 1 + int(np.argmax(p[1:]))
+            label, _, family = self.classes_[k].partition("/")
+            evidence: tuple[Evidence, ...] = ()
+            if contrib is not None and i in row:
+                ratio = contrib[row[i], k, :-1] - contrib[row[i], 0, :-1]
+                evidence = self._evidence(X[i], ratio, decided_at[i])
+            out.append(
+                Opinion(
+                    float(1.0 - p[0]),
+                    label,
+                    family,
+                    self.threshold_,
+                    decided_at[i],
+                    digest,
+                    f"lightgbm:{digest[:12]}",
+                    evidence,
+                )
+            )
+        return out
+
+    def _evidence(self, x: Array, ratio: Array, packet: int) -> tuple[Evidence, ...]:
+        ev = []
+        for j in np.argsort(-ratio)[:_TOP_EVIDENCE]:
+            if ratio[j] <= 0:
+                break
+            lo, _mid, hi = self.reference_[:, j]
+            ev.append(
+                Evidence(
+                    f"model.{FEATURE_NAMES[j]}",
+                    FEATURE_NAMES[j],
+                    f"{x[j]:g}",
+                    f"benign 5-95%: {lo:g}..{hi:g}",
+                    float(ratio[j]),
+                    "pushed the model towards a finding (log-odds vs benign)",
+                    packet,
+                )
+            )
+        return tuple(ev)
+
+    def explain(self, X: Array, records: Sequence[FlowRecord] | None = None) -> list[Verdict]:
+        """Full verdicts (the model alone), with flow keys when ``records`` are given."""
+        decided = [_decided_at(r) for r in records] if records is not None else [EARLY_PACKETS - 1] * len(X)
+        out = []
+        for i, op in enumerate(self.opinions(X, decided)):
+            finding = op.p_finding >= op.threshold
+            rec = records[i] if records is not None else None
+            out.append(
+                Verdict(
+                    rec.flow_id if rec is not None else i,
+                    flow_key_text(rec) if rec is not None else "",
+                    op.label if finding else BENIGN,
+                    op.family if finding else "",
+                    op.p_finding if finding else 1 - op.p_finding,
+                    op.decided_at,
+                    "model",
+                    op.version,
+                    score=op.p_finding,
+                    threshold=op.threshold,
+                    model_digest=op.digest,
+                    evidence=op.evidence,
+                )
+            )
+        return out
+
+
+def _decided_at(rec: FlowRecord) -> int:
+    return max(0, min(EARLY_PACKETS, len(rec.pkt_sizes)) - 1)
+
+
+class ModelScorer:
+    """A fitted :class:`FlowModel` as the combiner's :class:`~sluice.detect.combiner.FlowScorer`.
+
+    Args:
+        model: the fitted model.
+        features: the feature extractor (default: :class:`FlowFeatures`).
+    """
+
+    def __init__(self, model: FlowModel, features: FlowFeatures | None = None) -> None:
+        self.model = model
+        self.features = (features or FlowFeatures()).fit()
+
+    def opinions(self, records: Sequence[FlowRecord]) -> list[Opinion]:
+        """One opinion per record."""
+        if not records:
+            return []
+        X = self.features.transform(records)
+        return self.model.opinions(X, [_decided_at(r) for r in records])
+
+
+MODEL_CLASSES: dict[str, type[FlowModel]] = {"FlowModel": FlowModel}
+"""The only classes :func:`load_model` builds."""
+
+
+def save_model(
+    model: FlowModel,
+    directory: str | Path,
+    *,
+    data_digest: str = "",
+    metrics: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write a fitted model as a directory (manifest, LightGBM text, numpy reference).
+
+    Returns:
+        The manifest's path.
+    """
+    model._check()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    text = model.booster_.model_to_string().encode()
+    buf = io.BytesIO()
+    np.savez(buf, reference=model.reference_)
+    files = {_MODEL_FILE: text, _REFERENCE_FILE: buf.getvalue()}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    manifest = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "class": type(model).__name__,
+        "params": model.get_params(),
+        "classes": list(model.classes_),
+        "threshold": model.threshold_,
+        "feature_set_version": FEATURE_SET_VERSION,
+        "feature_names": list(model.feature_names_),
+        "data_digest": data_digest,
+        "sluice_version": __version__,
+        "model_digest": _sha256(text),
+        "files": {name: _sha256(data) for name, data in files.items()},
+        "metrics": metrics or {},
+        "training": training or {},
+    }
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError("model", f"{directory}: no readable manifest.json ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ConfigError("model", f"{directory}: manifest is not an object")
+    if manifest.get("format") != MODEL_FORMAT or manifest.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ConfigError(
+            "model",
+            f"{directory}: format {manifest.get('format')!r} v{manifest.get('format_version')!r}, "
+            f"this sluice reads {MODEL_FORMAT!r} v{MODEL_FORMAT_VERSION}",
+        )
+    if manifest.get("class") not in MODEL_CLASSES:
+        raise ConfigError("model", f"{directory}: class {manifest.get('class')!r} is not allowed")
+    if manifest.get("feature_names") != list(FEATURE_NAMES):
+        raise ConfigError("model", f"{directory}: feature names differ from this sluice's feature set")
+    return manifest
+
+
+def _verified(directory: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != {_MODEL_FILE, _REFERENCE_FILE}:
+        raise ConfigError("model", f"{directory}: manifest must list {_MODEL_FILE} and {_REFERENCE_FILE}")
+    out = {}
+    for name, digest in files.items():
+        try:
+            data = (directory / name).read_bytes()
+        except OSError as exc:
+            raise ConfigError("model", f"{directory}: cannot read {name}: {exc.strerror}") from None
+        if _sha256(data) != digest:
+            raise ConfigError("model", f"{directory}: sha256 of {name} does not match the manifest")
+        out[name] = data
+    return out
+
+
+def load_model(directory: str | Path = DEFAULT_MODEL_DIR) -> tuple[FlowModel, dict[str, Any]]:
+    """A model directory, checked (format, class allow-list, features, sha256) before parsing.
+
+    Returns:
+        (fitted model, manifest).
+
+    Raises:
+        ConfigError: the directory is not a model this sluice loads, or a file does not match.
+    """
+    import lightgbm as lgb
+
+    path = Path(directory)
+    manifest = _read_manifest(path)
+    data = _verified(path, manifest)
+    cls = MODEL_CLASSES[manifest["class"]]
+    try:
+        model = cls(**manifest["params"])
+    except TypeError as exc:
+        raise ConfigError("model", f"{path}: bad params: {exc}") from None
+    with np.load(io.BytesIO(data[_REFERENCE_FILE]), allow_pickle=False) as npz:
+        reference = np.asarray(npz["reference"], dtype=np.float64)
+    booster = lgb.Booster(model_str=data[_MODEL_FILE].decode())
+    classes = tuple(manifest["classes"])
+    if booster.num_model_per_iteration() != len(classes) or reference.shape != (3, len(FEATURE_NAMES)):
+        raise ConfigError("model", f"{path}: model and manifest disagree on classes or features")
+    model.booster_ = booster
+    model.classes_ = classes
+    model.threshold_ = float(manifest["threshold"])
+    model.feature_names_ = FEATURE_NAMES
+    model.reference_ = reference
+    return model, manifest

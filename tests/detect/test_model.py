@@ -1,0 +1,241 @@
+"""Layer 3: the early-flow model, its directory format (no pickle), the CLI and the shipped model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from sluice.cli.model import model as model_cli
+from sluice.detect.combiner import Combiner
+from sluice.detect.dataset import LabeledFlows, group_folds, load_labeled
+from sluice.detect.model import (
+    DEFAULT_MODEL_DIR,
+    FlowModel,
+    ModelScorer,
+    NotFittedError,
+    load_model,
+    save_model,
+)
+from sluice.errors import ConfigError
+from sluice.features.flow import FEATURE_NAMES, FlowFeatures
+from sluice.io.flowlog import open_flow_writer
+
+from .conftest import lab_index, lab_label, lab_records
+
+TINY_PARAMS = {"n_estimators": 15, "num_leaves": 4, "min_child_samples": 2}
+
+
+@cache
+def tiny() -> LabeledFlows:
+    """Labeled flows of every lab excerpt (one group per excerpt)."""
+    out = LabeledFlows()
+    for session in sorted(lab_index()):
+        for rec in lab_records(session):
+            label = lab_label(session, rec)
+            if label is None:
+                continue
+            out.records.append(rec)
+            out.labels.append("/".join(label))
+            out.groups.append(session)
+            out.configs.append(session.rsplit("-s1-", 1)[0])
+            out.sources.append("lab")
+    return out
+
+
+@cache
+def tiny_model() -> FlowModel:
+    data = tiny()
+    return FlowModel(**TINY_PARAMS).fit(FlowFeatures().fit_transform(data.records), data.labels)
+
+
+def test_contract_on_real_flows() -> None:
+    data = tiny()
+    X = FlowFeatures().fit_transform(data.records)
+    m = tiny_model()
+    assert m.get_params() == {**FlowModel().get_params(), **TINY_PARAMS}
+    assert m.classes_[0] == "benign" and "circumvention/trojan" in m.classes_
+    scores = m.score_samples(X)
+    assert scores.shape == (len(X),) and ((scores >= 0) & (scores <= 1)).all()
+    np.testing.assert_allclose(m.decision_function(X), scores - m.threshold_)
+    preds = m.predict(X)
+    assert all(p == "benign" or p in m.classes_ for p in preds)
+    benign = [p for p, lab in zip(preds, data.labels, strict=True) if lab.startswith("benign")]
+    assert benign.count("benign") >= 0.9 * len(benign), "in-sample, benign stays benign"
+    verdicts = m.explain(X[:5], data.records[:5])
+    assert [v.flow_id for v in verdicts] == [r.flow_id for r in data.records[:5]]
+    finding = next(v for v in m.explain(X, data.records) if v.is_finding)
+    assert finding.evidence and all(
+        e.code.startswith("model.") and e.contribution > 0 for e in finding.evidence
+    )
+    assert finding.model_digest == m.digest
+
+
+def test_unfitted_and_bad_input_refused() -> None:
+    with pytest.raises(NotFittedError):
+        FlowModel().score_samples(np.zeros((1, len(FEATURE_NAMES))))
+    X = FlowFeatures().fit_transform(tiny().records)
+    with pytest.raises(ConfigError, match="threshold"):
+        FlowModel(threshold=1.5).fit(X, tiny().labels)
+    with pytest.raises(ConfigError, match="benign"):
+        FlowModel().fit(X[:3], ["vpn/openvpn"] * 3)
+    with pytest.raises(ConfigError):
+        FlowModel().fit(X[:, :5], tiny().labels)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    m = tiny_model()
+    save_model(m, tmp_path / "m", data_digest="abc", metrics={"recall": 1.0})
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "manifest.json",
+        "model.txt",
+        "reference.npz",
+    ]
+    got, manifest = load_model(tmp_path / "m")
+    X = FlowFeatures().fit_transform(tiny().records)
+    np.testing.assert_allclose(got.score_samples(X), m.score_samples(X))
+    assert got.predict(X) == m.predict(X)
+    assert got.get_params() == m.get_params() and got.digest == m.digest == manifest["model_digest"]
+    assert manifest["data_digest"] == "abc" and manifest["feature_names"] == list(FEATURE_NAMES)
+    # the arrays are plain numpy: they load with pickle forbidden
+    with np.load(tmp_path / "m" / "reference.npz", allow_pickle=False) as npz:
+        assert npz["reference"].dtype == np.float64
+    assert (tmp_path / "m" / "model.txt").read_text().startswith("tree")
+
+
+def _tampered(tmp_path: Path, edit: str) -> Path:
+    d = tmp_path / edit
+    save_model(tiny_model(), d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    if edit == "digest":
+        (d / "model.txt").write_text(
+            (d / "model.txt").read_text().replace("learning_rate", "learning_rat", 1)
+        )
+    elif edit == "class":
+        manifest["class"] = "Pipeline"
+    elif edit == "format":
+        manifest["format_version"] = 2
+    elif edit == "features":
+        manifest["feature_names"] = manifest["feature_names"][::-1]
+    elif edit == "files":
+        del manifest["files"]["reference.npz"]
+    elif edit == "reference":
+        (d / "reference.npz").write_bytes(b"\x80\x04not numpy")
+    if edit not in ("digest", "reference"):
+        (d / "manifest.json").write_text(json.dumps(manifest))
+    return d
+
+
+@pytest.mark.parametrize("edit", ["digest", "class", "format", "features", "files", "reference"])
+def test_refused_when_not_as_the_manifest_says(tmp_path: Path, edit: str) -> None:
+    with pytest.raises(ConfigError, match="model"):
+        load_model(_tampered(tmp_path, edit))
+
+
+def test_refused_without_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="manifest"):
+        load_model(tmp_path)
+
+
+def test_group_folds_keep_sessions_whole() -> None:
+    groups = tiny().groups
+    folds = group_folds(groups, 4)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(groups)))
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not {groups[i] for i in folds[a]} & {groups[i] for i in folds[b]}
+
+
+def _write_dataset(path: Path) -> None:
+    data = tiny()
+    writer = open_flow_writer("parquet", None, str(path))
+    for rec, lab, grp, cfg in zip(data.records, data.labels, data.groups, data.configs, strict=True):
+        cls, _, fam = lab.partition("/")
+        scenario, _, variant = cfg.partition("-")
+        extra = {
+            "capture": grp + ".pcap",
+            "session_id": grp,
+            "scenario": scenario,
+            "variant": variant,
+            "label_class": cls,
+            "label_family": fam,
+        }
+        writer.write([rec], extra)
+    writer.close()
+
+
+def test_cli_train_and_evaluate(tmp_path: Path) -> None:
+    ds = tmp_path / "tiny.parquet"
+    _write_dataset(ds)
+    assert len(load_labeled([ds]).records) == len(tiny().records)
+    assert pq.read_table(ds).num_rows == len(tiny().records)
+    runner = CliRunner()
+    got = runner.invoke(model_cli, ["train", str(ds), "--out", str(tmp_path / "m"), "--cv", "0", "--json"])
+    assert got.exit_code == 0, got.output
+    manifest = json.loads(got.output)
+    assert manifest["class"] == "FlowModel" and manifest["training"]["flows"] > 0
+    got = runner.invoke(
+        model_cli,
+        [
+            "evaluate",
+            str(ds),
+            "--model",
+            str(tmp_path / "m"),
+            "--report",
+            str(tmp_path / "r"),
+            "--cv",
+            "3",
+            "--leave-out",
+            "trojan",
+            "--json",
+        ],
+    )
+    assert got.exit_code == 0, got.output
+    doc = json.loads(got.output)
+    assert len(doc["results"]) == 3
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "3-fold cross-validation" in report and "IN-SAMPLE" in report and "held out: trojan" in report
+    for png in ("eval-confusion.png", "eval-scores.png", "eval-decided-at.png"):
+        assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
+    bad = _tampered(tmp_path, "digest")
+    got = runner.invoke(
+        model_cli, ["evaluate", str(ds), "--model", str(bad), "--report", str(tmp_path / "r2")]
+    )
+    assert got.exit_code == 2
+
+
+def test_shipped_model_loads_and_judges_lab_excerpts() -> None:
+    fitted, manifest = load_model()
+    assert manifest["metrics"]["benign"] > 1000 and "circumvention/trojan" in fitted.classes_
+    combiner = Combiner(ModelScorer(fitted))
+    # in the shipped model's training data (lab run seed 1): a known-flow check, not a held-out one
+    for session, expected in (
+        ("trojan-default-s1-000", ("circumvention", "trojan")),
+        ("shadowsocks-plugin-obfs-tls-s1-002", ("circumvention", "shadowsocks")),
+        ("stunnel-default-s1-000", ("tunnel", "stunnel")),
+        ("https-nginx-h2-tls13-s1-000", ("benign", "tls")),
+        ("dns-udp-s1-000", ("benign", "dns")),
+    ):
+        judged = [(r, v) for r, v in combiner.judge_all(lab_records(session)) if lab_label(session, r)]
+        assert judged
+        for _rec, v in judged:
+            assert (v.label, v.family) == expected, (session, v)
+            if v.label != "benign":
+                assert v.detector == "combiner:model" and v.evidence[0].code.startswith("model.")
+                assert v.model_digest == manifest["model_digest"] and 0 <= v.decided_at < 8
+
+
+def test_shipped_model_is_small_and_complete(tmp_path: Path) -> None:
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
+    assert size < 4_000_000
+    copy = tmp_path / "copy"
+    shutil.copytree(DEFAULT_MODEL_DIR, copy)
+    (copy / "reference.npz").write_bytes((copy / "reference.npz").read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match="sha256"):
+        load_model(copy)
