@@ -7,7 +7,8 @@ on the fly.  Walking backwards, the running hash at each ``.`` is exactly the ha
 after it, so one pass over a name gives the hash of the name and of every parent domain
 (``a.b.example.com`` -> ``com``, ``example.com``, ``b.example.com``, the name).  Each hash is
 looked up in an open-addressing table (power-of-two size, load <= 0.5, linear probing, slot =
-Fibonacci hash of the key) whose values index a table of unique names; a hit is confirmed by
+Fibonacci hash of the key; each slot one 64-bit word, tag and value packed, so a probe costs one
+cache line) whose values index a table of unique names; a hit is confirmed by
 comparing the bytes, so hash collisions can never give a false match.  Each unique name points
 (CSR) to the entries that name it, with their kinds, so the caller's rules (exact, ``www.``,
 mask) are applied per probe.
@@ -77,35 +78,36 @@ def hash_names(buf: U8, off: I64) -> U64:  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def build_table(hashes: U64, bits: int) -> tuple[U64, I32]:  # pragma: no cover - compiled
-    """Open-addressing table of ``2**bits`` slots: key = hash, value = name index."""
+def build_table(hashes: U64, bits: int) -> U64:  # pragma: no cover - compiled
+    """Open-addressing table of ``2**bits`` slots, each one ``uint64``: the hash's upper 32 bits
+    (tag) above ``name index + 1`` (0: empty slot) - a probe reads one word, one cache line."""
     size = 1 << bits
     mask = size - 1
     shift = np.uint64(64 - bits)
-    keys = np.zeros(size, np.uint64)
-    vals = np.full(size, -1, np.int32)
+    table = np.zeros(size, np.uint64)
     for i in range(hashes.shape[0]):
         h = hashes[i]
         slot = np.int64((h * _GOLDEN) >> shift)
-        while vals[slot] != -1:
+        while table[slot] != 0:
             slot = (slot + 1) & mask
-        keys[slot] = h
-        vals[slot] = i
-    return keys, vals
+        table[slot] = ((h >> np.uint64(32)) << np.uint64(32)) | np.uint64(i + 1)
+    return table
 
 
 @njit(cache=True, nogil=True)
 def _probe(
-    keys: U64, vals: I32, bits: int, nbuf: U8, noff: I64, h: np.uint64, q: U8, qs: int, qe: int
+    table: U64, bits: int, nbuf: U8, noff: I64, h: np.uint64, q: U8, qs: int, qe: int
 ) -> int:  # pragma: no cover - compiled
     mask = (1 << bits) - 1
     slot = np.int64((h * _GOLDEN) >> np.uint64(64 - bits))
+    tag = h >> np.uint64(32)
     ln = qe - qs
     while True:
-        v = vals[slot]
-        if v == -1:
+        w = table[slot]
+        if w == 0:
             return -1
-        if keys[slot] == h:
+        if (w >> np.uint64(32)) == tag:
+            v = np.int64(w & np.uint64(0xFFFFFFFF)) - 1
             s = noff[v]
             if noff[v + 1] - s == ln:
                 same = True
@@ -119,9 +121,9 @@ def _probe(
 
 
 @njit(cache=True, nogil=True)
-def probe(keys: U64, vals: I32, bits: int, nbuf: U8, noff: I64, q: U8) -> int:  # pragma: no cover - compiled
+def probe(table: U64, bits: int, nbuf: U8, noff: I64, q: U8) -> int:  # pragma: no cover - compiled
     """Index of the name equal to ``q`` (ASCII case-insensitive), or -1."""
-    return _probe(keys, vals, bits, nbuf, noff, _rev_hash(q, 0, q.shape[0]), q, 0, q.shape[0])
+    return _probe(table, bits, nbuf, noff, _rev_hash(q, 0, q.shape[0]), q, 0, q.shape[0])
 
 
 @njit(cache=True, nogil=True)
@@ -141,8 +143,7 @@ def _match_one(
     s: int,
     e: int,
     qi: int,
-    keys: U64,
-    vals: I32,
+    table: U64,
     bits: int,
     nbuf: U8,
     noff: I64,
@@ -186,7 +187,7 @@ def _match_one(
     dot = np.uint64(46)
     for i in range(e - 1, s - 2, -1):
         if i < s or qbuf[i] == 46:
-            v = _probe(keys, vals, bits, nbuf, noff, h, qbuf, i + 1, e)
+            v = _probe(table, bits, nbuf, noff, h, qbuf, i + 1, e)
             if v >= 0:
                 full = i < s
                 for k in range(ent_off[v], ent_off[v + 1]):
@@ -210,8 +211,7 @@ def match_names(
     qbuf: U8,
     qstart: I64,
     qend: I64,
-    keys: U64,
-    vals: I32,
+    table: U64,
     bits: int,
     nbuf: U8,
     noff: I64,
@@ -227,39 +227,128 @@ def match_names(
 
     ``status[i]`` is set to 1 for a name with non-ASCII bytes (the caller converts it with IDNA
     and asks again).  When the count exceeds ``out_q.size`` the caller re-runs with more room.
+
+    Same result, in the same order, as :func:`_match_one` per name, but in batches: first the
+    hashes of every suffix of a batch of names, then one pass that reads all their table slots
+    (independent loads, so the memory misses overlap), then the matching.
     """
+    n = qstart.shape[0]
+    cap = 512
+    hh = np.empty(cap, np.uint64)
+    p_start = np.empty(cap, np.int64)
+    p_end = np.empty(cap, np.int64)
+    p_q = np.empty(cap, np.int64)
+    p_how = np.empty(cap, np.uint8)  # 1: the whole name, 2: the name after "www."
+    slots = np.empty(cap, np.int64)
+    words = np.empty(cap, np.uint64)
+    shift = np.uint64(64 - bits)
+    mask = (1 << bits) - 1
+    dot = np.uint64(46)
     count = 0
-    for qi in range(qstart.shape[0]):
-        c = _match_one(
-            qbuf,
-            qstart[qi],
-            qend[qi],
-            qi,
-            keys,
-            vals,
-            bits,
-            nbuf,
-            noff,
-            ent_off,
-            ent,
-            ent_kind,
-            out_q,
-            out_e,
-            out_r,
-            count,
-        )
-        if c == -1:
-            status[qi] = 1
-        elif c >= 0:
-            count = c
+    qi = 0
+    while qi < n:
+        k = 0
+        while qi < n and k + 128 <= cap:  # a valid name has at most 127 labels
+            s = qstart[qi]
+            e = qend[qi]
+            if e > s and qbuf[e - 1] == 46:
+                e -= 1
+            if e <= s:
+                qi += 1
+                continue
+            bad = 0
+            if e - s > 253:
+                bad = 2
+            lab = 0
+            if bad == 0:
+                for i in range(s, e):
+                    b = qbuf[i]
+                    if b >= 128:
+                        bad = 1
+                        break
+                    if b == 46:
+                        if lab == 0:
+                            bad = 2
+                            break
+                        lab = 0
+                    elif (97 <= b <= 122) or (65 <= b <= 90) or (48 <= b <= 57) or b == 45 or b == 95:
+                        lab += 1
+                        if lab > 63:
+                            bad = 2
+                            break
+                    else:
+                        bad = 2
+                        break
+            if bad == 1:
+                status[qi] = 1
+                qi += 1
+                continue
+            if bad == 2:
+                qi += 1
+                continue
+            www = e - s > 4 and _lower(qbuf[s]) == 119 and _lower(qbuf[s + 1]) == 119
+            www = www and _lower(qbuf[s + 2]) == 119 and qbuf[s + 3] == 46
+            h = _FNV_OFFSET
+            for i in range(e - 1, s - 2, -1):
+                if i < s or qbuf[i] == 46:
+                    hh[k] = h
+                    p_start[k] = i + 1
+                    p_end[k] = e
+                    p_q[k] = qi
+                    p_how[k] = 1 if i < s else (2 if (www and i == s + 3) else 0)
+                    k += 1
+                    if i < s:
+                        break
+                    h = (h ^ dot) * _FNV_PRIME
+                else:
+                    h = (h ^ np.uint64(_lower(qbuf[i]))) * _FNV_PRIME
+            qi += 1
+        for t in range(k):  # independent loads: the misses overlap
+            slot = np.int64((hh[t] * _GOLDEN) >> shift)
+            slots[t] = slot
+            words[t] = table[slot]
+        for t in range(k):
+            h = hh[t]
+            tag = h >> np.uint64(32)
+            slot = slots[t]
+            w = words[t]
+            qs = p_start[t]
+            ln = p_end[t] - qs
+            v = -1
+            while w != 0:
+                if (w >> np.uint64(32)) == tag:
+                    c = np.int64(w & np.uint64(0xFFFFFFFF)) - 1
+                    st = noff[c]
+                    if noff[c + 1] - st == ln:
+                        same = True
+                        for j in range(ln):
+                            if nbuf[st + j] != _lower(qbuf[qs + j]):
+                                same = False
+                                break
+                        if same:
+                            v = int(c)
+                            break
+                slot = (slot + 1) & mask
+                w = table[slot]
+            if v < 0:
+                continue
+            how = p_how[t]
+            q = p_q[t]
+            for x in range(ent_off[v], ent_off[v + 1]):
+                kind = ent_kind[x]
+                if kind == K_MASK:
+                    count = _emit(out_q, out_e, out_r, count, q, ent[x], R_MASK)
+                elif how == 1:
+                    count = _emit(out_q, out_e, out_r, count, q, ent[x], R_DOMAIN)
+                elif how == 2:
+                    count = _emit(out_q, out_e, out_r, count, q, ent[x], R_DOMAIN_WWW)
     return count
 
 
 @njit(cache=True, nogil=True)
 def match_name(
     q: U8,
-    keys: U64,
-    vals: I32,
+    table: U64,
     bits: int,
     nbuf: U8,
     noff: I64,
@@ -272,7 +361,7 @@ def match_name(
     """Match one ASCII name; write (entry, reason) pairs; return their count (-1: non-ASCII)."""
     out_q = np.empty(out_e.shape[0], np.int64)
     return _match_one(
-        q, 0, q.shape[0], 0, keys, vals, bits, nbuf, noff, ent_off, ent, ent_kind, out_q, out_e, out_r, 0
+        q, 0, q.shape[0], 0, table, bits, nbuf, noff, ent_off, ent, ent_kind, out_q, out_e, out_r, 0
     )
 
 

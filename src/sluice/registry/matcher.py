@@ -128,15 +128,15 @@ class _NameSet:
         self.ent_kind = np.where(entry_kind[flat] == _KIND_CODE[Kind.DOMAIN_MASK], 1, 0).astype(np.uint8)
         self.bits = max(4, int(2 * max(1, len(keys_list)) - 1).bit_length())
         hashes = K.hash_names(self.buf, self.off)
-        self.keys, self.vals = K.build_table(hashes, self.bits)
+        self.table = K.build_table(hashes, self.bits)
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.off, self.buf, self.ent_off, self.ent, self.ent_kind, self.keys, self.vals)
+        arrays = (self.off, self.buf, self.ent_off, self.ent, self.ent_kind, self.table)
         return sum(a.nbytes for a in arrays)
 
     def find(self, name: bytes) -> list[int]:
-        v = K.probe(self.keys, self.vals, self.bits, self.buf, self.off, np.frombuffer(name, np.uint8))
+        v = K.probe(self.table, self.bits, self.buf, self.off, np.frombuffer(name, np.uint8))
         if v < 0:
             return []
         return [int(x) for x in self.ent[self.ent_off[v] : self.ent_off[v + 1]]]
@@ -275,8 +275,7 @@ class Matcher:
                 buf,
                 start,
                 end,
-                hs.keys,
-                hs.vals,
+                hs.table,
                 hs.bits,
                 hs.buf,
                 hs.off,
@@ -333,8 +332,7 @@ class Matcher:
             orr = np.empty(cap, np.uint8)
             n = K.match_name(
                 np.frombuffer(canon.encode(), np.uint8),
-                hs.keys,
-                hs.vals,
+                hs.table,
                 hs.bits,
                 hs.buf,
                 hs.off,

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 
 __all__ = [
+    "KIND_LETTER",
+    "LETTER_KIND",
     "AuditAction",
     "AuditRecord",
     "Entry",
@@ -85,6 +87,16 @@ class LegalBasis:
     def __str__(self) -> str:
         parts = [p for p in (self.authority, self.number, self.date) if p]
         return " / ".join(parts) if parts else "(no decision given)"
+
+
+KIND_LETTER = {"domain": "a", "domain-mask": "b", "ip": "c", "subnet": "d", "url": "e"}
+"""Kind -> the letter that starts an entry *key* (letter + canonical indicator).
+
+Keys are how imports and syncs handle entries in bulk; the letters sort as the kinds' names
+do, so sorted keys are in the store's ``(kind, indicator)`` key order.
+"""
+LETTER_KIND = {v: k for k, v in KIND_LETTER.items()}
+"""Entry key letter -> kind."""
 
 
 def basis_to_json(basis: tuple[LegalBasis, ...]) -> str:

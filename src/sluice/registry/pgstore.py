@@ -1,6 +1,7 @@
 """The register in PostgreSQL, for several gateways sharing one register (psycopg 3).
 
-Same tables and the same one-transaction sync as :class:`~sluice.registry.store.SqliteStore`;
+Same tables (schema version 2; version 1 is migrated in place) and the same one-transaction
+sync as :class:`~sluice.registry.store.SqliteStore`;
 new entries are written with ``COPY`` and the audit table refuses UPDATE and DELETE with a
 trigger.  Concurrent imports of one source are serialised with a transaction-level advisory lock
 on the source name, so two gateways syncing the same dump cannot interleave.
@@ -11,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sluice.registry.model import RegistryError
-from sluice.registry.store import SCHEMA_VERSION, EntryRow, ImportMeta, _SqlStore
+from sluice.registry.model import LETTER_KIND, RegistryError
+from sluice.registry.store import KEY_SQL, SCHEMA_VERSION, Added, ImportMeta, _SqlStore, migrate_v1_statements
 
 __all__ = ["PostgresStore"]
 
@@ -23,21 +24,29 @@ _PG_SCHEMA = [
   sha256 TEXT NOT NULL, at TEXT NOT NULL, rows BIGINT NOT NULL, entries BIGINT NOT NULL,
   added BIGINT NOT NULL, removed BIGINT NOT NULL, changed BIGINT NOT NULL,
   rejected BIGINT NOT NULL, dump_time TEXT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS bases (id BIGSERIAL PRIMARY KEY, basis TEXT NOT NULL)",
+    # a B-tree entry must fit a third of a page: long decision lists are unique by digest
+    "CREATE UNIQUE INDEX IF NOT EXISTS bases_basis ON bases (md5(basis))",
     """CREATE TABLE IF NOT EXISTS entries (
   source TEXT NOT NULL, kind TEXT NOT NULL, indicator TEXT NOT NULL, display TEXT NOT NULL,
-  basis TEXT NOT NULL, added_at TEXT NOT NULL, import_id BIGINT NOT NULL,
+  basis_id BIGINT NOT NULL, import_id BIGINT NOT NULL,
   PRIMARY KEY (source, kind, indicator))""",
     """CREATE TABLE IF NOT EXISTS audit (
-  id BIGSERIAL PRIMARY KEY, at TEXT NOT NULL, import_id BIGINT NOT NULL, action TEXT NOT NULL,
+  id BIGSERIAL PRIMARY KEY, import_id BIGINT NOT NULL, action TEXT NOT NULL,
   source TEXT NOT NULL, kind TEXT NOT NULL, indicator TEXT NOT NULL,
-  old_basis TEXT NOT NULL, new_basis TEXT NOT NULL)""",
+  old_basis BIGINT, new_basis BIGINT)""",
     "CREATE INDEX IF NOT EXISTS audit_indicator ON audit (indicator)",
     """CREATE OR REPLACE FUNCTION sluice_audit_append_only() RETURNS trigger AS $$
 BEGIN RAISE EXCEPTION 'audit is append-only'; END; $$ LANGUAGE plpgsql""",
     "DROP TRIGGER IF EXISTS audit_append_only ON audit",
     """CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
   FOR EACH ROW EXECUTE FUNCTION sluice_audit_append_only()""",
-    "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+]
+
+_PG_MIGRATE_V1 = [
+    *migrate_v1_statements(["DROP TRIGGER IF EXISTS audit_append_only ON audit"], _PG_SCHEMA),
+    "SELECT setval(pg_get_serial_sequence('audit', 'id'),"
+    " (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), false)",
 ]
 
 
@@ -54,6 +63,12 @@ class PostgresStore(_SqlStore):
     """
 
     P = "%s"
+    _KEY_ORDER = 'kind COLLATE "C", indicator COLLATE "C"'
+    _SOURCE_KEYS_SQL = (
+        f"SELECT string_agg(k, chr(1) ORDER BY {_KEY_ORDER}), string_agg(b, chr(1) ORDER BY {_KEY_ORDER}),"  # noqa: S608
+        f" COUNT(*) FROM (SELECT {KEY_SQL} AS k, CAST(basis_id AS TEXT) AS b, kind, indicator"
+        " FROM entries WHERE source = %s) t"
+    )
 
     def __init__(self, url: str) -> None:
         try:
@@ -69,20 +84,43 @@ class PostgresStore(_SqlStore):
             self.conn = psycopg.connect(url, autocommit=True)
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext('sluice.registry.schema'))")
-                for stmt in _PG_SCHEMA:
-                    cur.execute(stmt, (str(SCHEMA_VERSION),) if "%s" in stmt else None)
-                cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-                row = cur.fetchone()
+                version = self._version(cur)
+                if version is None:
+                    for stmt in _PG_SCHEMA:
+                        cur.execute(stmt)
+                    cur.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+                        (str(SCHEMA_VERSION),),
+                    )
+                elif version == "1":
+                    for stmt in _PG_MIGRATE_V1:
+                        cur.execute(stmt)
+                version = self._version(cur)
         except psycopg.Error as exc:
             raise RegistryError("registry.store_unavailable", str(exc).strip(), url) from exc
-        if row is None or row[0] != str(SCHEMA_VERSION):
-            raise RegistryError("registry.store_unavailable", f"unknown schema version {row}", url)
+        if version != str(SCHEMA_VERSION):
+            self.conn.close()
+            raise RegistryError(
+                "registry.store_unavailable",
+                f"register schema version {version} is not one this sluice knows"
+                f" (it reads versions 1 and {SCHEMA_VERSION})",
+                url,
+            )
+
+    @staticmethod
+    def _version(cur: Any) -> str | None:
+        cur.execute("SELECT to_regclass('meta') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+        row = cur.fetchone()
+        return None if row is None else str(row[0])
 
     def apply_sync(
         self,
         source: str,
         meta: ImportMeta,
-        added: Sequence[EntryRow],
+        added: Added,
         removed: Sequence[tuple[str, str, str]],
         changed: Sequence[tuple[str, str, str, str]],
     ) -> int:
@@ -94,14 +132,16 @@ class PostgresStore(_SqlStore):
         except self._psycopg.Error as exc:
             raise RegistryError("registry.store_failed", str(exc).strip()) from exc
 
-    def _insert_entries(
-        self, cur: Any, source: str, at: str, import_id: int, added: Sequence[EntryRow]
-    ) -> None:
+    def _insert_entries(self, cur: Any, source: str, import_id: int, added: Added, bids: list[int]) -> None:
         with cur.copy(
-            "COPY entries (source, kind, indicator, display, basis, added_at, import_id) FROM STDIN"
+            "COPY entries (source, kind, indicator, display, basis_id, import_id) FROM STDIN"
         ) as copy:
-            for k, i, d, b in added:
-                copy.write_row((source, k, i, d, b, at, import_id))
+            for k, d, b in zip(added.keys, added.display, bids, strict=True):
+                copy.write_row((source, LETTER_KIND[k[0]], k[1:], d, b, import_id))
+
+    def _lock_bases(self, cur: Any) -> None:
+        # syncs of different sources may add the same decision set: one at a time
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('sluice.registry.bases'))")
 
     def close(self) -> None:
         """Release the connection."""

@@ -2,29 +2,41 @@
 
 Theory of operation
 -------------------
-Three tables hold the register:
+Four tables hold the register (schema version 2):
 
+* ``bases``: every distinct set of decisions once, as a JSON array of
+  ``[authority, number, date]`` (:func:`~sluice.registry.model.basis_to_json`); rows are only
+  ever added.  A million entries of a real dump share a few thousand of them.
 * ``entries``: the current state, one row per ``(source, kind, indicator)`` with the Unicode
-  display form, the legal basis (JSON array of ``[authority, number, date]``), when it was added
-  and by which import.
+  display form ("" when it is the indicator), the basis (``bases.id``) and the import that added
+  it (its time is the entry's ``added_at``).
 * ``imports``: one row per sync of a source (file, digest, counts, the dump's own time stamp).
 * ``audit``: append-only (triggers refuse UPDATE and DELETE), one row per change: added, removed,
-  changed (basis), with the old and new basis and the import that did it.
+  changed (basis), with the old and new basis (``bases.id``, NULL for none) and the import that
+  did it (whose time is the change's time).
 
 A sync (:meth:`RegistryStore.apply_sync`) writes the difference a caller computed against
-:meth:`RegistryStore.source_state` in **one transaction**: the import row, the entry inserts,
-updates and deletes, and their audit rows.  A failure anywhere rolls all of it back, so a crash
-half-way leaves the previous register as it was.  :class:`SqliteStore` is the default (a file
-path); :class:`~sluice.registry.pgstore.PostgresStore` serves several gateways from one
-PostgreSQL database.
+:meth:`RegistryStore.source_keys` in **one transaction**: the import row, new decision sets,
+the entry inserts, updates and deletes, and their audit rows.  A failure anywhere rolls all of it
+back, so a crash half-way leaves the previous register as it was.  :class:`SqliteStore` is the
+default (a file path); :class:`~sluice.registry.pgstore.PostgresStore` serves several gateways
+from one PostgreSQL database.
+
+Schema version 1 (decisions as JSON on every entry and audit row, time stamps repeated on each)
+is migrated in place, in one transaction, when a store is opened; any other version is refused
+with ``registry.store_unavailable`` naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
 
 from sluice.registry.model import (
     AuditAction,
@@ -37,27 +49,56 @@ from sluice.registry.model import (
 )
 
 __all__ = [
-    "EntryRow",
+    "SCHEMA_VERSION",
+    "Added",
     "ImportMeta",
     "RegistryStore",
     "SqliteStore",
     "open_store",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the table layout, stored in ``meta``."""
 
 SQLITE_CACHE_KIB = 256 * 1024
-"""SQLite page cache (KiB): a sync of a million entries touches a few hundred MB of B-tree."""
+"""SQLite page cache (KiB): a sync of a million entries touches a hundred MB of B-tree."""
 
-EntryRow = tuple[str, str, str, str]
-"""``(kind, indicator, display, basis_json)`` as a sync writes it."""
+BULK_CHANGES = 50_000
+"""A SQLite sync of more changes than this is written in bulk mode (see ``apply_sync``)."""
 
 ImportMeta = tuple[str, str, str, str, int, int, str]
 """``(fmt, path, sha256, at, rows, rejected, dump_time)`` of one sync."""
 
+
+class Added(NamedTuple):
+    """Entries a sync adds, as aligned columns."""
+
+    keys: Sequence[str]
+    """Entry keys: kind letter (:data:`~sluice.registry.model.KIND_LETTER`) + indicator."""
+    display: Sequence[str]
+    """Unicode form of each ("" when the same as the indicator)."""
+    basis: Sequence[int]
+    """Index into :attr:`sets` of each entry's decisions."""
+    sets: Sequence[str]
+    """Decision sets as JSON (:func:`~sluice.registry.model.basis_to_json`)."""
+
+
+KEY_SQL = (
+    "(CASE kind WHEN 'domain' THEN 'a' WHEN 'domain-mask' THEN 'b' WHEN 'ip' THEN 'c'"
+    " WHEN 'subnet' THEN 'd' ELSE 'e' END || indicator)"
+)
+"""SQL of an entry's key: kind letter (as ``importers._common.KIND_LETTER``) + indicator."""
+
+_KIND_OF_KEY = (
+    "CASE substr(?2, 1, 1) WHEN 'a' THEN 'domain' WHEN 'b' THEN 'domain-mask' WHEN 'c' THEN 'ip'"
+    " WHEN 'd' THEN 'subnet' ELSE 'url' END"
+)
 _IMPORT_COLS = (
     "id, source, fmt, path, sha256, at, rows, entries, added, removed, changed, rejected, dump_time"
+)
+_ENTRY_SELECT = (
+    "SELECT e.source, e.kind, e.indicator, e.display, b.basis, i.at FROM entries e"
+    " JOIN bases b ON b.id = e.basis_id JOIN imports i ON i.id = e.import_id"
 )
 
 
@@ -69,18 +110,26 @@ class RegistryStore(Protocol):
         """Current entries of one source: ``(kind, indicator) -> basis_json``."""
         ...
 
+    def source_keys(self, source: str) -> tuple[list[str], list[int]]:
+        """Current entries of one source in key order: keys (kind letter + indicator), basis ids."""
+        ...
+
+    def basis_ids(self) -> dict[str, int]:
+        """Every stored decision set: basis JSON -> basis id."""
+        ...
+
     def apply_sync(
         self,
         source: str,
         meta: ImportMeta,
-        added: Sequence[EntryRow],
+        added: Added,
         removed: Sequence[tuple[str, str, str]],
         changed: Sequence[tuple[str, str, str, str]],
     ) -> int:
         """Write one sync in one transaction; return the new import id.
 
         ``removed`` holds ``(kind, indicator, old_basis)``; ``changed`` holds
-        ``(kind, indicator, old_basis, new_basis)``.
+        ``(kind, indicator, old_basis, new_basis)`` (bases as JSON).
         """
         ...
 
@@ -131,15 +180,52 @@ class _SqlStore:
 
     def source_state(self, source: str) -> dict[tuple[str, str], str]:
         """Current entries of one source: ``(kind, indicator) -> basis_json``."""
-        rows = self._all("SELECT kind, indicator, basis FROM entries WHERE source = ?", (source,))
+        rows = self._all(
+            "SELECT e.kind, e.indicator, b.basis FROM entries e JOIN bases b ON b.id = e.basis_id"
+            " WHERE e.source = ?",
+            (source,),
+        )
         return {(k, i): b for k, i, b in rows}
+
+    _KEY_ORDER = "kind, indicator"
+    """Byte order of keys (PostgreSQL: ``COLLATE "C"``)."""
+    _SOURCE_KEYS_SQL = (
+        "SELECT group_concat(k, char(1)), group_concat(b, char(1)), COUNT(*) FROM"  # noqa: S608
+        f" (SELECT {KEY_SQL} AS k, CAST(basis_id AS TEXT) AS b FROM entries WHERE source = ?"
+        " ORDER BY kind, indicator) t"
+    )
+    """One row: every key of a source and every basis id, each joined by \\x01, and the count."""
+
+    def source_keys(self, source: str) -> tuple[list[str], list[int]]:
+        """Current entries of one source in key order: keys (kind letter + indicator), basis ids.
+
+        Fetched as two aggregated strings (a million row tuples cost far more); should a key
+        hold the separator, the rows are fetched one by one instead.  The caller checks the
+        order.
+        """
+        sql = self._SOURCE_KEYS_SQL
+        (keys_s, ids_s, count), *_ = self._all(sql, (source,))
+        if not count:
+            return [], []
+        keys = str(keys_s).split("\x01")
+        if len(keys) == count:
+            return keys, list(map(int, str(ids_s).split("\x01")))
+        rows = self._all(
+            f"SELECT {KEY_SQL}, basis_id FROM entries WHERE source = ? ORDER BY {self._KEY_ORDER}",  # noqa: S608
+            (source,),
+        )
+        return [k for k, _ in rows], [int(b) for _, b in rows]
+
+    def basis_ids(self) -> dict[str, int]:
+        """Every stored decision set: basis JSON -> basis id."""
+        return {b: int(i) for i, b in self._all("SELECT id, basis FROM bases")}
 
     def rows(self, source: str | None = None) -> Iterator[tuple[str, str, str, str]]:
         """Every current entry as ``(source, kind, indicator, basis_json)``."""
-        sql = "SELECT source, kind, indicator, basis FROM entries"
+        sql = "SELECT e.source, e.kind, e.indicator, b.basis FROM entries e JOIN bases b ON b.id = e.basis_id"
         params: tuple[str, ...] = ()
         if source is not None:
-            sql += " WHERE source = ?"
+            sql += " WHERE e.source = ?"
             params = (source,)
         cur = self.conn.cursor()
         cur.execute(self._q(sql), params)
@@ -152,10 +238,10 @@ class _SqlStore:
 
     def entries(self, source: str | None = None) -> Iterator[Entry]:
         """Every current entry."""
-        sql = "SELECT source, kind, indicator, display, basis, added_at FROM entries"
+        sql = _ENTRY_SELECT
         params: tuple[str, ...] = ()
         if source is not None:
-            sql += " WHERE source = ?"
+            sql += " WHERE e.source = ?"
             params = (source,)
         cur = self.conn.cursor()
         cur.execute(self._q(sql), params)
@@ -166,9 +252,9 @@ class _SqlStore:
     def lookup(self, indicator: str) -> list[Entry]:
         """Current entries with exactly this canonical indicator (any source, kind)."""
         rows = self._all(
-            "SELECT e.source, e.kind, e.indicator, e.display, e.basis, e.added_at FROM"
-            " (SELECT DISTINCT source, kind FROM audit WHERE indicator = ?) a JOIN entries e"
-            " ON e.source = a.source AND e.kind = a.kind AND e.indicator = ?"
+            _ENTRY_SELECT  # noqa: S608 - constant SQL
+            + " JOIN (SELECT DISTINCT source, kind FROM audit WHERE indicator = ?) a"
+            " ON e.source = a.source AND e.kind = a.kind WHERE e.indicator = ?"
             " ORDER BY e.source, e.kind",
             (indicator, indicator),
         )
@@ -177,8 +263,10 @@ class _SqlStore:
     def history(self, indicator: str) -> list[AuditRecord]:
         """Audit records of one canonical indicator, oldest first."""
         rows = self._all(
-            "SELECT at, action, source, kind, indicator, import_id, old_basis, new_basis"
-            " FROM audit WHERE indicator = ? ORDER BY id",
+            "SELECT i.at, a.action, a.source, a.kind, a.indicator, a.import_id,"
+            " COALESCE(o.basis, '[]'), COALESCE(n.basis, '[]') FROM audit a"
+            " JOIN imports i ON i.id = a.import_id LEFT JOIN bases o ON o.id = a.old_basis"
+            " LEFT JOIN bases n ON n.id = a.new_basis WHERE a.indicator = ? ORDER BY a.id",
             (indicator,),
         )
         return [
@@ -212,92 +300,172 @@ class _SqlStore:
         cur: Any,
         source: str,
         meta: ImportMeta,
-        added: Sequence[EntryRow],
+        added: Added,
         removed: Sequence[tuple[str, str, str]],
         changed: Sequence[tuple[str, str, str, str]],
     ) -> int:
         fmt, path, sha, at, nrows, rejected, dump_time = meta
+        n_added = len(added.keys)
         cur.execute(
             self._q(
                 "INSERT INTO imports (source, fmt, path, sha256, at, rows, entries, added,"
                 " removed, changed, rejected, dump_time) VALUES (?,?,?,?,?,?,0,?,?,?,?,?)"
                 " RETURNING id"
             ),
-            (source, fmt, path, sha, at, nrows, len(added), len(removed), len(changed), rejected, dump_time),
+            (source, fmt, path, sha, at, nrows, n_added, len(removed), len(changed), rejected, dump_time),
         )
         import_id = int(cur.fetchone()[0])
+        ids = self._basis_ids_for(cur, {*added.sets, *(c[3] for c in changed)})
         if removed:
+            old_ids = self._basis_ids_for(cur, {r[2] for r in removed})
             cur.executemany(
                 self._q("DELETE FROM entries WHERE source = ? AND kind = ? AND indicator = ?"),
                 [(source, k, i) for k, i, _ in removed],
             )
             cur.executemany(
                 self._q(
-                    "INSERT INTO audit (at, import_id, action, source, kind, indicator,"
-                    " old_basis, new_basis) VALUES (?,?,'removed',?,?,?,?,'[]')"
+                    "INSERT INTO audit (import_id, action, source, kind, indicator, old_basis,"
+                    " new_basis) VALUES (?,'removed',?,?,?,?,NULL)"
                 ),
-                [(at, import_id, source, k, i, b) for k, i, b in removed],
+                [(import_id, source, k, i, old_ids[b]) for k, i, b in removed],
             )
         if changed:
+            old_ids = self._basis_ids_for(cur, {c[2] for c in changed})
             cur.executemany(
-                self._q("UPDATE entries SET basis = ? WHERE source = ? AND kind = ? AND indicator = ?"),
-                [(new, source, k, i) for k, i, _, new in changed],
+                self._q("UPDATE entries SET basis_id = ? WHERE source = ? AND kind = ? AND indicator = ?"),
+                [(ids[new], source, k, i) for k, i, _, new in changed],
             )
             cur.executemany(
                 self._q(
-                    "INSERT INTO audit (at, import_id, action, source, kind, indicator,"
-                    " old_basis, new_basis) VALUES (?,?,'changed',?,?,?,?,?)"
+                    "INSERT INTO audit (import_id, action, source, kind, indicator, old_basis,"
+                    " new_basis) VALUES (?,'changed',?,?,?,?,?)"
                 ),
-                [(at, import_id, source, k, i, old, new) for k, i, old, new in changed],
+                [(import_id, source, k, i, old_ids[old], ids[new]) for k, i, old, new in changed],
             )
-        if added:
-            self._insert_entries(cur, source, at, import_id, added)
+        if n_added:
+            set_ids = np.asarray([ids[j] for j in added.sets], np.int64)
+            bids = set_ids[np.asarray(added.basis, np.int64)].tolist()
+            self._insert_entries(cur, source, import_id, added, bids)
             cur.execute(
                 self._q(
-                    "INSERT INTO audit (at, import_id, action, source, kind, indicator,"
-                    " old_basis, new_basis) SELECT ?, import_id, 'added', source, kind,"
-                    " indicator, '[]', basis FROM entries WHERE source = ? AND import_id = ?"
+                    "INSERT INTO audit (import_id, action, source, kind, indicator, old_basis,"
+                    " new_basis) SELECT import_id, 'added', source, kind, indicator, NULL,"
+                    " basis_id FROM entries WHERE source = ? AND import_id = ?"
                 ),
-                (at, source, import_id),
+                (source, import_id),
             )
         cur.execute(self._q("SELECT COUNT(*) FROM entries WHERE source = ?"), (source,))
         total = int(cur.fetchone()[0])
         cur.execute(self._q("UPDATE imports SET entries = ? WHERE id = ?"), (total, import_id))
         return import_id
 
-    def _insert_entries(
-        self, cur: Any, source: str, at: str, import_id: int, added: Sequence[EntryRow]
-    ) -> None:
+    def _basis_ids_for(self, cur: Any, jsons: set[str]) -> dict[str, int]:
+        """Ids of decision sets (JSON), inserting the new ones; inside the sync's transaction."""
+        if not jsons:
+            return {}
+        self._lock_bases(cur)
+        cur.execute(self._q("SELECT id, basis FROM bases"))
+        known = {b: int(i) for i, b in cur.fetchall()}
+        for j in sorted(jsons - known.keys()):
+            cur.execute(self._q("INSERT INTO bases (basis) VALUES (?) RETURNING id"), (j,))
+            known[j] = int(cur.fetchone()[0])
+        return known
+
+    def _lock_bases(self, cur: Any) -> None:
+        """Serialise additions to ``bases`` (SQLite: the write transaction already does)."""
+
+    def _insert_entries(self, cur: Any, source: str, import_id: int, added: Added, bids: list[int]) -> None:
+        # the key is split in SQL: cheaper than two more Python lists of a million strings
         cur.executemany(
             self._q(
-                "INSERT INTO entries (source, kind, indicator, display, basis, added_at,"
-                " import_id) VALUES (?,?,?,?,?,?,?)"
+                "INSERT INTO entries (source, kind, indicator, display, basis_id, import_id)"  # noqa: S608
+                f" VALUES (?1, {_KIND_OF_KEY}, substr(?2, 2), ?3, ?4, ?5)"
             ),
-            ((source, k, i, d, b, at, import_id) for k, i, d, b in added),
+            zip(repeat(source), added.keys, added.display, bids, repeat(import_id)),
         )
 
 
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS imports (
+_SQLITE_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS imports (
+  id INTEGER PRIMARY KEY, source TEXT NOT NULL, fmt TEXT NOT NULL, path TEXT NOT NULL,
+  sha256 TEXT NOT NULL, at TEXT NOT NULL, rows INTEGER NOT NULL, entries INTEGER NOT NULL,
+  added INTEGER NOT NULL, removed INTEGER NOT NULL, changed INTEGER NOT NULL,
+  rejected INTEGER NOT NULL, dump_time TEXT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS bases (id INTEGER PRIMARY KEY, basis TEXT NOT NULL UNIQUE)",
+    """CREATE TABLE IF NOT EXISTS entries (
+  source TEXT NOT NULL, kind TEXT NOT NULL, indicator TEXT NOT NULL, display TEXT NOT NULL,
+  basis_id INTEGER NOT NULL, import_id INTEGER NOT NULL,
+  PRIMARY KEY (source, kind, indicator)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY, import_id INTEGER NOT NULL, action TEXT NOT NULL,
+  source TEXT NOT NULL, kind TEXT NOT NULL, indicator TEXT NOT NULL,
+  old_basis INTEGER, new_basis INTEGER)""",
+    "CREATE INDEX IF NOT EXISTS audit_indicator ON audit (indicator)",
+    """CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""",
+]
+
+SQLITE_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE imports (
   id INTEGER PRIMARY KEY, source TEXT NOT NULL, fmt TEXT NOT NULL, path TEXT NOT NULL,
   sha256 TEXT NOT NULL, at TEXT NOT NULL, rows INTEGER NOT NULL, entries INTEGER NOT NULL,
   added INTEGER NOT NULL, removed INTEGER NOT NULL, changed INTEGER NOT NULL,
   rejected INTEGER NOT NULL, dump_time TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (
+CREATE TABLE entries (
   source TEXT NOT NULL, kind TEXT NOT NULL, indicator TEXT NOT NULL, display TEXT NOT NULL,
   basis TEXT NOT NULL, added_at TEXT NOT NULL, import_id INTEGER NOT NULL,
   PRIMARY KEY (source, kind, indicator)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit (
+CREATE TABLE audit (
   id INTEGER PRIMARY KEY, at TEXT NOT NULL, import_id INTEGER NOT NULL, action TEXT NOT NULL,
   source TEXT NOT NULL, kind TEXT NOT NULL, indicator TEXT NOT NULL,
   old_basis TEXT NOT NULL, new_basis TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_indicator ON audit (indicator);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+CREATE INDEX audit_indicator ON audit (indicator);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
   BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+INSERT INTO meta (key, value) VALUES ('schema_version', '1');
 """
+"""The layout of schema version 1 (what :func:`migrate_v1_statements` starts from)."""
+
+
+def migrate_v1_statements(drop_triggers: Sequence[str], schema: Sequence[str]) -> list[str]:
+    """SQL that turns a version-1 register into version 2 (to run inside one transaction).
+
+    Version 1 kept the decisions as JSON on every entry and audit row and the import's time on
+    each; version 2 keeps each decision set once (``bases``) and takes the times from
+    ``imports`` (they always were the import's time).  ``'[]'`` (no basis) in the audit becomes
+    NULL.  Nothing is lost: every method of the store returns what it returned before.
+
+    Args:
+        drop_triggers: statements dropping the audit table's append-only triggers (they
+            differ between SQLite and PostgreSQL).
+        schema: the version-2 schema statements (they put the triggers back).
+    """
+    return [
+        *drop_triggers,
+        "DROP INDEX audit_indicator",
+        "ALTER TABLE entries RENAME TO entries_v1",
+        "ALTER TABLE audit RENAME TO audit_v1",
+        *schema,
+        "INSERT INTO bases (basis) SELECT basis FROM entries_v1 UNION"
+        " SELECT old_basis FROM audit_v1 WHERE old_basis <> '[]' UNION"
+        " SELECT new_basis FROM audit_v1 WHERE new_basis <> '[]' ORDER BY 1",
+        "INSERT INTO entries (source, kind, indicator, display, basis_id, import_id)"
+        " SELECT e.source, e.kind, e.indicator, e.display, b.id, e.import_id FROM entries_v1 e"
+        " JOIN bases b ON b.basis = e.basis",
+        "INSERT INTO audit (id, import_id, action, source, kind, indicator, old_basis, new_basis)"
+        " SELECT a.id, a.import_id, a.action, a.source, a.kind, a.indicator, o.id, n.id"
+        " FROM audit_v1 a LEFT JOIN bases o ON o.basis = a.old_basis"
+        " LEFT JOIN bases n ON n.basis = a.new_basis ORDER BY a.id",
+        "DROP TABLE entries_v1",
+        "DROP TABLE audit_v1",
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    ]
 
 
 class SqliteStore(_SqlStore):
@@ -320,26 +488,71 @@ class SqliteStore(_SqlStore):
             self.conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             self.conn.execute("PRAGMA temp_store=MEMORY")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.executescript(_SQLITE_SCHEMA)
-            self.conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = self._version()
+            if version == "1":
+                self._migrate_v1()
+            elif version is None:
+                self.conn.execute("BEGIN IMMEDIATE")
+                for stmt in _SQLITE_SCHEMA:
+                    self.conn.execute(stmt)
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                self.conn.commit()
+            version = self._version()
         except sqlite3.Error as exc:
             raise RegistryError("registry.store_unavailable", str(exc), self.path) from exc
-        if row is None or row[0] != str(SCHEMA_VERSION):
-            raise RegistryError("registry.store_unavailable", f"unknown schema version {row}", self.path)
+        if version != str(SCHEMA_VERSION):
+            self.conn.close()
+            raise RegistryError(
+                "registry.store_unavailable",
+                f"register schema version {version} is not one this sluice knows"
+                f" (it reads versions 1 and {SCHEMA_VERSION})",
+                self.path,
+            )
+
+    def _version(self) -> str | None:
+        has_meta = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if has_meta is None:
+            return None
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _migrate_v1(self) -> None:
+        """Schema version 1 -> 2, in one transaction (see :func:`migrate_v1_statements`)."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        if self._version() != "1":  # another process migrated it meanwhile
+            c.rollback()
+            return
+        try:
+            drops = ["DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"]
+            for stmt in migrate_v1_statements(drops, _SQLITE_SCHEMA):
+                c.execute(stmt)
+        except BaseException:
+            c.rollback()
+            raise
+        c.commit()
 
     def apply_sync(
         self,
         source: str,
         meta: ImportMeta,
-        added: Sequence[EntryRow],
+        added: Added,
         removed: Sequence[tuple[str, str, str]],
         changed: Sequence[tuple[str, str, str, str]],
     ) -> int:
-        """Write one sync in one transaction; return the new import id."""
+        """Write one sync in one transaction; return the new import id.
+
+        A sync of more than :data:`BULK_CHANGES` changes runs with a rollback journal when the
+        store has no other connection: WAL mode would write every new page twice (log, then
+        checkpoint).  Both modes make the transaction atomic; WAL is restored afterwards.
+        """
+        big = len(added.keys) + len(removed) + len(changed) > BULK_CHANGES
+        bulk = big and self._enter_bulk()
         try:
             cur = self.conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -349,9 +562,31 @@ class SqliteStore(_SqlStore):
                 self.conn.rollback()
                 raise
             self.conn.commit()
+            if big and not bulk:
+                # the WAL is as large as what the sync wrote: fold it in, give the space back
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise RegistryError("registry.store_failed", str(exc), self.path) from exc
+        finally:
+            if bulk:
+                self._leave_bulk()
         return import_id
+
+    def _enter_bulk(self) -> bool:
+        """Switch to a rollback journal (synchronous=FULL) if no other connection prevents it."""
+        try:
+            mode = self.conn.execute("PRAGMA journal_mode=DELETE").fetchone()
+        except sqlite3.Error:
+            return False
+        if mode is None or str(mode[0]).lower() != "delete":
+            return False
+        self.conn.execute("PRAGMA synchronous=FULL")
+        return True
+
+    def _leave_bulk(self) -> None:
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        with contextlib.suppress(sqlite3.Error):  # a reader came meanwhile: next open sets WAL
+            self.conn.execute("PRAGMA journal_mode=WAL")
 
     def close(self) -> None:
         """Release the connection."""

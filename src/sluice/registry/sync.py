@@ -7,7 +7,8 @@ Order of work, so that nothing changes unless everything is right:
 2. refuse a sudden drop: fewer rows than ``(1 - max_drop)`` times the source's previous import
    (``registry.row_drop``, overridable with ``force``) - the signature of a dump cut at a block
    boundary exactly at a line end;
-3. diff against :meth:`RegistryStore.source_state` (added, removed, changed basis, unchanged);
+3. diff against :meth:`RegistryStore.source_keys` (added, removed, changed basis, unchanged),
+   on columns of keys and decision-set ids rather than row by row;
 4. write it in one transaction (:meth:`RegistryStore.apply_sync`), audit rows included.
 """
 
@@ -15,13 +16,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from sluice.registry.importers import ParseResult, parse_files
-from sluice.registry.importers._common import MAX_INPUT_BYTES, Progress
-from sluice.registry.model import ImportSummary, Kind, LegalBasis, RegistryError, basis_to_json
-from sluice.registry.store import EntryRow, RegistryStore
+from sluice.registry.importers._common import MAX_INPUT_BYTES, EntryColumns, Progress
+from sluice.registry.importers._csvscan import match_sorted
+from sluice.registry.model import LETTER_KIND, ImportSummary, Kind, RegistryError, basis_to_json
+from sluice.registry.store import Added, RegistryStore
 
 __all__ = ["DEFAULT_MAX_DROP", "default_source", "import_files", "sync_result"]
 
@@ -88,26 +95,36 @@ def sync_result(
             f" (more than {max_drop:.0%} fewer; a truncated dump?) - use --force to accept",
             path,
         )
-    current = store.source_state(source)
-    added: list[EntryRow] = []
-    changed: list[tuple[str, str, str, str]] = []
-    unchanged = 0
-    new_keys = result.entries
-    memo: dict[tuple[LegalBasis, ...], str] = {}
-    for (kind, ind), (display, bases) in new_keys.items():
-        bt = tuple(bases)
-        bj = memo.get(bt)
-        if bj is None:
-            bj = memo[bt] = basis_to_json(bt)
-        old = current.get((kind, ind))
-        if old is None:
-            added.append((kind, ind, display, bj))
-        elif old != bj:
-            changed.append((kind, ind, old, bj))
-        else:
-            unchanged += 1
-    removed = [(k, i, b) for (k, i), b in current.items() if (k, i) not in new_keys]
-    added.sort()  # B-tree appends in key order: several times faster than random inserts
+    cols = result.columns()
+    keys = cols.keys
+    known = store.basis_ids()
+    set_json = [basis_to_json(t) for t in cols.sets]
+    set_id = np.asarray([known.get(j, -1) for j in set_json], np.int64)  # -1: not stored yet
+    cur_keys, cur_ids = store.source_keys(source)
+    n = len(keys)
+    at = _positions(cur_keys, keys)  # index of each new key in the current state, -1: absent
+    is_new = at < 0
+    cur_id = np.asarray(cur_ids, np.int64)[np.where(is_new, 0, at)] if cur_ids else np.zeros(n, np.int64)
+    new_id = set_id[cols.basis_set] if n else np.zeros(0, np.int64)
+    add_idx = np.flatnonzero(is_new)
+    chg_idx = np.flatnonzero(~is_new & (cur_id != new_id)).tolist()
+    n_removed = len(cur_keys) - (n - add_idx.shape[0])
+    id_json = {i: j for j, i in known.items()}
+    removed: list[tuple[str, str, str]] = []
+    if n_removed:
+        kept = np.zeros(len(cur_keys), np.bool_)
+        kept[at[~is_new]] = True
+        removed = [
+            (LETTER_KIND[cur_keys[i][0]], cur_keys[i][1:], id_json[cur_ids[i]])
+            for i in np.flatnonzero(~kept).tolist()
+        ]
+    basis_set = cols.basis_set
+    changed = [
+        (LETTER_KIND[keys[i][0]], keys[i][1:], id_json[int(cur_id[i])], set_json[basis_set[i]])
+        for i in chg_idx
+    ]
+    unchanged = n - add_idx.shape[0] - len(changed)
+    added = _added_columns(cols, add_idx, set_json)
     ts = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     import_id = 0
     if not dry_run:
@@ -117,8 +134,8 @@ def sync_result(
         source=source,
         fmt=result.fmt,
         rows=result.rows,
-        entries=len(new_keys),
-        added=len(added),
+        entries=n,
+        added=len(added.keys),
         removed=len(removed),
         changed=len(changed),
         unchanged=unchanged,
@@ -127,6 +144,47 @@ def sync_result(
         dump_time=result.dump_time,
         dry_run=dry_run,
     )
+
+
+def _positions(current: list[str], keys: list[str]) -> npt.NDArray[np.int64]:
+    """Index in ``current`` of each of ``keys`` (-1 when absent); both lists of unique keys."""
+    n = len(keys)
+    if current == keys:  # the common re-import: nothing added or removed
+        return np.arange(n, dtype=np.int64)
+    if current and keys:
+        a = ("\x00".join(current) + "\x00").encode("utf-8", "surrogatepass")
+        b = ("\x00".join(keys) + "\x00").encode("utf-8", "surrogatepass")
+        abuf, bbuf = np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8)
+        az, bz = np.flatnonzero(abuf == 0), np.flatnonzero(bbuf == 0)
+        if az.shape[0] == len(current) and bz.shape[0] == n:  # no key holds a NUL
+            aoff = np.concatenate([[0], az + 1]).astype(np.int64)
+            boff = np.concatenate([[0], bz + 1]).astype(np.int64)
+            pos, ok = match_sorted(abuf, aoff, bbuf, boff)
+            if ok:
+                return pos
+    index = dict(zip(current, range(len(current)), strict=True))
+    return np.fromiter(map(index.get, keys, repeat(-1)), np.int64, n)
+
+
+def _added_columns(cols: EntryColumns, idx: npt.NDArray[np.int64], set_json: list[str]) -> Added:
+    """The entries at ``idx`` as columns, in key order (B-tree appends beat random inserts)."""
+    keys = cols.keys
+    n = len(keys)
+    if cols.ordered:
+        order = idx.tolist()
+    else:
+        order = sorted(range(n) if idx.shape[0] == n else idx.tolist(), key=keys.__getitem__)
+    sel = keys if len(order) == n and cols.ordered else list(map(keys.__getitem__, order))
+    at = np.asarray(order, np.int64)
+    display = [""] * len(order)
+    if cols.display:
+        pos = np.full(n, -1, np.int64)
+        pos[at] = np.arange(len(order))
+        for j, d in cols.display.items():
+            p = int(pos[j])
+            if p >= 0:
+                display[p] = d
+    return Added(sel, display, cols.basis_set[at].tolist(), set_json)
 
 
 def import_files(
@@ -164,14 +222,21 @@ def import_files(
             failure; the register is unchanged in every case.
     """
     list_name = source or (Path(str(paths[0])).stem if paths else "")
-    result = parse_files(paths, fmt, source=list_name, max_bytes=max_bytes, progress=progress)
+    with ThreadPoolExecutor(1) as pool:  # hashlib lets go of the GIL: digest while parsing
+        digest = pool.submit(_digest, paths)
+        try:
+            result = parse_files(paths, fmt, source=list_name, max_bytes=max_bytes, progress=progress)
+        except BaseException:
+            digest.cancel()
+            raise
+        sha256 = digest.result()
     src = source or default_source(result.fmt, paths)
     return sync_result(
         store,
         result,
         src,
         path=";".join(str(p) for p in paths),
-        sha256=_digest(paths),
+        sha256=sha256,
         max_drop=max_drop,
         force=force,
         dry_run=dry_run,

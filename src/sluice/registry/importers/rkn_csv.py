@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import csv
 import re
+from itertools import compress
+
+import numpy as np
 
 from sluice.registry.importers._common import (
+    KIND_LETTER,
+    MAX_LINE_CHARS,
     ParseResult,
     Progress,
     check_tail,
     decode_text,
-    iter_lines,
 )
+from sluice.registry.importers._csvscan import scan_rows
 from sluice.registry.model import Kind, LegalBasis, RegistryError
 from sluice.registry.names import (
     BadIndicator,
@@ -159,6 +164,37 @@ def _fields(line: str) -> list[str]:
         return []
 
 
+class _SlowRows(ParseResult):
+    """Collects the entries of the rows the compiled fast path left to Python, with row order."""
+
+    __slots__ = ("basis", "keys", "owner", "seq", "where")
+
+    def __init__(self, owner: ParseResult) -> None:
+        super().__init__(owner.fmt)
+        self.owner = owner
+        self.keys: list[str] = []
+        self.seq: list[int] = []
+        self.basis: list[int] = []
+        self.where = 0
+
+    def add(self, kind: Kind, indicator: str, display: str, basis: LegalBasis) -> None:
+        """Record one entry of the current row."""
+        self.keys.append(KIND_LETTER[kind.value] + indicator)
+        self.seq.append(self.where)
+        self.basis.append(self.owner.basis_index(basis))
+
+
+def _encoding(data: bytes, path: str) -> str:
+    """``utf-8-sig`` or ``cp1251``, as :func:`decode_text` decides (same errors)."""
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        if b"\x98" in data:  # the one byte cp1251 leaves undefined
+            decode_text(data, path, "cp1251")
+        return "cp1251"
+    return "utf-8-sig"
+
+
 def parse_rkn_csv(
     data: bytes,
     path: str = "",
@@ -166,8 +202,13 @@ def parse_rkn_csv(
     result: ParseResult | None = None,
     first_part: bool = True,
     progress: Progress | None = None,
+    fast: bool = True,
 ) -> ParseResult:
     """Parse one RKN CSV dump (or one part of a split dump).
+
+    The common row shapes are decided by the compiled scanner
+    (:func:`~sluice.registry.importers._csvscan.scan_rows`) straight from the bytes; every other
+    line goes through the Python parser below, which alone rejects (with line numbers).
 
     Args:
         data: the file's bytes.
@@ -175,6 +216,8 @@ def parse_rkn_csv(
         result: a result to add to (later parts of a split dump), or None for a new one.
         first_part: whether the ``Updated:`` header is required.
         progress: called with bytes processed.
+        fast: False sends every line through the Python parser (the reference the compiled
+            fast path is tested against).
 
     Returns:
         The parse result (rows counted, rejects listed).
@@ -185,30 +228,49 @@ def parse_rkn_csv(
     """
     res = result if result is not None else ParseResult(FMT)
     res.path = path
-    text = decode_text(data, path, "cp1251")
+    enc = _encoding(data, path)
+    line_enc = "utf-8" if enc == "utf-8-sig" else enc
     cut = check_tail(data)
-    lines = iter_lines(text, res, progress)
-    header_seen = False
+    if progress is not None:
+        progress(0)
+    arr = np.frombuffer(data, np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    base = res.seq_base
+    res.seq_base = base + len(nl) + 2
+    slow = _SlowRows(res)
     bases: dict[tuple[str, str, str], object] = {}
-    for lineno, line, terminated in lines:
+    header_seen = False
+
+    def line_at(lineno: int) -> None:
+        """Parse one line with the Python parser (lineno is 1-based)."""
+        nonlocal header_seen
+        k = lineno - 1
+        start = 0 if k == 0 else int(nl[k - 1]) + 1
+        terminated = k < len(nl)
+        end = int(nl[k]) if terminated else len(data)
+        raw = data[start:end].decode(enc if k == 0 else line_enc)
+        if len(raw) > MAX_LINE_CHARS:
+            res.reject(lineno, f"{res.fmt}.line_too_long", raw[:80])
+            if not terminated:
+                raise RegistryError("registry.truncated", "last line is too long and unterminated", res.path)
+            return
+        line = raw.rstrip("\r")
         if lineno == 1 and line.startswith("Updated:"):
             header_seen = True
             if first_part:
                 res.dump_time = line[len("Updated:") :].strip()
-            continue
+            return
         if lineno == 1 and first_part:
             raise RegistryError("registry.rkn_csv.no_header", "first line is not 'Updated: ...'", path)
         if not line.strip():
-            continue
+            return
         f = _fields(line)
         basis = None
         if len(f) == 6:
             bkey = (f[3], f[4], f[5])
             basis = bases.get(bkey, _UNSEEN)
             if basis is _UNSEEN:
-                date = f[5].strip()
-                ok = _DATE.fullmatch(date) is not None
-                basis = bases[bkey] = LegalBasis(f[3].strip(), f[4].strip(), date) if ok else None
+                basis = bases[bkey] = _basis(f[3], f[4], f[5])
         if not terminated and (cut or basis is None):
             raise RegistryError(
                 "registry.truncated",
@@ -218,15 +280,62 @@ def parse_rkn_csv(
         res.rows += 1
         if len(f) != 6:
             res.reject(lineno, "rkn_csv.bad_field_count", line)
-            continue
+            return
         if not isinstance(basis, LegalBasis):
             res.reject(lineno, "rkn_csv.bad_date", line)
-            continue
+            return
+        slow.where = base + lineno
         try:
-            if not _fast_row(res, f[0], f[1], f[2], basis):
-                add_record(res, f[0], [f[1]], split_urls(f[2]), basis)
+            if not _fast_row(slow, f[0], f[1], f[2], basis):
+                add_record(slow, f[0], [f[1]], split_urls(f[2]), basis)
         except BadIndicator as exc:
             res.reject(lineno, f"rkn_csv.{exc.reason}", line)
+
+    if len(data):
+        line_at(1)
+    n_body = max(0, len(nl) - 1)  # terminated lines after the first
+    fast_keys = np.zeros(0, np.uint8)
+    n_fast = 0
+    fast_lines = np.zeros(0, np.int64)
+    fast_basis = np.zeros(0, np.int32)
+    slow_lines: list[int] = []
+    if n_body and not fast:
+        slow_lines = list(range(2, n_body + 2))
+    elif n_body:
+        out, _, _, kind, dec, ds, de, _ = scan_rows(arr, int(nl[0]) + 1, n_body)
+        ids = []
+        for s, e in zip(ds.tolist(), de.tolist(), strict=True):
+            a, n, d = data[s:e].decode(line_enc).split(";")
+            b = _basis(a, n, d)
+            ids.append(-1 if b is None else res.basis_index(b))
+        dec_basis = np.asarray([*ids, -1], np.int32)[dec]  # dec = -1 for slow lines
+        good = (kind != 0) & (dec_basis >= 0)
+        idx = np.flatnonzero(good)
+        n_fast = idx.shape[0]
+        fast_lines = idx + 2
+        fast_basis = dec_basis[idx]
+        fast_keys = out
+        if n_fast != np.count_nonzero(kind):  # rows whose decision is bad go to the slow path
+            keep = good[kind != 0].tolist()
+            kept = compress(out.tobytes().decode("ascii").split("\n"), keep)
+            fast_keys = np.frombuffer("".join(k + "\n" for k in kept).encode("ascii"), np.uint8)
+        slow_lines = (np.flatnonzero(~good) + 2).tolist()
+    for lineno in slow_lines:
+        line_at(lineno)
+    if len(data) and not data.endswith(b"\n") and len(nl):
+        line_at(len(nl) + 1)
+    res.rows += n_fast
+    res.add_rows(fast_keys, fast_lines + base, fast_basis)
+    if slow.keys:
+        slow_buf = np.frombuffer("".join(k + "\n" for k in slow.keys).encode("utf-8"), np.uint8)
+        res.add_rows(slow_buf, np.asarray(slow.seq, np.int64), np.asarray(slow.basis, np.int32))
+    if progress is not None:
+        progress(len(data))
     if first_part and not header_seen and res.rows == 0:
         raise RegistryError("registry.rkn_csv.no_header", "empty file", path)
     return res
+
+
+def _basis(authority: str, number: str, date: str) -> LegalBasis | None:
+    d = date.strip()
+    return LegalBasis(authority.strip(), number.strip(), d) if _DATE.fullmatch(d) is not None else None
