@@ -10,7 +10,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-apt_packages=(python3 python3-venv python3-pip python3-dev gcc tcpdump iproute2)
+apt_packages=(python3 python3-venv python3-pip python3-dev gcc libgomp1 tcpdump iproute2)
 if [ "$mode" = "--test" ]; then
   apt_packages+=(tshark postgresql bind9-utils unbound nftables iptables squid dnsmasq-base
                  dnsutils curl openssl procps)
