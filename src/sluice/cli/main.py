@@ -42,6 +42,8 @@ def _attach_groups() -> None:
         ("sluice.cli.lab", "lab"),
         ("sluice.cli.analyze", "analyze"),
         ("sluice.cli.model", "model"),
+        ("sluice.cli.policy", "policy"),
+        ("sluice.cli.decisions", "decisions"),
     ):
         try:
             group = getattr(importlib.import_module(module), name)
