@@ -44,6 +44,7 @@ def _attach_groups() -> None:
         ("sluice.cli.model", "model"),
         ("sluice.cli.policy", "policy"),
         ("sluice.cli.decisions", "decisions"),
+        ("sluice.cli.gateway", "gateway"),
     ):
         try:
             group = getattr(importlib.import_module(module), name)

@@ -1,0 +1,190 @@
+"""``sluice gateway``: the inline gateway (NFQUEUE) on a Linux router.
+
+``run`` installs the netfilter rules (idempotent), serves the queue until SIGTERM/SIGINT and
+leaves the rules in place, so that when the process dies undecided traffic is accepted
+(``--queue-bypass``, fail-open) or dropped (fail-closed); ``teardown`` removes them. SIGHUP reloads
+the policy file and the register. Exit codes as in :mod:`sluice.cli.main` (2: configuration,
+3: the register, the log or the queue cannot be opened).
+"""
+
+from __future__ import annotations
+
+__all__ = ["gateway"]
+
+import json
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from sluice.errors import ConfigError, SluiceError
+from sluice.gateway.rules import DEFAULT_CHAIN, DEFAULT_PACKETS, RuleSet, setup, teardown
+
+if TYPE_CHECKING:
+    from sluice.registry import Matcher
+
+EXIT_USAGE, EXIT_IO = 2, 3
+
+
+def _fail(msg: str, code: int) -> NoReturn:
+    click.echo(f"sluice gateway: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _ruleset(queue: int, bypass: bool, packets: int, chain: str) -> RuleSet:
+    try:
+        return RuleSet(queue, bypass, packets, chain)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+_queue = click.option("--queue", type=int, default=0, show_default=True, help="NFQUEUE number.")
+_bypass = click.option(
+    "--queue-bypass",
+    is_flag=True,
+    help="Fail-open: accept undecided packets while no gateway listens (default: fail-closed, drop).",
+)
+_packets = click.option(
+    "--packets",
+    type=int,
+    default=DEFAULT_PACKETS,
+    show_default=True,
+    help="Packets of each connection (both directions) sent to userspace.",
+)
+_chain = click.option("--chain", default=DEFAULT_CHAIN, show_default=True, help="The gateway's chain.")
+_no6 = click.option("--no-ipv6", is_flag=True, help="Leave ip6tables alone.")
+
+
+@click.group("gateway")
+def gateway() -> None:
+    """Inline enforcement: NFQUEUE, decisions in the conntrack mark (needs root)."""
+
+
+@gateway.command("setup")
+@_queue
+@_bypass
+@_packets
+@_chain
+@_no6
+def setup_command(queue: int, queue_bypass: bool, packets: int, chain: str, no_ipv6: bool) -> None:
+    """Install (or update) the netfilter rules; running it again changes nothing."""
+    try:
+        setup(_ruleset(queue, queue_bypass, packets, chain), ipv6=not no_ipv6)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+@gateway.command("teardown")
+@_chain
+@_no6
+def teardown_command(chain: str, no_ipv6: bool) -> None:
+    """Remove the netfilter rules (nothing happens when they are absent)."""
+    try:
+        teardown(chain=chain, ipv6=not no_ipv6)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+@gateway.command("run")
+@_queue
+@click.option(
+    "--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="Policy file (TOML)."
+)
+@click.option("--register", "register_db", help="Register (SQLite file or postgresql:// URL).")
+@click.option("--log", "log_dir", type=click.Path(file_okay=False), help="Decision log directory.")
+@click.option("--fsync", default="always", show_default=True, help="Decision log fsync policy.")
+@_bypass
+@_packets
+@_chain
+@_no6
+@click.option("--no-setup", is_flag=True, help="Do not install the netfilter rules (they are in place).")
+def run_command(
+    queue: int,
+    policy_file: str,
+    register_db: str | None,
+    log_dir: str | None,
+    fsync: str,
+    queue_bypass: bool,
+    packets: int,
+    chain: str,
+    no_ipv6: bool,
+    no_setup: bool,
+) -> None:
+    """Decide the connections forwarded through this machine; stop with SIGTERM, reload with SIGHUP."""
+    from sluice.gateway.engine import GatewayEngine, run_queue
+    from sluice.policy import load_policy
+
+    rs = _ruleset(queue, queue_bypass, packets, chain)
+
+    def load_matcher() -> Matcher:
+        from sluice.registry import Matcher, open_store
+
+        store = open_store(register_db or "")
+        try:
+            return Matcher.from_store(store)
+        finally:
+            store.close()
+
+    try:
+        pol = load_policy(policy_file)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        _fail(f"cannot read {policy_file}: {exc.strerror}", EXIT_IO)
+    matcher = None
+    if register_db:
+        try:
+            matcher = load_matcher()
+        except SluiceError as exc:
+            _fail(f"cannot open the register: {exc}", EXIT_IO)
+    log = None
+    if log_dir:
+        from sluice.decisions.log import DecisionLog
+
+        try:
+            log = DecisionLog(log_dir, fsync=fsync)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        except OSError as exc:
+            _fail(f"cannot open the decision log {log_dir}: {exc.strerror}", EXIT_IO)
+    engine = GatewayEngine(
+        pol,
+        matcher,
+        log,
+        decide_after=max(1, packets - 2),
+        capture=f"nfqueue:{queue}",
+    )
+    if not no_setup:
+        try:
+            setup(rs, ipv6=not no_ipv6)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+
+    def ready() -> None:
+        mode = "fail-open" if queue_bypass else "fail-closed"
+        click.echo(f"sluice gateway: ready on queue {queue} ({mode}), policy {pol.digest}", err=True)
+
+    def reload() -> None:
+        try:
+            new_pol = load_policy(policy_file)
+            new_matcher = load_matcher() if register_db else None
+        except (SluiceError, OSError) as exc:
+            click.echo(f"sluice gateway: reload refused, keeping the old policy: {exc}", err=True)
+            return
+        engine.reload(new_pol, new_matcher)
+        click.echo(f"sluice gateway: reloaded, policy {new_pol.digest}", err=True)
+
+    try:
+        run_queue(engine, queue, on_ready=ready, on_hup=reload)
+    except ImportError:
+        _fail("netfilterqueue is not installed (pip install 'sluice[gateway]')", EXIT_USAGE)
+    except OSError as exc:
+        _fail(f"cannot bind queue {queue}: {exc}", EXIT_IO)
+    finally:
+        if log is not None:
+            log.close()
+    click.echo(json.dumps({"stats": engine.stats.to_dict()}), err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m sluice.cli.gateway` until main attaches it
+    gateway()

@@ -1,0 +1,43 @@
+"""The inline gateway: NFQUEUE enforcement of policy decisions on a Linux router.
+
+* :mod:`~sluice.gateway.rules`: the iptables chain (setup and teardown, fail-open or fail-closed);
+* :mod:`~sluice.gateway.engine`: per-connection decisions from the first packets, and the queue loop.
+
+Operation, marks and failure modes are in ``docs/gateway-notes.md``.
+"""
+
+from __future__ import annotations
+
+from sluice.gateway.engine import GatewayEngine, GatewayStats, Verdict, mark_for, run_queue
+from sluice.gateway.rules import (
+    DEFAULT_CHAIN,
+    DEFAULT_PACKETS,
+    MARK_ALLOW,
+    MARK_DROP,
+    MARK_MASK,
+    MARK_RESET,
+    MARK_THROTTLE,
+    RuleSet,
+    is_installed,
+    setup,
+    teardown,
+)
+
+__all__ = [
+    "DEFAULT_CHAIN",
+    "DEFAULT_PACKETS",
+    "MARK_ALLOW",
+    "MARK_DROP",
+    "MARK_MASK",
+    "MARK_RESET",
+    "MARK_THROTTLE",
+    "GatewayEngine",
+    "GatewayStats",
+    "RuleSet",
+    "Verdict",
+    "is_installed",
+    "mark_for",
+    "run_queue",
+    "setup",
+    "teardown",
+]

@@ -1,0 +1,73 @@
+"""The gateway's netfilter rules in a fresh namespace: setup and teardown are idempotent."""
+
+from __future__ import annotations
+
+import pytest
+
+from sluice.errors import ConfigError
+from sluice.gateway.rules import RuleSet, is_installed, setup, teardown
+from tests.gateway.conftest import sh
+
+
+def _save(ns: str, tool: str = "iptables-save") -> str:
+    return sh("ip", "netns", "exec", ns, tool, "-t", "filter").stdout
+
+
+def _ours(text: str, chain: str = "SLUICE") -> list[str]:
+    return [line for line in text.splitlines() if chain in line]
+
+
+def test_setup_twice_then_teardown_twice(netns: str) -> None:
+    rs = RuleSet(queue=7, bypass=True, packets=10)
+    setup(rs, netns=netns)
+    first = _save(netns)
+    setup(rs, netns=netns)
+    second = _save(netns)
+    assert _ours(first) == _ours(second)
+    lines = _ours(second)
+    assert lines.count("-A FORWARD -j SLUICE") == 1
+    assert sum(1 for x in lines if x.startswith("-A SLUICE")) == 6
+    queue = [x for x in lines if "NFQUEUE" in x]
+    assert len(queue) == 1
+    assert "--connbytes 0:10" in queue[0] and "--queue-num 7" in queue[0] and "--queue-bypass" in queue[0]
+    assert any("CONNMARK --save-mark" in x for x in lines)
+    assert any("--reject-with tcp-reset" in x for x in lines)
+    six = _ours(_save(netns, "ip6tables-save"))
+    assert "-A FORWARD -j SLUICE" in six and any("icmp6-port-unreachable" in x for x in six)
+    assert is_installed(netns=netns)
+
+    teardown(netns=netns)
+    assert _ours(_save(netns)) == []
+    assert _ours(_save(netns, "ip6tables-save")) == []
+    assert not is_installed(netns=netns)
+    teardown(netns=netns)  # nothing to remove: no error
+    assert _ours(_save(netns)) == []
+
+
+def test_setup_switches_fail_open_to_fail_closed_in_place(netns: str) -> None:
+    setup(RuleSet(queue=3, bypass=True), netns=netns, ipv6=False)
+    setup(RuleSet(queue=4, bypass=False), netns=netns, ipv6=False)
+    lines = _ours(_save(netns))
+    queue = [x for x in lines if "NFQUEUE" in x]
+    assert len(queue) == 1 and "--queue-num 4" in queue[0] and "--queue-bypass" not in queue[0]
+    assert lines.count("-A FORWARD -j SLUICE") == 1
+    # other rules of the table are left alone
+    sh("ip", "netns", "exec", netns, "iptables", "-A", "FORWARD", "-p", "udp", "--dport", "9", "-j", "DROP")
+    teardown(netns=netns, ipv6=False)
+    rest = _save(netns)
+    assert _ours(rest) == [] and "--dport 9 -j DROP" in rest
+
+
+def test_own_chain_name(netns: str) -> None:
+    setup(RuleSet(queue=1, chain="SLUICE-T"), netns=netns, ipv6=False)
+    assert is_installed(chain="SLUICE-T", netns=netns) and not is_installed(netns=netns)
+    teardown(chain="SLUICE-T", netns=netns, ipv6=False)
+    assert _ours(_save(netns), "SLUICE-T") == []
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"queue": -1}, {"queue": 65536}, {"queue": 0, "packets": 0}, {"queue": 0, "chain": "a b"}]
+)
+def test_bad_rule_sets_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        RuleSet(**kwargs)  # type: ignore[arg-type]
