@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["NotFittedError", "check_is_fitted"]
+__all__ = ["NotFittedError", "check_is_fitted", "constructor_params"]
+
+import inspect
+from typing import Any
 
 from sluice.errors import SluiceError
 
@@ -19,3 +22,17 @@ def check_is_fitted(obj: object, attr: str) -> None:
     """
     if getattr(obj, attr, None) is None:
         raise NotFittedError(f"{type(obj).__name__} is not fitted: call fit() first")
+
+
+def constructor_params(obj: object) -> dict[str, Any]:
+    """The keyword-only constructor arguments of ``obj`` and their current values.
+
+    Detectors store their hyperparameters under the argument names (scikit-learn convention),
+    so ``get_params`` follows from the ``__init__`` signature instead of a hand-kept list.
+    """
+    sig = inspect.signature(type(obj).__init__)
+    return {
+        name: getattr(obj, name)
+        for name, p in sig.parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }

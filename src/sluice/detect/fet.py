@@ -32,7 +32,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from sluice.detect._base import check_is_fitted
+from sluice.detect._base import check_is_fitted, constructor_params
 from sluice.detect.verdict import Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.view import FlowView
@@ -159,16 +159,7 @@ class FetDetector:
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments."""
-        return {
-            "popcount_low": self.popcount_low,
-            "popcount_high": self.popcount_high,
-            "prefix_len": self.prefix_len,
-            "printable_fraction": self.printable_fraction,
-            "printable_run": self.printable_run,
-            "transports": self.transports,
-            "require_handshake": self.require_handshake,
-            "confidence": self.confidence,
-        }
+        return constructor_params(self)
 
     def fit(self, X: Sequence[FlowRecord] | None = None, y: object = None) -> Self:
         """Check the parameters (the test learns nothing).

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluice.detect import _covert, _proxy, _vpn
-from sluice.detect._base import check_is_fitted
+from sluice.detect._base import check_is_fitted, constructor_params
 from sluice.detect._rules import Match, Rule
 from sluice.detect.verdict import DETECTABLE_CLASSES, Verdict, flow_key_text
 from sluice.errors import ConfigError
@@ -74,7 +74,7 @@ class FingerprintDetector:
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments."""
-        return {"rules": self.rules, "threshold": self.threshold}
+        return constructor_params(self)
 
     def fit(self, X: Sequence[FlowRecord] | None = None, y: object = None) -> Self:
         """Check the parameters (rules learn nothing from data).

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sluice import __version__
+from sluice.detect._base import constructor_params
 from sluice.detect.combiner import Opinion
 from sluice.detect.verdict import Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
@@ -109,15 +110,7 @@ class FlowModel:
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor arguments."""
-        return {
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "threshold": self.threshold,
-            "benign_weight": self.benign_weight,
-            "seed": self.seed,
-        }
+        return constructor_params(self)
 
     def _lgb_params(self, n_classes: int) -> dict[str, Any]:
         return {
