@@ -19,7 +19,14 @@ import sys
 import click
 
 from sluice import __version__
+from sluice.cli.analyze import analyze
+from sluice.cli.decisions import decisions
 from sluice.cli.flows import flows_command
+from sluice.cli.gateway import gateway
+from sluice.cli.lab import lab
+from sluice.cli.model import model
+from sluice.cli.policy import policy
+from sluice.cli.registry import registry
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
 
@@ -30,30 +37,8 @@ def cli() -> None:
     """sluice: traffic policy engine (register, recognition, explained decisions)."""
 
 
-cli.add_command(flows_command)
-
-
-def _attach_groups() -> None:
-    """Attach the command groups of other parts (imported here to keep start-up light)."""
-    import importlib
-
-    for module, name in (
-        ("sluice.cli.registry", "registry"),
-        ("sluice.cli.lab", "lab"),
-        ("sluice.cli.analyze", "analyze"),
-        ("sluice.cli.model", "model"),
-        ("sluice.cli.policy", "policy"),
-        ("sluice.cli.decisions", "decisions"),
-        ("sluice.cli.gateway", "gateway"),
-    ):
-        try:
-            group = getattr(importlib.import_module(module), name)
-        except ImportError:  # pragma: no cover - part not installed in this build
-            continue
-        cli.add_command(group)
-
-
-_attach_groups()
+for _command in (flows_command, registry, lab, analyze, model, policy, decisions, gateway):
+    cli.add_command(_command)
 
 
 def main() -> None:
