@@ -262,8 +262,6 @@ def _flows(
         reasons[int(rank[old_id])] = r
     # packets of each flow in index order
     by_flow = valid[np.lexsort((valid, pkt_flow[valid]))]
-    starts = np.searchsorted(pkt_flow[by_flow], np.arange(nf + 1))
-    del starts
     work = FlowWork(
         ix=ix,
         c=c,
