@@ -15,10 +15,9 @@ from typing import IO, Any
 
 import click
 
-from sluice.detect.combiner import Combiner
-from sluice.detect.model import ModelScorer
+from sluice.cli._detect import load_combiner, model_options
 from sluice.detect.service import AnalysisResult, FlowVerdict, analyze_captures, summarize
-from sluice.errors import CaptureError, ConfigError, SluiceError
+from sluice.errors import CaptureError, SluiceError
 
 EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
 _PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
@@ -136,13 +135,7 @@ def _explain_text(f: FlowVerdict) -> str:
     help="Print every piece of evidence for flow FLOW_ID "
     "(or CAPTURE:FLOW_ID with several captures) instead of the rows.",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=str),
-    help="Model directory for layer 3 (default: the model shipped with sluice).",
-)
-@click.option("--no-model", is_flag=True, help="Judge with fingerprints and the FET only (layers 1-2).")
+@model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (on stdout, after rows).")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when any flow is a finding.")
 def analyze(
@@ -162,9 +155,7 @@ def analyze(
     """
     if fmt == "parquet" and not out_path:
         raise click.UsageError("--format parquet needs --out FILE")
-    if no_model and model_dir:
-        raise click.UsageError("--model and --no-model exclude each other")
-    combiner = Combiner(None if no_model else _scorer(model_dir))
+    combiner = load_combiner(model_dir, no_model, "sluice analyze")
     matcher = None
     if register_db:
         try:
@@ -188,17 +179,6 @@ def analyze(
     _emit(res, fmt, out_path, multi, summary, as_json)
     if fail_on_findings and summary["findings"]:
         sys.exit(EXIT_FINDINGS)
-
-
-def _scorer(model_dir: str | None) -> ModelScorer:
-    from sluice.detect.model import DEFAULT_MODEL_DIR, load_model
-
-    try:
-        fitted, _manifest = load_model(model_dir or DEFAULT_MODEL_DIR)
-    except ConfigError as exc:
-        click.echo(f"sluice analyze: error: cannot load the model: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    return ModelScorer(fitted)
 
 
 def _explain(res: AnalysisResult, explain_id: str, multi: bool) -> None:

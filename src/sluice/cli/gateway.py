@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from sluice.cli._detect import load_combiner, model_options
 from sluice.errors import ConfigError, SluiceError
 from sluice.gateway.rules import DEFAULT_CHAIN, DEFAULT_PACKETS, RuleSet, setup, teardown
 
@@ -91,8 +92,17 @@ def teardown_command(chain: str, no_ipv6: bool) -> None:
     "--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="Policy file (TOML)."
 )
 @click.option("--register", "register_db", help="Register (SQLite file or postgresql:// URL).")
+@click.option(
+    "--register-poll",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Seconds between checks for a new register import (0: only on SIGHUP).",
+)
 @click.option("--log", "log_dir", type=click.Path(file_okay=False), help="Decision log directory.")
 @click.option("--fsync", default="always", show_default=True, help="Decision log fsync policy.")
+@model_options
+@click.option("--no-detect", is_flag=True, help="No detector verdicts (register and name rules only).")
 @_bypass
 @_packets
 @_chain
@@ -102,19 +112,30 @@ def run_command(
     queue: int,
     policy_file: str,
     register_db: str | None,
+    register_poll: float,
     log_dir: str | None,
     fsync: str,
+    model_dir: str | None,
+    no_model: bool,
+    no_detect: bool,
     queue_bypass: bool,
     packets: int,
     chain: str,
     no_ipv6: bool,
     no_setup: bool,
 ) -> None:
-    """Decide the connections forwarded through this machine; stop with SIGTERM, reload with SIGHUP."""
+    """Decide the connections forwarded through this machine; stop with SIGTERM, reload with SIGHUP.
+
+    A new import into the register is picked up within --register-poll seconds; SIGHUP re-reads
+    the policy file and the register. Both load in the background and apply to new connections.
+    """
     from sluice.gateway.engine import GatewayEngine, run_queue
+    from sluice.gateway.reload import Reloader
     from sluice.policy import load_policy
 
     rs = _ruleset(queue, queue_bypass, packets, chain)
+    if no_detect and (model_dir or no_model):
+        raise click.UsageError("--no-detect excludes --model and --no-model")
 
     def load_matcher() -> Matcher:
         from sluice.registry import Matcher, open_store
@@ -122,6 +143,16 @@ def run_command(
         store = open_store(register_db or "")
         try:
             return Matcher.from_store(store)
+        finally:
+            store.close()
+
+    def revision() -> int:
+        from sluice.registry import open_store
+
+        store = open_store(register_db or "")
+        try:
+            last = store.imports(limit=1)
+            return last[0].import_id if last else 0
         finally:
             store.close()
 
@@ -137,6 +168,7 @@ def run_command(
             matcher = load_matcher()
         except SluiceError as exc:
             _fail(f"cannot open the register: {exc}", EXIT_IO)
+    detector = None if no_detect else load_combiner(model_dir, no_model, "sluice gateway")
     log = None
     if log_dir:
         from sluice.decisions.log import DecisionLog
@@ -151,6 +183,7 @@ def run_command(
         pol,
         matcher,
         log,
+        detector=detector,
         decide_after=max(1, packets - 2),
         capture=f"nfqueue:{queue}",
     )
@@ -160,30 +193,40 @@ def run_command(
         except ConfigError as exc:
             _fail(str(exc), EXIT_USAGE)
 
+    def say(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    reloader = Reloader(
+        lambda: load_policy(policy_file),
+        load_matcher if register_db else None,
+        revision if register_db and register_poll > 0 else None,
+        poll_s=register_poll or 2.0,
+        report=say,
+    )
+
     def ready() -> None:
         mode = "fail-open" if queue_bypass else "fail-closed"
-        click.echo(f"sluice gateway: ready on queue {queue} ({mode}), policy {pol.digest}", err=True)
+        detect = "off" if detector is None else ("layers 1-2" if detector.model is None else "layers 1-3")
+        say(f"sluice gateway: ready on queue {queue} ({mode}), policy {pol.digest}, detectors {detect}")
 
-    def reload() -> None:
-        try:
-            new_pol = load_policy(policy_file)
-            new_matcher = load_matcher() if register_db else None
-        except (SluiceError, OSError) as exc:
-            click.echo(f"sluice gateway: reload refused, keeping the old policy: {exc}", err=True)
-            return
-        engine.reload(new_pol, new_matcher)
-        click.echo(f"sluice gateway: reloaded, policy {new_pol.digest}", err=True)
-
+    reloader.start()
     try:
-        run_queue(engine, queue, on_ready=ready, on_hup=reload)
+        run_queue(
+            engine,
+            queue,
+            on_ready=ready,
+            on_hup=reloader.request,
+            before_packet=lambda: reloader.apply(engine),
+        )
     except ImportError:
         _fail("netfilterqueue is not installed (pip install 'sluice[gateway]')", EXIT_USAGE)
     except OSError as exc:
         _fail(f"cannot bind queue {queue}: {exc}", EXIT_IO)
     finally:
+        reloader.stop()
         if log is not None:
             log.close()
-    click.echo(json.dumps({"stats": engine.stats.to_dict()}), err=True)
+    click.echo(json.dumps({"stats": engine.stats.to_dict(engine.anomalies)}), err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m sluice.cli.gateway` until main attaches it

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from sluice.cli._detect import load_combiner, model_options
 from sluice.errors import CaptureError, ConfigError, SluiceError
 from sluice.policy import Decision, Mode, ReplayResult, check_policy, load_policy, replay_captures
 
@@ -87,13 +88,7 @@ def check(file: str, as_json: bool) -> None:
     show_default=True,
     help="Output format of the decisions.",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=str),
-    help="Model directory for layer 3 (default: the model shipped with sluice).",
-)
-@click.option("--no-model", is_flag=True, help="Judge with fingerprints and the FET only (layers 1-2).")
+@model_options
 @click.option(
     "--log",
     "log_dir",
@@ -113,11 +108,6 @@ def test_command(
 ) -> None:
     """Replay CAPTURE files through analysis and the policy FILE; print what every rule would
     have done (nothing is enforced) with counts per rule and per action."""
-    from sluice.cli.analyze import _scorer
-    from sluice.detect.combiner import Combiner
-
-    if no_model and model_dir:
-        raise click.UsageError("--model and --no-model exclude each other")
     try:
         pol = load_policy(file)
     except ConfigError as exc:
@@ -135,7 +125,7 @@ def test_command(
         except SluiceError as exc:
             click.echo(f"sluice policy: error: cannot open the register: {exc}", err=True)
             sys.exit(EXIT_IO)
-    combiner = Combiner(None if no_model else _scorer(model_dir))
+    combiner = load_combiner(model_dir, no_model, "sluice policy")
     try:
         res = replay_captures(pol, list(captures), combiner, matcher=matcher)
     except CaptureError as exc:

@@ -259,25 +259,34 @@ class PacketLoop:
 
     # -- streaming ------------------------------------------------------------------------------
 
-    def process(self, raw: RawPacket, out: list[FlowRecord]) -> None:
-        """Handle one frame; records that end (and early records) are appended to ``out``."""
+    def step(self, raw: RawPacket, out: list[FlowRecord]) -> tuple[Packet, FlowState, int] | None:
+        """Account one frame to its flow; records that end are appended to ``out``.
+
+        Returns:
+            (the packet, its flow's state, its direction: 0 client to server), or None when
+            the frame did not decode or carries no IP (both counted in the summary).
+        """
         index = self.summary.packets
         self.summary.packets += 1
         pkt = self.decode(index, raw)
         if pkt is None:
-            return
+            return None
         if not pkt.ip_version:
             self.summary.non_ip += 1
-            return
+            return None
         ts = raw.ts
         self.table.expire(ts, out)
         self.summary.ip_packets += 1
         st, d = self.table.add(pkt, ts, raw.wirelen, out)
-        n = st.count
-        if n <= self.config.inspect_packets:
+        if st.count <= self.config.inspect_packets:
             self.inspect(st, d, pkt)
-        if n == self.config.early_packets:
-            out.append(st.record(True, "early"))
+        return pkt, st, d
+
+    def process(self, raw: RawPacket, out: list[FlowRecord]) -> None:
+        """Handle one frame; records that end (and early records) are appended to ``out``."""
+        res = self.step(raw, out)
+        if res is not None and res[1].count == self.config.early_packets:
+            out.append(res[1].record(True, "early"))
             self.summary.early_records += 1
 
     def finish(self, out: list[FlowRecord]) -> RunSummary:

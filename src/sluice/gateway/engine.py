@@ -2,14 +2,27 @@
 
 Theory of operation: :class:`GatewayEngine` sees the first packets of every connection (the
 kernel queues at most ``RuleSet.packets`` of them, see :mod:`sluice.gateway.rules`) as raw IP
-datagrams. It keeps a small state per connection (client = sender of the first packet seen, an
-:class:`~sluice.flows.app.AppInspector`), and decides as soon as the connection's server name is
-known (TLS or QUIC SNI, HTTP Host, DNS query), the inspector has nothing more to find, or
-``decide_after`` packets have gone by. The decision (:meth:`Policy.decide
-<sluice.policy.Policy.decide>` with the register matches of the name and the server address; no
-detector verdict) is written to the decision log and turned into a conntrack mark (see
-:func:`mark_for`); the kernel applies it to the rest of the connection. Undecided packets are
-accepted unmarked. :func:`run_queue` binds the engine to an NFQUEUE with ``netfilterqueue``.
+datagrams and accounts them with the spine's own :class:`~sluice.flows.loop.PacketLoop` (flow
+table, fragment reassembly, application inspectors), so a connection's early record here is the
+record ``sluice flows --early`` would give. It decides a connection at the first point where the
+decision cannot change any more:
+
+1. once the server name is known (TLS/QUIC SNI, HTTP Host, DNS query) or the inspectors have
+   nothing more to find, when no detector verdict could change the policy's answer (see
+   :meth:`Policy.settled <sluice.policy.model.Policy.settled>`): a register block is applied on
+   the ClientHello or the QUIC Initial;
+2. when a fingerprint (layer 1) finds a VPN, proxy, tunnel or circumvention protocol on the
+   first payload of either direction (the fully-encrypted test alone decides here only when no
+   model is loaded: the model may still name the family);
+3. otherwise after ``decide_after`` packets, when the connection ends (FIN/RST), or for a DNS
+   exchange once the answer is seen: then with every layer, the trained model included.
+
+The decision (:meth:`Policy.decide <sluice.policy.model.Policy.decide>` with the verdict and the
+register matches of the name and the server address) is written to the decision log and turned
+into a conntrack mark (see :func:`mark_for`); the kernel applies it to the rest of the
+connection. Undecided packets are accepted unmarked. A tunnelled flow (VXLAN, GRE...) shares its
+outer connection with every other flow of the tunnel, so only a non-pass decision marks it.
+:func:`run_queue` binds the engine to an NFQUEUE with ``netfilterqueue``.
 
 Policy and register are swapped with :meth:`GatewayEngine.reload`: connections already decided
 keep their conntrack mark, new ones get the new decision.
@@ -33,29 +46,33 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sluice.errors import DecodeError
-from sluice.flows.app import AppInspector
-from sluice.flows.record import FlowRecord, format_addr
+from sluice.detect.combiner import Combiner
+from sluice.flows.loop import PacketLoop
+from sluice.flows.record import FlowRecord
+from sluice.flows.table import FlowConfig, FlowKey, FlowState
 from sluice.gateway.rules import DEFAULT_PACKETS, MARK_ALLOW, MARK_DROP, MARK_MASK, MARK_RESET, MARK_THROTTLE
-from sluice.io.source import LinkType
+from sluice.io.source import LinkType, RawPacket
 from sluice.policy.model import Action, Decision, Mode, Policy
-from sluice.wire.packet import Packet, decode_packet
+from sluice.wire.packet import Packet
+from sluice.wire.transport import TcpFlags
 
 if TYPE_CHECKING:
     from sluice.decisions.log import DecisionLog
+    from sluice.detect.verdict import Verdict as DetectorVerdict
     from sluice.registry.matcher import Match, Matcher
 
 MAX_PENDING = 65536
-"""Undecided connections tracked at once (the oldest is decided-by-default and forgotten beyond)."""
+"""Undecided connections tracked at once (the least recently seen is forgotten beyond)."""
 DECIDED_CACHE = 16384
 """Recently decided connections remembered (packets queued before the conntrack mark was set)."""
 PENDING_IDLE_S = 30.0
 """An undecided connection silent this long is forgotten."""
 
-_Key = tuple[bytes, int, bytes, int, int]
+_ENDING = TcpFlags.FIN | TcpFlags.RST
+_FINGERPRINT = "combiner:fingerprint:"
 
 
 def mark_for(decision: Decision) -> int:
@@ -89,36 +106,26 @@ class GatewayStats:
     """Packets seen."""
     decisions: int = 0
     """Decisions made."""
-    marked: dict[int, int] | None = None
+    marked: dict[int, int] = field(default_factory=dict)
     """Packets per mark given (0 = accepted undecided)."""
     undecodable: int = 0
-    """Packets that did not decode (accepted unmarked)."""
-    inspect_errors: int = 0
-    """Connections whose payload a dissector refused (decided without the name)."""
-    evicted: int = 0
-    """Undecided connections forgotten (table full or idle)."""
+    """Packets that did not decode or carry no IP (accepted unmarked)."""
+    by_stage: dict[str, int] = field(default_factory=dict)
+    """Decisions per stage: ``settled``, ``fingerprint``, ``final``."""
+    detector_seconds: float = 0.0
+    """Time spent in the detectors."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
+    def to_dict(self, anomalies: dict[str, int] | None = None) -> dict[str, Any]:
+        """JSON-friendly form (with the packet path's anomaly counters, when given)."""
         return {
             "packets": self.packets,
             "decisions": self.decisions,
-            "marked": {f"{k:#x}": v for k, v in sorted((self.marked or {}).items())},
+            "marked": {f"{k:#x}": v for k, v in sorted(self.marked.items())},
             "undecodable": self.undecodable,
-            "inspect_errors": self.inspect_errors,
-            "evicted": self.evicted,
+            "by_stage": dict(sorted(self.by_stage.items())),
+            "detector_seconds": round(self.detector_seconds, 3),
+            "anomalies": dict(sorted((anomalies or {}).items())),
         }
-
-
-class _Conn:
-    __slots__ = ("client", "client_port", "first_ts", "insp", "last_ts", "packets", "server", "server_port")
-
-    def __init__(self, pkt: Packet, now: float) -> None:
-        self.client, self.client_port = pkt.src, pkt.sport
-        self.server, self.server_port = pkt.dst, pkt.dport
-        self.insp = AppInspector(pkt.proto, pkt.sport, pkt.dport)
-        self.packets = 0
-        self.first_ts = self.last_ts = now
 
 
 class GatewayEngine:
@@ -128,10 +135,13 @@ class GatewayEngine:
         policy: the policy.
         matcher: the register (None: no register matches).
         log: where decisions go (None: nowhere).
+        detector: the detectors (fingerprints, FET, model) whose verdict the policy's
+            ``class``/``family``/``min_confidence`` rules read; None: no verdicts, such rules
+            never match.
         decide_after: decide with what is known after this many packets of a connection; keep it
             below the kernel's ``RuleSet.packets``.
         capture: recorded in every decision (e.g. ``nfqueue:0``).
-        clock: wall clock for decision times.
+        clock: wall clock for packet and decision times.
     """
 
     def __init__(
@@ -140,6 +150,7 @@ class GatewayEngine:
         matcher: Matcher | None = None,
         log: DecisionLog | None = None,
         *,
+        detector: Combiner | None = None,
         decide_after: int = DEFAULT_PACKETS - 2,
         capture: str = "",
         clock: Callable[[], float] = time.time,
@@ -147,13 +158,32 @@ class GatewayEngine:
         self.policy = policy
         self.matcher = matcher
         self.log = log
+        self.detector = detector
+        self._quick = (
+            Combiner(None, fingerprints=detector.fingerprints, fet=detector.fet, use_fet=detector.use_fet)
+            if detector is not None
+            else None
+        )
         self.decide_after = max(1, decide_after)
         self.capture = capture
         self._clock = clock
-        self._pending: OrderedDict[_Key, _Conn] = OrderedDict()
-        self._decided: OrderedDict[_Key, int] = OrderedDict()
-        self._next_id = 1
-        self.stats = GatewayStats(marked={})
+        config = FlowConfig(
+            idle_timeout_s=PENDING_IDLE_S,
+            max_flows=MAX_PENDING,
+            early_packets=0,
+            inspect_packets=max(self.decide_after, 8),
+        )
+        self._loop = PacketLoop(config)
+        self._ended: list[FlowRecord] = []
+        self._decided: OrderedDict[FlowKey, int] = OrderedDict()
+        self.stats = GatewayStats()
+
+    @property
+    def anomalies(self) -> dict[str, int]:
+        """Problems of the packet path by reason (undecodable packets, refused payloads...)."""
+        counts = dict(self._loop.summary.anomalies)
+        counts.update(self._loop.table.anomalies)
+        return counts
 
     def reload(self, policy: Policy | None = None, matcher: Matcher | None = None) -> None:
         """Use a new policy and/or register for connections not decided yet."""
@@ -163,113 +193,110 @@ class GatewayEngine:
             self.matcher = matcher
         self._decided.clear()
 
-    def handle(self, raw: bytes) -> Verdict:
-        """The verdict for one queued IP datagram (never raises on bad input)."""
+    def handle(self, raw: bytes, linktype: int = LinkType.RAW, ts: float | None = None) -> Verdict:
+        """The verdict for one queued IP datagram (never raises on bad input).
+
+        Args:
+            raw: the packet (an IP datagram as NFQUEUE gives it).
+            linktype: its framing, for replaying captures (:class:`LinkType`).
+            ts: its time (default: the engine's clock).
+        """
         self.stats.packets += 1
-        v = self._handle(raw)
+        v = self._handle(raw, linktype, self._clock() if ts is None else ts)
         marked = self.stats.marked
-        assert marked is not None
         marked[v.mark] = marked.get(v.mark, 0) + 1
         return v
 
-    def _handle(self, raw: bytes) -> Verdict:
-        pkt = Packet()
-        try:
-            decode_packet(raw, LinkType.RAW, pkt)
-        except DecodeError:
+    def _handle(self, raw: bytes, linktype: int, now: float) -> Verdict:
+        res = self._loop.step(RawPacket(now, linktype, raw, len(raw)), self._ended)
+        self._ended.clear()
+        if res is None:
             self.stats.undecodable += 1
             return Verdict(0)
-        if pkt.ip_version == 0 or pkt.tunnels or (pkt.fragment is not None and pkt.fragment.offset):
+        pkt, st, d = res
+        flows = self._loop.table.flows
+        mark = self._decided.get(st.key)
+        if mark is not None:
+            flows.pop(st.key, None)  # queued before the conntrack mark was set: not a new connection
+            return Verdict(mark)
+        if pkt.fragment is not None and pkt.fragment.offset:
+            return Verdict(0)  # netfilter's conntrack reassembles; a stray fragment decides nothing
+        decision = self._consider(st, d, pkt, now)
+        if decision is None:
             return Verdict(0)
-        fwd: _Key = (pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.proto)
-        rev: _Key = (pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.proto)
-        for key in (fwd, rev):
-            mark = self._decided.get(key)
-            if mark is not None:
-                return Verdict(mark)
-        now = self._clock()
-        conn = self._pending.get(fwd)
-        key, d = fwd, 0
-        if conn is None:
-            conn = self._pending.get(rev)
-            key, d = rev, 1
-        if conn is None:
-            self._evict(now)
-            key, d = fwd, 0
-            conn = self._pending[key] = _Conn(pkt, now)
-        else:
-            self._pending.move_to_end(key)
-        conn.packets += 1
-        conn.last_ts = now
-        insp = conn.insp
-        try:
-            insp.feed(d, pkt.payload, pkt.seq, pkt.tcp_flags)
-        except DecodeError:
-            self.stats.inspect_errors += 1
-            insp.abort()
-        if not (insp.meta.server_name or insp.done or conn.packets >= self.decide_after):
-            return Verdict(0)
-        decision = self._decide(conn, pkt.ip_version, now)
-        del self._pending[key]
+        del flows[st.key]
         mark = mark_for(decision)
-        self._decided[key] = mark
+        if pkt.tunnels and mark == MARK_ALLOW:
+            mark = 0  # the outer connection carries other flows: keep looking at them
+        self._decided[st.key] = mark
         if len(self._decided) > DECIDED_CACHE:
             self._decided.popitem(last=False)
         return Verdict(mark, decision)
 
-    def _evict(self, now: float) -> None:
-        while self._pending:
-            oldest = next(iter(self._pending.values()))
-            if len(self._pending) < MAX_PENDING and now - oldest.last_ts < PENDING_IDLE_S:
-                break
-            self._pending.popitem(last=False)
-            self.stats.evicted += 1
+    def _consider(self, st: FlowState, d: int, pkt: Packet, now: float) -> Decision | None:
+        """The decision for this connection if it can be made on this packet, else None."""
+        n = st.count
+        insp = st.inspector
+        meta = insp.meta if insp is not None else None
+        ending = bool(pkt.tcp_flags & _ENDING)
+        final = n >= self.decide_after or ending
+        if meta is not None and meta.app == "dns" and st.packets[1] and st.packets[0]:
+            final = True  # a DNS question and its answer: nothing more will come
+        named = (meta is not None and bool(meta.server_name)) or (insp is not None and insp.done)
+        # the first payload of either direction is where the layers 1-2 look
+        checkpoint = bool(pkt.payload) and st.payload_bytes[d] == len(pkt.payload)
+        if not (final or named or checkpoint):
+            return None
+        rec = st.record(True, "early")
+        rec.last_ts = now
+        matches = self._matches(rec)
+        if final or named:
+            idx = self.policy.settled(rec, matches)
+            if idx is None and self.detector is None:
+                idx = self.policy.first_match(rec, None, matches)
+            if idx is not None:
+                return self._decide(rec, None, matches, now, "settled", idx)
+        if self.detector is None or self._quick is None:
+            return None
+        t0 = time.perf_counter()
+        if final:
+            verdict = self.detector.judge(rec)
+        else:
+            verdict = self._quick.judge(rec)
+        self.stats.detector_seconds += time.perf_counter() - t0
+        if final:
+            return self._decide(rec, verdict, matches, now, "final")
+        # a fingerprint finding is what the full combiner would say too; the FET alone is not
+        # when a model may still name the family
+        if verdict.is_finding and (
+            self.detector.model is None or verdict.detector.startswith(_FINGERPRINT)
+        ):
+            return self._decide(rec, verdict, matches, now, "fingerprint")
+        return None
 
-    def _decide(self, conn: _Conn, ip_version: int, now: float) -> Decision:
-        server = format_addr(conn.server)
-        rec = FlowRecord(
-            flow_id=self._next_id,
-            early=True,
-            end_reason="early",
-            ip_version=ip_version,
-            client=format_addr(conn.client),
-            client_port=conn.client_port,
-            server=server,
-            server_port=conn.server_port,
-            proto=conn.insp.proto,
-            vlans=(),
-            tunnels="",
-            first_ts=conn.first_ts,
-            last_ts=now,
-            c2s_packets=0,
-            s2c_packets=0,
-            c2s_bytes=0,
-            s2c_bytes=0,
-            c2s_payload_bytes=0,
-            s2c_payload_bytes=0,
-            c2s_tcp_flags=0,
-            s2c_tcp_flags=0,
-            pkt_sizes=(),
-            pkt_dirs=(),
-            pkt_iats=(),
-            c2s_entropy=-1.0,
-            c2s_printable=-1.0,
-            s2c_entropy=-1.0,
-            s2c_printable=-1.0,
-            c2s_first_payload_len=0,
-            c2s_head="",
-            s2c_head="",
-            meta=conn.insp.meta.copy(),
-        )
-        self._next_id += 1
+    def _matches(self, rec: FlowRecord) -> list[Match]:
         matches: list[Match] = []
         if self.matcher is not None:
             name = rec.meta.server_name
             if name:
                 matches.extend(self.matcher.match_host(name))
-            matches.extend(self.matcher.match_ip(server))
-        decision = self.policy.decide(rec, None, matches, now=now, capture=self.capture)
+            matches.extend(self.matcher.match_ip(rec.server))
+        return matches
+
+    def _decide(
+        self,
+        rec: FlowRecord,
+        verdict: DetectorVerdict | None,
+        matches: list[Match],
+        now: float,
+        stage: str,
+        rule_index: int | None = None,
+    ) -> Decision:
+        decision = self.policy.decide(
+            rec, verdict, matches, now=now, capture=self.capture, rule_index=rule_index
+        )
         self.stats.decisions += 1
+        self.stats.by_stage[stage] = self.stats.by_stage.get(stage, 0) + 1
         if self.log is not None:
             self.log.write(decision)
         return decision
@@ -281,6 +308,7 @@ def run_queue(
     *,
     on_ready: Callable[[], None] | None = None,
     on_hup: Callable[[], None] | None = None,
+    before_packet: Callable[[], object] | None = None,
 ) -> None:
     """Serve an NFQUEUE until SIGTERM or SIGINT (needs root and ``netfilterqueue``).
 
@@ -288,7 +316,8 @@ def run_queue(
         engine: decides.
         queue: the queue number (as in :class:`~sluice.gateway.rules.RuleSet`).
         on_ready: called once the queue is bound.
-        on_hup: called (between packets) after each SIGHUP, to reload policy and register.
+        on_hup: called from the SIGHUP handler (keep it short: e.g. wake a loader thread).
+        before_packet: called before each packet (e.g. to hand a reloaded policy to the engine).
 
     Raises:
         ImportError: ``netfilterqueue`` is not installed.
@@ -296,13 +325,10 @@ def run_queue(
     """
     from netfilterqueue import NetfilterQueue  # type: ignore[import-not-found,unused-ignore]
 
-    hup = [False]
-
     def callback(pkt: Any) -> None:
-        if hup[0] and on_hup is not None:
-            hup[0] = False
-            on_hup()
         try:
+            if before_packet is not None:
+                before_packet()
             v = engine.handle(pkt.get_payload())
         except Exception as exc:  # never leave a packet without a verdict
             print(f"sluice gateway: error on a packet: {exc!r}", file=sys.stderr, flush=True)
@@ -318,7 +344,7 @@ def run_queue(
     nfq.bind(queue, callback, max_len=4096)
     sock = socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW)
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    old_hup = signal.signal(signal.SIGHUP, lambda *_: hup.__setitem__(0, True))
+    old_hup = signal.signal(signal.SIGHUP, lambda *_: on_hup() if on_hup is not None else None)
     try:
         if on_ready is not None:
             on_ready()

@@ -164,6 +164,11 @@ class Rule:
         """True when the rule looks at register entries' kind, source or authority."""
         return bool(self.register_kind or self.register_source or self.register_authority)
 
+    @property
+    def uses_verdict(self) -> bool:
+        """True when the rule looks at the detectors' verdict (class, family or confidence)."""
+        return bool(self.classes or self._family_re or self.min_confidence > 0)
+
     def register_hits(self, matches: Sequence[Match]) -> list[Match]:
         """The matches that satisfy every register condition of the rule."""
         out = []
@@ -191,7 +196,7 @@ class Rule:
             return False
         if self._sni_re and not _any(self._sni_re, _canon(meta.sni)):
             return False
-        if self.classes or self._family_re or self.min_confidence > 0:
+        if self.uses_verdict:
             if verdict is None:
                 return False
             if self.classes and verdict.label not in self.classes:
@@ -353,6 +358,24 @@ class Policy:
         """Index of the rule that decides, -1 for the default."""
         for i, r in enumerate(self.rules):
             if r.matches(flow, verdict, matches):
+                return i
+        return -1
+
+    @property
+    def uses_verdicts(self) -> bool:
+        """True when some rule looks at the detectors' verdict."""
+        return any(r.uses_verdict for r in self.rules)
+
+    def settled(self, flow: FlowRecord, matches: Sequence[Match]) -> int | None:
+        """The deciding rule's index (-1: the default) when no verdict could change it, else None.
+
+        A rule that needs no verdict and matches decides unless a rule before it looks at the
+        verdict: then, and when only the default would match, the verdict may still matter.
+        """
+        for i, r in enumerate(self.rules):
+            if r.uses_verdict:
+                return None
+            if r.matches(flow, None, matches):
                 return i
         return -1
 

@@ -1,0 +1,46 @@
+"""The detector options shared by ``analyze``, ``policy test`` and ``gateway run``."""
+
+from __future__ import annotations
+
+__all__ = ["load_combiner", "model_options"]
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+
+from sluice.detect.combiner import Combiner
+from sluice.errors import ConfigError
+
+F = TypeVar("F", bound=Callable[..., object])
+EXIT_USAGE = 2
+
+
+def model_options(fn: F) -> F:
+    """Add ``--model DIR`` and ``--no-model`` (parameters ``model_dir``, ``no_model``)."""
+    fn = click.option(
+        "--no-model", is_flag=True, help="Judge with fingerprints and the FET only (layers 1-2)."
+    )(fn)
+    return click.option(
+        "--model",
+        "model_dir",
+        type=click.Path(file_okay=False, path_type=str),
+        help="Model directory for layer 3 (default: the model shipped with sluice).",
+    )(fn)
+
+
+def load_combiner(model_dir: str | None, no_model: bool, prog: str) -> Combiner:
+    """The combiner the options ask for; a model that does not load ends the program (exit 2)."""
+    from sluice.detect.model import DEFAULT_MODEL_DIR, ModelScorer, load_model
+
+    if no_model and model_dir:
+        raise click.UsageError("--model and --no-model exclude each other")
+    if no_model:
+        return Combiner(None)
+    try:
+        fitted, _manifest = load_model(model_dir or DEFAULT_MODEL_DIR)
+    except ConfigError as exc:
+        click.echo(f"{prog}: error: cannot load the model: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    return Combiner(ModelScorer(fitted))
