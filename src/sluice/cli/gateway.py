@@ -129,6 +129,7 @@ def run_command(
     A new import into the register is picked up within --register-poll seconds; SIGHUP re-reads
     the policy file and the register. Both load in the background and apply to new connections.
     """
+    from sluice.features.flow import EARLY_PACKETS
     from sluice.gateway.engine import GatewayEngine, run_queue
     from sluice.gateway.reload import Reloader
     from sluice.policy import load_policy
@@ -184,7 +185,7 @@ def run_command(
         matcher,
         log,
         detector=detector,
-        decide_after=max(1, packets - 2),
+        decide_after=max(1, min(packets - 2, EARLY_PACKETS)),
         capture=f"nfqueue:{queue}",
     )
     if not no_setup:

@@ -56,6 +56,8 @@ BENIGN = "benign"
 _MODEL_FILE = "model.txt"
 _REFERENCE_FILE = "reference.npz"
 _TOP_EVIDENCE = 5
+_PARALLEL_ROWS = 256
+"""Predictions of fewer rows than this run on one thread."""
 
 Array = npt.NDArray[np.float64]
 
@@ -176,7 +178,8 @@ class FlowModel:
         self._check()
         if len(X) == 0:
             return np.zeros((0, len(self.classes_)))
-        return np.asarray(self.booster_.predict(X), dtype=np.float64).reshape(len(X), len(self.classes_))
+        raw = self.booster_.predict(X, num_threads=_threads(len(X)))
+        return np.asarray(raw, dtype=np.float64).reshape(len(X), len(self.classes_))
 
     def score_samples(self, X: Array) -> Array:
         """``P(not benign)`` per flow, shape ``(n_flows,)``."""
@@ -200,7 +203,9 @@ class FlowModel:
     def contributions(self, X: Array) -> Array:
         """TreeSHAP contributions, shape ``(n_flows, len(classes_), n_features + 1)`` (last: bias)."""
         self._check()
-        raw = np.asarray(self.booster_.predict(X, pred_contrib=True), dtype=np.float64)
+        raw = np.asarray(
+            self.booster_.predict(X, pred_contrib=True, num_threads=_threads(len(X))), dtype=np.float64
+        )
         return raw.reshape(len(X), len(self.classes_), len(FEATURE_NAMES) + 1)
 
     @property
@@ -310,6 +315,12 @@ class ModelScorer:
             return []
         X = self.features.transform(records)
         return self.model.opinions(X, [_decided_at(r) for r in records])
+
+
+def _threads(rows: int) -> int:
+    """OpenMP threads for a prediction: one for a few rows (a gateway's single flow: a thread team
+    waiting on a busy core costs milliseconds), LightGBM's default for batches."""
+    return 1 if rows < _PARALLEL_ROWS else 0
 
 
 MODEL_CLASSES: dict[str, type[FlowModel]] = {"FlowModel": FlowModel}

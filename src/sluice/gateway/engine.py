@@ -50,10 +50,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sluice.detect.combiner import Combiner
+from sluice.features.flow import EARLY_PACKETS
 from sluice.flows.loop import PacketLoop
 from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig, FlowKey, FlowState
-from sluice.gateway.rules import DEFAULT_PACKETS, MARK_ALLOW, MARK_DROP, MARK_MASK, MARK_RESET, MARK_THROTTLE
+from sluice.gateway.rules import MARK_ALLOW, MARK_DROP, MARK_MASK, MARK_RESET, MARK_THROTTLE
 from sluice.io.source import LinkType, RawPacket
 from sluice.policy.model import Action, Decision, Mode, Policy
 from sluice.wire.packet import Packet
@@ -68,6 +69,8 @@ MAX_PENDING = 65536
 """Undecided connections tracked at once (the least recently seen is forgotten beyond)."""
 DECIDED_CACHE = 16384
 """Recently decided connections remembered (packets queued before the conntrack mark was set)."""
+MATCH_CACHE = 65536
+"""Server names and addresses whose register matches are remembered (until a reload)."""
 PENDING_IDLE_S = 30.0
 """An undecided connection silent this long is forgotten."""
 
@@ -139,7 +142,8 @@ class GatewayEngine:
             ``class``/``family``/``min_confidence`` rules read; None: no verdicts, such rules
             never match.
         decide_after: decide with what is known after this many packets of a connection; keep it
-            below the kernel's ``RuleSet.packets``.
+            below the kernel's ``RuleSet.packets``. The default is the packets the model's
+            features read (:data:`~sluice.features.flow.EARLY_PACKETS`).
         capture: recorded in every decision (e.g. ``nfqueue:0``).
         clock: wall clock for packet and decision times.
     """
@@ -151,7 +155,7 @@ class GatewayEngine:
         log: DecisionLog | None = None,
         *,
         detector: Combiner | None = None,
-        decide_after: int = DEFAULT_PACKETS - 2,
+        decide_after: int = EARLY_PACKETS,
         capture: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -171,11 +175,12 @@ class GatewayEngine:
             idle_timeout_s=PENDING_IDLE_S,
             max_flows=MAX_PENDING,
             early_packets=0,
-            inspect_packets=max(self.decide_after, 8),
+            inspect_packets=max(self.decide_after, EARLY_PACKETS),
         )
         self._loop = PacketLoop(config)
         self._ended: list[FlowRecord] = []
         self._decided: OrderedDict[FlowKey, int] = OrderedDict()
+        self._match_cache: dict[str, list[Match]] = {}
         self.stats = GatewayStats()
 
     @property
@@ -192,6 +197,7 @@ class GatewayEngine:
         if matcher is not None:
             self.matcher = matcher
         self._decided.clear()
+        self._match_cache.clear()
 
     def handle(self, raw: bytes, linktype: int = LinkType.RAW, ts: float | None = None) -> Verdict:
         """The verdict for one queued IP datagram (never raises on bad input).
@@ -242,11 +248,11 @@ class GatewayEngine:
         final = n >= self.decide_after or ending
         if meta is not None and meta.app == "dns" and st.packets[1] and st.packets[0]:
             final = True  # a DNS question and its answer: nothing more will come
-        named = (meta is not None and bool(meta.server_name)) or (insp is not None and insp.done)
-        # the first payload of either direction is where the layers 1-2 look
+        # the first payload of either direction: where names and the layers 1-2 are found
         checkpoint = bool(pkt.payload) and st.payload_bytes[d] == len(pkt.payload)
-        if not (final or named or checkpoint):
+        if not (final or checkpoint):
             return None
+        named = (meta is not None and bool(meta.server_name)) or (insp is not None and insp.done)
         rec = st.record(True, "early")
         rec.last_ts = now
         matches = self._matches(rec)
@@ -275,13 +281,24 @@ class GatewayEngine:
         return None
 
     def _matches(self, rec: FlowRecord) -> list[Match]:
+        """Register entries naming the flow's server name or address (cached per name and address)."""
+        if self.matcher is None:
+            return []
         matches: list[Match] = []
-        if self.matcher is not None:
-            name = rec.meta.server_name
-            if name:
-                matches.extend(self.matcher.match_host(name))
-            matches.extend(self.matcher.match_ip(rec.server))
+        name = rec.meta.server_name
+        if name:
+            matches.extend(self._lookup(name, self.matcher.match_host))
+        matches.extend(self._lookup(rec.server, self.matcher.match_ip))
         return matches
+
+    def _lookup(self, key: str, fn: Callable[[str], list[Match]]) -> list[Match]:
+        cache = self._match_cache
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) >= MATCH_CACHE:
+                cache.clear()
+            hit = cache[key] = fn(key)
+        return hit
 
     def _decide(
         self,
