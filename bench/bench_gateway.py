@@ -220,6 +220,50 @@ def _mode(topo: Topology, a: Addressing, args: argparse.Namespace) -> dict[str, 
     return res
 
 
+def _engine_capacity(conns: int) -> dict[str, float]:
+    """New connections/s one core of the engine alone decides (no kernel, no queue): TLS 1.3
+    connections from the packet writer, 12 packets each as the kernel would queue them."""
+    from sluice.cli._detect import load_combiner
+    from sluice.gateway.engine import GatewayEngine
+    from sluice.policy import load_policy
+    from sluice.registry import Matcher
+    from sluice.synth.payloads import tls_exchange
+    from sluice.synth.sessions import RawIpFraming, TcpSession
+
+    ex = tls_exchange(NAME, version="1.3", alpn=("http/1.1",))
+    packets = []
+    for i in range(conns):
+        s = TcpSession(
+            ("10.1.0.2", 10000 + i),
+            ("10.2.0.2", 443),
+            start_ts=1.0,
+            rng=random.Random(i),
+            framing=RawIpFraming(),
+        )
+        for from_client, data in ex.messages:
+            (s.client_send if from_client else s.server_send)(data)
+        s.close()
+        packets.append([fr for _, fr in s.packets][:12])
+    policy = load_policy(POLICY)
+    matcher = Matcher([("bench", "domain", "blocked.example", "[]")])
+    out = {}
+    for label, detector in (
+        ("engine_conns_per_s", load_combiner(None, False, "bench")),
+        ("engine_conns_per_s_no_model", load_combiner(None, True, "bench")),
+        ("engine_conns_per_s_no_detect", None),
+    ):
+        best = 0.0
+        for _ in range(3):
+            eng = GatewayEngine(policy, matcher, None, detector=detector)
+            t0 = time.process_time()
+            for conn in packets:
+                for p in conn:
+                    eng.handle(p)
+            best = max(best, conns / (time.process_time() - t0))
+        out[label] = best
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=5)
@@ -228,6 +272,12 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=100_000, help="register size")
     ap.add_argument("--modes", default="plain,sluice,sluice-nodetect", help="comma-separated; plain first")
     args = ap.parse_args()
+    engine = _engine_capacity(1000)
+    print(
+        "engine alone, one core (CPU time, best of 3): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in engine.items()),
+        file=sys.stderr,
+    )
     for tool in ("iperf3", "wrk", "nginx", "iptables", "ethtool"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise SystemExit(f"{tool} not found (scripts/install.sh --test installs it)")
@@ -271,10 +321,10 @@ def main() -> None:
                 res["detector_seconds"] = stats.get("detector_seconds", 0)
             results[mode] = res
     shutil.rmtree(d, ignore_errors=True)
-    _report(results, args)
+    _report(results, args, engine)
 
 
-def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace, engine: dict[str, float]) -> None:
     base = results["plain"]
     print(
         f"# bench_gateway {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
@@ -295,6 +345,12 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> Non
             f"/ {r['setup_p99_ms'] - base['setup_p99_ms']:+.2f} "
             f"| {r.get('classified_per_s', 0):.0f} |"
         )
+    print(
+        f"\nEngine alone (one core, CPU time, TLS 1.3 connections, 12 queued packets each): "
+        f"{engine['engine_conns_per_s']:.0f} new connections/s with detectors and model, "
+        f"{engine['engine_conns_per_s_no_model']:.0f} with layers 1-2, "
+        f"{engine['engine_conns_per_s_no_detect']:.0f} without detectors."
+    )
     print(json.dumps(results, indent=1), file=sys.stderr)
 
 

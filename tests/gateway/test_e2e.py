@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -12,34 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from sluice.decisions import read_decisions
 from sluice.registry import import_files, open_store
-from tests.gateway.conftest import PY, SRV_IP, Topo, need_gateway_env, sh, wait_port
+from tests.gateway.conftest import PY, SRV_IP, Topo, need_gateway_env, sh
+from tests.gateway.helpers import SERVER, https_server, make_cert, start_gateway
+from tests.gateway.helpers import stop_gateway as _stop
 
 BLOCKED, ALLOWED = "blocked.example", "fine.example"
 BLOCKED_IP = "10.231.2.3"
 
-SERVER = """
-import http.server, ssl, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"hello"
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    def finish_request(self, request, client_address):  # TLS handshake in the thread, not in accept
-        request.settimeout(5)
-        super().finish_request(ctx.wrap_socket(request, server_side=True), client_address)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-S(("0.0.0.0", 443), H).serve_forever()
-"""
 
 POLICY = """
 [[rule]]
@@ -50,35 +31,11 @@ register = true
 """
 
 
-def _cert(d: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sluice test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .sign(key, hashes.SHA256())
-    )
-    c, k = d / "cert.pem", d / "key.pem"
-    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return c, k
-
-
 @pytest.fixture(scope="module")
 def material(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     need_gateway_env()
     d = tmp_path_factory.mktemp("gw")
-    cert, key = _cert(d)
+    cert, key = make_cert(d)
     (d / "server.py").write_text(SERVER)
     (d / "list.txt").write_text(f"{BLOCKED}\n")
     (d / "ips.txt").write_text(f"{BLOCKED_IP}\n")
@@ -96,27 +53,14 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def server(topo: Topo, material: dict[str, Path]) -> Iterator[Topo]:
-    p = subprocess.Popen(
-        topo.ex(topo.srv, PY, str(material["server"]), str(material["cert"]), str(material["key"])),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(topo, topo.srv, 443)
+    with https_server(topo, material["server"], material["cert"], material["key"]):
         yield topo
-    finally:
-        p.kill()
-        p.wait(5)
 
 
 def _gateway(
     topo: Topo, material: dict[str, Path], log: Path, *, mode: str, bypass: bool, policy: Path | None = None
 ) -> subprocess.Popen[str]:
     args = [
-        PY,
-        "-m",
-        "sluice.cli.gateway",
-        "run",
         "--queue",
         "3",
         "--policy",
@@ -125,28 +69,7 @@ def _gateway(
     args += ["--register", str(material["db"]), "--log", str(log)]
     if bypass:
         args.append("--queue-bypass")
-    p = subprocess.Popen(topo.ex(topo.gw, *args), stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    assert p.stderr is not None
-    end = time.monotonic() + 15
-    while time.monotonic() < end:
-        line = p.stderr.readline()
-        if "ready on queue" in line:
-            return p
-        if not line and p.poll() is not None:
-            break
-    p.kill()
-    raise AssertionError(f"gateway did not start: {p.stderr.read()}")
-
-
-def _stop(p: subprocess.Popen[str]) -> str:
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-    try:
-        _, err = p.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        _, err = p.communicate()
-    return err
+    return start_gateway(topo, args)
 
 
 def _curl(topo: Topo, name: str, timeout: float = 2, ip: str = SRV_IP) -> str:
@@ -264,3 +187,54 @@ def test_sighup_reloads_policy_for_new_connections(
         _stop(gw)
     modes = [d["mode"] for d in _decisions(tmp_path / "log") if d["server_name"] == BLOCKED]
     assert modes == ["shadow", "enforce"]
+
+
+def test_register_import_while_running(server: Topo, material: dict[str, Path], tmp_path: Path) -> None:
+    """`sluice registry import` into the running gateway's register: new connections get the new
+    decision within the poll interval; a download already in flight keeps its decision."""
+    new = "newly-listed.example"
+    db = tmp_path / "register.sqlite"
+    shutil.copy(material["db"], db)
+    args = ["--queue", "3", "--policy", str(material["dir"] / "enforce.toml"), "--register", str(db)]
+    args += ["--log", str(tmp_path / "log"), "--queue-bypass", "--register-poll", "0.3"]
+    gw = start_gateway(server, args)
+    try:
+        assert _curl(server, new) == "200"
+        curl = ["curl", "-k", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "-m", "20"]
+        curl += ["--limit-rate", "400k", "--resolve", f"{new}:443:{SRV_IP}", f"https://{new}/bytes/800000"]
+        slow = subprocess.Popen(
+            server.ex(server.cli, *curl),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.3)
+        (tmp_path / "list.txt").write_text(f"{BLOCKED}\n{new}\n")
+        imp = sh(
+            PY,
+            "-m",
+            "sluice",
+            "registry",
+            "--db",
+            str(db),
+            "import",
+            "--format",
+            "domains",
+            "--source",
+            "test-list",
+            str(tmp_path / "list.txt"),
+        )
+        assert imp.returncode == 0, imp.stderr
+        for _ in range(40):  # the poll sees the import, loads, and applies before a queued packet
+            if _curl(server, new) == "000":
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the import never took effect")
+        out, _ = slow.communicate(timeout=30)
+        assert out.split() == ["200", "800000"], out  # decided before the import: still passes
+        assert _curl(server, ALLOWED) == "200"
+    finally:
+        err = _stop(gw)
+    assert "reloaded register" in err or "reloaded" in err, err
+    actions = [(d["server_name"], d["action"]) for d in _decisions(tmp_path / "log")]
+    assert actions[0] == (new, "allow") and (new, "block") in actions, actions
