@@ -26,11 +26,17 @@ def test_setup_twice_then_teardown_twice(netns: str) -> None:
     assert _ours(first) == _ours(second)
     lines = _ours(second)
     assert lines.count("-A FORWARD -j SLUICE") == 1
-    assert sum(1 for x in lines if x.startswith("-A SLUICE")) == 6
+    chain = [x for x in lines if x.startswith("-A SLUICE")]
+    assert len(chain) == 7
     queue = [x for x in lines if "NFQUEUE" in x]
     assert len(queue) == 1
     assert "--connbytes 0:10" in queue[0] and "--queue-num 7" in queue[0] and "--queue-bypass" in queue[0]
     assert any("CONNMARK --save-mark" in x for x in lines)
+    # decided connections get the conntrack mark back on every packet (the shaper classifies by it),
+    # then leave the chain
+    restore = [i for i, x in enumerate(chain) if "CONNMARK --restore-mark" in x]
+    assert len(restore) == 1 and "--nfmask 0xff00 --ctmask 0xff00" in chain[restore[0]]
+    assert "! --mark 0x0/0xff00" in chain[restore[0]] and chain[restore[0] + 1].endswith("-j RETURN")
     assert any("--reject-with tcp-reset" in x for x in lines)
     six = _ours(_save(netns, "ip6tables-save"))
     assert "-A FORWARD -j SLUICE" in six and any("icmp6-port-unreachable" in x for x in six)

@@ -20,8 +20,10 @@ import click
 from sluice.cli._detect import load_combiner, model_options
 from sluice.errors import ConfigError, SluiceError
 from sluice.gateway.rules import DEFAULT_CHAIN, DEFAULT_PACKETS, RuleSet, setup, teardown
+from sluice.gateway.shaper import Shaping, remove_shaper
 
 if TYPE_CHECKING:
+    from sluice.policy.model import Policy
     from sluice.registry import Matcher
 
 EXIT_USAGE, EXIT_IO = 2, 3
@@ -54,6 +56,13 @@ _packets = click.option(
 )
 _chain = click.option("--chain", default=DEFAULT_CHAIN, show_default=True, help="The gateway's chain.")
 _no6 = click.option("--no-ipv6", is_flag=True, help="Leave ip6tables alone.")
+_shape_dev = click.option(
+    "--shape-dev",
+    "shape_devs",
+    multiple=True,
+    metavar="DEV",
+    help="Interface whose egress the throttle shaper runs on (repeatable).",
+)
 
 
 @click.group("gateway")
@@ -78,10 +87,12 @@ def setup_command(queue: int, queue_bypass: bool, packets: int, chain: str, no_i
 @gateway.command("teardown")
 @_chain
 @_no6
-def teardown_command(chain: str, no_ipv6: bool) -> None:
-    """Remove the netfilter rules (nothing happens when they are absent)."""
+@_shape_dev
+def teardown_command(chain: str, no_ipv6: bool, shape_devs: tuple[str, ...]) -> None:
+    """Remove the netfilter rules and the shaper of each --shape-dev (nothing happens when absent)."""
     try:
         teardown(chain=chain, ipv6=not no_ipv6)
+        remove_shaper(shape_devs)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
 
@@ -108,6 +119,7 @@ def teardown_command(chain: str, no_ipv6: bool) -> None:
 @_chain
 @_no6
 @click.option("--no-setup", is_flag=True, help="Do not install the netfilter rules (they are in place).")
+@_shape_dev
 def run_command(
     queue: int,
     policy_file: str,
@@ -123,11 +135,14 @@ def run_command(
     chain: str,
     no_ipv6: bool,
     no_setup: bool,
+    shape_devs: tuple[str, ...],
 ) -> None:
     """Decide the connections forwarded through this machine; stop with SIGTERM, reload with SIGHUP.
 
     A new import into the register is picked up within --register-poll seconds; SIGHUP re-reads
     the policy file and the register. Both load in the background and apply to new connections.
+    Throttled connections are shaped on the egress of each --shape-dev (default, when the policy
+    throttles: every interface that is up); the shaper stays when the gateway exits.
     """
     from sluice.features.flow import EARLY_PACKETS
     from sluice.gateway.engine import GatewayEngine, run_queue
@@ -193,6 +208,11 @@ def run_command(
             setup(rs, ipv6=not no_ipv6)
         except ConfigError as exc:
             _fail(str(exc), EXIT_USAGE)
+    shaping = Shaping(shape_devs, report=lambda msg: click.echo(msg, err=True))
+    try:
+        shaping.apply(pol)  # without --shape-dev: every interface that is up, if the policy throttles
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
     def say(msg: str) -> None:
         click.echo(msg, err=True)
@@ -217,7 +237,7 @@ def run_command(
             queue,
             on_ready=ready,
             on_hup=reloader.request,
-            before_packet=lambda: reloader.apply(engine),
+            before_packet=lambda: reloader.apply(engine) and _reshape(shaping, engine.policy),
         )
     except ImportError:
         _fail("netfilterqueue is not installed (pip install 'sluice[gateway]')", EXIT_USAGE)
@@ -228,6 +248,15 @@ def run_command(
         if log is not None:
             log.close()
     click.echo(json.dumps({"stats": engine.stats.to_dict(engine.anomalies)}), err=True)
+
+
+def _reshape(shaping: Shaping, policy: Policy) -> bool:
+    """Re-install the shaper after a reload, when the throttle classes changed."""
+    try:
+        return shaping.apply(policy)
+    except ConfigError as exc:
+        click.echo(f"sluice gateway: shaper not updated: {exc}", err=True)
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m sluice.cli.gateway` until main attaches it

@@ -45,7 +45,7 @@ import socket
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ from sluice.flows.loop import PacketLoop
 from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig, FlowKey, FlowState
 from sluice.gateway.rules import MARK_ALLOW, MARK_DROP, MARK_MASK, MARK_RESET, MARK_THROTTLE
+from sluice.gateway.shaper import ThrottleClass, throttle_classes, throttle_mark
 from sluice.io.source import LinkType, RawPacket
 from sluice.policy.model import Action, Decision, Mode, Policy
 from sluice.wire.packet import Packet
@@ -78,8 +79,12 @@ _ENDING = TcpFlags.FIN | TcpFlags.RST
 _FINGERPRINT = "combiner:fingerprint:"
 
 
-def mark_for(decision: Decision) -> int:
-    """The conntrack mark that applies a decision (shadow decisions and ``allow``/``log`` pass)."""
+def mark_for(decision: Decision, classes: Mapping[str, ThrottleClass] | None = None) -> int:
+    """The conntrack mark that applies a decision (shadow decisions and ``allow``/``log`` pass).
+
+    A throttle gets its rule's class mark from ``classes``, the deciding policy's
+    :func:`~sluice.gateway.shaper.throttle_classes`; without them, :data:`MARK_THROTTLE` (class 0).
+    """
     if decision.mode is Mode.SHADOW or not decision.enforced:
         return MARK_ALLOW
     if decision.action is Action.BLOCK:
@@ -87,7 +92,7 @@ def mark_for(decision: Decision) -> int:
     if decision.action is Action.RESET:
         return MARK_RESET
     if decision.action is Action.THROTTLE:
-        return MARK_THROTTLE
+        return MARK_THROTTLE if classes is None else throttle_mark(decision, classes)
     return MARK_ALLOW
 
 
@@ -160,6 +165,7 @@ class GatewayEngine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = policy
+        self._classes = throttle_classes(policy)
         self.matcher = matcher
         self.log = log
         self.detector = detector
@@ -193,6 +199,7 @@ class GatewayEngine:
     def reload(self, policy: Policy | None = None, matcher: Matcher | None = None) -> None:
         """Use a new policy and/or register for connections not decided yet."""
         if policy is not None:
+            self._classes = throttle_classes(policy)
             self.policy = policy
         if matcher is not None:
             self.matcher = matcher
@@ -231,7 +238,7 @@ class GatewayEngine:
         if decision is None:
             return Verdict(0)
         del flows[st.key]
-        mark = mark_for(decision)
+        mark = mark_for(decision, self._classes)
         if pkt.tunnels and mark == MARK_ALLOW:
             mark = 0  # the outer connection carries other flows: keep looking at them
         self._decided[st.key] = mark

@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
 from sluice.errors import SluiceError
+from sluice.gateway.shaper import throttle_classes
 
 if TYPE_CHECKING:
     from sluice.gateway.engine import GatewayEngine
@@ -115,6 +116,8 @@ class Reloader:
     def _load(self, *, policy: bool, revision: Hashable) -> None:
         try:
             new_policy = self._load_policy() if policy else None
+            if new_policy is not None:
+                throttle_classes(new_policy)  # a policy the shaper cannot express is refused here
             new_matcher = self._load_matcher() if self._load_matcher is not None else None
         except (SluiceError, OSError) as exc:
             self.refused += 1

@@ -7,15 +7,18 @@ top of ``FORWARD``, for IPv4 (``iptables``) and IPv6 (``ip6tables``)::
     -m connmark --mark DROP/MASK -j DROP
     -p tcp -m connmark --mark RESET/MASK -j REJECT --reject-with tcp-reset
     -m connmark --mark RESET/MASK -j REJECT --reject-with icmp-port-unreachable
+    -m connmark ! --mark 0/MASK -j CONNMARK --restore-mark --nfmask MASK --ctmask MASK
     -m connmark ! --mark 0/MASK -j RETURN                  # decided: allow, log, throttle
     -m connbytes --connbytes 0:N --connbytes-dir both --connbytes-mode packets
         -j NFQUEUE --queue-num Q [--queue-bypass]           # the first N packets of the rest
 
 The gateway gives its verdict by setting the packet mark and ``repeat``: the packet runs the hook
 again, the first rule copies the mark into the conntrack mark, and the kernel applies it to the
-rest of the connection without asking userspace again. ``--queue-bypass`` decides what happens to
-undecided packets when no process listens on the queue: accepted (fail-open) or dropped
-(fail-closed). Connections already decided keep their conntrack mark either way.
+rest of the connection without asking userspace again. Every packet of a decided connection that
+passes gets the conntrack mark back as its packet mark (``--restore-mark``): the shaper's filters
+(:mod:`sluice.gateway.shaper`) classify throttled packets by it. ``--queue-bypass`` decides what
+happens to undecided packets when no process listens on the queue: accepted (fail-open) or
+dropped (fail-closed). Connections already decided keep their conntrack mark either way.
 
 :func:`setup` replaces whatever the chain held (so it is idempotent and changes options in place);
 :func:`teardown` removes the jump and the chain and does nothing when they are absent.
@@ -57,7 +60,8 @@ MARK_DROP = 0x0200
 MARK_RESET = 0x0300
 """Decided: refuse (TCP RST, ICMP port unreachable)."""
 MARK_THROTTLE = 0x0400
-"""Decided: pass, rate-limited by mark (the shaper is not installed by :func:`setup`)."""
+"""Decided: pass, rate-limited: throttle class ``i`` is ``MARK_THROTTLE + i * 0x100`` (bytes 4..255;
+the classes and the shaper are :mod:`sluice.gateway.shaper`'s, not installed by :func:`setup`)."""
 
 _FAMILIES = (("iptables", "icmp-port-unreachable"), ("ip6tables", "icmp6-port-unreachable"))
 
@@ -99,6 +103,7 @@ class RuleSet:
             f"-m connmark --mark {drop} -j DROP",
             f"-p tcp -m connmark --mark {reset} -j REJECT --reject-with tcp-reset",
             f"-m connmark --mark {reset} -j REJECT --reject-with {reject_with}",
+            f"-m connmark ! --mark 0/{mask} -j CONNMARK --restore-mark --nfmask {mask} --ctmask {mask}",
             f"-m connmark ! --mark 0/{mask} -j RETURN",
             f"-m connbytes --connbytes 0:{self.packets} --connbytes-dir both"
             f" --connbytes-mode packets {queue}",
