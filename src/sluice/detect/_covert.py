@@ -38,6 +38,12 @@ def dns_tunnel(v: FlowView) -> Match | None:
     m = v.rec.meta
     if not m.dns_query or m.app != "dns":
         return None
+    if (
+        m.dns_qtype not in DNS_TUNNEL_QTYPES
+        and len(m.dns_query) < min(DNS_SUBDOMAIN_LEN, DNS_LABEL_LEN)
+        and m.dns_query.isascii()
+    ):
+        return None  # no tunnel type, and too short for either name shape (ASCII: lower() keeps length)
     name = m.dns_query.lower().rstrip(".")
     if name.endswith(".arpa") or name.startswith("_"):
         return None

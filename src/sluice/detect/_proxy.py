@@ -108,8 +108,10 @@ def socks(v: FlowView) -> Match | None:
     r = v.rec
     if r.proto != 6:
         return None
-    c, s = v.head(0), v.head(1)
     target = r.meta.socks_target
+    if not target and v.head(0)[:1] != b"\x05":
+        return None  # no decoded request and no SOCKS5 greeting
+    c, s = v.head(0), v.head(1)
     if target:
         version = c[:1].hex() if c else "?"
         nth = 1 if c[:1] == b"\x04" else 3 if s[:2] == b"\x05\x02" else 2
@@ -166,13 +168,19 @@ def socks(v: FlowView) -> Match | None:
 _ABSOLUTE_FORM = re.compile(rb"^(GET|POST|HEAD|PUT|DELETE|OPTIONS|PATCH) (http|ftp)://", re.I)
 _HTTP_OK = re.compile(rb"^HTTP/1\.[01] 2\d\d")
 _PROXY_V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+_HTTP_PROXY_FIRST = frozenset(b"CGPHDOgphdo\r")
+"""First bytes of ``CONNECT``, of an absolute-form request (any case), of ``PROXY`` and of the
+PROXY v2 signature: a client head starting otherwise fires nothing here without a CONNECT target."""
 
 
 def http_proxy(v: FlowView) -> Match | None:
     """HTTP CONNECT, forward-proxy requests (absolute-form), and the HAProxy PROXY protocol."""
     r = v.rec
-    c, s = v.head(0), v.head(1)
     m = r.meta
+    c = v.head(0)
+    if not m.connect_target and (not c or c[0] not in _HTTP_PROXY_FIRST):
+        return None
+    s = v.head(1)
     if m.connect_target or c.startswith(b"CONNECT "):
         target = m.connect_target or c[8:].split(b" ")[0].decode("ascii", "replace")
         accepted = bool(_HTTP_OK.match(s))
@@ -252,7 +260,7 @@ _HTC = re.compile(rb"^(POST|GET) /index\.html\?crap=\d+ HTTP/1\.[01]\r\n")
 def httptunnel(v: FlowView) -> Match | None:
     """httptunnel (htc/hts): TCP carried in HTTP POST/GET on ``/index.html?crap=<n>``."""
     c = v.head(0)
-    if not _HTC.match(c):
+    if not c.startswith((b"POST ", b"GET ")) or not _HTC.match(c):
         return None
     idx = v.first_payload_index(0)
     return Match(
@@ -370,8 +378,10 @@ def _cell_regularity(v: FlowView) -> tuple[int, float, int]:
 def tor(v: FlowView) -> Match | None:
     """Tor's link TLS: random ``www.<base32>.com`` SNI, matching certificate names, fixed cells."""
     m = v.rec.meta
+    if m.app != "tls":
+        return None
     sni = _TOR_SNI.match(m.sni)
-    if m.app != "tls" or sni is None:
+    if sni is None:
         return None
     subj = _TOR_CERT.match(m.cert_subject)
     issuer = _TOR_CERT.match(m.cert_issuer)
@@ -454,13 +464,14 @@ KNOWN_NAMES: tuple[tuple[str, str, str], ...] = (
 """Server names (and their subdomains) used only by circumvention tools or as a VPN service's
 tunnel endpoints (not its web site): (suffix, class, family). Brand web sites belong in the
 register (``--register``), not here."""
+_KNOWN_SUFFIXES = tuple(suffix for suffix, _label, _family in KNOWN_NAMES)
 
 
 def known_names(v: FlowView) -> Match | None:
     """A server name that belongs to a circumvention tool's infrastructure."""
     name = v.rec.meta.server_name.lower().rstrip(".")
-    if not name:
-        return None
+    if not name or not name.endswith(_KNOWN_SUFFIXES):
+        return None  # each entry needs the name to end with its suffix
     for suffix, label, family in KNOWN_NAMES:
         if name == suffix or name.endswith("." + suffix):
             idx = v.first_payload_index(0)

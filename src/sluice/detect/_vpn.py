@@ -90,8 +90,18 @@ def _hmac_by_length(length: int, server: bool) -> int:
     return 0
 
 
+_OVPN_RESET_BYTES = frozenset(op << 3 for op in (*_OVPN_CLIENT_RESET, *_OVPN_SERVER_RESET))
+"""First packet byte (opcode << 3 | key id 0) of a hard reset: a flow with none in either
+direction has no role, and the rule cannot fire."""
+
+
 def openvpn(v: FlowView) -> Match | None:
     """OpenVPN hard-reset exchange over UDP or TCP (plain, tls-auth, tls-crypt, tls-crypt-v2)."""
+    at = 0 if v.rec.proto == 17 else 2 if v.rec.proto == 6 else -1
+    if at < 0:
+        return None
+    if not any(len(h) > at and h[at] in _OVPN_RESET_BYTES for h in (v.head(0), v.head(1))):
+        return None
     got = [_ovpn_packet(v, 0), _ovpn_packet(v, 1)]
     roles: list[str] = ["", ""]
     for d, item in enumerate(got):
@@ -196,9 +206,9 @@ def wireguard(v: FlowView) -> Match | None:
     kinds: list[str] = ["", ""]
     for d in (0, 1):
         h = heads[d]
-        n = v.payload_len(d)
         if len(h) < 16 or h[1:4] != b"\x00\x00\x00":
             continue
+        n = v.payload_len(d)
         t = h[0]
         if t in _WG_TYPES and n == _WG_TYPES[t][1]:
             kinds[d] = _WG_TYPES[t][0]
@@ -256,11 +266,14 @@ def wireguard(v: FlowView) -> Match | None:
     return Match("wireguard", "vpn", "wireguard", conf, decided, tuple(evidence))
 
 
+_TS_MAGIC = "TS\N{SPEECH BALLOON}".encode()
+
+
 def tailscale(v: FlowView) -> Match | None:
     """Tailscale's disco messages (magic ``TS💬``) on its WireGuard UDP flows."""
     if v.rec.proto != 17:
         return None
-    magic = "TS\N{SPEECH BALLOON}".encode()
+    magic = _TS_MAGIC
     for d in (0, 1):
         if v.head(d).startswith(magic):
             idx = v.first_payload_index(d)
@@ -337,6 +350,8 @@ def ipsec(v: FlowView) -> Match | None:
         )
     if r.proto != 17:
         return None
+    if len(v.head(0)) < 28 and NAT_T_PORT not in (r.client_port, r.server_port):
+        return None  # too short for an IKE header (_ike), not on the NAT-T port (_esp_in_udp)
     got = _ike(v.head(0), r.c2s_first_payload_len)
     if got is None:
         return _esp_in_udp(v)
@@ -409,6 +424,8 @@ def _esp_in_udp(v: FlowView) -> Match | None:
 def pptp(v: FlowView) -> Match | None:
     """PPTP control connection (magic cookie) and PPP carried in enhanced GRE."""
     r = v.rec
+    if r.proto != 6 and r.proto != 47:
+        return None
     head = v.head(0)
     if r.proto == 6 and len(head) >= 8 and head[2:4] == b"\x00\x01" and head[4:8] == b"\x1a\x2b\x3c\x4d":
         idx = v.first_payload_index(0)
@@ -457,8 +474,8 @@ _TINC_ID = re.compile(rb"^0 [A-Za-z0-9_]{1,64} 17(\.\d+)?\n")
 
 def tinc(v: FlowView) -> Match | None:
     """tinc's meta protocol: both peers open with an ID request ``0 <name> 17.<minor>``."""
-    if v.rec.proto != 6:
-        return None
+    if v.rec.proto != 6 or not v.head(0).startswith(b"0 "):
+        return None  # _TINC_ID needs "0 " at the start of the client's head
     hits = [bool(_TINC_ID.match(v.head(d))) for d in (0, 1)]
     if not hits[0]:
         return None
@@ -487,6 +504,8 @@ def tinc(v: FlowView) -> Match | None:
 def fortinet(v: FlowView) -> Match | None:
     """FortiGate SSL-VPN: the gateway's factory certificate names Fortinet/FortiGate."""
     m = v.rec.meta
+    if not m.cert_subject and not m.cert_issuer:
+        return None
     text = f"{m.cert_subject} {m.cert_issuer}"
     if "OU=FortiGate" not in text and "O=Fortinet" not in text:
         return None

@@ -43,11 +43,9 @@ FET_VERSION = "1"
 
 _TLS = re.compile(rb"^[\x16\x17]\x03[\x00-\x09]")
 _HTTP = re.compile(rb"^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE) ")
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.float64)
 
 
-def _printable(b: int) -> bool:
-    return 0x20 <= b <= 0x7E
+_PRINTABLE_BYTES = bytes(range(0x20, 0x7F))
 
 
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]+")
@@ -101,8 +99,11 @@ def fet_test(
         return FetResult(False, False, 0.0, False, 0.0, 0, "", ())
     if require_handshake and rec.proto == 6 and not rec.c2s_tcp_flags & 0x02:
         return FetResult(False, False, 0.0, False, 0.0, 0, "", ())
-    pop = float(_POPCOUNT[np.frombuffer(head, np.uint8)].mean())
-    first = len(head) >= prefix_len and all(_printable(b) for b in head[:prefix_len])
+    # the mean of the bytes' popcounts: an exact integer sum over the length, rounded once
+    # (as numpy's mean of the per-byte table gives; the sum is exact in float64 there too)
+    pop = int.from_bytes(head, "big").bit_count() / len(head)
+    # all bytes of the prefix printable: deleting the printable ones leaves nothing
+    first = len(head) >= prefix_len and not head[:prefix_len].translate(None, _PRINTABLE_BYTES)
     frac = rec.c2s_printable if rec.c2s_printable >= 0 else 0.0
     run = _longest_printable_run(head)
     proto = "tls" if _TLS.match(head) else "http" if _HTTP.match(head) else ""

@@ -54,7 +54,8 @@ def match_record(rec: FlowRecord | FlowView, rules: Sequence[tuple[str, Rule]] =
     """
     view = rec if isinstance(rec, FlowView) else FlowView(rec)
     out = [m for _name, rule in rules if (m := rule(view)) is not None]
-    out.sort(key=lambda m: (-m.confidence, m.label not in DETECTABLE_CLASSES))
+    if len(out) > 1:
+        out.sort(key=lambda m: (-m.confidence, m.label not in DETECTABLE_CLASSES))
     return out
 
 

@@ -16,10 +16,12 @@ __all__ = [
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 from sluice.flows.record import FlowRecord
 
 _SYN = 0x02
+_NO_SYN: frozenset[int] = frozenset()
 _IP_HEADER = {4: 20, 6: 40}
 
 
@@ -60,36 +62,47 @@ class FlowView:
         rec: the flow record.
     """
 
-    __slots__ = ("_heads", "payload_lens", "rec")
+    __slots__ = ("_first", "_heads", "payload_lens", "rec")
 
     def __init__(self, rec: FlowRecord) -> None:
         self.rec = rec
         self._heads: list[bytes | None] = [None, None]
+        self._first: list[int | None] = [None, None]
         self.payload_lens = self._payload_lens()
 
     def _payload_lens(self) -> tuple[int, ...]:
         r = self.rec
+        sizes = r.pkt_sizes
         ip_hdr = _IP_HEADER.get(r.ip_version, 20)
-        if r.proto == 17:
-            return tuple(max(0, s - ip_hdr - 8) for s in r.pkt_sizes)
-        if r.proto in (1, 58):
-            return tuple(max(0, s - ip_hdr - 4) for s in r.pkt_sizes)
-        if r.proto != 6:
-            return tuple(max(0, s - ip_hdr) for s in r.pkt_sizes)
+        proto = r.proto
+        if proto != 6:
+            sub = ip_hdr + 8 if proto == 17 else ip_hdr + 4 if proto in (1, 58) else ip_hdr
+            # max(0, s - sub) without the call; 0 also for a nan size, as max gives
+            return tuple([n if (n := s - sub) > 0 else 0 for s in sizes])
         syn = self._syn_indices()
-        plain = [s for i, s in enumerate(r.pkt_sizes) if i not in syn]
+        plain: Sequence[int] = sizes
+        if syn:
+            rest = list(sizes)
+            for i in sorted(syn, reverse=True):
+                if i < len(rest):
+                    del rest[i]
+            plain = rest
         base = min(plain) if plain else ip_hdr + 20
         base = min(max(base, ip_hdr + 20), ip_hdr + 60)
-        return tuple(0 if i in syn else max(0, s - base) for i, s in enumerate(r.pkt_sizes))
+        out = [n if (n := s - base) > 0 else 0 for s in sizes]
+        for i in syn:
+            if i < len(out):
+                out[i] = 0
+        return tuple(out)
 
     def _syn_indices(self) -> frozenset[int]:
         r = self.rec
         if not ((r.c2s_tcp_flags | r.s2c_tcp_flags) & _SYN):
-            return frozenset()
+            return _NO_SYN
         out = set()
         seen = [False, False]
         for i, d in enumerate(r.pkt_dirs[:4]):
-            if not seen[d]:
+            if (d == 0 or d == 1) and not seen[d]:  # a corrupt direction (a hand-made row) is skipped
                 seen[d] = True
                 flags = r.c2s_tcp_flags if d == 0 else r.s2c_tcp_flags
                 if flags & _SYN:
@@ -110,10 +123,16 @@ class FlowView:
 
     def first_payload_index(self, d: int) -> int:
         """Index of the packet that carried direction ``d``'s first payload (-1 if none seen)."""
-        for i, (dd, n) in enumerate(zip(self.rec.pkt_dirs, self.payload_lens, strict=False)):
-            if dd == d and n > 0:
-                return i
-        return -1
+        got = self._first[d] if d == 0 or d == 1 else None
+        if got is None:
+            got = -1
+            for i, (dd, n) in enumerate(zip(self.rec.pkt_dirs, self.payload_lens, strict=False)):
+                if dd == d and n > 0:
+                    got = i
+                    break
+            if d == 0 or d == 1:
+                self._first[d] = got
+        return got
 
     def payload_sizes(self, d: int | None = None, start: int = 0) -> list[int]:
         """Estimated payload lengths of the packets with payload (of direction ``d``, if given)."""
