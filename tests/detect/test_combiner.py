@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -10,10 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from sluice.cli.analyze import analyze
-from sluice.detect.combiner import Combiner
+from sluice.detect.combiner import DEFAULT_FET_VETO, Combiner, Opinion
 from sluice.detect.service import analyze_captures, summarize
+from sluice.errors import ConfigError
+from sluice.flows.record import FlowRecord
 
-from .conftest import LAB, NDPI, lab_label, lab_records
+from .conftest import LAB, NDPI, lab_label, lab_records, ndpi_records
 
 EXPECTED = {
     "openvpn-udp-pki-tlsauth-s1-002": ("vpn", "openvpn"),
@@ -54,6 +57,92 @@ def test_fet_alone_can_be_switched_off() -> None:
     rec = next(r for r in lab_records("shadowsocks-aead-s1-000") if lab_label("shadowsocks-aead-s1-000", r))
     v = Combiner(use_fet=False).judge(rec)
     assert v.label == "unknown"
+
+
+class _Sure:
+    """A stand-in model that calls every flow benign with ``P(benign) = p_benign``."""
+
+    def __init__(self, p_benign: float) -> None:
+        self.p_benign = p_benign
+
+    def opinions(self, records: Sequence[FlowRecord]) -> list[Opinion]:
+        return [
+            Opinion(1 - self.p_benign, "circumvention", "obfs4", 0.7, 7, "d" * 64, "stub", ())
+            for _ in records
+        ]
+
+
+def _obfs4_flow() -> FlowRecord:
+    session = "obfs4-iat0-s1-000"
+    return next(r for r in lab_records(session) if lab_label(session, r))
+
+
+def test_fet_veto_on_a_real_obfs4_flow() -> None:
+    rec = _obfs4_flow()
+    assert Combiner().judge(rec).detector == "combiner:fet", "no model: the FET alone decides"
+    # a model unsure enough (as for obfs4 it never saw: P(benign) <= 0.977 measured) keeps the FET
+    kept = Combiner(_Sure(0.95), fet_veto=0.99).judge(rec)
+    assert (kept.label, kept.detector) == ("circumvention", "combiner:fet")
+    assert kept.evidence[0].code == "fet.fully_encrypted"
+    # a model sure of benign vetoes it; the verdict keeps the FET's result and says why it lost
+    vetoed = Combiner(_Sure(0.995), fet_veto=0.99).judge(rec)
+    assert vetoed.label == "benign" and not vetoed.is_finding
+    codes = [e.code for e in vetoed.evidence]
+    assert codes == ["model.benign", "fet.fully_encrypted", "fet.vetoed"]
+    ev = vetoed.evidence[2]
+    assert (ev.feature, ev.observed, ev.reference) == ("model.p_benign", "0.995", ">= 0.99")
+    assert ev.contribution < 0
+    # off: None or 1.0
+    for off in (None, 1.0):
+        assert Combiner(_Sure(0.999999), fet_veto=off).judge(rec).detector == "combiner:fet"
+
+
+def test_fet_veto_bounds_and_defaults() -> None:
+    import inspect
+
+    from sluice.cli._detect import load_combiner
+    from sluice.detect.evaluate import EvalResult, cross_validate, leave_out, score_with
+
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ConfigError, match="fet_veto"):
+            Combiner(fet_veto=bad)
+    # evaluate judges with what analyze, policy test and the gateway ship
+    assert Combiner().fet_veto == DEFAULT_FET_VETO
+    for fn in (cross_validate, leave_out, score_with, EvalResult.extend, load_combiner):
+        assert inspect.signature(fn).parameters["fet_veto"].default == DEFAULT_FET_VETO
+
+
+def test_fet_veto_with_the_shipped_model_on_threema() -> None:
+    from sluice.detect.model import ModelScorer, load_model
+
+    records = ndpi_records("threema.pcap")
+    scorer = ModelScorer(load_model()[0])
+    plain = {r.flow_id: v for r, v in Combiner(scorer, fet_veto=None).judge_all(records)}
+    veto = {r.flow_id: v for r, v in Combiner(scorer, fet_veto=0.99).judge_all(records)}
+    p_benign = {r.flow_id: 1 - op.p_finding for r, op in zip(records, scorer.opinions(records), strict=True)}
+    fet_only = [i for i, v in plain.items() if v.detector == "combiner:fet"]
+    vetoed = [i for i in fet_only if not veto[i].is_finding]
+    kept = [i for i in fet_only if veto[i].detector == "combiner:fet"]
+    assert vetoed and kept, "Threema's flows score on both sides of 0.99"
+    for i in vetoed:
+        assert p_benign[i] >= 0.99
+        assert [e.code for e in veto[i].evidence][-2:] == ["fet.fully_encrypted", "fet.vetoed"]
+    for i in kept:
+        assert p_benign[i] < 0.99 and veto[i].label == "circumvention"
+
+
+def test_cli_fet_veto_option() -> None:
+    cap = NDPI / "threema.pcap"
+    if not cap.exists():
+        pytest.skip(f"../shared not present: {cap} missing")
+    runner = CliRunner()
+    counts = {}
+    for opt in ("1", "0.99"):
+        got = runner.invoke(analyze, [str(cap), "--fet-veto", opt, "--json"])
+        assert got.exit_code == 0, got.output
+        counts[opt] = json.loads(got.output[got.output.index('{\n  "summary"') :])["summary"]["findings"]
+    assert counts["0.99"] < counts["1"]
+    assert runner.invoke(analyze, [str(cap), "--fet-veto", "0"]).exit_code == 2
 
 
 def test_service_summary_counts_classes() -> None:

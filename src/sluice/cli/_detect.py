@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import click
 
-from sluice.detect.combiner import Combiner
+from sluice.detect.combiner import DEFAULT_FET_VETO, Combiner
 from sluice.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -18,7 +18,19 @@ EXIT_USAGE = 2
 
 
 def model_options(fn: F) -> F:
-    """Add ``--model DIR`` and ``--no-model`` (parameters ``model_dir``, ``no_model``)."""
+    """Add ``--model DIR``, ``--no-model`` and ``--fet-veto P`` (``model_dir``, ``no_model``, ``fet_veto``).
+
+    ``--fet-veto`` defaults to the combiner's default, so the three commands and ``sluice model
+    evaluate`` judge alike unless told otherwise.
+    """
+    fn = click.option(
+        "--fet-veto",
+        type=click.FloatRange(0, 1, min_open=True),
+        default=DEFAULT_FET_VETO,
+        show_default=True,
+        help="The model's P(benign) at or above which it overrules a finding of the "
+        "fully-encrypted test alone; 1: never.",
+    )(fn)
     fn = click.option(
         "--no-model", is_flag=True, help="Judge with fingerprints and the FET only (layers 1-2)."
     )(fn)
@@ -30,17 +42,19 @@ def model_options(fn: F) -> F:
     )(fn)
 
 
-def load_combiner(model_dir: str | None, no_model: bool, prog: str) -> Combiner:
+def load_combiner(
+    model_dir: str | None, no_model: bool, prog: str, fet_veto: float | None = DEFAULT_FET_VETO
+) -> Combiner:
     """The combiner the options ask for; a model that does not load ends the program (exit 2)."""
     from sluice.detect.model import DEFAULT_MODEL_DIR, ModelScorer, load_model
 
     if no_model and model_dir:
         raise click.UsageError("--model and --no-model exclude each other")
     if no_model:
-        return Combiner(None)
+        return Combiner(None, fet_veto=fet_veto)
     try:
         fitted, _manifest = load_model(model_dir or DEFAULT_MODEL_DIR)
     except ConfigError as exc:
         click.echo(f"{prog}: error: cannot load the model: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    return Combiner(ModelScorer(fitted))
+    return Combiner(ModelScorer(fitted), fet_veto=fet_veto)

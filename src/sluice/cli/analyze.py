@@ -146,6 +146,7 @@ def analyze(
     explain_id: str | None,
     model_dir: str | None,
     no_model: bool,
+    fet_veto: float | None,
     as_json: bool,
     fail_on_findings: bool,
 ) -> None:
@@ -155,7 +156,7 @@ def analyze(
     """
     if fmt == "parquet" and not out_path:
         raise click.UsageError("--format parquet needs --out FILE")
-    combiner = load_combiner(model_dir, no_model, "sluice analyze")
+    combiner = load_combiner(model_dir, no_model, "sluice analyze", fet_veto)
     matcher = None
     if register_db:
         try:

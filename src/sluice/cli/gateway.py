@@ -129,6 +129,7 @@ def run_command(
     fsync: str,
     model_dir: str | None,
     no_model: bool,
+    fet_veto: float | None,
     no_detect: bool,
     queue_bypass: bool,
     packets: int,
@@ -184,7 +185,7 @@ def run_command(
             matcher = load_matcher()
         except SluiceError as exc:
             _fail(f"cannot open the register: {exc}", EXIT_IO)
-    detector = None if no_detect else load_combiner(model_dir, no_model, "sluice gateway")
+    detector = None if no_detect else load_combiner(model_dir, no_model, "sluice gateway", fet_veto)
     log = None
     if log_dir:
         from sluice.decisions.log import DecisionLog

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from sluice.detect.combiner import DEFAULT_FET_VETO
 from sluice.errors import ConfigError
 
 EXIT_USAGE, EXIT_IO = 2, 3
@@ -141,6 +142,13 @@ def train(
     help="scenario/variant prefix to hold out in one more check (repeatable; default: a set).",
 )
 @click.option("--no-leave-out", is_flag=True, help="Skip the leave-one-config-out checks.")
+@click.option(
+    "--fet-veto",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_FET_VETO,
+    show_default=True,
+    help="The combiner's fet_veto (as `sluice analyze --fet-veto`); 1: never.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the headline numbers as JSON.")
 def evaluate(
     datasets: tuple[str, ...],
@@ -149,6 +157,7 @@ def evaluate(
     folds: int,
     leave: tuple[str, ...],
     no_leave_out: bool,
+    fet_veto: float | None,
     as_json: bool,
 ) -> None:
     """Report recall per family, benign false positives, confusion, scores and decision points."""
@@ -170,26 +179,30 @@ def evaluate(
     params = fitted.get_params()
     results = []
     if folds >= 2:
-        results.append(cross_validate(data, params, folds, params["seed"]))
+        results.append(cross_validate(data, params, folds, params["seed"], fet_veto))
     in_sample = manifest.get("data_digest") == data.digest
     results.append(
         score_with(
-            data, fitted, "the model as given" + (" (IN-SAMPLE: trained on this data)" if in_sample else "")
+            data,
+            fitted,
+            "the model as given" + (" (IN-SAMPLE: trained on this data)" if in_sample else ""),
+            fet_veto,
         )
     )
     if not no_leave_out:
         for prefixes in [(p,) for p in leave] or DEFAULT_LEAVE_OUT:
-            res = leave_out(data, params, prefixes)
+            res = leave_out(data, params, prefixes, fet_veto)
             if res.labels:
                 results.append(res)
     seen = sorted({lab for lab in manifest.get("classes", [])})
+    veto = f"vetoed where the model's P(benign) >= {fet_veto}" if fet_veto and fet_veto < 1 else "no veto"
     header = [
         f"Model: `{model_dir or DEFAULT_MODEL_DIR}` digest `{manifest.get('model_digest', '')[:16]}`, "
         f"threshold {fitted.threshold_}, classes: {', '.join(seen)}.",
         f"Data: {', '.join(Path(d).name for d in datasets)} — {len(data.records)} labeled flows in "
         f"{len(set(data.groups))} sessions/captures (digest `{data.digest[:16]}`).",
         "Splits are by session (lab) or capture file (nDPI), never by flow. "
-        "'combiner' is fingerprints first, the model for what they leave, then the FET; "
+        f"'combiner' is fingerprints first, the model for what they leave, then the FET ({veto}); "
         "'rules only' is layers 1-2 without the model.",
     ]
     try:

@@ -103,6 +103,7 @@ def test_command(
     fmt: str,
     model_dir: str | None,
     no_model: bool,
+    fet_veto: float | None,
     log_dir: str | None,
     as_json: bool,
 ) -> None:
@@ -125,7 +126,7 @@ def test_command(
         except SluiceError as exc:
             click.echo(f"sluice policy: error: cannot open the register: {exc}", err=True)
             sys.exit(EXIT_IO)
-    combiner = load_combiner(model_dir, no_model, "sluice policy")
+    combiner = load_combiner(model_dir, no_model, "sluice policy", fet_veto)
     try:
         res = replay_captures(pol, list(captures), combiner, matcher=matcher)
     except CaptureError as exc:

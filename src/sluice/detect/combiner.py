@@ -9,7 +9,10 @@ finding, on its final record (up to 32 packets of sequence, whole-flow counters)
 2. otherwise the **model** (layer 3), when one is loaded, proposes a class and family with
    ``P(not benign)``; the **fully-encrypted test** (layer 2) agreeing raises the confidence
    (noisy-or), disagreeing is listed as evidence against;
-3. otherwise the FET alone makes a ``circumvention`` verdict without a family;
+3. otherwise the FET alone makes a ``circumvention`` verdict without a family, unless the model
+   vetoes it: with ``fet_veto`` set and a model loaded, a flow the model calls benign with
+   ``P(benign) >= fet_veto`` stays benign, and its verdict lists the FET's result and the veto
+   as evidence;
 4. otherwise the application protocol the inspectors recognised makes a ``benign`` verdict
    (``tls``, ``quic``, ``http``, ``dns`` …); a flow with nothing recognised is ``unknown``.
 
@@ -20,7 +23,7 @@ whole-flow counters. Verdicts only propose: nothing here touches the register or
 
 from __future__ import annotations
 
-__all__ = ["COMBINER_VERSION", "Combiner", "FlowScorer", "Opinion"]
+__all__ = ["COMBINER_VERSION", "DEFAULT_FET_VETO", "Combiner", "FlowScorer", "Opinion"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,11 +32,20 @@ from typing import Protocol
 from sluice.detect.fet import FetDetector, FetResult
 from sluice.detect.fingerprints import FingerprintDetector, Match
 from sluice.detect.verdict import DETECTABLE_CLASSES, Evidence, Verdict, flow_key_text
+from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
-COMBINER_VERSION = "1"
-"""Version of the combination rules."""
+COMBINER_VERSION = "2"
+"""Version of the combination rules (2: the model's veto of FET-only findings)."""
+
+DEFAULT_FET_VETO: float | None = 0.99
+"""The model's ``P(benign)`` at or above which it vetoes a finding of the FET alone (None: never).
+
+Measured (docs/detection-notes.md): held-out benign flows the FET alone flags score 0.95-0.995,
+fully-encrypted circumvention of configurations the model never saw at most 0.977, so 0.99 vetoed
+none of the latter in any check (and 1 to 5 of the 5 former, depending on the seed).
+"""
 
 _BENIGN_APPS = {
     "tls": "tls",
@@ -92,6 +104,11 @@ class Combiner:
         fingerprints: the fingerprint detector (default: all rules).
         fet: the fully-encrypted test (default parameters).
         use_fet: let the FET alone make a verdict (step 3).
+        fet_veto: the model's ``P(benign)`` at or above which it vetoes a finding of the FET
+            alone (step 3); None or 1.0: no veto. Without a model nothing is vetoed.
+
+    Raises:
+        ConfigError: ``fet_veto`` outside (0, 1].
     """
 
     def __init__(
@@ -101,11 +118,15 @@ class Combiner:
         fingerprints: FingerprintDetector | None = None,
         fet: FetDetector | None = None,
         use_fet: bool = True,
+        fet_veto: float | None = DEFAULT_FET_VETO,
     ) -> None:
+        if fet_veto is not None and not 0 < fet_veto <= 1:
+            raise ConfigError("combiner.fet_veto", f"{fet_veto} is not in (0, 1]")
         self.model = model
         self.fingerprints = (fingerprints or FingerprintDetector()).fit()
         self.fet = (fet or FetDetector()).fit()
         self.use_fet = use_fet
+        self.fet_veto = fet_veto
 
     def judge_all(self, records: Sequence[FlowRecord]) -> list[tuple[FlowRecord, Verdict]]:
         """Verdicts of every flow in a run's records (final records, early ones paired by id).
@@ -159,7 +180,7 @@ class Combiner:
             return self._from_model(key, final.flow_id, op, fet, idx0)
         if m is not None:
             return self._from_match(key, rec, m)
-        if self.use_fet and fet.fully_encrypted:
+        if self.use_fet and fet.fully_encrypted and not self._vetoed(op):
             ev = self.fet.evidence(fet, idx0)
             return Verdict(
                 final.flow_id,
@@ -175,6 +196,43 @@ class Combiner:
                 evidence=ev,
             )
         return self._benign(key, rec, final, op, fet, idx0)
+
+    def _vetoed(self, op: Opinion | None) -> bool:
+        """Whether the model is sure enough of a benign flow to overrule the FET alone."""
+        if op is None or self.fet_veto is None or self.fet_veto >= 1:
+            return False
+        return 1.0 - op.p_finding >= self.fet_veto
+
+    def _fet_against(self, fet: FetResult, op: Opinion | None, idx0: int) -> list[Evidence]:
+        """The FET's part of a benign verdict: its exemptions, or its finding and why it lost."""
+        if not fet.applicable:
+            return []
+        if not fet.fully_encrypted:
+            return [
+                Evidence(
+                    "fet.exempt",
+                    "c2s_head",
+                    ", ".join(fet.exemptions),
+                    "no exemption",
+                    0.0,
+                    "the first payload is not fully encrypted",
+                    idx0,
+                )
+            ]
+        out = [self.fet.evidence(fet, idx0)[0]]
+        if self.use_fet and op is not None and self._vetoed(op):
+            out.append(
+                Evidence(
+                    "fet.vetoed",
+                    "model.p_benign",
+                    f"{1.0 - op.p_finding:.3f}",
+                    f">= {self.fet_veto:g}",
+                    -self.fet.confidence,
+                    "the FET alone found the flow fully encrypted; the model is sure it is benign",
+                    max(op.decided_at, idx0),
+                )
+            )
+        return out
 
     def _from_match(self, key: str, rec: FlowRecord, m: Match) -> Verdict:
         return Verdict(
@@ -245,18 +303,7 @@ class Combiner:
                     op.decided_at,
                 )
             )
-        if fet.applicable:
-            evidence.append(
-                Evidence(
-                    "fet.exempt",
-                    "c2s_head",
-                    ", ".join(fet.exemptions),
-                    "no exemption",
-                    0.0,
-                    "the first payload is not fully encrypted",
-                    idx0,
-                )
-            )
+        evidence += self._fet_against(fet, op, idx0)
         if app:
             family = _BENIGN_APPS.get(app, app)
             evidence.insert(

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sluice.detect.combiner import Combiner
+from sluice.detect.combiner import DEFAULT_FET_VETO, Combiner
 from sluice.detect.dataset import LabeledFlows, group_folds, trainable
 from sluice.detect.model import BENIGN, FlowModel, ModelScorer
 from sluice.detect.verdict import DETECTABLE_CLASSES
@@ -42,8 +42,12 @@ DEFAULT_LEAVE_OUT: tuple[tuple[str, ...], ...] = (
     ("stunnel/",),
     ("kcptun/",),
     ("obfs4/",),
+    ("shadowsocks/aead",),
+    ("v2ray/vmess-tcp",),
+    ("obfs4/", "shadowsocks/aead", "v2ray/vmess-tcp"),
 )
-"""Configurations held out, one check each (prefixes of ``scenario/variant``)."""
+"""Configurations held out, one check each (prefixes of ``scenario/variant``); the last three
+are the fully-encrypted families, where the FET (and the model's veto of it) matters."""
 
 MIN_PACKETS = 8
 """Flows with at least this many packets are the issue's recall target."""
@@ -77,17 +81,31 @@ class EvalResult:
     """The combiner's decision packet index."""
     detector: list[str] = field(default_factory=list)
     """Which layer decided."""
+    vetoed: list[bool] = field(default_factory=list)
+    """The FET alone found the flow fully encrypted and the model vetoed it."""
+    fet_veto: float | None = DEFAULT_FET_VETO
+    """The combiner's ``fet_veto``."""
 
-    def extend(self, data: LabeledFlows, model: FlowModel, with_rules: bool = True) -> None:
-        """Judge ``data`` with ``model`` (alone and in the combiner) and append the outcomes."""
+    def extend(
+        self,
+        data: LabeledFlows,
+        model: FlowModel,
+        with_rules: bool = True,
+        fet_veto: float | None = DEFAULT_FET_VETO,
+    ) -> None:
+        """Judge ``data`` with ``model`` (alone and in the combiner) and append the outcomes.
+
+        ``fet_veto`` is the combiner's (default: what ``sluice analyze`` and the gateway use).
+        """
         X = FlowFeatures().fit().transform(data.records)
         scores = model.score_samples(X) if len(X) else np.zeros(0)
         preds = model.predict(X) if len(X) else []
         scorer = ModelScorer(model)
         ops = scorer.opinions(data.records)
-        with_model = Combiner(scorer)
+        with_model = Combiner(scorer, fet_veto=fet_veto)
         plain = Combiner() if with_rules else None
         self.threshold = model.threshold_
+        self.fet_veto = fet_veto
         for i, rec in enumerate(data.records):
             v = with_model.judge(rec, None, {(rec.flow_id, rec.early): ops[i]})
             self.labels.append(data.labels[i])
@@ -99,6 +117,7 @@ class EvalResult:
             self.combined.append(f"{v.label}/{v.family}")
             self.decided_at.append(v.decided_at)
             self.detector.append(v.detector.split(":")[1] if ":" in v.detector else v.detector)
+            self.vetoed.append(any(e.code == "fet.vetoed" for e in v.evidence))
             if plain is not None:
                 r = plain.judge(rec)
                 self.rules_only.append(f"{r.label}/{r.family}")
@@ -108,18 +127,29 @@ def _is_finding(label: str) -> bool:
     return label.split("/")[0] in DETECTABLE_CLASSES
 
 
-def cross_validate(data: LabeledFlows, params: dict[str, Any], k: int = 5, seed: int = 0) -> EvalResult:
+def cross_validate(
+    data: LabeledFlows,
+    params: dict[str, Any],
+    k: int = 5,
+    seed: int = 0,
+    fet_veto: float | None = DEFAULT_FET_VETO,
+) -> EvalResult:
     """Out-of-fold outcomes of ``k`` folds of whole groups."""
     res = EvalResult(f"{k}-fold cross-validation by session/capture")
     X = FlowFeatures().fit().transform(data.records)
     for test in group_folds(data.groups, k, seed):
         train = np.setdiff1d(trainable(data), test)
         model = FlowModel(**params).fit(X[train], [data.labels[i] for i in train])
-        res.extend(data.subset(test), model)
+        res.extend(data.subset(test), model, fet_veto=fet_veto)
     return res
 
 
-def leave_out(data: LabeledFlows, params: dict[str, Any], prefixes: Sequence[str]) -> EvalResult:
+def leave_out(
+    data: LabeledFlows,
+    params: dict[str, Any],
+    prefixes: Sequence[str],
+    fet_veto: float | None = DEFAULT_FET_VETO,
+) -> EvalResult:
     """Train without the configurations starting with ``prefixes``, test on them."""
     held = np.asarray([any(c.startswith(p) for p in prefixes) for c in data.configs])
     res = EvalResult("held out: " + ", ".join(prefixes))
@@ -128,14 +158,16 @@ def leave_out(data: LabeledFlows, params: dict[str, Any], prefixes: Sequence[str
     X = FlowFeatures().fit().transform(data.records)
     train = np.intersect1d(np.flatnonzero(~held), trainable(data))
     model = FlowModel(**params).fit(X[train], [data.labels[i] for i in train])
-    res.extend(data.subset(np.flatnonzero(held)), model)
+    res.extend(data.subset(np.flatnonzero(held)), model, fet_veto=fet_veto)
     return res
 
 
-def score_with(data: LabeledFlows, model: FlowModel, name: str) -> EvalResult:
+def score_with(
+    data: LabeledFlows, model: FlowModel, name: str, fet_veto: float | None = DEFAULT_FET_VETO
+) -> EvalResult:
     """Outcomes of one fitted model on ``data``."""
     res = EvalResult(name)
-    res.extend(data, model)
+    res.extend(data, model, fet_veto=fet_veto)
     return res
 
 
@@ -193,6 +225,10 @@ def summary(res: EvalResult) -> dict[str, Any]:
         "benign": allb.get("n", 0),
         "benign_fpr_combined": allb.get("combined", 0) / allb["n"] if allb.get("n") else None,
         "benign_fpr_model": allb.get("model", 0) / allb["n"] if allb.get("n") else None,
+        "fet_vetoed": sum(res.vetoed),
+        "fet_vetoed_findings": sum(
+            v and _is_finding(lab) for v, lab in zip(res.vetoed, res.labels, strict=True)
+        ),
     }
 
 
@@ -326,7 +362,9 @@ def write_report(
             f"Findings: {s['findings']}; recall (combiner) {_fmt(s['recall_combined'])}, "
             f"with ≥ 8 packets {_fmt(s['recall_combined_8pkts'])}, model alone {_fmt(s['recall_model'])}. "
             f"Benign: {s['benign']}; false positives (combiner) {_fmt(s['benign_fpr_combined'])}, "
-            f"model alone {_fmt(s['benign_fpr_model'])}."
+            f"model alone {_fmt(s['benign_fpr_model'])}. "
+            f"FET findings vetoed by the model (fet_veto {res.fet_veto}): {s['fet_vetoed']}, "
+            f"of which labeled findings {s['fet_vetoed_findings']}."
         )
         lines += ["", *_md_family(res), ""]
         if s["benign"]:
