@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from sluice.cli.analyze import analyze
-from sluice.detect.combiner import DEFAULT_FET_VETO, Combiner, Opinion
+from sluice.detect.combiner import DEFAULT_FET_VETO, NEEDS_FINGERPRINT, Combiner, Opinion
 from sluice.detect.service import analyze_captures, summarize
 from sluice.errors import ConfigError
 from sluice.flows.record import FlowRecord
@@ -60,21 +60,48 @@ def test_fet_alone_can_be_switched_off() -> None:
 
 
 class _Sure:
-    """A stand-in model that calls every flow benign with ``P(benign) = p_benign``."""
+    """A stand-in model that gives every flow ``P(benign) = p_benign`` and names ``family``."""
 
-    def __init__(self, p_benign: float) -> None:
+    def __init__(self, p_benign: float, label: str = "circumvention", family: str = "obfs4") -> None:
         self.p_benign = p_benign
+        self.label, self.family = label, family
 
     def opinions(self, records: Sequence[FlowRecord]) -> list[Opinion]:
         return [
-            Opinion(1 - self.p_benign, "circumvention", "obfs4", 0.7, 7, "d" * 64, "stub", ())
+            Opinion(1 - self.p_benign, self.label, self.family, 0.7, 7, "d" * 64, "stub", ())
             for _ in records
         ]
 
 
-def _obfs4_flow() -> FlowRecord:
-    session = "obfs4-iat0-s1-000"
+def _first_labeled(session: str) -> FlowRecord:
     return next(r for r in lab_records(session) if lab_label(session, r))
+
+
+def test_families_that_need_their_fingerprint() -> None:
+    https = lab_records("https-nginx-h2-tls13-s1-000")[0]
+    wg = _first_labeled("wireguard-psk-s1-001")
+    # the model alone may not call a TLS flow IPsec: no IKE/ESP there; the verdict says so
+    v = Combiner(_Sure(0.1, "vpn", "ipsec")).judge(https)
+    assert (v.label, v.family) == ("benign", "tls")
+    assert [e.code for e in v.evidence][:2] == ["app.protocol", "model.unconfirmed"]
+    assert v.evidence[1].observed == "vpn/ipsec (0.900)"
+    # where the fingerprint is there, the fingerprint decides (and gives its own family)
+    w = Combiner(_Sure(0.1, "vpn", "ipsec")).judge(wg)
+    assert (w.label, w.family, w.detector) == ("vpn", "wireguard", "combiner:fingerprint:wireguard")
+    # families no fingerprint covers stay the model's
+    t = Combiner(_Sure(0.1, "circumvention", "trojan")).judge(https)
+    assert (t.label, t.family, t.detector) == ("circumvention", "trojan", "combiner:model")
+    # switched off: the model's word is enough
+    off = Combiner(_Sure(0.1, "vpn", "ipsec"), needs_fingerprint=frozenset()).judge(https)
+    assert (off.label, off.family) == ("vpn", "ipsec")
+    assert ("vpn", "openvpn") not in NEEDS_FINGERPRINT, "static-key OpenVPN has no rule"
+    # an unconfirmed model finding does not veto the FET: a fully encrypted flow stays a finding
+    fe = Combiner(_Sure(0.1, "proxy", "socks")).judge(_obfs4_flow())
+    assert (fe.label, fe.detector) == ("circumvention", "combiner:fet")
+
+
+def _obfs4_flow() -> FlowRecord:
+    return _first_labeled("obfs4-iat0-s1-000")
 
 
 def test_fet_veto_on_a_real_obfs4_flow() -> None:

@@ -8,7 +8,11 @@ finding, on its final record (up to 32 packets of sequence, whole-flow counters)
    a benign fingerprint (an SSH terminal) decides too, unless a later stage finds more;
 2. otherwise the **model** (layer 3), when one is loaded, proposes a class and family with
    ``P(not benign)``; the **fully-encrypted test** (layer 2) agreeing raises the confidence
-   (noisy-or), disagreeing is listed as evidence against;
+   (noisy-or), disagreeing is listed as evidence against. A family in ``needs_fingerprint``
+   (protocols that cannot run without the cleartext structure a fingerprint reads: IKE/ESP,
+   WireGuard's messages, a SOCKS or HTTP proxy request, a VXLAN header, ICMP) is not a finding
+   on the model's word alone: the model proposing it where its fingerprint found nothing is
+   listed as evidence (``model.unconfirmed``) and the flow goes on to step 3;
 3. otherwise the FET alone makes a ``circumvention`` verdict without a family, unless the model
    vetoes it: with ``fet_veto`` set and a model loaded, a flow the model calls benign with
    ``P(benign) >= fet_veto`` stays benign, and its verdict lists the FET's result and the veto
@@ -23,7 +27,7 @@ whole-flow counters. Verdicts only propose: nothing here touches the register or
 
 from __future__ import annotations
 
-__all__ = ["COMBINER_VERSION", "DEFAULT_FET_VETO", "Combiner", "FlowScorer", "Opinion"]
+__all__ = ["COMBINER_VERSION", "DEFAULT_FET_VETO", "NEEDS_FINGERPRINT", "Combiner", "FlowScorer", "Opinion"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,8 +40,25 @@ from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
-COMBINER_VERSION = "2"
-"""Version of the combination rules (2: the model's veto of FET-only findings)."""
+COMBINER_VERSION = "3"
+"""Version of the combination rules (2: the model's veto of FET-only findings; 3: families that
+need their fingerprint)."""
+
+NEEDS_FINGERPRINT: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("vpn", "ipsec"),
+        ("vpn", "wireguard"),
+        ("proxy", "socks"),
+        ("proxy", "http-proxy"),
+        ("tunnel", "vxlan"),
+        ("tunnel", "icmp-tunnel"),
+    }
+)
+"""(class, family) the model alone may not call: each protocol has a cleartext structure (a
+header, a handshake, a request line, the IP protocol) its fingerprint rule reads, so a flow
+without it is not that protocol whatever its shape. Families a fingerprint covers only in part
+(OpenVPN's static-key mode, DNS and HTTP tunnels of other shapes) and those no rule covers
+(Shadowsocks, VMess, Trojan, obfs4 ...) stay the model's."""
 
 DEFAULT_FET_VETO: float | None = 0.99
 """The model's ``P(benign)`` at or above which it vetoes a finding of the FET alone (None: never).
@@ -106,6 +127,8 @@ class Combiner:
         use_fet: let the FET alone make a verdict (step 3).
         fet_veto: the model's ``P(benign)`` at or above which it vetoes a finding of the FET
             alone (step 3); None or 1.0: no veto. Without a model nothing is vetoed.
+        needs_fingerprint: (class, family) pairs the model alone may not call (step 2);
+            empty: the model may call any family it knows.
 
     Raises:
         ConfigError: ``fet_veto`` outside (0, 1].
@@ -119,6 +142,7 @@ class Combiner:
         fet: FetDetector | None = None,
         use_fet: bool = True,
         fet_veto: float | None = DEFAULT_FET_VETO,
+        needs_fingerprint: frozenset[tuple[str, str]] = NEEDS_FINGERPRINT,
     ) -> None:
         if fet_veto is not None and not 0 < fet_veto <= 1:
             raise ConfigError("combiner.fet_veto", f"{fet_veto} is not in (0, 1]")
@@ -127,6 +151,7 @@ class Combiner:
         self.fet = (fet or FetDetector()).fit()
         self.use_fet = use_fet
         self.fet_veto = fet_veto
+        self.needs_fingerprint = needs_fingerprint
 
     def judge_all(self, records: Sequence[FlowRecord]) -> list[tuple[FlowRecord, Verdict]]:
         """Verdicts of every flow in a run's records (final records, early ones paired by id).
@@ -176,7 +201,7 @@ class Combiner:
         idx0 = view.first_payload_index(0)
         if m is not None and (m.label in DETECTABLE_CLASSES or op is None or op.p_finding < op.threshold):
             return self._from_match(key, rec, m)
-        if op is not None and op.p_finding >= op.threshold:
+        if op is not None and op.p_finding >= op.threshold and not self._unconfirmed(op):
             return self._from_model(key, final.flow_id, op, fet, idx0)
         if m is not None:
             return self._from_match(key, rec, m)
@@ -196,6 +221,10 @@ class Combiner:
                 evidence=ev,
             )
         return self._benign(key, rec, final, op, fet, idx0)
+
+    def _unconfirmed(self, op: Opinion) -> bool:
+        """Whether the model proposes a family its fingerprint must confirm (and did not)."""
+        return (op.label, op.family) in self.needs_fingerprint
 
     def _vetoed(self, op: Opinion | None) -> bool:
         """Whether the model is sure enough of a benign flow to overrule the FET alone."""
@@ -291,7 +320,19 @@ class Combiner:
     ) -> Verdict:
         app = rec.meta.app or final.meta.app
         evidence: list[Evidence] = []
-        if op is not None:
+        if op is not None and op.p_finding >= op.threshold:  # a family its fingerprint must confirm
+            evidence.append(
+                Evidence(
+                    "model.unconfirmed",
+                    "model.family",
+                    f"{op.label}/{op.family} ({op.p_finding:.3f})",
+                    f"its {op.family} fingerprint",
+                    0.0,
+                    f"the model proposed {op.family}; the protocol's cleartext structure is not there",
+                    op.decided_at,
+                )
+            )
+        elif op is not None:
             evidence.append(
                 Evidence(
                     "model.benign",
