@@ -21,6 +21,7 @@ from .conftest import NDPI, lab_index, lab_label, lab_records, ndpi_captures, nd
 FINGERPRINTED = {
     "openvpn-tcp-pki-tlscrypt-s1-001": ("vpn", "openvpn"),
     "openvpn-udp-pki-tlsauth-s1-002": ("vpn", "openvpn"),
+    "openvpn-udp-static-s1-000": ("vpn", "openvpn"),
     "wireguard-default-s1-000": ("vpn", "wireguard"),
     "wireguard-psk-s1-001": ("vpn", "wireguard"),
     "socks-dante-s1-001": ("proxy", "socks"),
@@ -74,6 +75,37 @@ def test_ssh_after_the_handshake_is_a_terminal_in_a_short_excerpt_and_forwarding
     m = _best(bulk)
     assert m is not None and (m.label, m.family) == ("tunnel", "ssh")
     assert "ssh.bulk_after_handshake" in {e.code for e in m.evidence}
+
+
+def test_openvpn_static_key_by_its_block_lengths() -> None:
+    from sluice.detect._vpn import openvpn_static
+    from sluice.features.view import FlowView
+
+    session = "openvpn-udp-static-s1-000"
+    rec = next(r for r in lab_records(session) if lab_label(session, r))
+    m = _best(rec)
+    assert m is not None and m.rule == "openvpn_static"
+    assert [e.code for e in m.evidence] == ["openvpn.static_key_lengths", "openvpn.static_key_random"]
+    assert "0 mod 16" in m.evidence[0].observed  # AES-256-CBC with HMAC-SHA256, as the lab runs it
+    assert m.decided_at < 8, "decided within the packets the gateway queues"
+    # one datagram of another length breaks the block structure: silent
+    view = FlowView(rec)
+    i = next(j for j, n in enumerate(view.payload_lens) if n > 0 and j > m.decided_at)
+    sizes = list(rec.pkt_sizes)
+    sizes[i] += 3
+    assert openvpn_static(FlowView(dataclasses.replace(rec, pkt_sizes=tuple(sizes)))) is None
+    # too few datagrams, or one direction only: silent
+    cut = dataclasses.replace(
+        rec, pkt_sizes=rec.pkt_sizes[:4], pkt_dirs=rec.pkt_dirs[:4], pkt_iats=rec.pkt_iats[:4]
+    )
+    assert openvpn_static(FlowView(cut)) is None
+    one_way = dataclasses.replace(rec, pkt_dirs=tuple(0 for _ in rec.pkt_dirs))
+    assert openvpn_static(FlowView(one_way)) is None
+    # WireGuard's data packets are 16-byte blocks too; its own rule names them
+    for wg in ("wireguard-default-s1-000", "wireguard-psk-s1-001"):
+        for r in lab_records(wg):
+            got = _best(r)
+            assert got is None or got.rule != "openvpn_static"
 
 
 def test_wireguard_index_echo_raises_confidence() -> None:

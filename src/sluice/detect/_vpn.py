@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = ["RULES"]
 
+import math
 import re
 
 from sluice.detect._rules import Match, Rule, ev, hexs
@@ -264,6 +265,73 @@ def wireguard(v: FlowView) -> Match | None:
             )
         )
     return Match("wireguard", "vpn", "wireguard", conf, decided, tuple(evidence))
+
+
+# -- OpenVPN static-key mode ------------------------------------------------------------------------
+
+_STATIC_MIN_PACKETS = 6
+"""Payload packets (at least 2 each way) the static-key rule needs before it speaks."""
+_STATIC_RESIDUES = {0: "HMAC-SHA256/512 + 16-byte IV", 4: "HMAC-SHA1 + 16-byte IV"}
+"""Payload length mod 16 of a static-key packet with a 16-byte-block cipher (AES-CBC) by HMAC."""
+_STATIC_MIN_LEN = 52
+"""The shortest such packet: a 20-byte HMAC, a 16-byte IV and one cipher block."""
+_STATIC_ENTROPY = 0.85
+"""First payloads' entropy, as a fraction of the most their length allows."""
+
+
+def openvpn_static(v: FlowView) -> Match | None:
+    """OpenVPN's static-key mode over UDP: no opcode, but HMAC + IV + CBC blocks in every datagram.
+
+    With ``--secret`` every datagram is ``HMAC || IV || AES-CBC(packet id, time, payload)``, so
+    every payload length has the same remainder mod 16 (0 with SHA-256/512, 4 with SHA-1), the
+    bytes look random from the first, and no cleartext protocol is there. Other CBC+HMAC tunnels
+    share the shape: the family is a guess, the class is not.
+    """
+    r = v.rec
+    if r.proto != 17 or r.meta.app:
+        return None
+    lens = [(i, d, n) for i, (d, n) in enumerate(zip(r.pkt_dirs, v.payload_lens, strict=False)) if n > 0]
+    if len(lens) < _STATIC_MIN_PACKETS:
+        return None
+    upto = lens[_STATIC_MIN_PACKETS - 1][0]
+    rest = {n % 16 for _i, _d, n in lens}
+    if len(rest) != 1 or min(n for _i, _d, n in lens) < _STATIC_MIN_LEN:
+        return None
+    residue = rest.pop()
+    if residue not in _STATIC_RESIDUES or min(sum(1 for x in lens if x[1] == d) for d in (0, 1)) < 2:
+        return None
+    for d, entropy in ((0, r.c2s_entropy), (1, r.s2c_entropy)):
+        first = next(n for _i, dd, n in lens if dd == d)
+        if entropy < _STATIC_ENTROPY * math.log2(min(first, 256)):
+            return None
+    sizes = sorted({n for _i, _d, n in lens})
+    return Match(
+        "openvpn_static",
+        "vpn",
+        "openvpn",
+        0.75,
+        upto,
+        (
+            ev(
+                "openvpn.static_key_lengths",
+                "payload lengths",
+                f"{len(lens)} datagrams, all {residue} mod 16: {', '.join(map(str, sizes[:8]))}",
+                f"{residue} mod 16 ({_STATIC_RESIDUES[residue]} + AES-CBC blocks)",
+                0.6,
+                "every datagram is HMAC || IV || whole cipher blocks, as OpenVPN's --secret mode sends",
+                upto,
+            ),
+            ev(
+                "openvpn.static_key_random",
+                "c2s_entropy, s2c_entropy",
+                f"{r.c2s_entropy:.2f}, {r.s2c_entropy:.2f} bits/byte",
+                f">= {_STATIC_ENTROPY:g} of log2(length)",
+                0.15,
+                "no cleartext header: random-looking from the first byte, both ways",
+                v.first_payload_index(1),
+            ),
+        ),
+    )
 
 
 _TS_MAGIC = "TS\N{SPEECH BALLOON}".encode()
@@ -533,6 +601,7 @@ def fortinet(v: FlowView) -> Match | None:
 RULES: tuple[tuple[str, Rule], ...] = (
     ("openvpn", openvpn),
     ("wireguard", wireguard),
+    ("openvpn_static", openvpn_static),
     ("tailscale", tailscale),
     ("ipsec", ipsec),
     ("pptp", pptp),

@@ -34,7 +34,7 @@ from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
-FINGERPRINTS_VERSION = "1"
+FINGERPRINTS_VERSION = "2"
 """Version of the rule set."""
 
 _ALL_RULES: tuple[tuple[str, Rule], ...] = _vpn.RULES + _proxy.RULES + _covert.RULES
