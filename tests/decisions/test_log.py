@@ -218,3 +218,27 @@ def test_parse_since() -> None:
     assert parse_since("2024-07-03", now) == 1_719_964_800.0
     with pytest.raises(ConfigError):
         parse_since("yesterday", now)
+
+
+def test_worker_logs_are_read_as_one_merged_by_time(tmp_path: Path) -> None:
+    """The gateway's workers write DIR/worker-i each (own lock and rotation); a reader of DIR
+    gets them all, merged by time, with DIR's own segments (a run with one worker)."""
+    from sluice.decisions import log_dirs, worker_dir
+
+    with DecisionLog(tmp_path, max_bytes=2048, keep=100) as own:
+        own.write(_decision(0))
+    w0 = DecisionLog(worker_dir(tmp_path, 0), max_bytes=2048, keep=100)
+    w1 = DecisionLog(worker_dir(tmp_path, 1), max_bytes=2048, keep=100)
+    with w0, w1:
+        for i in range(1, 40):
+            (w0 if i % 3 else w1).write(_decision(i))
+        with pytest.raises(ConfigError, match="another process"):
+            DecisionLog(worker_dir(tmp_path, 1))
+    (tmp_path / "worker-x").mkdir()  # not a worker's: ignored
+    assert log_dirs(tmp_path) == [tmp_path, tmp_path / "worker-0", tmp_path / "worker-1"]
+    assert len(segments(tmp_path / "worker-0")) > 1  # each rotated on its own
+    stats = ReadStats()
+    assert [d.flow_id for d in read_decisions(tmp_path, stats=stats)] == list(range(40))
+    assert stats.files == sum(len(segments(d)) for d in log_dirs(tmp_path))
+    late = list(read_decisions(tmp_path, DecisionFilter(since=T0 + 30)))
+    assert [d.flow_id for d in late] == list(range(30, 40))

@@ -77,3 +77,31 @@ def test_own_chain_name(netns: str) -> None:
 def test_bad_rule_sets_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         RuleSet(**kwargs)  # type: ignore[arg-type]
+
+
+def test_workers_balance_queues_and_back(netns: str) -> None:
+    """--workers N: one NFQUEUE rule balancing queues Q..Q+N-1; setup is still idempotent and
+    going back to one worker restores --queue-num."""
+    rs = RuleSet(queue=5, bypass=True, queues=3)
+    setup(rs, netns=netns)
+    setup(rs, netns=netns)
+    for tool in ("iptables-save", "ip6tables-save"):
+        lines = _ours(_save(netns, tool))
+        assert lines.count("-A FORWARD -j SLUICE") == 1
+        assert len([x for x in lines if x.startswith("-A SLUICE")]) == 7
+        (queue,) = [x for x in lines if "NFQUEUE" in x]
+        assert "--queue-balance 5:7" in queue and "--queue-bypass" in queue and "--queue-num" not in queue
+    setup(RuleSet(queue=5, bypass=False), netns=netns, ipv6=False)
+    (queue,) = [x for x in _ours(_save(netns)) if "NFQUEUE" in x]
+    assert "--queue-num 5" in queue and "balance" not in queue and "bypass" not in queue
+    teardown(netns=netns)
+    teardown(netns=netns)
+    assert _ours(_save(netns)) == [] and _ours(_save(netns, "ip6tables-save")) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"queue": 0, "queues": 0}, {"queue": 65535, "queues": 2}, {"queue": 0, "queues": 65}]
+)
+def test_bad_worker_counts_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="workers"):
+        RuleSet(**kwargs)  # type: ignore[arg-type]

@@ -7,7 +7,15 @@ fsync as configured, queryable across segments.
 
 from __future__ import annotations
 
-from sluice.decisions.log import DEFAULT_KEEP, DEFAULT_MAX_BYTES, DecisionLog, FsyncPolicy, segments
+from sluice.decisions.log import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_BYTES,
+    DecisionLog,
+    FsyncPolicy,
+    log_dirs,
+    segments,
+    worker_dir,
+)
 from sluice.decisions.query import DecisionFilter, ReadStats, parse_since, read_decisions
 
 __all__ = [
@@ -17,7 +25,9 @@ __all__ = [
     "DecisionLog",
     "FsyncPolicy",
     "ReadStats",
+    "log_dirs",
     "parse_since",
     "read_decisions",
     "segments",
+    "worker_dir",
 ]

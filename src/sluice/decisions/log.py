@@ -21,6 +21,12 @@ policy decides what survives a crash of the *machine* (power loss, kernel panic)
 A line torn by a machine crash (no final newline) is terminated when the log is reopened, and
 :func:`~sluice.decisions.query.read_decisions` skips and counts it, so it never hides the next
 record. One process writes a log at a time (an ``flock`` on ``.lock`` refuses a second).
+
+Several writers (the gateway's worker processes) share a log through subdirectories: writer
+``i`` writes the log ``DIR/worker-i`` (:func:`worker_dir`), with its own lock, segments, rotation
+and ``keep``; :func:`~sluice.decisions.query.read_decisions` on ``DIR`` reads ``DIR``'s own
+segments and every ``worker-*`` subdirectory's, merged by decision time. No two processes ever
+append to, rotate or delete the same files.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ __all__ = [
     "SEGMENT_GLOB",
     "DecisionLog",
     "FsyncPolicy",
+    "log_dirs",
     "segments",
+    "worker_dir",
 ]
 
 import fcntl
@@ -55,6 +63,7 @@ DEFAULT_KEEP = 10
 SEGMENT_GLOB = "decisions.*.jsonl"
 """Names of segments in a log directory."""
 _SEGMENT = re.compile(r"decisions\.(\d{6,})\.jsonl")
+_WORKER = re.compile(r"worker-(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,25 @@ def segments(directory: str | Path) -> list[Path]:
         if m:
             found.append((int(m.group(1)), p))
     return [p for _, p in sorted(found)]
+
+
+def worker_dir(directory: str | Path, index: int) -> Path:
+    """The log directory of writer (gateway worker) ``index`` within a shared log ``directory``."""
+    return Path(directory) / f"worker-{index}"
+
+
+def log_dirs(directory: str | Path) -> list[Path]:
+    """The log directories a reader of ``directory`` reads: itself, then its ``worker-*`` ones."""
+    d = Path(directory)
+    found = []
+    try:
+        for p in d.iterdir():
+            m = _WORKER.fullmatch(p.name)
+            if m and p.is_dir():
+                found.append((int(m.group(1)), p))
+    except FileNotFoundError:
+        return [d]
+    return [d, *(p for _, p in sorted(found))]
 
 
 class DecisionLog:

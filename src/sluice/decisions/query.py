@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["DecisionFilter", "ReadStats", "parse_since", "read_decisions"]
 
+import heapq
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from sluice.decisions.log import segments
+from sluice.decisions.log import log_dirs, segments
 from sluice.errors import ConfigError
 from sluice.policy.model import Decision
 
@@ -85,6 +86,10 @@ def read_decisions(
 ) -> Iterator[Decision]:
     """Decisions of a log, oldest segment first, in write order within each.
 
+    A log written by several gateway workers (``worker-*`` subdirectories, see
+    :mod:`sluice.decisions.log`) is read as one: each writer's decisions in write order, the
+    writers merged by decision time.
+
     A segment deleted by rotation while it is being listed is skipped. A line that does not
     parse as a whole decision (a torn last line after a crash) is skipped and counted in
     ``stats.skipped``.
@@ -98,6 +103,14 @@ def read_decisions(
         The decisions.
     """
     st = stats if stats is not None else ReadStats()
+    dirs = [d for d in log_dirs(directory) if d == Path(directory) or segments(d)]
+    if len(dirs) == 1:
+        yield from _read_one(dirs[0], flt, st)
+    else:
+        yield from heapq.merge(*(_read_one(d, flt, st) for d in dirs), key=lambda d: d.time)
+
+
+def _read_one(directory: Path, flt: DecisionFilter | None, st: ReadStats) -> Iterator[Decision]:
     for seg in segments(directory):
         try:
             fh = open(seg, "rb")  # noqa: SIM115 - closed below, generator

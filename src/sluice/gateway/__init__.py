@@ -1,7 +1,8 @@
 """The inline gateway: NFQUEUE enforcement of policy decisions on a Linux router.
 
 * :mod:`~sluice.gateway.rules`: the iptables chain (setup and teardown, fail-open or fail-closed);
-* :mod:`~sluice.gateway.engine`: per-connection decisions from the first packets, and the queue loop.
+* :mod:`~sluice.gateway.engine`: per-connection decisions from the first packets, and the queue loop;
+* :mod:`~sluice.gateway.workers`: several queue processes forked from one parent (``--workers``).
 
 Operation, marks and failure modes are in ``docs/gateway-notes.md``.
 """

@@ -12,6 +12,12 @@ top of ``FORWARD``, for IPv4 (``iptables``) and IPv6 (``ip6tables``)::
     -m connbytes --connbytes 0:N --connbytes-dir both --connbytes-mode packets
         -j NFQUEUE --queue-num Q [--queue-bypass]           # the first N packets of the rest
 
+With several worker processes (``RuleSet.queues`` > 1) the last rule is ``-j NFQUEUE
+--queue-balance Q:Q+W-1``: the kernel picks the queue from a hash of the packet's addresses and
+protocol, ordered so that both directions of a connection (and every fragment) land on the same
+queue (``hash_v4``/``hash_v6`` in ``include/net/netfilter/nf_queue.h``; ports are not hashed, so
+every connection between two hosts goes to one queue).
+
 The gateway gives its verdict by setting the packet mark and ``repeat``: the packet runs the hook
 again, the first rule copies the mark into the conntrack mark, and the kernel applies it to the
 rest of the connection without asking userspace again. Every packet of a decided connection that
@@ -71,7 +77,7 @@ class RuleSet:
     """What :func:`setup` installs."""
 
     queue: int
-    """NFQUEUE number (0-65535)."""
+    """NFQUEUE number (0-65535); the first of ``queues``."""
     bypass: bool = False
     """True: fail-open (``--queue-bypass``); False: fail-closed."""
     packets: int = DEFAULT_PACKETS
@@ -80,10 +86,14 @@ class RuleSet:
     """The gateway's chain."""
     parent: str = "FORWARD"
     """Built-in chain that jumps to it."""
+    queues: int = 1
+    """Queues ``queue .. queue + queues - 1`` balanced by the kernel (one per worker process)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.queue <= 65535:
             raise ConfigError("queue", f"must be 0-65535, not {self.queue}")
+        if not 1 <= self.queues <= 64 or self.queue + self.queues > 65536:
+            raise ConfigError("workers", f"1-64 queues from {self.queue} up to 65535, not {self.queues}")
         if not 1 <= self.packets <= 1_000_000:
             raise ConfigError("packets", f"must be 1-1000000, not {self.packets}")
         if (
@@ -97,7 +107,12 @@ class RuleSet:
         """The chain's rules as iptables arguments (after ``-A CHAIN``)."""
         mask = f"{MARK_MASK:#x}"
         drop, reset = f"{MARK_DROP:#x}/{mask}", f"{MARK_RESET:#x}/{mask}"
-        queue = f"-j NFQUEUE --queue-num {self.queue}" + (" --queue-bypass" if self.bypass else "")
+        last = self.queue + self.queues - 1
+        queue = (
+            f"-j NFQUEUE --queue-balance {self.queue}:{last}"
+            if self.queues > 1
+            else f"-j NFQUEUE --queue-num {self.queue}"
+        ) + (" --queue-bypass" if self.bypass else "")
         lines = [
             f"-m mark ! --mark 0/{mask} -j CONNMARK --save-mark --nfmask {mask} --ctmask {mask}",
             f"-m connmark --mark {drop} -j DROP",
