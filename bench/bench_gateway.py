@@ -7,14 +7,19 @@ as on a router), the same traffic in each mode:
 * ``sluice``: ``sluice gateway run`` with the shipped default policy (block what the register
   names, log what the detectors find), detectors on with the shipped model, a register of
   ``--entries`` synthetic domains, the first 12 packets of each connection queued;
-* ``sluice-nodetect``: the same with ``--no-detect`` (register and name rules only).
+* ``sluice-nodetect``: the same with ``--no-detect`` (register and name rules only);
+* ``sluice-2w``, ``sluice-nodetect-2w``: the same with ``--workers 2`` (two processes, queues
+  balanced by the kernel's hash of the addresses).
 
 Measured in each mode:
 
 * bulk TCP throughput: ``iperf3`` one stream, ``--seconds`` long;
 * new HTTPS connections per second: ``wrk`` with ``Connection: close`` (every request a new TCP
   connection and TLS 1.3 handshake) against nginx, ``--seconds`` long; decisions per second from
-  the gateway's own counters (``classified``);
+  the gateway's decision log (``classified``). With ``--targets N`` (default 8) the server has
+  N addresses and the client's new HTTPS connections are spread over them round-robin (DNAT in
+  the client's namespace; wrk itself stays one thread): NFQUEUE's balance hashes addresses
+  only, so one client-server pair would put every connection on one queue;
 * connection-setup latency: ``--probes`` sequential HTTPS requests (new connection each, Python
   ``ssl``), time from ``connect()`` to the first response byte; median and p99, and what sluice
   adds to plain forwarding.
@@ -60,6 +65,9 @@ MODES: dict[str, list[str] | None] = {
     "sluice": [],
     "sluice-nodetect": ["--no-detect"],
     "sluice-fsync1": ["--fsync", "1"],
+    "sluice-fsync1-2w": ["--fsync", "1", "--workers", "2"],
+    "sluice-2w": ["--workers", "2"],
+    "sluice-nodetect-2w": ["--no-detect", "--workers", "2"],
 }
 """Gateway options per mode (None: no gateway)."""
 POLICY = Path(__file__).resolve().parents[1] / "src" / "sluice" / "policy" / "default.toml"
@@ -105,7 +113,7 @@ def _cert(d: Path) -> tuple[Path, Path]:
     return c, k
 
 
-def _nginx_conf(d: Path, ip: str, cert: Path, key: Path) -> Path:
+def _nginx_conf(d: Path, ips: list[str], cert: Path, key: Path) -> Path:
     conf = d / "nginx.conf"
     conf.write_text(
         f"""worker_processes 1;
@@ -117,7 +125,7 @@ http {{
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   server {{
-    listen {ip}:443 ssl;
+    {" ".join(f"listen {ip}:443 ssl;" for ip in ips)}
     ssl_certificate {cert}; ssl_certificate_key {key};
     ssl_protocols TLSv1.3;
     location / {{ return 200 "ok\\n"; }}
@@ -169,6 +177,16 @@ def _wrk(topo: Topology, ip: str, seconds: int, conns: int) -> dict[str, float]:
     }
 
 
+def _spread(topo: Topology, ip: str, ips: list[str]) -> None:
+    """New HTTPS connections from the client to ``ip`` go round-robin to ``ips`` (DNAT in the
+    client's namespace, so the gateway sees them as connections to different servers)."""
+    for i, target in enumerate(ips):
+        nth = ["-m", "statistic", "--mode", "nth", "--every", str(len(ips) - i), "--packet", "0"]
+        argv = ["iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-d", ip, "-p", "tcp", "--dport", "443"]
+        argv += [*(nth if i < len(ips) - 1 else []), "-j", "DNAT", "--to-destination", target]
+        topo.run("client", argv, check=True)
+
+
 def _ms(text: str) -> float:
     m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
     if not m:
@@ -201,7 +219,9 @@ def _start_gateway(topo: Topology, log: Path, db: Path, extra: list[str]) -> sub
 
 def _stop_gateway(topo: Topology, p: subprocess.Popen[str]) -> dict[str, Any]:
     p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=30)
+    _, err = p.communicate(timeout=60)
+    if p.returncode:
+        print(f"gateway exited {p.returncode}: {err}", file=sys.stderr)
     teardown(netns=topo.ns["gateway"])
     for line in reversed(err.splitlines()):
         if line.startswith("{"):
@@ -267,7 +287,8 @@ def _engine_capacity(conns: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--conns", type=int, default=32, help="wrk concurrent connections")
+    ap.add_argument("--conns", type=int, default=32, help="wrk concurrent connections (all wrk processes)")
+    ap.add_argument("--targets", type=int, default=8, help="server addresses the connections are spread over")
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--entries", type=int, default=100_000, help="register size")
     ap.add_argument("--modes", default="plain,sluice,sluice-nodetect", help="comma-separated; plain first")
@@ -294,13 +315,20 @@ def main() -> None:
     with Topology(d, a) as topo:
         for ns, dev in (("client", "c0"), ("gateway", "g0"), ("gateway", "g1"), ("server", "s0")):
             topo.run(
-                ns, ["ethtool", "-K", dev, "tso", "on", "gso", "on", "gro", "on", "tx", "on"], check=False
-            )  # type: ignore[arg-type]
+                ns,  # type: ignore[arg-type]
+                ["ethtool", "-K", dev, "tso", "on", "gso", "on", "gro", "on", "tx", "on"],
+                check=False,
+            )
+        ips = [a.server_ip] + [f"{a.server_ip.rsplit('.', 1)[0]}.{100 + i}" for i in range(1, args.targets)]
+        for ip in ips[1:]:
+            topo.run("server", ["ip", "addr", "add", f"{ip}/24", "dev", "s0"], check=True)
+        if len(ips) > 1:
+            _spread(topo, a.server_ip, ips)
         topo.spawn("server", "iperf3", ["iperf3", "-s"])
         topo.spawn(
             "server",
             "nginx",
-            ["nginx", "-c", str(_nginx_conf(d, a.server_ip, cert, key)), "-g", "daemon off;"],
+            ["nginx", "-c", str(_nginx_conf(d, ips, cert, key)), "-g", "daemon off;"],
         )
         topo.wait_port("server", 5201)
         topo.wait_port("server", 443)
@@ -308,7 +336,9 @@ def main() -> None:
             extra = MODES[mode]
             print(f"mode {mode} ...", file=sys.stderr)
             gw = _start_gateway(topo, d / mode, db, extra) if extra is not None else None
+            t_mode = time.monotonic()
             res = _mode(topo, a, args)
+            res["mode_wall_s"] = time.monotonic() - t_mode
             if gw is not None:
                 stats = _stop_gateway(topo, gw)
                 res["decisions"] = stats.get("decisions", 0)
@@ -316,9 +346,11 @@ def main() -> None:
                 during = [x for x in read_decisions(d / mode) if lo <= x.time <= hi]
                 res["classified_per_s"] = len(during) / (hi - lo)
                 res["wrk_decisions_by_rule"] = dict(Counter(f"{x.rule}:{x.verdict_class}" for x in during))
+                res["wrk_decisions_by_queue"] = dict(sorted(Counter(x.capture for x in during).items()))
                 res["by_stage"] = stats.get("by_stage", {})
                 res["queued_packets"] = stats.get("packets", 0)
                 res["detector_seconds"] = stats.get("detector_seconds", 0)
+                res["gateway_cpu_s"] = stats.get("cpu_seconds", 0)  # all workers, while serving
             results[mode] = res
     shutil.rmtree(d, ignore_errors=True)
     _report(results, args, engine)
@@ -329,7 +361,8 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace, engine
     print(
         f"# bench_gateway {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
         f"{os.cpu_count()} cores, {platform.release()}, {args.seconds} s per measure, "
-        f"wrk {args.conns} conns, {args.probes} probes, register {args.entries} domains"
+        f"wrk {args.conns} conns spread over {args.targets} server addresses, {args.probes} probes, "
+        f"register {args.entries} domains"
     )
     print(
         "| mode | iperf3 Gbit/s | vs plain | HTTPS new conns/s | vs plain | wrk p50 / p99 ms "
@@ -345,6 +378,13 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace, engine
             f"/ {r['setup_p99_ms'] - base['setup_p99_ms']:+.2f} "
             f"| {r.get('classified_per_s', 0):.0f} |"
         )
+    for mode, r in results.items():
+        if "gateway_cpu_s" in r:
+            print(
+                f"- {mode}: gateway CPU {r['gateway_cpu_s']:.1f} s in {r['mode_wall_s']:.1f} s "
+                f"({r['gateway_cpu_s'] / r['mode_wall_s']:.2f} cores); decisions during wrk per queue "
+                f"{r['wrk_decisions_by_queue']}"
+            )
     print(
         f"\nEngine alone (one core, CPU time, TLS 1.3 connections, 12 queued packets each): "
         f"{engine['engine_conns_per_s']:.0f} new connections/s with detectors and model, "
