@@ -49,13 +49,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from sluice.decisions import read_decisions
 from sluice.gateway.rules import teardown
+from sluice.lab.pki import LabCA
 from sluice.lab.topology import Addressing, Topology
 from sluice.registry import import_files, open_store
 
@@ -89,28 +85,8 @@ print(json.dumps(out))
 
 
 def _cert(d: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    c, k = d / "cert.pem", d / "key.pem"
-    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return c, k
+    issued = LabCA(d / "pki").issue(NAME)
+    return issued.cert, issued.key
 
 
 def _nginx_conf(d: Path, ips: list[str], cert: Path, key: Path) -> Path:

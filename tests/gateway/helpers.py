@@ -1,8 +1,7 @@
-"""Helpers of the end-to-end gateway tests: a self-signed certificate, an HTTPS server, the gateway."""
+"""Helpers of the end-to-end gateway tests: a server certificate, a register, an HTTPS server, the gateway."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 import subprocess
@@ -11,11 +10,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from sluice.lab.pki import LabCA
+from sluice.registry import import_files, open_store
 from tests.gateway.conftest import PY, Topo, wait_port
 
 SERVER = """
@@ -47,28 +43,23 @@ S(("0.0.0.0", 443), H).serve_forever()
 
 
 def make_cert(d: Path) -> tuple[Path, Path]:
-    """A self-signed EC certificate and its key, written to ``d`` (cert.pem, key.pem)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sluice test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .sign(key, hashes.SHA256())
-    )
-    c, k = d / "cert.pem", d / "key.pem"
-    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return c, k
+    """A server certificate and its key (the lab's CA, in ``d/pki``); clients do not verify it."""
+    issued = LabCA(d / "pki").issue("sluice.test")
+    return issued.cert, issued.key
+
+
+def make_register(d: Path, lists: Sequence[tuple[str, str, str]]) -> Path:
+    """A register ``d/register.sqlite`` with each (text, format, source) imported as a list."""
+    db = d / "register.sqlite"
+    store = open_store(db)
+    try:
+        for i, (text, fmt, source) in enumerate(lists):
+            path = d / f"list-{i}.txt"
+            path.write_text(text)
+            import_files(store, [path], fmt, source=source)
+    finally:
+        store.close()
+    return db
 
 
 @contextmanager
@@ -111,12 +102,12 @@ def start_gateway(
     raise AssertionError(f"gateway did not start: {''.join(early)}{p.stderr.read()}")
 
 
-def stop_gateway(p: subprocess.Popen[str]) -> str:
-    """SIGTERM (SIGKILL after 10 s); what it printed on stderr since."""
+def stop_gateway(p: subprocess.Popen[str], timeout: float = 10) -> str:
+    """SIGTERM (SIGKILL after ``timeout`` s); what it printed on stderr since."""
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
     try:
-        _, err = p.communicate(timeout=10)
+        _, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         p.kill()
         _, err = p.communicate()

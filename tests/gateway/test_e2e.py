@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from sluice.decisions import read_decisions
-from sluice.registry import import_files, open_store
 from tests.gateway.conftest import PY, SRV_IP, Topo, need_gateway_env, sh
-from tests.gateway.helpers import SERVER, https_server, make_cert, start_gateway
+from tests.gateway.helpers import SERVER, https_server, make_cert, make_register, start_gateway
 from tests.gateway.helpers import stop_gateway as _stop
 
 BLOCKED, ALLOWED = "blocked.example", "fine.example"
@@ -37,15 +36,8 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("gw")
     cert, key = make_cert(d)
     (d / "server.py").write_text(SERVER)
-    (d / "list.txt").write_text(f"{BLOCKED}\n")
-    (d / "ips.txt").write_text(f"{BLOCKED_IP}\n")
-    db = d / "register.sqlite"
-    store = open_store(db)
-    try:
-        import_files(store, [d / "list.txt"], "domains", source="test-list")
-        import_files(store, [d / "ips.txt"], "cidrs", source="test-ips")
-    finally:
-        store.close()
+    lists = [(f"{BLOCKED}\n", "domains", "test-list"), (f"{BLOCKED_IP}\n", "cidrs", "test-ips")]
+    db = make_register(d, lists)
     for mode in ("enforce", "shadow"):
         (d / f"{mode}.toml").write_text(POLICY.format(mode=mode))
     return {"dir": d, "cert": cert, "key": key, "server": d / "server.py", "db": db}

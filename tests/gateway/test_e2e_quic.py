@@ -17,9 +17,8 @@ import pytest
 
 from sluice.decisions import read_decisions
 from sluice.lab.pki import LabCA
-from sluice.registry import import_files, open_store
 from tests.gateway.conftest import PY, SRV_IP, Topo, sh
-from tests.gateway.helpers import start_gateway, stop_gateway
+from tests.gateway.helpers import make_register, start_gateway, stop_gateway
 
 BLOCKED, ALLOWED = "blocked.example", "fine.example"
 POLICY = '[[rule]]\nname = "register-block"\naction = "block"\nregister = true\n'
@@ -80,13 +79,7 @@ def _h3(topo: Topo, name: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_quic_to_a_registered_name_is_blocked(h3_server: Topo, tmp_path: Path) -> None:
-    (tmp_path / "list.txt").write_text(f"{BLOCKED}\n")
-    db = tmp_path / "register.sqlite"
-    store = open_store(db)
-    try:
-        import_files(store, [tmp_path / "list.txt"], "domains", source="test-list")
-    finally:
-        store.close()
+    db = make_register(tmp_path, [(f"{BLOCKED}\n", "domains", "test-list")])
     (tmp_path / "policy.toml").write_text(POLICY)
     log = tmp_path / "log"
     args = ["--queue", "4", "--policy", str(tmp_path / "policy.toml"), "--register", str(db)]

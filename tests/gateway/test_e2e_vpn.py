@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from sluice.lab.scenarios import SCENARIO_CLASSES
 from sluice.lab.topology import Addressing, LabError, Topology
 from sluice.lab.traffic import TrafficReport
 from tests.gateway.conftest import need_gateway_env
+from tests.gateway.helpers import stop_gateway
 
 BLOCK_VPN = """
 [[rule]]
@@ -87,12 +87,7 @@ def _run(tmp_path: Path, name: str, variant: str, policy_text: str) -> tuple[Out
             except LabError as exc:
                 error = str(exc)
         finally:
-            gw.send_signal(signal.SIGTERM)
-            try:
-                _, err = gw.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                gw.kill()
-                _, err = gw.communicate()
+            err = stop_gateway(gw, timeout=15)
     return outcome, error, [d.to_dict() for d in read_decisions(log)], err
 
 

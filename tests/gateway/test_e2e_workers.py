@@ -15,9 +15,15 @@ from pathlib import Path
 import pytest
 
 from sluice.decisions import read_decisions
-from sluice.registry import import_files, open_store
 from tests.gateway.conftest import Topo, need_gateway_env, sh
-from tests.gateway.helpers import SERVER, https_server, make_cert, start_gateway, stop_gateway
+from tests.gateway.helpers import (
+    SERVER,
+    https_server,
+    make_cert,
+    make_register,
+    start_gateway,
+    stop_gateway,
+)
 
 BLOCKED, ALLOWED = "blocked.example", "fine.example"
 SERVER_IPS = [f"10.231.2.{i}" for i in range(10, 26)]
@@ -39,13 +45,7 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("gww")
     cert, key = make_cert(d)
     (d / "server.py").write_text(SERVER)
-    (d / "list.txt").write_text(f"{BLOCKED}\n")
-    db = d / "register.sqlite"
-    store = open_store(db)
-    try:
-        import_files(store, [d / "list.txt"], "domains", source="test-list")
-    finally:
-        store.close()
+    db = make_register(d, [(f"{BLOCKED}\n", "domains", "test-list")])
     return {"dir": d, "cert": cert, "key": key, "server": d / "server.py", "db": db}
 
 
