@@ -84,7 +84,10 @@ class _Relay:
                     if not ready:
                         return
                     for sock in ready:
-                        chunk = sock.recv(65536)
+                        try:
+                            chunk = sock.recv(65536)
+                        except ConnectionResetError:  # a side that closed with data unread: its end
+                            chunk = b""
                         peer = open_ends[sock]
                         if not chunk:
                             with contextlib.suppress(OSError):
