@@ -121,6 +121,18 @@ class Session:
         self.params[key] = value if isinstance(value, str | int | float | bool) else str(value)
         return value
 
+    def identify(self, *, stack: str, impl: str) -> None:
+        """Record which client stack made the traffic and which implementation carried it.
+
+        ``stack`` names the client program and its TLS library (``curl-openssl``,
+        ``chromium``, ``python-httpx``); ``impl`` names the implementation of the carrier
+        protocol (``shadowsocks-libev``, ``v2ray``, ``pproxy``) or the server for direct
+        benign traffic (``nginx``).  Evaluations hold out one stack or one implementation at a
+        time (:mod:`sluice.detect.evaluate`), so every scenario should say both.
+        """
+        self.params["stack"] = stack
+        self.params["impl"] = impl
+
     def port(self, key: str, default: int, p_default: float = 0.3) -> int:
         """The program's default port with probability ``p_default``, else a random high port."""
         value = default if self.rng.random() < p_default else self.rng.randrange(1025, 60000)
