@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "FlowRule",
+    "InnerWeb",
     "Outcome",
     "Scenario",
     "Session",
@@ -89,6 +90,22 @@ class Outcome:
     """Why the session does not count; empty when the scenario's checks passed."""
     carried_bytes: int = 0
     """Payload bytes that the carrier flows must at least hold in the capture."""
+
+
+@dataclass(frozen=True, slots=True)
+class InnerWeb:
+    """The web server at the far end of a carrier, as the client's curl reaches it."""
+
+    scheme: str
+    """``http`` or ``https`` (session parameter ``inner``)."""
+    url: str
+    """Base URL for :meth:`Session.web_traffic`."""
+    curl: list[str]
+    """curl arguments it needs (CA file, ``--connect-to``); add the proxy's own."""
+    log: Path
+    """The server's request log (for :func:`verify_web`)."""
+    software: list[str]
+    """Programs that serve it (``python3``, ``nginx``)."""
 
 
 class Session:
@@ -199,6 +216,52 @@ class Session:
         self.topo.spawn(role, name, argv)
         self.topo.wait_port(role, port, proto)
         return log
+
+    def inner_web(
+        self,
+        bind: str,
+        *,
+        default_port: int = 8080,
+        p_default: float = 0.3,
+        reach: tuple[str, int] | None = None,
+        inner: Sequence[str] = ("http", "https"),
+    ) -> InnerWeb:
+        """Start the web server a carrier leads to, plain HTTP or HTTPS (parameter ``inner``).
+
+        With ``https`` the server has a certificate from the session's CA for a random name
+        (parameter ``inner_name``) and is either the lab server or nginx (``inner_server``); the
+        URL keeps that name, so curl's TLS handshake (SNI, certificate check) runs end to end
+        through the carrier, and ``--connect-to`` sends the connection where the client reaches
+        the server (the IP literal goes to a proxy, not the name: the lab has no DNS).
+
+        Args:
+            bind: address the server listens on (server namespace).
+            default_port: plain HTTP's usual port here (HTTPS's is 443), parameter ``http_port``.
+            p_default: probability of the usual port.
+            reach: (host, port) the client connects to when that is not ``bind``:port (the
+                local end of a port forward).
+            inner: the choices; ``("http",)`` where the carrier can only forward plain HTTP.
+        """
+        scheme = self.choose("inner", inner)
+        port = self.port("http_port", default_port if scheme == "http" else 443, p_default)
+        host, cport = reach or (bind, port)
+        if scheme == "http":
+            log = self.start_httpd(bind, port)
+            return InnerWeb(scheme, f"http://{host}:{cport}", [], log, ["python3"])
+        name = self.hostname("inner_name")
+        cert = self.ca.issue(name)
+        tls = (cert.cert, cert.key)
+        servers = ("python", "nginx") if which("nginx") else ("python",)
+        if self.choose("inner_server", servers) == "nginx":
+            from sluice.lab.scenarios.web import start_nginx  # here: web imports this module
+
+            log = start_nginx(self, bind, port, tls=tls, http2=self.choose("inner_h2", (False, True)))
+            software = ["nginx"]
+        else:
+            log = self.start_httpd(bind, port, tls=tls)
+            software = ["python3"]
+        curl = ["--cacert", str(self.ca.cert), "--connect-to", f"{name}:{port}:{host}:{cport}"]
+        return InnerWeb(scheme, f"https://{name}:{port}", curl, log, software)
 
     def web_traffic(
         self,
