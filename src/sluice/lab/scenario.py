@@ -104,6 +104,8 @@ class InnerWeb:
     """curl arguments it needs (CA file, ``--connect-to``); add the proxy's own."""
     log: Path
     """The server's request log (for :func:`verify_web`)."""
+    port: int
+    """Port the server listens on."""
     software: list[str]
     """Programs that serve it (``python3``, ``nginx``)."""
 
@@ -247,7 +249,7 @@ class Session:
         host, cport = reach or (bind, port)
         if scheme == "http":
             log = self.start_httpd(bind, port)
-            return InnerWeb(scheme, f"http://{host}:{cport}", [], log, ["python3"])
+            return InnerWeb(scheme, f"http://{host}:{cport}", [], log, port, ["python3"])
         name = self.hostname("inner_name")
         cert = self.ca.issue(name)
         tls = (cert.cert, cert.key)
@@ -261,7 +263,7 @@ class Session:
             log = self.start_httpd(bind, port, tls=tls)
             software = ["python3"]
         curl = ["--cacert", str(self.ca.cert), "--connect-to", f"{name}:{port}:{host}:{cport}"]
-        return InnerWeb(scheme, f"https://{name}:{port}", curl, log, software)
+        return InnerWeb(scheme, f"https://{name}:{port}", curl, log, port, software)
 
     def web_traffic(
         self,
