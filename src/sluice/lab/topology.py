@@ -30,11 +30,13 @@ __all__ = [
 import contextlib
 import ipaddress
 import itertools
+import json
 import os
 import random
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +54,8 @@ STOP_GRACE_S = 1.5
 """Seconds a process gets between SIGTERM and SIGKILL."""
 _NAME_RE = re.compile(r"^sluice-(\d+)-\d+-[cgs]$")
 _SERVER_NETS = ("192.0.2", "198.51.100", "203.0.113")
+DELAY_QUEUE = 4207
+"""NFQUEUE number of the delay relay (queues are per network namespace)."""
 
 
 class LabError(SluiceError):
@@ -206,6 +210,7 @@ class Topology:
         self._cleanups: list[Callable[[], None]] = []
         self._down = False
         self._lock = threading.Lock()
+        self._delay: Proc | None = None
 
     # -- life cycle -------------------------------------------------------------------------
     def __enter__(self) -> Topology:
@@ -463,3 +468,68 @@ class Topology:
                     "80ms",
                 ],
             )
+
+    def delay(self, c2s_ms: float, s2c_ms: float, jitter_ms: float = 0.0, *, seed: int = 0) -> None:
+        """Delay forwarded packets: ``c2s_ms`` client→server, ``s2c_ms`` server→client.
+
+        Starts :mod:`sluice.lab.delay` in the gateway and queues every forwarded packet to it
+        (no ``--queue-bypass``: while the relay is not bound, forwarded packets are dropped, never
+        passed undelayed).  A tap on g0 sees server answers ``c2s_ms + s2c_ms`` after the
+        request.  Call :meth:`check_delay` before trusting a session.
+
+        Raises:
+            LabError: the relay did not come up, or a delay is already set.
+        """
+        if self._delay is not None:
+            raise LabError("lab.delay_twice", self.id)
+        argv = [
+            sys.executable,
+            "-m",
+            "sluice.lab.delay",
+            "--queue",
+            str(DELAY_QUEUE),
+            "--c2s-ms",
+            f"{c2s_ms:g}",
+            "--s2c-ms",
+            f"{s2c_ms:g}",
+            "--jitter-ms",
+            f"{jitter_ms:g}",
+            "--seed",
+            str(seed),
+            "--stats",
+            str(self.workdir / "delay-stats.json"),
+        ]
+        self._delay = self.spawn("gateway", "delay", argv)
+        try:
+            self.wait_log("delay", r"(?m)^ready ", timeout=15)
+        except LabError as exc:
+            raise LabError("lab.delay_failed", str(exc)) from exc
+        self.run(
+            "gateway",
+            ["iptables", "-w", "-A", "FORWARD", "-j", "NFQUEUE", "--queue-num", str(DELAY_QUEUE)],
+        )
+
+    def delay_stats(self) -> dict[str, int | float | bool]:
+        """Last counters the delay relay wrote (empty when there is no relay or no file yet)."""
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            doc = json.loads((self.workdir / "delay-stats.json").read_text())
+            if isinstance(doc, dict):
+                return doc
+        return {}
+
+    def check_delay(self) -> None:
+        """Fail unless the delay relay (if any) still runs and has lost no packet.
+
+        Raises:
+            LabError: ``lab.delay_died`` or ``lab.delay_lost``.
+        """
+        if self._delay is None:
+            return
+        if not self._delay.alive():
+            tail = self._delay.log.read_text(errors="replace")[-300:]
+            raise LabError(
+                "lab.delay_died", f"delay relay exited (rc {self._delay.popen.returncode}): {tail!r}"
+            )
+        st = self.delay_stats()
+        if st.get("enobufs") or st.get("errors"):
+            raise LabError("lab.delay_lost", f"delay relay lost packets: {st}")
