@@ -8,6 +8,7 @@ from sluice.lab.scenario import Scenario
 from sluice.lab.scenarios.anyconnect import AnyConnect
 from sluice.lab.scenarios.dns import Dns
 from sluice.lab.scenarios.ipsec import Ipsec
+from sluice.lab.scenarios.longtail import BigTransfer, WebSocket
 from sluice.lab.scenarios.obfs4 import Obfs4
 from sluice.lab.scenarios.openvpn import OpenVpn
 from sluice.lab.scenarios.overlay import Nebula, Tinc
@@ -15,6 +16,7 @@ from sluice.lab.scenarios.proxies import HttpProxy, Socks
 from sluice.lab.scenarios.quic import Http3
 from sluice.lab.scenarios.shadowsocks import Shadowsocks, ShadowsocksPlugin
 from sluice.lab.scenarios.ssh import SshInteractive, SshSocks, Sshuttle
+from sluice.lab.scenarios.streaming import Streaming
 from sluice.lab.scenarios.tor import TorBridge, TorObfs4
 from sluice.lab.scenarios.tunnels import HttpTunnel, Iodine, Kcptun, Ptunnel, Stunnel, Vxlan
 from sluice.lab.scenarios.v2ray import Trojan, V2ray
@@ -50,4 +52,7 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     TorObfs4,
     Http3,
     SshInteractive,
+    WebSocket,
+    BigTransfer,
+    Streaming,
 )
