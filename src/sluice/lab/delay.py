@@ -154,6 +154,8 @@ class RelayStats:
     """Most packets held at once."""
     late_max_ms: float = 0.0
     """Worst lateness of a release behind its scheduled time."""
+    late_mean_ms: float = 0.0
+    """Mean lateness of the releases."""
     late_over_1ms: int = 0
     """Releases more than 1 ms behind schedule."""
     enobufs: int = 0
@@ -161,11 +163,25 @@ class RelayStats:
     errors: int = 0
     """Verdicts that failed."""
     running: bool = True
+    _late_sum_ms: float = 0.0
+    _released: int = 0
+
+    def released(self, late_ms: float) -> None:
+        """Count one release ``late_ms`` behind its schedule."""
+        self._released += 1
+        self._late_sum_ms += late_ms
+        self.late_max_ms = max(self.late_max_ms, round(late_ms, 3))
+        self.late_mean_ms = round(self._late_sum_ms / self._released, 3)
+        self.late_over_1ms += late_ms > 1.0
+
+    def as_dict(self) -> dict[str, int | float | bool]:
+        """The public counters."""
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
     def write(self, path: Path) -> None:
         """Replace ``path`` with the counters (atomic rename)."""
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
+        tmp.write_text(json.dumps(self.as_dict()))
         os.replace(tmp, path)
 
 
@@ -176,7 +192,7 @@ class _CountingSocket:
     flood of arrivals cannot hold up due releases.
     """
 
-    def __init__(self, sock: socket.socket, stats: RelayStats, budget: int = 256) -> None:
+    def __init__(self, sock: socket.socket, stats: RelayStats, budget: int = 32) -> None:
         self.sock = sock
         self.stats = stats
         self.budget = budget
@@ -258,9 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             now = time.monotonic()
             stats.max_held = max(stats.max_held, len(line))
             for due, pkt in line.pop_due(now):
-                late_ms = (now - due) * 1000.0
-                stats.late_max_ms = max(stats.late_max_ms, round(late_ms, 3))
-                stats.late_over_1ms += late_ms > 1.0
+                stats.released((now - due) * 1000.0)
                 try:
                     pkt.accept()
                 except (OSError, RuntimeError):
@@ -278,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         stats.running = False
         if args.stats is not None:
             stats.write(args.stats)
-        print(f"stopped {json.dumps(asdict(stats))}", flush=True)
+        print(f"stopped {json.dumps(stats.as_dict())}", flush=True)
     return 0
 
 

@@ -7,10 +7,19 @@ SIGTERM every topology still up is torn down before the exception propagates.
 
 from __future__ import annotations
 
-__all__ = ["SessionReport", "interrupt_handlers", "run_lab", "run_session", "software_versions"]
+__all__ = [
+    "NetConditions",
+    "SessionReport",
+    "draw_conditions",
+    "interrupt_handlers",
+    "run_lab",
+    "run_session",
+    "software_versions",
+]
 
 import contextlib
 import hashlib
+import math
 import os
 import platform
 import random
@@ -40,6 +49,14 @@ from sluice.lab.topology import Addressing, LabError, Topology, clean_stale, tea
 COMMON_PROGRAMS = {"curl": "curl", "tcpdump": "tcpdump"}
 SHAPING_PROBABILITY = 0.25
 """Share of sessions whose gateway gets a token-bucket rate limit."""
+NO_DELAY_PROBABILITY = 0.15
+"""Share of sessions without added round-trip time (the lab's own ~0.05 ms)."""
+RTT_MIN_MS, RTT_MAX_MS = 1.0, 150.0
+"""Range of the added round-trip time of the other sessions (log-uniform)."""
+RTT_CAP_MS: dict[str, float] = {}
+"""Lower RTT caps for scenarios whose carriers are too slow for ``RTT_MAX_MS`` (by name)."""
+JITTER_PROBABILITY = 0.5
+"""Share of delayed sessions with jitter (up to 5 % of the one-way delay, never reordering)."""
 
 _stop = threading.Event()
 
@@ -123,6 +140,39 @@ def _verify(outcome: Outcome, labeled: Sequence[tuple[ObservedFlow, FlowRule | N
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class NetConditions:
+    """Delay the gateway adds to a session (all zero: none)."""
+
+    c2s_ms: float
+    """One-way delay client→server."""
+    s2c_ms: float
+    """One-way delay server→client."""
+    jitter_ms: float
+    """Bound of the per-packet variation of each one-way delay."""
+
+    @property
+    def rtt_ms(self) -> float:
+        """Added round-trip time."""
+        return round(self.c2s_ms + self.s2c_ms, 1)
+
+
+def draw_conditions(rng: random.Random, max_rtt_ms: float = RTT_MAX_MS) -> NetConditions:
+    """Round-trip time for a session: none with ``NO_DELAY_PROBABILITY``, else log-uniform.
+
+    The RTT is log-uniform over [``RTT_MIN_MS``, ``max_rtt_ms``] (as many sessions at 1–10 ms as
+    at 10–100 ms), split between the directions at a random share in [0.3, 0.7].
+    """
+    if rng.random() < NO_DELAY_PROBABILITY:
+        return NetConditions(0.0, 0.0, 0.0)
+    hi = max(RTT_MIN_MS, min(max_rtt_ms, RTT_MAX_MS))
+    rtt = math.exp(rng.uniform(math.log(RTT_MIN_MS), math.log(hi)))
+    c2s = round(rtt * rng.uniform(0.3, 0.7), 1)
+    s2c = round(max(rtt - c2s, 0.1), 1)
+    jitter = round(rng.uniform(0.0, 0.05) * min(c2s, s2c), 2) if rng.random() < JITTER_PROBABILITY else 0.0
+    return NetConditions(c2s, s2c, jitter)
+
+
 def _session_rng(seed: int, scenario: str, variant: str, index: int) -> random.Random:
     # variety for the lab, not secrecy: keys and passwords come from `secrets`
     return random.Random(f"sluice-lab/{seed}/{scenario}/{variant}/{index}")  # noqa: S311
@@ -174,6 +224,7 @@ def run_session(
     workdir.chmod(0o755)
     outcome: Outcome | None = None
     stats = CaptureStats(0, 0)
+    relay: dict[str, int | float | bool] = {}
     error = ""
     started = time.time()
     topo = Topology(workdir, Addressing.random(rng))
@@ -184,13 +235,27 @@ def run_session(
                 rate_kbit = rng.randrange(10_000, 200_000, 1000)
                 session.params["shaping_kbit"] = rate_kbit
                 topo.shape(rate_kbit)
+            cap_ms = getattr(scen, "max_rtt_ms", RTT_CAP_MS.get(scen.name, RTT_MAX_MS))
+            net = draw_conditions(rng, float(cap_ms))
+            session.params |= {
+                "rtt_ms": net.rtt_ms,
+                "delay_c2s_ms": net.c2s_ms,
+                "delay_s2c_ms": net.s2c_ms,
+                "jitter_ms": net.jitter_ms,
+            }
+            if net.rtt_ms > 0:
+                topo.delay(net.c2s_ms, net.s2c_ms, net.jitter_ms, seed=rng.randrange(2**32))
             cap = Capture(topo, pcap)
             cap.start()
             try:
                 outcome = scen.run(session, variant)
                 time.sleep(0.2)
+                topo.check_delay()
             finally:
                 stats = cap.stop()
+        relay = topo.delay_stats()  # final counters, written by the relay as it stopped
+        if relay.get("enobufs") or relay.get("errors"):
+            raise LabError("lab.delay_lost", f"delay relay lost packets: {relay}")
     except LabError as exc:
         error = str(exc)
     except Exception as exc:  # a scenario bug: keep the run going, report it
@@ -242,6 +307,7 @@ def run_session(
             "payload_bytes": outcome.carried_bytes,
             "tcpdump_captured": stats.captured,
             "tcpdump_dropped": stats.dropped,
+            **({"delay_relay": relay} if relay else {}),
         },
         "flows": [_flow_json(fl, r) for fl, r in labeled if r is not None],
         "unlabeled": [_flow_json(fl, None) for fl, r in labeled if r is None],
