@@ -143,6 +143,14 @@ def train(
 )
 @click.option("--no-leave-out", is_flag=True, help="Skip the leave-one-config-out checks.")
 @click.option(
+    "--split",
+    "split_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="Frozen held-out split (JSON): hold out each client stack and each implementation it "
+    "lists. Written from the data when the file does not exist yet, read back otherwise.",
+)
+@click.option(
     "--fet-veto",
     type=click.FloatRange(0, 1, min_open=True),
     default=DEFAULT_FET_VETO,
@@ -157,10 +165,15 @@ def evaluate(
     folds: int,
     leave: tuple[str, ...],
     no_leave_out: bool,
+    split_path: str | None,
     fet_veto: float | None,
     as_json: bool,
 ) -> None:
-    """Report recall per family, benign false positives, confusion, scores and decision points."""
+    """Report recall per family, benign false positives, confusion, scores and decision points.
+
+    With ``--split``, also the tables held out by client stack and by implementation, with 95 %
+    intervals, and the calibration of the model's score on those held-out flows.
+    """
     from sluice.detect.evaluate import (
         DEFAULT_LEAVE_OUT,
         cross_validate,
@@ -194,6 +207,10 @@ def evaluate(
             res = leave_out(data, params, prefixes, fet_veto)
             if res.labels:
                 results.append(res)
+    sections: list[str] = []
+    heads_extra: dict[str, Any] = {}
+    if split_path:
+        sections, heads_extra = _held_out_section(data, params, split_path, fet_veto, report_dir)
     seen = sorted({lab for lab in manifest.get("classes", [])})
     veto = f"vetoed where the model's P(benign) >= {fet_veto}" if fet_veto and fet_veto < 1 else "no veto"
     header = [
@@ -206,16 +223,52 @@ def evaluate(
         "'rules only' is layers 1-2 without the model.",
     ]
     try:
-        md = write_report(report_dir, results, header)
+        md = write_report(report_dir, results, header, sections=sections)
     except OSError as exc:
         _fail("evaluate", exc, EXIT_IO)
-    heads = {r.name: summary(r) for r in results}
+    heads: dict[str, Any] = {r.name: summary(r) for r in results} | heads_extra
     if as_json:
         click.echo(json.dumps({"report": str(md), "results": heads}, indent=2))
         return
     click.echo(f"report: {md}")
     for name, s in heads.items():
-        click.echo(f"  {name}: recall {s['recall_combined']}, benign FPR {s['benign_fpr_combined']}")
+        if "recall_combined" in s:
+            click.echo(f"  {name}: recall {s['recall_combined']}, benign FPR {s['benign_fpr_combined']}")
+
+
+def _held_out_section(
+    data: Any, params: dict[str, Any], split_path: str, fet_veto: float | None, report_dir: str
+) -> tuple[list[str], dict[str, Any]]:
+    """Freeze (first time) or read the split, run it, and render its report section."""
+    from sluice.detect.heldout import (
+        derive_units,
+        freeze_split,
+        held_out,
+        heldout_markdown,
+        plot_calibration,
+        read_split,
+    )
+
+    try:
+        if not Path(split_path).exists():
+            freeze_split(split_path, derive_units(data), note=f"derived from {len(data.records)} flows")
+            click.echo(f"froze a new split in {split_path}", err=True)
+        units, note = read_split(split_path)
+    except ConfigError as exc:
+        _fail("evaluate", exc, EXIT_USAGE)
+    rows, pooled = held_out(data, params, units, fet_veto)
+    lines = heldout_markdown(rows, pooled)
+    Path(report_dir).mkdir(parents=True, exist_ok=True)
+    if pooled.scores:
+        name = plot_calibration(pooled, Path(report_dir))
+        lines += [f"![{name}]({name})", ""]
+    lines.insert(2, f"Split: `{Path(split_path).name}` ({len(units)} units; {note}).")
+    lines.insert(3, "")
+    table = {
+        r.unit.key: {"kind": r.unit.kind, "flows": r.flows, "hits": r.hits, "interval": r.interval}
+        for r in rows
+    }
+    return lines, {"held_out": table}
 
 
 @model.command("ndpi-benign")

@@ -17,7 +17,11 @@ finding, on its final record (up to 32 packets of sequence, whole-flow counters)
    vetoes it: with ``fet_veto`` set and a model loaded, a flow the model calls benign with
    ``P(benign) >= fet_veto`` stays benign, and its verdict lists the FET's result and the veto
    as evidence;
-4. otherwise the application protocol the inspectors recognised makes a ``benign`` verdict
+4. otherwise, when the model's ``P(not benign)`` lies in ``[uncertain_from, threshold)``, the
+   verdict is ``unknown``: the model leans towards a finding without the evidence to make one,
+   and says which features leaned (``model.uncertain``); an operator's policy does not act on
+   it by default, and a reviewer can look;
+5. otherwise the application protocol the inspectors recognised makes a ``benign`` verdict
    (``tls``, ``quic``, ``http``, ``dns`` …); a flow with nothing recognised is ``unknown``.
 
 ``decided_at`` is the packet index at which the deciding evidence was complete: a fingerprint's
@@ -27,7 +31,15 @@ whole-flow counters. Verdicts only propose: nothing here touches the register or
 
 from __future__ import annotations
 
-__all__ = ["COMBINER_VERSION", "DEFAULT_FET_VETO", "NEEDS_FINGERPRINT", "Combiner", "FlowScorer", "Opinion"]
+__all__ = [
+    "COMBINER_VERSION",
+    "DEFAULT_FET_VETO",
+    "DEFAULT_UNCERTAIN_FROM",
+    "NEEDS_FINGERPRINT",
+    "Combiner",
+    "FlowScorer",
+    "Opinion",
+]
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,9 +52,15 @@ from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
-COMBINER_VERSION = "3"
+COMBINER_VERSION = "4"
 """Version of the combination rules (2: the model's veto of FET-only findings; 3: families that
-need their fingerprint)."""
+need their fingerprint; 4: ``unknown`` where the model is uncertain)."""
+
+DEFAULT_UNCERTAIN_FROM: float | None = 0.35
+"""``P(not benign)`` from which (up to the model's threshold) a flow is ``unknown``, not benign.
+
+Chosen before the held-out evaluation was run (issue 11), as "about half-way to the threshold":
+not tuned on any result. ``sluice model evaluate`` counts the unknowns per held-out stack."""
 
 NEEDS_FINGERPRINT: frozenset[tuple[str, str]] = frozenset(
     {
@@ -129,6 +147,8 @@ class Combiner:
             alone (step 3); None or 1.0: no veto. Without a model nothing is vetoed.
         needs_fingerprint: (class, family) pairs the model alone may not call (step 2);
             empty: the model may call any family it knows.
+        uncertain_from: the model's ``P(not benign)`` from which a flow it does not call a
+            finding is ``unknown`` (step 4); None: never.
 
     Raises:
         ConfigError: ``fet_veto`` outside (0, 1].
@@ -143,9 +163,13 @@ class Combiner:
         use_fet: bool = True,
         fet_veto: float | None = DEFAULT_FET_VETO,
         needs_fingerprint: frozenset[tuple[str, str]] = NEEDS_FINGERPRINT,
+        uncertain_from: float | None = DEFAULT_UNCERTAIN_FROM,
     ) -> None:
         if fet_veto is not None and not 0 < fet_veto <= 1:
             raise ConfigError("combiner.fet_veto", f"{fet_veto} is not in (0, 1]")
+        if uncertain_from is not None and not 0 < uncertain_from <= 1:
+            raise ConfigError("combiner.uncertain_from", f"{uncertain_from} is not in (0, 1]")
+        self.uncertain_from = uncertain_from
         self.model = model
         self.fingerprints = (fingerprints or FingerprintDetector()).fit()
         self.fet = (fet or FetDetector()).fit()
@@ -220,7 +244,45 @@ class Combiner:
                 threshold=0.5,
                 evidence=ev,
             )
+        if self._uncertain(op):
+            assert op is not None
+            return self._unknown(key, final.flow_id, op, fet, idx0)
         return self._benign(key, rec, final, op, fet, idx0)
+
+    def _uncertain(self, op: Opinion | None) -> bool:
+        """Whether the model leans towards a finding without making one."""
+        if op is None or self.uncertain_from is None:
+            return False
+        return self.uncertain_from <= op.p_finding < op.threshold
+
+    def _unknown(self, key: str, flow_id: int, op: Opinion, fet: FetResult, idx0: int) -> Verdict:
+        evidence = [
+            Evidence(
+                "model.uncertain",
+                "model.p_finding",
+                f"{op.p_finding:.3f} ({op.label}/{op.family} most likely)",
+                f"[{self.uncertain_from:g}, {op.threshold:g})",
+                0.0,
+                "the model leans towards a finding but not enough to make one",
+                op.decided_at,
+            ),
+            *op.evidence,
+        ]
+        evidence += self._fet_against(fet, op, idx0)
+        return Verdict(
+            flow_id,
+            key,
+            "unknown",
+            "",
+            op.p_finding,
+            op.decided_at,
+            "combiner:model",
+            COMBINER_VERSION,
+            score=op.p_finding,
+            threshold=op.threshold,
+            model_digest=op.digest,
+            evidence=tuple(evidence),
+        )
 
     def _unconfirmed(self, op: Opinion) -> bool:
         """Whether the model proposes a family its fingerprint must confirm (and did not)."""

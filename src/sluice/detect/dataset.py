@@ -47,6 +47,11 @@ class LabeledFlows:
     """``scenario/variant`` per flow (``ndpi/<capture>`` for nDPI flows)."""
     sources: list[str] = field(default_factory=list)
     """``lab`` or ``ndpi``."""
+    stacks: list[str] = field(default_factory=list)
+    """Client stack that made the flow (``curl-openssl``, ``chromium`` …; ``ndpi`` for nDPI's)."""
+    impls: list[str] = field(default_factory=list)
+    """Implementation that carried it (``shadowsocks-libev``, ``v2ray`` …; the server for
+    direct benign traffic; ``ndpi`` for nDPI's)."""
     digest: str = ""
     """sha256 over the input files' bytes, in order."""
 
@@ -59,6 +64,8 @@ class LabeledFlows:
             [self.groups[i] for i in ix],
             [self.configs[i] for i in ix],
             [self.sources[i] for i in ix],
+            [self.stacks[i] for i in ix],
+            [self.impls[i] for i in ix],
             self.digest,
         )
 
@@ -92,6 +99,8 @@ def load_labeled(paths: Sequence[str | Path]) -> LabeledFlows:
             out.groups.append(f"{p.stem}:{row.get('session_id') or row.get('capture')}")
             out.configs.append(f"{scenario}/{row.get('variant') or ''}")
             out.sources.append(source)
+            out.stacks.append(str(row.get("stack") or source))
+            out.impls.append(str(row.get("impl") or (source if source == "ndpi" else scenario)))
     out.digest = h.hexdigest()
     return out
 

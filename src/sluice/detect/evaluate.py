@@ -65,6 +65,10 @@ class EvalResult:
     """``lab`` or ``ndpi``."""
     configs: list[str] = field(default_factory=list)
     """``scenario/variant``."""
+    stacks: list[str] = field(default_factory=list)
+    """Client stack of each flow."""
+    impls: list[str] = field(default_factory=list)
+    """Carrier implementation (or server) of each flow."""
     packets: list[int] = field(default_factory=list)
     """Packets in the flow."""
     scores: list[float] = field(default_factory=list)
@@ -111,6 +115,8 @@ class EvalResult:
             self.labels.append(data.labels[i])
             self.sources.append(data.sources[i])
             self.configs.append(data.configs[i])
+            self.stacks.append(data.stacks[i])
+            self.impls.append(data.impls[i])
             self.packets.append(rec.packets)
             self.scores.append(float(scores[i]))
             self.model_pred.append(preds[i])
@@ -345,16 +351,22 @@ def _fmt(x: float | None) -> str:
 
 
 def write_report(
-    out: str | Path, results: Sequence[EvalResult], header: Sequence[str] = (), plots: bool = True
+    out: str | Path,
+    results: Sequence[EvalResult],
+    header: Sequence[str] = (),
+    plots: bool = True,
+    sections: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md`` (and PNG plots of the first result) into ``out``.
+
+    ``sections`` are Markdown lines placed after the header (the held-out tables).
 
     Returns:
         The Markdown file's path.
     """
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
-    lines = ["# sluice model evaluation", "", *header, ""]
+    lines = ["# sluice model evaluation", "", *header, "", *sections]
     for k, res in enumerate(results):
         s = summary(res)
         lines += [f"## {res.name}", ""]

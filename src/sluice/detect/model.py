@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from sluice import __version__
 from sluice.detect._base import constructor_params
-from sluice.detect.combiner import Opinion
+from sluice.detect.combiner import DEFAULT_UNCERTAIN_FROM, Opinion
 from sluice.detect.verdict import Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.flow import EARLY_PACKETS, FEATURE_NAMES, FEATURE_SET_VERSION, FlowFeatures
@@ -218,11 +218,15 @@ class FlowModel:
             self._digest = cached
         return cached[1]
 
-    def opinions(self, X: Array, decided_at: Sequence[int]) -> list[Opinion]:
-        """One :class:`Opinion` per row; findings carry the top features by contribution as evidence."""
+    def opinions(
+        self, X: Array, decided_at: Sequence[int], evidence_from: float | None = None
+    ) -> list[Opinion]:
+        """One :class:`Opinion` per row; rows scoring at least ``evidence_from`` (default: the
+        threshold, i.e. findings) carry the top features by contribution as evidence."""
         proba = self.predict_proba(X)
-        # evidence only where the model calls a finding: TreeSHAP costs more than the prediction
-        found = np.flatnonzero(1.0 - proba[:, 0] >= self.threshold_)
+        # evidence only where it is shown: TreeSHAP costs more than the prediction
+        floor = self.threshold_ if evidence_from is None else min(evidence_from, self.threshold_)
+        found = np.flatnonzero(1.0 - proba[:, 0] >= floor)
         contrib = self.contributions(X[found]) if len(found) else None
         row = {int(i): n for n, i in enumerate(found)}
         digest = self.digest
@@ -294,7 +298,8 @@ class FlowModel:
 
 
 def _decided_at(rec: FlowRecord) -> int:
-    return max(0, min(EARLY_PACKETS, len(rec.pkt_sizes)) - 1)
+    """The last packet the features read: the burst columns read every packet the record keeps."""
+    return max(0, len(rec.pkt_sizes) - 1)
 
 
 class ModelScorer:
@@ -314,7 +319,7 @@ class ModelScorer:
         if not records:
             return []
         X = self.features.transform(records)
-        return self.model.opinions(X, [_decided_at(r) for r in records])
+        return self.model.opinions(X, [_decided_at(r) for r in records], DEFAULT_UNCERTAIN_FROM)
 
 
 def _threads(rows: int) -> int:

@@ -22,7 +22,7 @@ longer than the table) never reach it: the caller computes their rows with the d
 
 from __future__ import annotations
 
-__all__ = ["shape_and_heads"]
+__all__ = ["burst_columns", "shape_and_heads"]
 
 import numpy as np
 import numpy.typing as npt
@@ -300,3 +300,74 @@ def shape_and_heads(
             _head_block(
                 heads[h0 : h0 + hn], hn, terms, compensated, counts, order, popcount, o, COL_HEADS + 14 * d
             )
+
+
+@njit(cache=True, nogil=True)
+def burst_columns(
+    ints: I64,
+    off: I64,
+    sizes: I64,
+    dirs: I64,
+    n_bursts: int,
+    nested_lo: int,
+    nested_hi: int,
+    nested_flight: int,
+    out: F64,
+    col: int,
+) -> None:  # pragma: no cover - compiled
+    """Fill the burst block (``burst0.bytes`` … ``late.s2c_max``) from column ``col`` on.
+
+    The arithmetic is the definition's (:func:`sluice.features.flow._burst_features`): integer
+    sums, one division per mean, so the values are equal bit for bit.
+    """
+    n_rec = ints.shape[0]
+    width = max(1, int(np.max(off[1:] - off[:-1])) if n_rec else 1)
+    lens = np.zeros(width, dtype=np.int64)
+    bdir = np.zeros(width, dtype=np.int64)
+    bsum = np.zeros(width, dtype=np.int64)
+    for i in range(n_rec):
+        o = out[i]
+        a = off[i]
+        m = off[i + 1] - a
+        _payload_lens(ints[i, 0], ints[i, 1], ints[i, 2], ints[i, 3], sizes, dirs, a, m, lens)
+        nb = 0
+        late_n = np.zeros(2, dtype=np.int64)
+        late_sum = np.zeros(2, dtype=np.int64)
+        late_max = np.full(2, -1, dtype=np.int64)
+        for j in range(m):
+            ln = lens[j]
+            if ln <= 0:
+                continue
+            d = dirs[a + j]
+            if nb and bdir[nb - 1] == d:
+                bsum[nb - 1] += ln
+            else:
+                bdir[nb] = d
+                bsum[nb] = ln
+                nb += 1
+            if nb - 1 >= 2:
+                late_n[d] += 1
+                late_sum[d] += ln
+                if ln > late_max[d]:
+                    late_max[d] = ln
+        for k in range(n_bursts):
+            if k < nb:
+                o[col + k] = float(bsum[k]) if bdir[k] == 0 else float(-bsum[k])
+            else:
+                o[col + k] = 0.0
+        nested = 0
+        for k in range(2, nb - 1):
+            if (
+                bdir[k] == 0
+                and nested_lo <= bsum[k] <= nested_hi
+                and bdir[k + 1] == 1
+                and bsum[k + 1] >= nested_flight
+            ):
+                nested += 1
+        c = col + n_bursts
+        o[c] = float(nb)
+        o[c + 1] = float(nested)
+        for d in range(2):
+            o[c + 2 + 3 * d] = float(late_n[d])
+            o[c + 3 + 3 * d] = late_sum[d] / late_n[d] if late_n[d] else -1.0
+            o[c + 4 + 3 * d] = float(late_max[d])

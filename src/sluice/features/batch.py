@@ -6,7 +6,8 @@ for a batch in a few microseconds a flow: it reads each field of every record on
 columns (packet sizes, directions and the first inter-arrival times as CSR arrays, the payload
 heads decoded once), lets a compiled loop (:mod:`sluice.features._kernels`) fill the packet-shape
 and head columns, and fills the metadata columns column by column, computing each distinct value
-(a server name's entropy, a JA4 string's parts) once.
+(a server name's entropy) once; a second compiled loop fills the burst columns, and the
+handshake columns of TLS flows are masked by the definition's own :func:`mask_handshake`.
 
 Nothing is approximated: every column repeats the definition's arithmetic in the same order
 (see the kernel's notes on the entropy and ``log1p``), and a record the fast path cannot
@@ -29,7 +30,17 @@ import numpy as np
 import numpy.typing as npt
 
 from sluice.features import _kernels
-from sluice.features.flow import _APPS, EARLY_PACKETS, FEATURE_NAMES, _ja4_parts, feature_row
+from sluice.features.flow import (
+    _APPS,
+    BURSTS,
+    COL_BURSTS,
+    EARLY_PACKETS,
+    FEATURE_NAMES,
+    NESTED_CLIENT_HELLO,
+    NESTED_SERVER_FLIGHT,
+    feature_row,
+    mask_handshake,
+)
 from sluice.features.view import label_entropy
 from sluice.flows.record import HEAD_BYTES, AppMeta, FlowRecord
 
@@ -39,7 +50,7 @@ H = TypeVar("H", bound=Hashable)
 COL_META = FEATURE_NAMES.index("app.tls")
 """First metadata column."""
 _COL_ENTROPY = FEATURE_NAMES.index("c2s.entropy")
-_N_META = len(FEATURE_NAMES) - COL_META
+_N_META = COL_BURSTS - COL_META
 _APP_CODE = {a: i for i, a in enumerate(_APPS)} | {"gquic": _APPS.index("quic")}
 _QUIC_APPS = ("quic", "gquic")
 
@@ -155,7 +166,11 @@ def feature_matrix(records: Sequence[FlowRecord]) -> F64:
     out[:, _COL_ENTROPY:COL_META] = [
         (r.c2s_entropy, r.c2s_printable, r.s2c_entropy, r.s2c_printable) for r in records
     ]
-    _meta_columns(records, out[:, COL_META:])
+    _meta_columns(records, out[:, COL_META:COL_BURSTS])
+    _kernels.burst_columns(
+        ints, off, flat_sizes, flat_dirs, BURSTS, *NESTED_CLIENT_HELLO, NESTED_SERVER_FLIGHT, out, COL_BURSTS
+    )
+    mask_handshake(out)
     for i in bad:
         out[i] = feature_row(records[i])
     return out
@@ -173,14 +188,6 @@ def _per_value(values: list[H], columns: Callable[[H], Sequence[float]], width: 
 
 def _sni_columns(sni: str) -> tuple[float, float, float]:
     return float(bool(sni)), float(len(sni)), label_entropy(sni)
-
-
-def _alpn_columns(alpn: tuple[str, ...]) -> tuple[float, float, float]:
-    return float(len(alpn)), float("h2" in alpn), float("http/1.1" in alpn)
-
-
-def _offered_max(versions: tuple[int, ...]) -> tuple[float]:
-    return (float(max(versions, default=-1)),)
 
 
 _SCALAR_META: tuple[Callable[[AppMeta], object], ...] = (
@@ -209,10 +216,5 @@ def _meta_columns(records: Sequence[FlowRecord], out: F64) -> None:
     out[rows, codes[rows]] = 1.0
     c = len(_APPS)
     out[:, c : c + 3] = _per_value([m.sni for m in metas], _sni_columns, 3)
-    out[:, c + 3 : c + 6] = _per_value([m.alpn for m in metas], _alpn_columns, 3)
-    # the definition reads the JA4 only for TLS flows, and -1s otherwise, which is what
-    # _ja4_parts gives for the empty JA4 of a non-TLS flow (a flow with a JA4 counts as TLS)
-    out[:, c + 6 : c + 10] = _per_value([m.ja4 for m in metas], _ja4_parts, 4)
-    out[:, c + 10 : c + 11] = _per_value([m.tls_versions for m in metas], _offered_max, 1)
-    for j, get in enumerate(_SCALAR_META, c + 11):
+    for j, get in enumerate(_SCALAR_META, c + 3):
         out[:, j] = np.fromiter(map(get, metas), dtype=np.float64, count=n)

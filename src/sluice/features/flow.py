@@ -10,16 +10,33 @@ names (SNI, Host, certificate subjects) as text. The lab uses fixed addresses an
 model that learned them would learn the lab, not the protocols. Names enter only as shapes
 (present, length, character entropy).
 
+Never used either (feature set 2): what only identifies the client's TLS library or program.
+The JA4 parts (cipher-suite and extension counts), the ALPN list and the versions the client
+offers are not columns at all; and in a flow that opens with a TLS handshake record the sizes,
+byte statistics and entropy of the handshake itself (the first eight packets and the first two
+bursts) are *masked* (:data:`MASKED`, value -2) by :func:`mask_handshake`, because a
+ClientHello's length and bytes name the library that wrote it, not the protocol inside. A
+model trained on them called curl's HTTPS "trojan" (issue 11). What a TLS flow keeps is what
+generalises across implementations: the bursts *after* the handshake (an encapsulated
+handshake is a ClientHello-sized client burst answered by a certificate-chain-sized server
+burst; Xue et al., USENIX Security 2024), payload sizes per direction after it, timing, the
+server's certificate shape and the name's shape. Knowing one circumvention client by its
+handshake is legitimate, and belongs in a fingerprint rule that names the program.
+
 Missing values (no second payload, no TLS) are ``-1``; LightGBM treats them as one more value.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BURSTS",
     "EARLY_PACKETS",
     "FEATURE_NAMES",
+    "MASKED",
     "FlowFeatures",
+    "bursts",
     "feature_row",
+    "mask_handshake",
     "record_from_row",
 ]
 
@@ -36,7 +53,11 @@ from sluice.features.view import FlowView, label_entropy
 from sluice.flows.record import AppMeta, FlowRecord
 
 EARLY_PACKETS = 8
-"""Packets of a flow the features read."""
+"""Packets of a flow the per-packet columns read."""
+BURSTS = 10
+"""Bursts (runs of payload packets in one direction) with a column each, of the first 32 packets."""
+MASKED = -2.0
+"""Value of a column masked by :func:`mask_handshake` (distinct from -1, "not seen")."""
 
 _APPS = ("tls", "quic", "http", "dns", "ssh", "socks")
 _HEAD_STATS = ("len", "entropy", "printable", "popcount", "zero_frac", "high_frac", "print_run")
@@ -57,19 +78,58 @@ def _names() -> tuple[str, ...]:
         names += [f"{d}.{m}" for m in _HEAD_MAGIC]
     names += ["c2s.entropy", "c2s.printable", "s2c.entropy", "s2c.printable"]
     names += [f"app.{a}" for a in _APPS]
-    names += ["tls.sni_present", "tls.sni_len", "tls.sni_entropy", "tls.alpn_count", "tls.alpn_h2"]
-    names += ["tls.alpn_http11", "tls.ja4_version", "tls.ja4_sni", "tls.ja4_ciphers", "tls.ja4_extensions"]
-    names += ["tls.offered_max", "tls.selected_version", "tls.cipher_seen", "tls.ech"]
+    names += ["tls.sni_present", "tls.sni_len", "tls.sni_entropy"]
+    names += ["tls.selected_version", "tls.cipher_seen", "tls.ech"]
     names += ["tls.cert_present", "tls.cert_self_issued", "tls.cert_san_count", "quic.present"]
     names += ["http.host_present", "http.status", "dns.qtype", "dns.query_len"]
+    names += [f"burst{k}.bytes" for k in range(BURSTS)]
+    names += ["bursts.count", "nested.handshakes"]
+    names += [f"late.{d}_{s}" for d in ("c2s", "s2c") for s in ("pkts", "mean", "max")]
     return tuple(names)
 
 
 FEATURE_NAMES: tuple[str, ...] = _names()
-"""Column names of the feature matrix, in order (version 1 of the feature set)."""
+"""Column names of the feature matrix, in order (version 2 of the feature set)."""
 
-FEATURE_SET_VERSION = "1"
-"""Version of :data:`FEATURE_NAMES` and their definitions."""
+FEATURE_SET_VERSION = "2"
+"""Version of :data:`FEATURE_NAMES` and their definitions (2: no client-library columns, the
+handshake masked, bursts and the shape after the handshake)."""
+
+COL_BURSTS = FEATURE_NAMES.index("burst0.bytes")
+"""First of the burst columns (the last block of the matrix)."""
+
+NESTED_CLIENT_HELLO = (250, 2600)
+"""Client burst sizes an encapsulated ClientHello takes (with the carrier's framing): the smallest
+real ClientHellos are about 250 bytes, a browser's with padding and post-quantum key shares up
+to about 2 KB."""
+NESTED_SERVER_FLIGHT = 1000
+"""Smallest server burst that can hold a certificate chain (an encapsulated server flight)."""
+
+_MASK_COLS = (
+    [f"pkt{i}.payload" for i in range(EARLY_PACKETS)]
+    + ["early.c2s_payload_pkts", "early.s2c_payload_pkts", "early.c2s_payload_bytes"]
+    + ["early.s2c_payload_bytes", "early.dir_changes", "early.max_payload", "early.distinct_sizes"]
+    + ["early.payload_mod16_zero", "c2s.first_payload_len", "s2c.first_payload_len"]
+    + [f"{d}.head_{s}" for d in ("c2s", "s2c") for s in _HEAD_STATS]
+    + [f"{d}.head_byte{i}" for d in ("c2s", "s2c") for i in range(3)]
+    + ["c2s.entropy", "c2s.printable", "s2c.entropy", "s2c.printable", "burst0.bytes", "burst1.bytes"]
+)
+MASKED_COLUMNS: tuple[int, ...] = tuple(FEATURE_NAMES.index(c) for c in _MASK_COLS)
+"""Columns :func:`mask_handshake` masks in a flow that opens with a TLS handshake."""
+_COL_TLS_RECORD = FEATURE_NAMES.index("c2s.tls_record")
+_COL_BYTE0 = FEATURE_NAMES.index("c2s.head_byte0")
+
+
+def mask_handshake(X: npt.NDArray[np.float64]) -> None:
+    """Mask, in place, the handshake columns of rows whose first client payload is a TLS handshake.
+
+    A row is masked when its ``c2s.tls_record`` is 1 and the record type (``c2s.head_byte0``)
+    is 22 (handshake): the ClientHello and the server's first flight fill the first packets
+    and bursts, and their sizes and bytes identify the TLS library, not the protocol.
+    """
+    rows = (X[:, _COL_TLS_RECORD] == 1.0) & (X[:, _COL_BYTE0] == 22.0)
+    if rows.any():
+        X[np.ix_(np.flatnonzero(rows), np.asarray(MASKED_COLUMNS, dtype=np.intp))] = MASKED
 
 
 def _head_stats(head: bytes) -> list[float]:
@@ -96,18 +156,6 @@ def _head_magic(head: bytes) -> list[float]:
         float(head[:5] == b"HTTP/"),
         float(head[:4] == b"SSH-"),
     ]
-
-
-def _ja4_parts(ja4: str) -> list[float]:
-    """Version, SNI flag, cipher count and extension count of a JA4 ``a`` part (``t13d1516h2``)."""
-    a = ja4.split("_", 1)[0]
-    if len(a) < 10:
-        return [-1.0, -1.0, -1.0, -1.0]
-    try:
-        version = float(int(a[1:3])) if a[1:3].isdigit() else 0.0
-        return [version, float(a[3] == "d"), float(int(a[4:6])), float(int(a[6:8]))]
-    except ValueError:
-        return [-1.0, -1.0, -1.0, -1.0]
 
 
 def _early_shape(view: FlowView) -> list[float]:
@@ -144,16 +192,55 @@ def _meta_features(rec: FlowRecord) -> list[float]:
     m = rec.meta
     app = m.app
     sni = m.sni
-    tls = app == "tls" or bool(m.ja4)
     out = [float(app == a or (a == "quic" and app == "gquic")) for a in _APPS]
     out += [float(bool(sni)), float(len(sni)), label_entropy(sni)]
-    out += [float(len(m.alpn)), float("h2" in m.alpn), float("http/1.1" in m.alpn)]
-    out += _ja4_parts(m.ja4) if tls else [-1.0] * 4
-    out += [float(max(m.tls_versions, default=-1)), float(m.tls_version or -1), float(m.tls_cipher >= 0)]
+    out += [float(m.tls_version or -1), float(m.tls_cipher >= 0)]
     out += [float(m.ech), float(bool(m.cert_subject or m.cert_san))]
     out += [float(bool(m.cert_subject) and m.cert_subject == m.cert_issuer), float(len(m.cert_san))]
     out += [float(bool(m.quic_version) or app in ("quic", "gquic"))]
     out += [float(bool(m.http_host)), float(m.http_status), float(m.dns_qtype), float(len(m.dns_query))]
+    return out
+
+
+def bursts(view: FlowView) -> list[tuple[int, int]]:
+    """``(direction, payload bytes)`` of each run of payload packets in one direction, in order."""
+    out: list[tuple[int, int]] = []
+    for d, n in zip(view.rec.pkt_dirs, view.payload_lens, strict=False):
+        if n <= 0:
+            continue
+        if out and out[-1][0] == d:
+            out[-1] = (d, out[-1][1] + n)
+        else:
+            out.append((d, n))
+    return out
+
+
+def _burst_features(view: FlowView) -> list[float]:
+    bs = bursts(view)
+    out = [float(n if d == 0 else -n) for d, n in bs[:BURSTS]]
+    out += [0.0] * (BURSTS - len(out))
+    lo, hi = NESTED_CLIENT_HELLO
+    flight = NESTED_SERVER_FLIGHT
+    nested = sum(
+        1
+        for k in range(2, len(bs) - 1)
+        if bs[k][0] == 0 and lo <= bs[k][1] <= hi and bs[k + 1][0] == 1 and bs[k + 1][1] >= flight
+    )
+    out += [float(len(bs)), float(nested)]
+    # payload packets after the first two bursts (after the handshake, in a TLS flow)
+    late: list[list[int]] = [[], []]
+    k = -1
+    prev = -1
+    for d, n in zip(view.rec.pkt_dirs, view.payload_lens, strict=False):
+        if n <= 0 or d not in (0, 1):
+            continue
+        if d != prev:
+            k += 1
+            prev = d
+        if k >= 2:
+            late[d].append(n)
+    for sizes in late:
+        out += [float(len(sizes)), sum(sizes) / len(sizes) if sizes else -1.0, float(max(sizes, default=-1))]
     return out
 
 
@@ -163,6 +250,12 @@ def feature_row(rec: FlowRecord) -> list[float]:
     :meth:`FlowFeatures.transform` computes whole batches with
     :func:`sluice.features.batch.feature_matrix`, which gives exactly these values, faster.
     """
+    row = np.asarray([_unmasked_row(rec)], dtype=np.float64)
+    mask_handshake(row)
+    return [float(x) for x in row[0]]
+
+
+def _unmasked_row(rec: FlowRecord) -> list[float]:
     view = FlowView(rec)
     syn = bool((rec.c2s_tcp_flags | rec.s2c_tcp_flags) & 0x02)
     out = [float(rec.proto == 6), float(rec.proto == 17), float(rec.proto not in (6, 17)), float(syn)]
@@ -174,6 +267,7 @@ def feature_row(rec: FlowRecord) -> list[float]:
         out += _head_magic(head)
     out += [rec.c2s_entropy, rec.c2s_printable, rec.s2c_entropy, rec.s2c_printable]
     out += _meta_features(rec)
+    out += _burst_features(view)
     return out
 
 

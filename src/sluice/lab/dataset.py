@@ -9,17 +9,38 @@ which is what an evaluation needs to split by session, never by flow.
 
 from __future__ import annotations
 
-__all__ = ["DatasetSummary", "build_dataset"]
+__all__ = ["DatasetSummary", "build_dataset", "session_identity"]
 
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sluice.batch.flows import batch_flows
 from sluice.flows.table import FlowConfig
 from sluice.io.flowlog import open_flow_writer
-from sluice.lab.labels import LABEL_SUFFIX, LabelIndex, load_labels
+from sluice.lab.labels import LABEL_SUFFIX, LabelIndex, load_label_file, load_labels
+
+_CLIENT_PROGRAMS = ("curl", "dig", "kdig", "ssh", "openconnect", "python3")
+"""Client programs, in the order a session's software list is searched for its client stack
+when the scenario did not say (sessions recorded before ``Session.identify``)."""
+
+
+def session_identity(doc: dict[str, Any]) -> tuple[str, str]:
+    """``(stack, impl)`` of a session: what its scenario recorded, else a default.
+
+    The default implementation is the scenario's name (one implementation per scenario before
+    the lab had several); the default stack is the first client program of the session's
+    software list (``curl`` for the web mixes).
+    """
+    params = doc.get("params") or {}
+    names = [str(s.get("name", "")) for s in doc.get("software") or [] if isinstance(s, dict)]
+    stack = params.get("stack")
+    if not stack:
+        stack = next((p for p in _CLIENT_PROGRAMS if p in names), names[-1] if names else "")
+    impl = params.get("impl") or doc.get("scenario", "")
+    return str(stack), str(impl)
 
 
 @dataclass
@@ -58,11 +79,14 @@ def build_dataset(
             labels = load_labels(label_file)
             index = LabelIndex(labels)
             first = labels[0] if labels else None
+            stack, impl = session_identity(load_label_file(label_file))
             session = {
                 "capture": capture.name,
                 "session_id": first.session_id if first else capture.stem,
                 "scenario": first.scenario if first else "",
                 "variant": first.variant if first else "",
+                "stack": stack,
+                "impl": impl,
             }
             records = [r for r in batch_flows(str(capture), config).records if not r.early]
             rows = []

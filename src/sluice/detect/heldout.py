@@ -1,0 +1,352 @@
+"""Evaluation held out by client stack and by implementation, with intervals and calibration.
+
+Theory of operation: a model that scores 99 % in cross-validation by session can still have
+learned which *programs* the lab runs (their TLS library, their framing) rather than what the
+protocols do. The check that says so trains without everything one client stack made (all of
+Firefox's flows) and tests on it, or without one implementation of one protocol (v2ray's
+Trojan) and tests on that, one unit at a time. A *split* is the list of those units; it is
+written once (:func:`freeze_split`) before any rule, threshold or feature is tuned, and later
+runs read it back, so the units cannot drift towards the ones that look good.
+
+Rates come with 95 % Wilson score intervals (:func:`wilson`): 0 false positives in 40 flows is
+"below 8.8 %", not "0 %". Calibration is the reliability of the model's ``P(not benign)`` on
+held-out flows: per score bin, the mean score against the fraction that were findings.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SPLIT_FORMAT",
+    "HeldOutRow",
+    "Unit",
+    "calibration",
+    "derive_units",
+    "freeze_split",
+    "held_out",
+    "heldout_markdown",
+    "plot_calibration",
+    "read_split",
+    "wilson",
+]
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sluice.detect.combiner import DEFAULT_FET_VETO
+from sluice.detect.dataset import LabeledFlows, trainable
+from sluice.detect.evaluate import EvalResult
+from sluice.detect.model import BENIGN, FlowModel
+from sluice.detect.verdict import DETECTABLE_CLASSES
+from sluice.errors import ConfigError
+from sluice.features.flow import FlowFeatures
+
+SPLIT_FORMAT = "sluice-heldout-split"
+"""``format`` of a frozen split file."""
+MIN_FLOWS = 3
+"""Units with fewer labeled flows are not held out on their own (too few to say anything)."""
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of ``k`` successes in ``n`` trials (95 % by default)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What one check holds out."""
+
+    kind: str
+    """``stack`` (a benign client stack: false positives) or ``impl`` (one implementation of one
+    finding family: recall)."""
+    key: str
+    """The stack's name, or ``class/family@impl``."""
+
+    def selects(self, data: LabeledFlows) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """The flows this unit holds out (trained without, tested on)."""
+        if self.kind == "stack":
+            return np.asarray([s == self.key for s in data.stacks], dtype=bool)
+        label, _, impl = self.key.rpartition("@")
+        return np.asarray(
+            [lab == label and im == impl for lab, im in zip(data.labels, data.impls, strict=True)],
+            dtype=bool,
+        )
+
+
+def _finding(label: str) -> bool:
+    return label.split("/")[0] in DETECTABLE_CLASSES
+
+
+def derive_units(data: LabeledFlows, min_flows: int = MIN_FLOWS) -> list[Unit]:
+    """Every lab benign client stack and every (finding family, implementation) with enough flows.
+
+    nDPI's captures are not a stack (their clients are many and unnamed): they stay in every
+    training set and are measured by cross-validation instead.
+    """
+    stacks: dict[str, int] = {}
+    impls: dict[str, int] = {}
+    for lab, src, st, im in zip(data.labels, data.sources, data.stacks, data.impls, strict=True):
+        if src != "lab":
+            continue
+        if _finding(lab):
+            key = f"{lab}@{im}"
+            impls[key] = impls.get(key, 0) + 1
+        elif lab.split("/")[0] == BENIGN:
+            stacks[st] = stacks.get(st, 0) + 1
+    units = [Unit("stack", k) for k, n in sorted(stacks.items()) if n >= min_flows]
+    units += [Unit("impl", k) for k, n in sorted(impls.items()) if n >= min_flows]
+    return units
+
+
+def freeze_split(path: str | Path, units: Sequence[Unit], note: str = "") -> None:
+    """Write the units to ``path`` (refusing to overwrite: a frozen split stays frozen)."""
+    p = Path(path)
+    if p.exists():
+        raise ConfigError(str(p), "a frozen split exists already; delete it deliberately to re-freeze")
+    doc = {
+        "format": SPLIT_FORMAT,
+        "version": 1,
+        "note": note,
+        "units": [{"kind": u.kind, "key": u.key} for u in units],
+    }
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def read_split(path: str | Path) -> tuple[list[Unit], str]:
+    """The units (and note) of a frozen split file.
+
+    Raises:
+        ConfigError: not a split file this version reads.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(str(p), f"cannot read the split: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("format") != SPLIT_FORMAT or doc.get("version") != 1:
+        raise ConfigError(str(p), f"not a {SPLIT_FORMAT} v1 file")
+    units = []
+    for u in doc.get("units", []):
+        if not isinstance(u, dict) or u.get("kind") not in ("stack", "impl") or not u.get("key"):
+            raise ConfigError(str(p), f"bad unit {u!r}")
+        units.append(Unit(str(u["kind"]), str(u["key"])))
+    return units, str(doc.get("note", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class HeldOutRow:
+    """The outcome of one held-out unit."""
+
+    unit: Unit
+    flows: int
+    """Flows held out (labeled flows of the unit; for a stack, its benign flows)."""
+    sessions: int
+    """Sessions they came from."""
+    hits: int
+    """Findings among them: false positives for a stack, detections for an implementation."""
+    model_hits: int
+    """The same, by the model alone."""
+    right_family: int
+    """For an implementation: findings of the right class and family."""
+    decided_median: float
+    """Median packet index of the decision, over the hits (-1 when none)."""
+    unknown: int = 0
+    """Flows the combiner called ``unknown`` (the model uncertain)."""
+    missing: bool = False
+    """The unit is in the split but has no flows in this data."""
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95 % Wilson interval of ``hits / flows``."""
+        return wilson(self.hits, self.flows)
+
+
+def held_out(
+    data: LabeledFlows,
+    params: dict[str, Any],
+    units: Sequence[Unit],
+    fet_veto: float | None = DEFAULT_FET_VETO,
+) -> tuple[list[HeldOutRow], EvalResult]:
+    """Train without each unit, judge its flows; rows per unit and all held-out outcomes pooled.
+
+    The pooled :class:`EvalResult` (every flow judged by a model that never saw its unit) is
+    what the calibration curve and the per-family tables of the report read.
+    """
+    X = FlowFeatures().fit().transform(data.records)
+    ok = trainable(data)
+    pooled = EvalResult("held out one client stack / one implementation at a time")
+    rows = []
+    for unit in units:
+        held = unit.selects(data)
+        test_idx = np.flatnonzero(held)
+        if unit.kind == "stack":
+            test_idx = np.asarray([i for i in test_idx if not _finding(data.labels[i])], dtype=np.intp)
+        if not len(test_idx) or held.all():
+            rows.append(HeldOutRow(unit, 0, 0, 0, 0, 0, -1.0, missing=True))
+            continue
+        train = np.intersect1d(np.flatnonzero(~held), ok)
+        model = FlowModel(**params).fit(X[train], [data.labels[i] for i in train])
+        res = EvalResult(unit.key)
+        res.extend(data.subset(test_idx), model, with_rules=False, fet_veto=fet_veto)
+        _append(pooled, res)
+        hits = [i for i, c in enumerate(res.combined) if _finding(c)]
+        decided = [res.decided_at[i] for i in hits]
+        rows.append(
+            HeldOutRow(
+                unit,
+                len(test_idx),
+                len({data.groups[i] for i in test_idx}),
+                len(hits),
+                sum(p != BENIGN for p in res.model_pred),
+                sum(res.combined[i] == res.labels[i] for i in hits),
+                float(np.median(decided)) if decided else -1.0,
+                sum(c.split("/")[0] == "unknown" for c in res.combined),
+            )
+        )
+    return rows, pooled
+
+
+def _append(into: EvalResult, res: EvalResult) -> None:
+    for name in (
+        "labels",
+        "sources",
+        "configs",
+        "stacks",
+        "impls",
+        "packets",
+        "scores",
+        "model_pred",
+        "combined",
+        "decided_at",
+        "detector",
+        "vetoed",
+    ):
+        getattr(into, name).extend(getattr(res, name))
+    into.threshold = res.threshold
+    into.fet_veto = res.fet_veto
+
+
+def calibration(
+    scores: Sequence[float], findings: Sequence[bool], bins: int = 10
+) -> tuple[list[tuple[float, float, float, int]], float]:
+    """Reliability of ``P(not benign)``: per bin (low edge, mean score, fraction found, flows),
+    and the expected calibration error (flow-weighted mean of |mean score - fraction|)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(findings, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
+    out = []
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        n = int(sel.sum())
+        if not n:
+            continue
+        mean, frac = float(s[sel].mean()), float(y[sel].mean())
+        out.append((float(edges[b]), mean, frac, n))
+        ece += n * abs(mean - frac)
+    return out, ece / len(s) if len(s) else 0.0
+
+
+def _pct(k: int, n: int) -> str:
+    if not n:
+        return "–"
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} = {100 * k / n:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def heldout_markdown(rows: Sequence[HeldOutRow], pooled: EvalResult) -> list[str]:
+    """The report's section: benign stacks, implementations, calibration (Markdown lines)."""
+    lines = [
+        "## Held out one client stack or one implementation at a time",
+        "",
+        "Each row: a model trained without every flow of that stack (or of that implementation of "
+        "that family), judging those flows. Brackets: 95 % Wilson interval.",
+        "",
+        "### Benign client stacks: false positives",
+        "",
+        "| held-out stack | flows | sessions | combiner flags | model alone flags | unknown |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.unit.kind != "stack":
+            continue
+        if r.missing:
+            lines.append(f"| {r.unit.key} | 0 (not in this data) | | | | |")
+            continue
+        lines.append(
+            f"| {r.unit.key} | {r.flows} | {r.sessions} | {_pct(r.hits, r.flows)} | "
+            f"{_pct(r.model_hits, r.flows)} | {r.unknown} |"
+        )
+    lines += [
+        "",
+        "### Implementations: recall",
+        "",
+        "| family | held-out implementation | flows | sessions | found (combiner) | right family "
+        "| model alone | unknown | median decision packet |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.unit.kind != "impl":
+            continue
+        fam, _, impl = r.unit.key.rpartition("@")
+        if r.missing:
+            lines.append(f"| {fam} | {impl} | 0 (not in this data) | | | | | | |")
+            continue
+        lines.append(
+            f"| {fam} | {impl} | {r.flows} | {r.sessions} | {_pct(r.hits, r.flows)} | "
+            f"{r.right_family} | {_pct(r.model_hits, r.flows)} | {r.unknown} | "
+            f"{r.decided_median:g} |"
+        )
+    bins, ece = calibration(pooled.scores, [_finding(lab) for lab in pooled.labels])
+    lines += [
+        "",
+        "### Calibration of P(not benign) on held-out flows",
+        "",
+        f"Expected calibration error {ece:.3f} over {len(pooled.scores)} held-out flows.",
+        "",
+        "| score bin | mean score | fraction findings | flows |",
+        "|---|---|---|---|",
+    ]
+    for lo, mean, frac, n in bins:
+        lines.append(f"| {lo:.1f}–{lo + 0.1:.1f} | {mean:.3f} | {frac:.3f} | {n} |")
+    lines.append("")
+    return lines
+
+
+def plot_calibration(pooled: EvalResult, out: Path, name: str = "heldout-calibration.png") -> str:
+    """A reliability diagram of the pooled held-out scores; returns the file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins, ece = calibration(pooled.scores, [_finding(lab) for lab in pooled.labels])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect")
+    if bins:
+        ax.plot([b[1] for b in bins], [b[2] for b in bins], "o-", label=f"held out (ECE {ece:.3f})")
+        for _lo, mean, frac, n in bins:
+            ax.annotate(str(n), (mean, frac), fontsize=7, xytext=(3, -8), textcoords="offset points")
+    ax.axvline(pooled.threshold, color="grey", linestyle=":", label=f"threshold {pooled.threshold:.2f}")
+    ax.set_xlabel("model P(not benign)")
+    ax.set_ylabel("fraction of flows that were findings")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
