@@ -23,8 +23,7 @@ class Obfs4(Scenario):
         a = s.addr
         iat = int(variant[-1])
         port = s.port("port", 443, 0.3)
-        hport = s.port("http_port", 8080, 0.3)
-        log = s.start_httpd("127.0.0.1", hport)
+        web = s.inner_web("127.0.0.1", reach=(a.server_ip, port))
         sd, cd = s.workdir / "obfs4-srv", s.workdir / "obfs4-cli"
         sd.mkdir()
         cd.mkdir()
@@ -38,7 +37,7 @@ class Obfs4(Scenario):
                 "TOR_PT_STATE_LOCATION": str(sd),
                 "TOR_PT_SERVER_TRANSPORTS": "obfs4",
                 "TOR_PT_SERVER_BINDADDR": f"obfs4-{a.server_ip}:{port}",
-                "TOR_PT_ORPORT": f"127.0.0.1:{hport}",
+                "TOR_PT_ORPORT": f"127.0.0.1:{web.port}",
                 "TOR_PT_SERVER_TRANSPORT_OPTIONS": f"obfs4:iat-mode={iat}",
             },
         )
@@ -55,13 +54,14 @@ class Obfs4(Scenario):
         )
         cert = s.topo.wait_log("obfs4-server", r"cert=([^,\s]+)").group(1)
         socks = s.topo.wait_log("obfs4-client", r"CMETHOD obfs4 socks5 (\S+)").group(1)
+        s.identify(stack="curl-openssl via obfs4proxy client", impl="obfs4proxy")
         rep = s.web_traffic(
-            f"http://{a.server_ip}:{port}",
-            ["--socks5", socks, "--proxy-user", f"cert={cert};:iat-mode={iat}"],
+            web.url,
+            ["--socks5", socks, "--proxy-user", f"cert={cert};:iat-mode={iat}", *web.curl],
         )
         out = Outcome(
             [FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "circumvention", "obfs4")],
-            ["obfs4proxy", "curl", "python3"],
+            ["obfs4proxy", "curl", *web.software],
         )
-        verify_web(rep, out, log, ["127.0.0.1"])
+        verify_web(rep, out, web.log, ["127.0.0.1"])
         return out

@@ -23,8 +23,7 @@ class Socks(Scenario):
     def run(self, s: Session, variant: str) -> Outcome:
         a = s.addr
         port = s.port("port", 1080, 0.5)
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(a.server_ip, hport)
+        web = s.inner_web(a.server_ip, default_port=80, p_default=0.5)
         curl = [
             "--socks5" if s.choose("remote_dns", (False, True)) is False else "--socks5-hostname",
             f"{a.server_ip}:{port}",
@@ -54,12 +53,13 @@ socks pass {{ from: 0.0.0.0/0 to: 0.0.0.0/0 }}
             s.topo.spawn("server", "microsocks", ["microsocks", "-i", a.server_ip, "-p", str(port), *auth])
             software = ["microsocks"]
         s.topo.wait_port("server", port)
-        rep = s.web_traffic(f"http://{a.server_ip}:{hport}", curl)
+        s.identify(stack="curl-openssl", impl=software[0])
+        rep = s.web_traffic(web.url, [*curl, *web.curl])
         out = Outcome(
             [FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "proxy", "socks")],
-            [*software, "curl", "python3"],
+            [*software, "curl", *web.software],
         )
-        verify_web(rep, out, log, [a.server_ip, "127.0.0.1"])
+        verify_web(rep, out, web.log, [a.server_ip, "127.0.0.1"])
         return out
 
 
@@ -77,18 +77,12 @@ class HttpProxy(Scenario):
         a = s.addr
         prog, mode = variant.split("-")
         port = s.port("port", 3128 if prog == "squid" else 8888, 0.5)
-        hport = s.port("http_port", 443 if mode == "connect" else 80, 0.5)
-        if mode == "connect":
-            name = s.hostname()
-            cert = s.ca.issue(name, ips=(a.server_ip,))
-            log = s.start_httpd(a.server_ip, hport, tls=(cert.cert, cert.key))
-            base = f"https://{a.server_ip}:{hport}"
-            curl = ["--proxytunnel", "--cacert", str(s.ca.cert)]
-        else:
-            log = s.start_httpd(a.server_ip, hport)
-            base = f"http://{a.server_ip}:{hport}"
-            curl = []
-        curl += ["-x", f"http://{a.server_ip}:{port}"]
+        # forwarding is for plain HTTP (curl would CONNECT for https)
+        inner = ("http", "https") if mode == "connect" else ("http",)
+        web = s.inner_web(a.server_ip, default_port=80, p_default=0.5, inner=inner)
+        hport = web.port
+        curl = ["--proxytunnel"] if mode == "connect" else []
+        curl += ["-x", f"http://{a.server_ip}:{port}", *web.curl]
         if prog == "squid":
             sq = s.workdir / "squid"
             sq.mkdir()
@@ -117,10 +111,11 @@ shutdown_lifetime 0 seconds
             )
             s.topo.spawn("server", "tinyproxy", ["tinyproxy", "-d", "-c", str(conf)])
         s.topo.wait_port("server", port, timeout=20)
-        rep = s.web_traffic(base, curl)
+        s.identify(stack="curl-openssl", impl=prog)
+        rep = s.web_traffic(web.url, curl)
         out = Outcome(
             [FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "proxy", "http-proxy")],
-            [prog, "curl", "python3"],
+            [prog, "curl", *web.software],
         )
-        verify_web(rep, out, log, [a.server_ip, "127.0.0.1"])
+        verify_web(rep, out, web.log, [a.server_ip, "127.0.0.1"])
         return out

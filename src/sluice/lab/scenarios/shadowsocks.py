@@ -47,8 +47,7 @@ def run_shadowsocks(s: Session, variant: str) -> Outcome:
         srv_plugin = ["--plugin", "ss-v2ray-plugin", "--plugin-opts", sopts]
         cli_plugin = ["--plugin", "ss-v2ray-plugin", "--plugin-opts", copts]
         software += ["ss-v2ray-plugin"]
-    hport = s.port("http_port", 8080, 0.3)
-    log = s.start_httpd("127.0.0.1", hport)
+    web = s.inner_web("127.0.0.1")
     topo.spawn(
         "server",
         "ss-server",
@@ -79,12 +78,13 @@ def run_shadowsocks(s: Session, variant: str) -> Outcome:
     topo.wait_port("client", lport)
     if cli_plugin:
         time.sleep(0.8)  # the SIP003 plugin starts after ss-local listens
-    rep = s.web_traffic(f"http://127.0.0.1:{hport}", ["--socks5-hostname", f"127.0.0.1:{lport}"])
+    s.identify(stack="curl-openssl via ss-local", impl="shadowsocks-libev")
+    rep = s.web_traffic(web.url, ["--socks5-hostname", f"127.0.0.1:{lport}", *web.curl])
     out = Outcome(
         rules=[FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "circumvention", "shadowsocks")],
-        software=[*software, "curl", "python3"],
+        software=[*software, "curl", *web.software],
     )
-    verify_web(rep, out, log, ["127.0.0.1"])
+    verify_web(rep, out, web.log, ["127.0.0.1"])
     return out
 
 

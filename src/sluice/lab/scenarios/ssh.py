@@ -119,19 +119,19 @@ class SshSocks(Scenario):
 
     def run(self, s: Session, variant: str) -> Outcome:
         port, args = start_sshd(s)
-        hport = s.port("http_port", 8080, 0.3)
-        log = s.start_httpd("127.0.0.1", hport)
+        web = s.inner_web("127.0.0.1")
         lport = s.rng.randrange(1025, 60000)
         s.topo.spawn(
             "client", "ssh", ["ssh", *args, "-N", "-D", f"127.0.0.1:{lport}", f"root@{s.addr.server_ip}"]
         )
         s.topo.wait_port("client", lport)
-        rep = s.web_traffic(f"http://127.0.0.1:{hport}", ["--socks5-hostname", f"127.0.0.1:{lport}"])
+        s.identify(stack="curl-openssl via ssh -D", impl="openssh")
+        rep = s.web_traffic(web.url, ["--socks5-hostname", f"127.0.0.1:{lport}", *web.curl])
         out = Outcome(
             rules=[FlowRule("carrier", PROTO["tcp"], s.addr.server_ip, port, "tunnel", "ssh")],
-            software=["ssh", "sshd", "curl", "python3"],
+            software=["ssh", "sshd", "curl", *web.software],
         )
-        verify_web(rep, out, log, ["127.0.0.1"])
+        verify_web(rep, out, web.log, ["127.0.0.1"])
         return out
 
 
@@ -154,8 +154,7 @@ class Sshuttle(Scenario):
         port, args = start_sshd(s)
         hidden = s.addr.inner(1)
         s.topo.run("server", ["ip", "addr", "add", f"{hidden}/32", "dev", "lo"])
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(hidden, hport)
+        web = s.inner_web(hidden, default_port=80, p_default=0.5)
         ssh = "ssh " + " ".join(args)
         s.topo.spawn(
             "client",
@@ -175,13 +174,14 @@ class Sshuttle(Scenario):
             ],
         )
         s.topo.wait_log("sshuttle", "Connected", timeout=20)
-        rep = s.web_traffic(f"http://{hidden}:{hport}")
+        s.identify(stack="curl-openssl via sshuttle", impl="sshuttle+openssh")
+        rep = s.web_traffic(web.url, web.curl)
         out = Outcome(
             rules=[FlowRule("carrier", PROTO["tcp"], s.addr.server_ip, port, "tunnel", "ssh")],
-            software=["sshuttle", "ssh", "sshd", "curl", "python3"],
+            software=["sshuttle", "ssh", "sshd", "curl", *web.software],
         )
         # sshuttle's server side connects from the server itself
-        verify_web(rep, out, log, [hidden, s.addr.server_ip, "127.0.0.1"])
+        verify_web(rep, out, web.log, [hidden, s.addr.server_ip, "127.0.0.1"])
         return out
 
 

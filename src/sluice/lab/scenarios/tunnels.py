@@ -26,10 +26,10 @@ class Stunnel(Scenario):
         a = s.addr
         port = s.port("port", 443, 0.4)
         lport = s.rng.randrange(1025, 60000)
-        hport = s.port("http_port", 8080, 0.3)
         cert = s.ca.issue(s.hostname())
         tls_max = s.choose("tls_max", ("TLSv1.2", "TLSv1.3"))
-        log = s.start_httpd("127.0.0.1", hport)
+        web = s.inner_web("127.0.0.1", reach=("127.0.0.1", lport))
+        hport = web.port
         srv = s.file(
             "stunnel-srv.conf",
             f"foreground = yes\npid =\n[web]\naccept = {a.server_ip}:"
@@ -46,12 +46,13 @@ class Stunnel(Scenario):
         s.topo.wait_port("server", port)
         s.topo.spawn("client", "stunnel-client", ["stunnel4", str(cli)])
         s.topo.wait_port("client", lport)
-        rep = s.web_traffic(f"http://127.0.0.1:{lport}")
+        s.identify(stack="curl-openssl via stunnel client", impl="stunnel")
+        rep = s.web_traffic(web.url, web.curl)
         out = Outcome(
             [FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "tunnel", "stunnel")],
-            ["stunnel4", "curl", "python3"],
+            ["stunnel4", "curl", *web.software],
         )
-        verify_web(rep, out, log, ["127.0.0.1"])
+        verify_web(rep, out, web.log, ["127.0.0.1"])
         return out
 
 
@@ -68,19 +69,20 @@ class HttpTunnel(Scenario):
         a = s.addr
         port = s.port("port", 80, 0.4)
         lport = s.rng.randrange(1025, 60000)
-        hport = s.port("http_port", 8080, 0.3)
         clen = s.choose("content_length", ("100K", "1M", "10M"))
-        log = s.start_httpd("127.0.0.1", hport)
+        web = s.inner_web("127.0.0.1", reach=("127.0.0.1", lport))
+        hport = web.port
         s.topo.spawn("server", "hts", ["hts", "-F", f"127.0.0.1:{hport}", "-N", f"{a.server_ip}:{port}"])
         s.topo.wait_port("server", port)
         s.topo.spawn("client", "htc", ["htc", "-F", str(lport), "-N", "-c", clen, f"{a.server_ip}:{port}"])
         s.topo.wait_port("client", lport)
-        rep = s.web_traffic(f"http://127.0.0.1:{lport}", bulk=False)
+        s.identify(stack="curl-openssl via htc", impl="httptunnel")
+        rep = s.web_traffic(web.url, web.curl, bulk=False)
         out = Outcome(
             [FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "tunnel", "http-tunnel")],
-            ["hts", "htc", "curl", "python3"],
+            ["hts", "htc", "curl", *web.software],
         )
-        verify_web(rep, out, log, ["127.0.0.1"])
+        verify_web(rep, out, web.log, ["127.0.0.1"])
         return out
 
 
@@ -97,11 +99,11 @@ class Kcptun(Scenario):
         a = s.addr
         port = s.port("port", 29900, 0.3)
         lport = s.rng.randrange(1025, 60000)
-        hport = s.port("http_port", 8080, 0.3)
         crypt = s.choose("crypt", ("aes", "aes-128", "salsa20", "blowfish", "twofish", "xtea", "none"))
         mode = s.choose("mode", ("fast", "fast2", "fast3", "normal"))
         key = secrets.token_hex(8)
-        log = s.start_httpd("127.0.0.1", hport)
+        web = s.inner_web("127.0.0.1", reach=("127.0.0.1", lport))
+        hport = web.port
         common = ["--key", key, "--crypt", crypt, "--mode", mode]
         s.topo.spawn(
             "server",
@@ -115,12 +117,13 @@ class Kcptun(Scenario):
             ["kcptun-client", "-l", f"127.0.0.1:{lport}", "-r", f"{a.server_ip}:{port}", *common],
         )
         s.topo.wait_port("client", lport)
-        rep = s.web_traffic(f"http://127.0.0.1:{lport}")
+        s.identify(stack="curl-openssl via kcptun-client", impl="kcptun")
+        rep = s.web_traffic(web.url, web.curl)
         out = Outcome(
             [FlowRule("carrier", PROTO["udp"], a.server_ip, port, "tunnel", "kcp")],
-            ["kcptun-server", "kcptun-client", "curl", "python3"],
+            ["kcptun-server", "kcptun-client", "curl", *web.software],
         )
-        verify_web(rep, out, log, ["127.0.0.1"])
+        verify_web(rep, out, web.log, ["127.0.0.1"])
         return out
 
 
@@ -136,9 +139,9 @@ class Ptunnel(Scenario):
     def run(self, s: Session, variant: str) -> Outcome:
         a = s.addr
         lport = s.rng.randrange(1025, 60000)
-        hport = s.port("http_port", 8080, 0.3)
         pw = ["-P", secrets.token_hex(6)] if s.choose("password", (True, False)) else []
-        log = s.start_httpd("127.0.0.1", hport)
+        web = s.inner_web("127.0.0.1", reach=("127.0.0.1", lport))
+        hport = web.port
         s.topo.spawn("server", "ptunnel-server", ["ptunnel-ng", "-r127.0.0.1", f"-R{hport}", "-v", "1", *pw])
         time.sleep(0.5)  # it listens on a raw ICMP socket: nothing for wait_port to see
         s.topo.spawn(
@@ -147,12 +150,13 @@ class Ptunnel(Scenario):
             ["ptunnel-ng", f"-p{a.server_ip}", f"-l{lport}", "-r127.0.0.1", f"-R{hport}", "-v", "1", *pw],
         )
         s.topo.wait_port("client", lport)
-        rep = s.web_traffic(f"http://127.0.0.1:{lport}", bulk=False, timeout=12)
+        s.identify(stack="curl-openssl via ptunnel-ng", impl="ptunnel-ng")
+        rep = s.web_traffic(web.url, web.curl, bulk=False, timeout=12)
         out = Outcome(
             [FlowRule("carrier", PROTO["icmp"], a.server_ip, None, "tunnel", "icmp-tunnel")],
-            ["ptunnel-ng", "curl", "python3"],
+            ["ptunnel-ng", "curl", *web.software],
         )
-        verify_web(rep, out, log, ["127.0.0.1"])
+        verify_web(rep, out, web.log, ["127.0.0.1"])
         return out
 
 
@@ -176,15 +180,15 @@ class Iodine(Scenario):
         s.topo.wait_port("server", 53, "udp")
         s.topo.spawn("client", "iodine", ["iodine", "-f", "-r", "-P", pw, a.server_ip, domain])
         s.topo.wait_log("iodine", "Connection setup complete", timeout=30)
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(srv_in, hport)
-        rep = s.web_traffic(f"http://{srv_in}:{hport}", bulk=False, timeout=30)
+        web = s.inner_web(srv_in, default_port=80, p_default=0.5)
+        s.identify(stack="curl-openssl over iodine tun", impl="iodine")
+        rep = s.web_traffic(web.url, web.curl, bulk=False, timeout=30)
         cli_in = [f"{a.inner_prefix}.{h}" for h in range(2, 31)]
         out = Outcome(
             [FlowRule("carrier", PROTO["udp"], a.server_ip, 53, "tunnel", "dns-tunnel")],
-            ["iodine", "iodined", "curl", "python3"],
+            ["iodine", "iodined", "curl", *web.software],
         )
-        verify_web(rep, out, log, cli_in)
+        verify_web(rep, out, web.log, cli_in)
         return out
 
 
@@ -229,15 +233,15 @@ class Vxlan(Scenario):
             )
             s.topo.run(role, ["ip", "addr", "add", f"{inner}/24", "dev", "vx0"])
             s.topo.run(role, ["ip", "link", "set", "vx0", "mtu", str(mtu), "up"])
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(a.inner(1), hport)
-        rep = s.web_traffic(f"http://{a.inner(1)}:{hport}")
+        web = s.inner_web(a.inner(1), default_port=80, p_default=0.5)
+        s.identify(stack="curl-openssl over kernel vxlan", impl="linux-vxlan")
+        rep = s.web_traffic(web.url, web.curl)
         out = Outcome(
             [
                 FlowRule("carrier", PROTO["udp"], a.server_ip, port, "tunnel", "vxlan"),
                 FlowRule("carrier", PROTO["udp"], a.client_ip, port, "tunnel", "vxlan"),
             ],
-            ["ip", "curl", "python3"],
+            ["ip", "curl", *web.software],
         )
-        verify_web(rep, out, log, [a.inner(2)])
+        verify_web(rep, out, web.log, [a.inner(2)])
         return out

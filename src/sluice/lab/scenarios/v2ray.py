@@ -27,7 +27,6 @@ class V2ray(Scenario):
         proto = variant.split("-")[0]
         port = s.port("port", 443 if "tls" in variant else 10086, 0.4)
         lport = s.rng.randrange(1025, 60000)
-        hport = s.port("http_port", 8080, 0.3)
         uid = str(uuid.UUID(int=s.rng.getrandbits(128), version=4))
         stream_s: dict[str, Any] = {"network": "tcp"}
         stream_c: dict[str, Any] = {"network": "tcp"}
@@ -79,17 +78,18 @@ class V2ray(Scenario):
         }
         sc = s.file("v2ray-srv.json", json.dumps(srv))
         cc = s.file("v2ray-cli.json", json.dumps(cli))
-        log = s.start_httpd("127.0.0.1", hport)
+        web = s.inner_web("127.0.0.1")
         s.topo.spawn("server", "v2ray-server", ["v2ray", "-config", str(sc)])
         s.topo.wait_port("server", port)
         s.topo.spawn("client", "v2ray-client", ["v2ray", "-config", str(cc)])
         s.topo.wait_port("client", lport)
-        rep = s.web_traffic(f"http://127.0.0.1:{hport}", ["--socks5-hostname", f"127.0.0.1:{lport}"])
+        s.identify(stack="curl-openssl via v2ray socks inbound", impl="v2ray")
+        rep = s.web_traffic(web.url, ["--socks5-hostname", f"127.0.0.1:{lport}", *web.curl])
         out = Outcome(
             [FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "circumvention", proto)],
-            ["v2ray", "curl", "python3"],
+            ["v2ray", "curl", *web.software],
         )
-        verify_web(rep, out, log, ["127.0.0.1"])
+        verify_web(rep, out, web.log, ["127.0.0.1"])
         return out
 
 
@@ -106,16 +106,15 @@ class Trojan(Scenario):
         a = s.addr
         port = s.port("port", 443, 0.6)
         lport = s.rng.randrange(1025, 60000)
-        hport = s.port("http_port", 8080, 0.3)
         pw = secrets.token_urlsafe(12)
         cert = s.ca.issue(s.hostname())
-        log = s.start_httpd("127.0.0.1", hport)
+        web = s.inner_web("127.0.0.1")
         srv = {
             "run_type": "server",
             "local_addr": a.server_ip,
             "local_port": port,
             "remote_addr": "127.0.0.1",
-            "remote_port": hport,
+            "remote_port": web.port,
             "password": [pw],
             "log_level": 1,
             "ssl": {"cert": str(cert.cert), "key": str(cert.key), "alpn": ["http/1.1"]},
@@ -136,10 +135,11 @@ class Trojan(Scenario):
         s.topo.wait_port("server", port)
         s.topo.spawn("client", "trojan-client", ["trojan", "-c", str(cc)])
         s.topo.wait_port("client", lport)
-        rep = s.web_traffic(f"http://127.0.0.1:{hport}", ["--socks5-hostname", f"127.0.0.1:{lport}"])
+        s.identify(stack="curl-openssl via trojan-gfw client", impl="trojan-gfw")
+        rep = s.web_traffic(web.url, ["--socks5-hostname", f"127.0.0.1:{lport}", *web.curl])
         out = Outcome(
             [FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "circumvention", "trojan")],
-            ["trojan", "curl", "python3"],
+            ["trojan", "curl", *web.software],
         )
-        verify_web(rep, out, log, ["127.0.0.1"])
+        verify_web(rep, out, web.log, ["127.0.0.1"])
         return out
