@@ -245,3 +245,27 @@ def test_cli_runs_on_the_whole_shared_corpus() -> None:
     assert got.exit_code == 0, got.output[-2000:]
     summary = json.loads(got.output[got.output.index('{\n  "summary"') :])["summary"]
     assert summary["flows"] > 1500 and summary["findings"] > 100
+
+
+def test_uncertain_model_gives_unknown_with_its_reasons() -> None:
+    from sluice.detect.combiner import DEFAULT_UNCERTAIN_FROM
+
+    https = lab_records("https-nginx-h2-tls13-s1-000")[0]
+    assert DEFAULT_UNCERTAIN_FROM is not None and 0 < DEFAULT_UNCERTAIN_FROM < 0.7
+    # between uncertain_from and the threshold: unknown, not benign, not a finding
+    v = Combiner(_Sure(0.5, "circumvention", "trojan")).judge(https)
+    assert (v.label, v.family, v.is_finding) == ("unknown", "", False)
+    assert v.evidence[0].code == "model.uncertain"
+    assert v.evidence[0].observed == "0.500 (circumvention/trojan most likely)"
+    assert v.evidence[0].reference == f"[{DEFAULT_UNCERTAIN_FROM:g}, 0.7)"
+    # below it: the protocol decides, as before; switched off: benign
+    assert Combiner(_Sure(0.9)).judge(https).label == "benign"
+    assert Combiner(_Sure(0.5), uncertain_from=None).judge(https).label == "benign"
+    # at the threshold: a finding
+    assert Combiner(_Sure(0.3, "circumvention", "trojan")).judge(https).label == "circumvention"
+    # a fingerprint still decides over an uncertain model
+    wg = _first_labeled("wireguard-psk-s1-001")
+    assert Combiner(_Sure(0.5)).judge(wg).family == "wireguard"
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="uncertain_from"):
+            Combiner(uncertain_from=bad)

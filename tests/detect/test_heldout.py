@@ -1,0 +1,94 @@
+"""Evaluation held out by client stack and implementation: intervals, frozen splits, real runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sluice.detect.dataset import LabeledFlows
+from sluice.detect.heldout import (
+    Unit,
+    calibration,
+    derive_units,
+    freeze_split,
+    held_out,
+    heldout_markdown,
+    read_split,
+    wilson,
+)
+from sluice.errors import ConfigError
+
+from .conftest import lab_index, lab_label, lab_records
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and 0.27 < hi < 0.28  # rule of three is 0.3; Wilson is tighter
+    lo, hi = wilson(5, 10)
+    assert abs((lo + hi) / 2 - 0.5) < 1e-12 and 0.23 < lo < 0.24
+    assert wilson(10, 10)[1] == 1.0 and wilson(0, 0) == (0.0, 1.0)
+    lo, hi = wilson(1, 1000)
+    assert lo < 0.001 < hi < 0.006
+
+
+def test_calibration_bins_and_error() -> None:
+    bins, ece = calibration([0.05, 0.05, 0.95, 0.95], [False, False, True, True])
+    assert [(b[0], b[3]) for b in bins] == [(0.0, 2), (0.9, 2)]
+    assert ece == pytest.approx(0.05)
+    bins, ece = calibration([0.9, 0.9], [False, False])
+    assert ece == pytest.approx(0.9)
+
+
+def test_split_is_frozen_once(tmp_path: Path) -> None:
+    path = tmp_path / "split.json"
+    units = [Unit("stack", "firefox"), Unit("impl", "circumvention/trojan@v2ray")]
+    freeze_split(path, units, note="before tuning")
+    assert read_split(path) == (units, "before tuning")
+    with pytest.raises(ConfigError, match="frozen split exists"):
+        freeze_split(path, units[:1])
+    for bad in ("{", json.dumps({"format": "x"}), json.dumps({"format": "sluice-heldout-split", "version": 1,
+                                                               "units": [{"kind": "other", "key": "a"}]})):
+        path.write_text(bad)
+        with pytest.raises(ConfigError):
+            read_split(path)
+
+
+def _lab_data() -> LabeledFlows:
+    """The lab excerpts as labeled flows; stack = the session's program, impl = its scenario."""
+    out = LabeledFlows()
+    for s in sorted(lab_index()):
+        scenario = s.split("-s1-")[0]
+        for r in lab_records(s):
+            lab = lab_label(s, r)
+            if not lab:
+                continue
+            out.records.append(r)
+            out.labels.append("/".join(lab))
+            out.groups.append(s)
+            out.configs.append(scenario)
+            out.sources.append("lab")
+            out.stacks.append("python" if "python" in s else "curl")
+            out.impls.append(scenario.split("-")[0])
+    return out
+
+
+def test_held_out_on_lab_excerpts() -> None:
+    data = _lab_data()
+    units = derive_units(data, min_flows=2)
+    assert Unit("stack", "curl") in units and Unit("stack", "python") in units
+    assert all(u.kind == "impl" for u in units[2:]) and len(units) > 5
+    picked = [Unit("stack", "python"), Unit("impl", "circumvention/trojan@trojan"), Unit("stack", "nobody")]
+    rows, pooled = held_out(data, {"n_estimators": 20, "min_child_samples": 2}, picked)
+    assert [r.unit for r in rows] == picked
+    python, trojan, nobody = rows
+    assert python.flows == sum(
+        1 for lab, st in zip(data.labels, data.stacks, strict=True) if st == "python" and lab.startswith("benign")
+    )
+    assert trojan.flows == data.labels.count("circumvention/trojan") and trojan.sessions == 1
+    assert nobody.missing and nobody.flows == 0
+    assert len(pooled.labels) == python.flows + trojan.flows
+    assert 0 <= python.interval[0] <= python.interval[1] <= 1
+    md = "\n".join(heldout_markdown(rows, pooled))
+    assert "| python |" in md and "| circumvention/trojan | trojan |" in md and "not in this data" in md
