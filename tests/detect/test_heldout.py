@@ -48,8 +48,13 @@ def test_split_is_frozen_once(tmp_path: Path) -> None:
     assert read_split(path) == (units, "before tuning")
     with pytest.raises(ConfigError, match="frozen split exists"):
         freeze_split(path, units[:1])
-    for bad in ("{", json.dumps({"format": "x"}), json.dumps({"format": "sluice-heldout-split", "version": 1,
-                                                               "units": [{"kind": "other", "key": "a"}]})):
+    for bad in (
+        "{",
+        json.dumps({"format": "x"}),
+        json.dumps(
+            {"format": "sluice-heldout-split", "version": 1, "units": [{"kind": "other", "key": "a"}]}
+        ),
+    ):
         path.write_text(bad)
         with pytest.raises(ConfigError):
             read_split(path)
@@ -84,7 +89,9 @@ def test_held_out_on_lab_excerpts() -> None:
     assert [r.unit for r in rows] == picked
     python, trojan, nobody = rows
     assert python.flows == sum(
-        1 for lab, st in zip(data.labels, data.stacks, strict=True) if st == "python" and lab.startswith("benign")
+        1
+        for lab, st in zip(data.labels, data.stacks, strict=True)
+        if st == "python" and lab.startswith("benign")
     )
     assert trojan.flows == data.labels.count("circumvention/trojan") and trojan.sessions == 1
     assert nobody.missing and nobody.flows == 0

@@ -85,7 +85,9 @@ def _made(sizes_dirs: list[tuple[int, int]]) -> FlowRecord:
     return FlowRecord(
         1, False, "end", 4, "10.0.0.1", 1000, "10.0.0.2", 2000, 17, (), "", 0.0, 1.0,
         0, 0, 0, 0, 0, 0, 0, 0,
-        tuple(n + 28 for n, _ in sizes_dirs), tuple(d for _, d in sizes_dirs), tuple(0.001 for _ in sizes_dirs),
+        tuple(n + 28 for n, _ in sizes_dirs),
+        tuple(d for _, d in sizes_dirs),
+        tuple(0.001 for _ in sizes_dirs),
         -1.0, -1.0, -1.0, -1.0, 0, "", "", AppMeta(),
     )  # fmt: skip
 
@@ -93,7 +95,18 @@ def _made(sizes_dirs: list[tuple[int, int]]) -> FlowRecord:
 def test_bursts_and_the_nested_handshake_count() -> None:
     lo, _hi = NESTED_CLIENT_HELLO
     # outer handshake (2 bursts), then an inner ClientHello answered by a certificate chain, twice
-    seq = [(300, 0), (1400, 1), (1400, 1), (100, 0), (lo, 0), (1200, 1), (80, 0), (40, 1), (600, 0), (1000, 1)]
+    seq = [
+        (300, 0),
+        (1400, 1),
+        (1400, 1),
+        (100, 0),
+        (lo, 0),
+        (1200, 1),
+        (80, 0),
+        (40, 1),
+        (600, 0),
+        (1000, 1),
+    ]
     row = feature_row(_made(seq))
     bursts = [row[_col(f"burst{k}.bytes")] for k in range(BURSTS)]
     assert bursts == [300, -2800, 100 + lo, -1200, 80, -40, 600, -1000, 0, 0]
