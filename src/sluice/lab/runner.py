@@ -186,6 +186,7 @@ def run_session(
     out: Path,
     duration_s: float = 3.0,
     variant: str | None = None,
+    conditions: NetConditions | None = None,
 ) -> SessionReport:
     """Run one session of ``scen`` and write its capture and (if verified) its label file.
 
@@ -196,6 +197,7 @@ def run_session(
         out: output directory; files go to ``out/<scenario>/``.
         duration_s: target length of the payload mix.
         variant: force this variant.
+        conditions: force this delay instead of drawing one.
     """
     variant = variant or scen.variants[index % len(scen.variants)]
     sid = f"{scen.name}-{variant}-s{seed}-{index:03d}"
@@ -236,7 +238,7 @@ def run_session(
                 session.params["shaping_kbit"] = rate_kbit
                 topo.shape(rate_kbit)
             cap_ms = getattr(scen, "max_rtt_ms", RTT_CAP_MS.get(scen.name, RTT_MAX_MS))
-            net = draw_conditions(rng, float(cap_ms))
+            net = draw_conditions(rng, float(cap_ms)) if conditions is None else conditions
             session.params |= {
                 "rtt_ms": net.rtt_ms,
                 "delay_c2s_ms": net.c2s_ms,
@@ -358,10 +360,12 @@ def run_lab(
     jobs: int = 1,
     duration_s: float = 3.0,
     progress: Callable[[SessionReport], None] | None = None,
+    conditions: NetConditions | None = None,
 ) -> list[SessionReport]:
     """Run ``sessions`` sessions of every (scenario, variant) in ``plan``.
 
     Tears every topology down on Ctrl-C/SIGTERM, then re-raises ``KeyboardInterrupt``.
+    ``conditions`` forces one delay on every session (else each draws its own).
     """
     if os.geteuid() != 0:
         raise LabError("lab.not_root", "the lab needs root (network namespaces)")
@@ -373,7 +377,9 @@ def run_lab(
 
     def one(item: tuple[Scenario, str | None, int]) -> SessionReport:
         sc, var, i = item
-        return run_session(sc, i, seed=seed, out=out, duration_s=duration_s, variant=var)
+        return run_session(
+            sc, i, seed=seed, out=out, duration_s=duration_s, variant=var, conditions=conditions
+        )
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     with interrupt_handlers():

@@ -7,6 +7,7 @@ __all__ = ["SCENARIO_CLASSES"]
 from sluice.lab.scenario import Scenario
 from sluice.lab.scenarios.anyconnect import AnyConnect
 from sluice.lab.scenarios.dns import Dns
+from sluice.lab.scenarios.impls import HttpProxyPproxy, ShadowsocksAlt, SocksPproxy, TlsRelay, TrojanAlt
 from sluice.lab.scenarios.ipsec import Ipsec
 from sluice.lab.scenarios.longtail import BigTransfer, WebSocket
 from sluice.lab.scenarios.obfs4 import Obfs4
@@ -43,6 +44,11 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     HttpProxy,
     V2ray,
     Trojan,
+    ShadowsocksAlt,
+    TrojanAlt,
+    TlsRelay,
+    SocksPproxy,
+    HttpProxyPproxy,
     Obfs4,
     Ipsec,
     AnyConnect,
