@@ -10,6 +10,7 @@ from sluice.lab.scenarios.dns import Dns
 from sluice.lab.scenarios.impls import HttpProxyPproxy, ShadowsocksAlt, SocksPproxy, TlsRelay, TrojanAlt
 from sluice.lab.scenarios.ipsec import Ipsec
 from sluice.lab.scenarios.longtail import BigTransfer, WebSocket
+from sluice.lab.scenarios.mail import Imap, SmtpSubmission
 from sluice.lab.scenarios.obfs4 import Obfs4
 from sluice.lab.scenarios.openvpn import OpenVpn
 from sluice.lab.scenarios.overlay import Nebula, Tinc
@@ -61,4 +62,6 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     WebSocket,
     BigTransfer,
     Streaming,
+    SmtpSubmission,
+    Imap,
 )
