@@ -11,6 +11,8 @@ from __future__ import annotations
 
 __all__ = [
     "Action",
+    "ClientCommand",
+    "Fetch",
     "Site",
     "TrafficReport",
     "make_site",
@@ -22,7 +24,7 @@ __all__ = [
 import hashlib
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +128,56 @@ class TrafficReport:
     """Short descriptions of what failed."""
 
 
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """One step of a payload mix for a client other than curl: URLs in order, where each must land."""
+
+    kind: str
+    """The action's kind (``page``, ``bulk``, ``interactive``)."""
+    urls: tuple[str, ...]
+    """URLs to fetch, in order."""
+    outputs: tuple[Path, ...]
+    """File each URL's body must be written to (same order)."""
+    gap_s: float
+    """Pause between requests (``interactive``), 0 otherwise."""
+    timeout: float
+    """Seconds the step may take."""
+
+
+ClientCommand = Callable[[Fetch], Sequence[Sequence[str]]]
+"""Makes the commands of one step; :func:`run_mix` runs them in the client namespace, in order,
+``gap_s`` apart (a client that can pause between requests itself returns one command)."""
+
+
+def _client(
+    topo: Topology,
+    client: ClientCommand,
+    act: Action,
+    base_url: str,
+    outdir: Path,
+    timeout: float,
+    env: Mapping[str, str] | None,
+) -> tuple[list[tuple[str, Path, str]], str]:
+    stamp = time.monotonic_ns()
+    outs = [(name, outdir / f"{stamp}-{i}-{name}", "") for i, name in enumerate(act.files)]
+    gap = act.pause_s if act.kind == "interactive" else 0.0
+    fetch = Fetch(
+        act.kind,
+        tuple(f"{base_url.rstrip('/')}/{name}" for name in act.files),
+        tuple(p for _, p, _ in outs),
+        gap,
+        timeout,
+    )
+    errs = []
+    for i, argv in enumerate(client(fetch)):
+        if i:
+            time.sleep(gap)
+        r = topo.run("client", argv, check=False, timeout=timeout + 5, env=env)
+        if r.returncode != 0 or r.stderr.strip():
+            errs.append(f"{argv[0]} rc {r.returncode}: {r.stderr.strip()[-200:]}")
+    return outs, " | ".join(errs)
+
+
 def _curl(
     topo: Topology,
     base_url: str,
@@ -163,8 +215,10 @@ def run_mix(
     *,
     curl_args: Sequence[str] = (),
     timeout: float = 20,
+    client: ClientCommand | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> TrafficReport:
-    """Run ``actions`` with curl in the client namespace and check every download.
+    """Run ``actions`` with curl (or ``client``) in the client namespace and check every download.
 
     Args:
         topo: topology the client runs in.
@@ -172,7 +226,9 @@ def run_mix(
         site: the files the server serves.
         base_url: URL the files are under, as the client reaches them.
         curl_args: extra curl arguments (proxy, CA file, TLS options ...).
-        timeout: per curl run, seconds.
+        timeout: per curl run (per step of ``client``), seconds.
+        client: makes the commands of each step instead of curl (``curl_args`` is then unused).
+        env: extra environment of ``client``'s commands.
     """
     rep = TrafficReport()
     outdir = topo.workdir / "downloads"
@@ -182,7 +238,10 @@ def run_mix(
             time.sleep(act.pause_s)
             continue
         rate = int(60 / act.pause_s) if act.kind == "interactive" and act.pause_s > 0 else None
-        outs, err = _curl(topo, base_url, act.files, outdir, curl_args, rate, timeout)
+        if client is None:
+            outs, err = _curl(topo, base_url, act.files, outdir, curl_args, rate, timeout)
+        else:
+            outs, err = _client(topo, client, act, base_url, outdir, timeout, env)
         for name, path, _ in outs:
             size, digest = site.files[name]
             try:

@@ -6,6 +6,7 @@ __all__ = ["SCENARIO_CLASSES"]
 
 from sluice.lab.scenario import Scenario
 from sluice.lab.scenarios.anyconnect import AnyConnect
+from sluice.lab.scenarios.clients import Clients, LibClients
 from sluice.lab.scenarios.dns import Dns
 from sluice.lab.scenarios.impls import HttpProxyPproxy, ShadowsocksAlt, SocksPproxy, TlsRelay, TrojanAlt
 from sluice.lab.scenarios.ipsec import Ipsec
@@ -31,6 +32,8 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     Shadowsocks,
     SshSocks,
     Https,
+    Clients,
+    LibClients,
     Dns,
     ShadowsocksPlugin,
     Sshuttle,
