@@ -17,6 +17,7 @@ from sluice.lab.scenarios.openvpn import OpenVpn
 from sluice.lab.scenarios.overlay import Nebula, Tinc
 from sluice.lab.scenarios.proxies import HttpProxy, Socks
 from sluice.lab.scenarios.quic import Http3
+from sluice.lab.scenarios.rtc import WebRtcMedia
 from sluice.lab.scenarios.shadowsocks import Shadowsocks, ShadowsocksPlugin
 from sluice.lab.scenarios.ssh import SshInteractive, SshSocks, Sshuttle
 from sluice.lab.scenarios.streaming import Streaming
@@ -67,4 +68,5 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     Streaming,
     SmtpSubmission,
     Imap,
+    WebRtcMedia,
 )
