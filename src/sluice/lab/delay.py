@@ -162,6 +162,10 @@ class RelayStats:
     """Netlink overruns: the kernel dropped packets it could not queue to the relay."""
     errors: int = 0
     """Verdicts that failed."""
+    queue_dropped: int = 0
+    """Packets the kernel dropped because the queue was full (/proc nfnetlink_queue)."""
+    user_dropped: int = 0
+    """Packets the kernel could not hand to the relay (netlink buffer full)."""
     running: bool = True
     _late_sum_ms: float = 0.0
     _released: int = 0
@@ -177,6 +181,21 @@ class RelayStats:
     def as_dict(self) -> dict[str, int | float | bool]:
         """The public counters."""
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+    def read_kernel(self, queue: int) -> None:
+        """Copy the kernel's drop counters of ``queue`` (in this network namespace)."""
+        try:
+            text = Path("/proc/net/netfilter/nfnetlink_queue").read_text()
+        except OSError:
+            return
+        for line in text.splitlines():
+            f = line.split()
+            if len(f) >= 7 and f[0] == str(queue):
+                self.queue_dropped, self.user_dropped = int(f[5]), int(f[6])
+
+    def lost(self) -> int:
+        """Packets lost or not released properly, by any counter."""
+        return self.enobufs + self.errors + self.queue_dropped + self.user_dropped
 
     def write(self, path: Path) -> None:
         """Replace ``path`` with the counters (atomic rename)."""
@@ -280,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 except (OSError, RuntimeError):
                     stats.errors += 1
             if args.stats is not None and now >= next_stats:
+                stats.read_kernel(args.queue)
                 stats.write(args.stats)
                 next_stats = now + STATS_EVERY_S
     finally:
@@ -288,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                 pkt.accept()
             except (OSError, RuntimeError):
                 stats.errors += 1
+        stats.read_kernel(args.queue)
         nfq.unbind()
         stats.running = False
         if args.stats is not None:

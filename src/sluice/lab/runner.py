@@ -44,7 +44,14 @@ from sluice.lab.capture import CAPTURE_FILTER, Capture, CaptureStats
 from sluice.lab.flowsum import ObservedFlow, summarize_capture
 from sluice.lab.labels import LABEL_FORMAT, LABEL_SUFFIX, write_label_file
 from sluice.lab.scenario import FlowRule, Outcome, Scenario, Session
-from sluice.lab.topology import Addressing, LabError, Topology, clean_stale, teardown_all
+from sluice.lab.topology import (
+    LOSS_COUNTERS,
+    Addressing,
+    LabError,
+    Topology,
+    clean_stale,
+    teardown_all,
+)
 
 COMMON_PROGRAMS = {"curl": "curl", "tcpdump": "tcpdump"}
 SHAPING_PROBABILITY = 0.25
@@ -256,7 +263,7 @@ def run_session(
             finally:
                 stats = cap.stop()
         relay = topo.delay_stats()  # final counters, written by the relay as it stopped
-        if relay.get("enobufs") or relay.get("errors"):
+        if any(relay.get(k) for k in LOSS_COUNTERS):
             raise LabError("lab.delay_lost", f"delay relay lost packets: {relay}")
     except LabError as exc:
         error = str(exc)

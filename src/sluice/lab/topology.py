@@ -54,6 +54,8 @@ STOP_GRACE_S = 1.5
 """Seconds a process gets between SIGTERM and SIGKILL."""
 _NAME_RE = re.compile(r"^sluice-(\d+)-\d+-[cgs]$")
 _SERVER_NETS = ("192.0.2", "198.51.100", "203.0.113")
+LOSS_COUNTERS = ("enobufs", "errors", "queue_dropped", "user_dropped")
+"""Counters of the delay relay's stats file that must stay 0."""
 DELAY_QUEUE = 4207
 """NFQUEUE number of the delay relay (queues are per network namespace)."""
 
@@ -531,5 +533,5 @@ class Topology:
                 "lab.delay_died", f"delay relay exited (rc {self._delay.popen.returncode}): {tail!r}"
             )
         st = self.delay_stats()
-        if st.get("enobufs") or st.get("errors"):
+        if any(st.get(k) for k in LOSS_COUNTERS):
             raise LabError("lab.delay_lost", f"delay relay lost packets: {st}")
