@@ -6,6 +6,7 @@ __all__ = ["SCENARIO_CLASSES"]
 
 from sluice.lab.scenario import Scenario
 from sluice.lab.scenarios.anyconnect import AnyConnect
+from sluice.lab.scenarios.browsers import Browsers
 from sluice.lab.scenarios.clients import Clients, LibClients
 from sluice.lab.scenarios.dns import Dns
 from sluice.lab.scenarios.impls import HttpProxyPproxy, ShadowsocksAlt, SocksPproxy, TlsRelay, TrojanAlt
@@ -35,6 +36,7 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     Https,
     Clients,
     LibClients,
+    Browsers,
     Dns,
     ShadowsocksPlugin,
     Sshuttle,

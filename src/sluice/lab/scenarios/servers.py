@@ -52,11 +52,16 @@ class WebServer:
 
 
 def resolve_in_client(s: Session, names: dict[str, str]) -> None:
-    """Make ``names`` (name -> address) resolve in the client namespace, for this session only."""
+    """Make ``names`` (name -> address) resolve in the client namespace, for this session only.
+
+    Other names do not resolve (the namespace's resolver is 127.0.0.1, where nothing listens).
+    """
     d = Path("/etc/netns") / s.topo.ns["client"]
     d.mkdir(parents=True, exist_ok=True)
     lines = ["127.0.0.1 localhost", *(f"{ip} {name}" for name, ip in names.items())]
     (d / "hosts").write_text("\n".join(lines) + "\n")
+    # other names fail at once instead of leaving DNS queries to a server that is not there
+    (d / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     s.topo.on_down(lambda: shutil.rmtree(d, ignore_errors=True))
 
 
@@ -106,7 +111,7 @@ def _apache(s: Session, name: str, cert: Issued, port: int, h2: bool, tls12: boo
     run.mkdir(exist_ok=True)
     log = w / "apache-requests.jsonl"
     mods = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in _APACHE_MODULES)
-    fmt = r'"{\"client\":\"%a\",\"port\":%{remote}p,\"path\":\"%U\",\"status\":%>s,\"bytes\":%B}"'
+    fmt = r'"{\"client\":\"%a\",\"port\":%{remote}p,\"path\":\"%U%q\",\"status\":%>s,\"bytes\":%B}"'
     conf = s.file(
         "apache2.conf",
         f"""ServerRoot {run}
