@@ -69,7 +69,9 @@ class Unit:
 
     kind: str
     """``stack`` (a benign client stack: false positives) or ``impl`` (one implementation of one
-    finding family: recall)."""
+    finding family: recall). An implementation is held out wherever it takes part: a session
+    whose client and server are different implementations (``v2ray+trojan-gfw``) is held out
+    with either."""
     key: str
     """The stack's name, or ``class/family@impl``."""
 
@@ -79,7 +81,7 @@ class Unit:
             return np.asarray([s == self.key for s in data.stacks], dtype=bool)
         label, _, impl = self.key.rpartition("@")
         return np.asarray(
-            [lab == label and im == impl for lab, im in zip(data.labels, data.impls, strict=True)],
+            [lab == label and impl in im.split("+") for lab, im in zip(data.labels, data.impls, strict=True)],
             dtype=bool,
         )
 
@@ -100,8 +102,9 @@ def derive_units(data: LabeledFlows, min_flows: int = MIN_FLOWS) -> list[Unit]:
         if src != "lab":
             continue
         if _finding(lab):
-            key = f"{lab}@{im}"
-            impls[key] = impls.get(key, 0) + 1
+            for part in im.split("+"):  # a mixed session (v2ray client, trojan-gfw server) counts for both
+                key = f"{lab}@{part}"
+                impls[key] = impls.get(key, 0) + 1
         elif lab.split("/")[0] == BENIGN:
             stacks[st] = stacks.get(st, 0) + 1
     units = [Unit("stack", k) for k, n in sorted(stacks.items()) if n >= min_flows]

@@ -25,6 +25,8 @@ from sluice.lab.labels import LABEL_SUFFIX, LabelIndex, load_label_file, load_la
 _CLIENT_PROGRAMS = ("curl", "dig", "kdig", "ssh", "openconnect", "python3")
 """Client programs, in the order a session's software list is searched for its client stack
 when the scenario did not say (sessions recorded before ``Session.identify``)."""
+_STACK_OF = {"curl": "curl-openssl", "kdig": "kdig-gnutls", "python3": "python"}
+"""The stack names the lab's scenarios give these programs."""
 
 
 def session_identity(doc: dict[str, Any]) -> tuple[str, str]:
@@ -38,7 +40,8 @@ def session_identity(doc: dict[str, Any]) -> tuple[str, str]:
     names = [str(s.get("name", "")) for s in doc.get("software") or [] if isinstance(s, dict)]
     stack = params.get("stack")
     if not stack:
-        stack = next((p for p in _CLIENT_PROGRAMS if p in names), names[-1] if names else "")
+        prog = next((p for p in _CLIENT_PROGRAMS if p in names), names[-1] if names else "")
+        stack = _STACK_OF.get(prog, prog)
     impl = params.get("impl") or doc.get("scenario", "")
     return str(stack), str(impl)
 
