@@ -37,7 +37,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Generic, TypeVar, cast
@@ -80,16 +80,6 @@ class DelaySpec:
         return (self.c2s_ms if direction == C2S else self.s2c_ms) / 1000.0
 
 
-@dataclass(slots=True)
-class _Held(Generic[T]):
-    release: float
-    seq: int
-    item: T = field(compare=False)
-
-    def __lt__(self, other: _Held[T]) -> bool:
-        return (self.release, self.seq) < (other.release, other.seq)
-
-
 class DelayLine(Generic[T]):
     """Holds items until their release time (pure scheduling, no I/O; times in seconds).
 
@@ -101,7 +91,7 @@ class DelayLine(Generic[T]):
     def __init__(self, spec: DelaySpec, rng: random.Random | None = None) -> None:
         self.spec = spec
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
-        self._heap: list[_Held[T]] = []
+        self._heap: list[tuple[float, int, T]] = []  # seq breaks ties: items never compared
         self._seq = itertools.count()
         self._last = [float("-inf"), float("-inf")]
 
@@ -119,24 +109,24 @@ class DelayLine(Generic[T]):
     def push(self, item: T, direction: int, now: float) -> float:
         """Hold ``item``; returns its release time."""
         t = self.release_time(direction, now)
-        heapq.heappush(self._heap, _Held(t, next(self._seq), item))
+        heapq.heappush(self._heap, (t, next(self._seq), item))
         return t
 
     def next_release(self) -> float | None:
         """Earliest release time held, or ``None`` when empty."""
-        return self._heap[0].release if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> list[tuple[float, T]]:
         """Remove and return (release time, item) of everything due at ``now``, in release order."""
-        out = []
-        while self._heap and self._heap[0].release <= now:
-            h = heapq.heappop(self._heap)
-            out.append((h.release, h.item))
+        heap, out = self._heap, []
+        while heap and heap[0][0] <= now:
+            t, _, item = heapq.heappop(heap)
+            out.append((t, item))
         return out
 
     def drain(self) -> list[T]:
         """Remove and return everything held, in release order."""
-        out = [h.item for h in sorted(self._heap)]
+        out = [item for _, _, item in sorted(self._heap, key=lambda h: h[:2])]
         self._heap.clear()
         return out
 
@@ -153,7 +143,7 @@ class RelayStats:
     max_held: int = 0
     """Most packets held at once."""
     late_max_ms: float = 0.0
-    """Worst lateness of a release behind its scheduled time."""
+    """Worst lateness of a release behind its scheduled time (0 when none was over 1 ms)."""
     late_mean_ms: float = 0.0
     """Mean lateness of the releases."""
     late_over_1ms: int = 0
@@ -174,12 +164,14 @@ class RelayStats:
         """Count one release ``late_ms`` behind its schedule."""
         self._released += 1
         self._late_sum_ms += late_ms
-        self.late_max_ms = max(self.late_max_ms, round(late_ms, 3))
-        self.late_mean_ms = round(self._late_sum_ms / self._released, 3)
-        self.late_over_1ms += late_ms > 1.0
+        if late_ms > 1.0:
+            self.late_over_1ms += 1
+            self.late_max_ms = max(self.late_max_ms, late_ms)
 
     def as_dict(self) -> dict[str, int | float | bool]:
         """The public counters."""
+        self.late_mean_ms = round(self._late_sum_ms / max(self._released, 1), 3)
+        self.late_max_ms = round(self.late_max_ms, 3)
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
     def read_kernel(self, queue: int) -> None:
