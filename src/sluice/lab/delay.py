@@ -26,6 +26,7 @@ from __future__ import annotations
 __all__ = ["DelayLine", "DelaySpec", "RelayStats", "main"]
 
 import argparse
+import contextlib
 import errno
 import heapq
 import itertools
@@ -49,6 +50,8 @@ QUEUE_MAXLEN = 65535
 SOCK_RCVBUF = 32 * 1024 * 1024
 """Netlink receive buffer: a full one makes the kernel drop packets (counted as ``enobufs``)."""
 STATS_EVERY_S = 1.0
+NICE = -10
+"""Scheduling priority change of the relay (the lab's programs share 2 vCPUs with it)."""
 
 T = TypeVar("T")
 
@@ -259,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)  # every forwarded packet waits for this process: run it before the programs
     nfq = NetfilterQueue()
     nfq.bind(args.queue, on_packet, max_len=QUEUE_MAXLEN, mode=COPY_META, sock_len=SOCK_RCVBUF)
     sock = socket.fromfd(nfq.get_fd(), socket.AF_NETLINK, socket.SOCK_RAW)
