@@ -143,16 +143,16 @@ dtls-legacy = {"true" if legacy else "false"}
         srv_in = _ipv4_of(s, "server", "vpns0")
         if dtls:
             topo.wait_log("openconnect", r"Established DTLS connection", timeout=15)
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(srv_in, hport)
-        rep = s.web_traffic(f"http://{srv_in}:{hport}")
+        web = s.inner_web(srv_in, default_port=80, p_default=0.5)
+        s.identify(stack="curl-openssl over the openconnect+ocserv tunnel", impl="openconnect+ocserv")
+        rep = s.web_traffic(web.url, web.curl)
         oclog = topo.log_path("openconnect").read_text(errors="replace")
         out = Outcome(
             rules=[
                 FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "vpn", "anyconnect"),
                 FlowRule("carrier", PROTO["udp"], a.server_ip, port, "vpn", "anyconnect"),
             ],
-            software=["ocserv", "openconnect", "curl", "python3"],
+            software=["ocserv", "openconnect", "curl", *web.software],
         )
         out.checks["cstp_connected"] = "CSTP connected" in oclog or "Connected as" in oclog
         out.checks["dtls_established"] = "Established DTLS connection" in oclog
@@ -165,5 +165,5 @@ dtls-legacy = {"true" if legacy else "false"}
             m = re.search(rx, oclog, re.MULTILINE)
             if m:
                 out.checks[key] = m.group(1)
-        verify_web(rep, out, log, [cli_in])
+        verify_web(rep, out, web.log, [cli_in])
         return out

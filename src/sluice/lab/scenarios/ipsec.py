@@ -221,21 +221,21 @@ secrets {{
         (s.workdir / "swanctl-initiate.log").write_text(init.stdout + init.stderr)
         if "CHILD_SA net{" not in init.stdout or "established" not in init.stdout:
             raise LabError("lab.no_handshake", f"ipsec: {(init.stdout + init.stderr)[-400:]}")
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(srv_in, hport)
-        rep = s.web_traffic(f"http://{srv_in}:{hport}", ["--interface", cli_in])
+        web = s.inner_web(srv_in, default_port=80, p_default=0.5)
+        s.identify(stack="curl-openssl over the strongswan tunnel", impl="strongswan")
+        rep = s.web_traffic(web.url, ["--interface", cli_in, *web.curl])
         sas = topo.run("client", ["swanctl", "--list-sas", "--uri", f"unix://{vicis['cli']}"], check=False)
         out = Outcome(
             rules=[
                 FlowRule("ike", PROTO["udp"], a.server_ip, ike_port, "vpn", "ipsec", carrier=False),
                 FlowRule("carrier", PROTO["udp"], a.server_ip, port_nat_t, "vpn", "ipsec"),
             ],
-            software=["charon", "swanctl", "curl", "python3"],
+            software=["charon", "swanctl", "curl", *web.software],
         )
         out.checks["child_sa_established"] = True
         # swanctl shows "INSTALLED, TUNNEL-in-UDP, ESP:..." for a UDP-encapsulated CHILD_SA
         out.checks["esp_in_udp"] = "-in-UDP" in sas.stdout
         if not out.checks["esp_in_udp"]:
             out.problems.append(f"CHILD_SA is not ESP-in-UDP: {sas.stdout[-300:]!r}")
-        verify_web(rep, out, log, [cli_in])
+        verify_web(rep, out, web.log, [cli_in])
         return out

@@ -121,12 +121,12 @@ class OpenVpn(Scenario):
         s.topo.wait_port("server", port, "udp" if proto == "udp" else "tcp")
         s.topo.spawn("client", "openvpn-client", ["openvpn", *cli])
         s.topo.wait_log("openvpn-client", "Initialization Sequence Completed", timeout=20)
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(srv_in, hport)
-        rep = s.web_traffic(f"http://{srv_in}:{hport}")
+        web = s.inner_web(srv_in, default_port=80, p_default=0.5)
+        s.identify(stack="curl-openssl over the openvpn tunnel", impl="openvpn")
+        rep = s.web_traffic(web.url, web.curl)
         out = Outcome(
             rules=[FlowRule("carrier", PROTO[proto], a.server_ip, port, "vpn", "openvpn")],
-            software=["openvpn", "curl", "python3"],
+            software=["openvpn", "curl", *web.software],
         )
-        verify_web(rep, out, log, [cli_in])
+        verify_web(rep, out, web.log, [cli_in])
         return out

@@ -113,16 +113,16 @@ class Tinc(Scenario):
             if side == "srv":
                 topo.wait_port("server", port)
         s.params["ping_wait_s"] = _wait_ping(s, inner["srv"], "tinc0")
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(inner["srv"], hport)
-        rep = s.web_traffic(f"http://{inner['srv']}:{hport}")
+        web = s.inner_web(inner["srv"], default_port=80, p_default=0.5)
+        s.identify(stack="curl-openssl over the tinc tunnel", impl="tinc")
+        rep = s.web_traffic(web.url, web.curl)
         cli_log = topo.log_path("tincd-cli").read_text(errors="replace")
         out = Outcome(
             rules=[
                 FlowRule("meta", PROTO["tcp"], a.server_ip, port, "vpn", "tinc"),
                 FlowRule("carrier", PROTO["udp"], a.server_ip, port, "vpn", "tinc"),
             ],
-            software=["tincd", "curl", "python3"],
+            software=["tincd", "curl", *web.software],
         )
         out.checks["meta_activated"] = "activated" in cli_log
         if not out.checks["meta_activated"]:
@@ -130,7 +130,7 @@ class Tinc(Scenario):
         if tcponly:
             # everything (meta and data) goes over the TCP connection
             out.rules = [FlowRule("carrier", PROTO["tcp"], a.server_ip, port, "vpn", "tinc")]
-        verify_web(rep, out, log, [inner["cli"]])
+        verify_web(rep, out, web.log, [inner["cli"]])
         return out
 
 
@@ -221,16 +221,16 @@ class Nebula(Scenario):
             if lighthouse:
                 topo.wait_port("server", port, "udp")
         s.params["ping_wait_s"] = _wait_ping(s, inner["srv"], "nebula1")
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(inner["srv"], hport)
-        rep = s.web_traffic(f"http://{inner['srv']}:{hport}")
+        web = s.inner_web(inner["srv"], default_port=80, p_default=0.5)
+        s.identify(stack="curl-openssl over the nebula tunnel", impl="nebula")
+        rep = s.web_traffic(web.url, web.curl)
         out = Outcome(
             rules=[FlowRule("carrier", PROTO["udp"], a.server_ip, port, "vpn", "nebula")],
-            software=["nebula", "curl", "python3"],
+            software=["nebula", "curl", *web.software],
         )
         cli_log = Path(topo.log_path("nebula-cli")).read_text(errors="replace")
         out.checks["handshake"] = "Handshake message received" in cli_log
         if not out.checks["handshake"]:
             out.problems.append("nebula client log shows no handshake")
-        verify_web(rep, out, log, [inner["cli"]])
+        verify_web(rep, out, web.log, [inner["cli"]])
         return out

@@ -96,16 +96,16 @@ class WireGuard(Scenario):
         for role, ifn, ip in sides:
             topo.run(role, ["ip", "addr", "add", f"{ip}/24", "dev", ifn])
             topo.run(role, ["ip", "link", "set", ifn, "mtu", str(mtu), "up"])
-        hport = s.port("http_port", 80, 0.5)
-        log = s.start_httpd(srv_in, hport)
-        rep = s.web_traffic(f"http://{srv_in}:{hport}")
+        web = s.inner_web(srv_in, default_port=80, p_default=0.5)
+        s.identify(stack="curl-openssl over the wireguard-go tunnel", impl="wireguard-go")
+        rep = s.web_traffic(web.url, web.curl)
         shown = topo.run("client", ["wg", "show", ifc, "latest-handshakes"]).stdout.split()
         out = Outcome(
             rules=[FlowRule("carrier", PROTO["udp"], a.server_ip, port, "vpn", "wireguard")],
-            software=["wireguard-go", "wg", "curl", "python3"],
+            software=["wireguard-go", "wg", "curl", *web.software],
         )
         if len(shown) < 2 or shown[1] == "0":
             raise LabError("lab.no_handshake", f"wireguard: {shown}")
         out.checks["handshake"] = True
-        verify_web(rep, out, log, [cli_in])
+        verify_web(rep, out, web.log, [cli_in])
         return out
