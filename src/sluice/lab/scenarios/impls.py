@@ -264,8 +264,10 @@ class TlsRelay(Scenario):
         client, server = _ends(variant)
         port = s.port("port", 443, 0.4)
         lport = s.rng.randrange(1025, 60000)
-        cert = s.ca.issue(s.hostname())
         tls_max = s.choose("tls_max", ("1.2", "1.3"))
+        # socat 1.7.4 as a TLS 1.2 server pins ECDHE to P-256 and then refuses a P-384 certificate
+        p384_fix = server == "socat" and tls_max == "1.2" and s.ca.key_type == "ec-p384"
+        cert = s.ca.issue(s.hostname(), key_type="ec-p256" if p384_fix else None)
         web = s.inner_web("127.0.0.1", reach=("127.0.0.1", lport))
         target = f"127.0.0.1:{web.port}"
         if server == "stunnel":
