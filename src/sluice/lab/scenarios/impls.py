@@ -345,7 +345,7 @@ class SocksPproxy(_PproxyScenario):
     summary = "SOCKS5 by pproxy (asyncio Python), optional user/password"
     traffic_class = "proxy"
     family = "socks"
-    programs: ClassVar[dict[str, str]] = {}
+    programs: ClassVar[dict[str, str]] = {"curl": "curl"}  # and pproxy from PyPI (missing())
     variants = ("noauth", "auth")
 
     def run(self, s: Session, variant: str) -> Outcome:
@@ -378,7 +378,7 @@ class HttpProxyPproxy(_PproxyScenario):
     summary = "HTTP proxy by pproxy: CONNECT and plain forwarding, optional Basic auth"
     traffic_class = "proxy"
     family = "http-proxy"
-    programs: ClassVar[dict[str, str]] = {}
+    programs: ClassVar[dict[str, str]] = {"curl": "curl"}  # and pproxy from PyPI (missing())
     variants = ("connect", "forward", "connect-auth")
 
     def run(self, s: Session, variant: str) -> Outcome:
