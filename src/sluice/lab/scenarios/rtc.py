@@ -24,7 +24,7 @@ class WebRtcMedia(Scenario):
     summary = "STUN binding + steady two-way RTP-like UDP (20 ms audio / 5 ms video), Python peers"
     traffic_class = "benign"
     family = "app:webrtc"
-    programs: ClassVar[dict[str, str]] = {}
+    programs: ClassVar[dict[str, str]] = {"python3": "python3"}  # the peers are sluice.lab.rtp
     variants = ("audio", "video")
 
     def run(self, s: Session, variant: str) -> Outcome:
