@@ -27,6 +27,22 @@ _CLIENT_PROGRAMS = ("curl", "dig", "kdig", "ssh", "openconnect", "python3")
 when the scenario did not say (sessions recorded before ``Session.identify``)."""
 _STACK_OF = {"curl": "curl-openssl", "kdig": "kdig-gnutls", "python3": "python"}
 """The stack names the lab's scenarios give these programs."""
+_IMPL_OF = {
+    "shadowsocks": "shadowsocks-libev",
+    "shadowsocks-plugin": "shadowsocks-libev",
+    "trojan": "trojan-gfw",
+    "obfs4": "obfs4proxy",
+    "ssh-socks": "openssh",
+    "sshuttle": "sshuttle+openssh",
+    "ptunnel": "ptunnel-ng",
+    "vxlan": "linux-vxlan",
+    "anyconnect": "openconnect+ocserv",
+    "ipsec": "strongswan",
+    "wireguard": "wireguard-go",
+}
+"""The implementation names the scenarios give since ``Session.identify`` (older sessions)."""
+_IMPL_FROM_SOFTWARE = ("socks", "http-proxy")
+"""Scenarios whose implementation is the first program of the session (dante, squid ...)."""
 
 
 def session_identity(doc: dict[str, Any]) -> tuple[str, str]:
@@ -42,7 +58,10 @@ def session_identity(doc: dict[str, Any]) -> tuple[str, str]:
     if not stack:
         prog = next((p for p in _CLIENT_PROGRAMS if p in names), names[-1] if names else "")
         stack = _STACK_OF.get(prog, prog)
-    impl = params.get("impl") or doc.get("scenario", "")
+    impl = params.get("impl")
+    if not impl:
+        scenario = str(doc.get("scenario", ""))
+        impl = names[0] if scenario in _IMPL_FROM_SOFTWARE and names else _IMPL_OF.get(scenario, scenario)
     return str(stack), str(impl)
 
 
