@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from sluice import __version__
 from sluice.detect._base import constructor_params
-from sluice.detect.combiner import DEFAULT_UNCERTAIN_FROM, Opinion
+from sluice.detect.combiner import Opinion
 from sluice.detect.verdict import Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.flow import EARLY_PACKETS, FEATURE_NAMES, FEATURE_SET_VERSION, FlowFeatures
@@ -319,7 +319,10 @@ class ModelScorer:
         if not records:
             return []
         X = self.features.transform(records)
-        return self.model.opinions(X, [_decided_at(r) for r in records], DEFAULT_UNCERTAIN_FROM)
+        # TreeSHAP for findings only: explaining every uncertain flow too tripled the verdict
+        # cost on the bench capture (BENCHMARKS.md); an unknown verdict names its most likely
+        # family and score, and `FlowModel.opinions(..., evidence_from=)` gives its features
+        return self.model.opinions(X, [_decided_at(r) for r in records])
 
 
 def _threads(rows: int) -> int:
