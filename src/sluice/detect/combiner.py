@@ -135,6 +135,33 @@ def _noisy_or(*ps: float) -> float:
     return 1.0 - q
 
 
+def _by_model(
+    flow_id: int,
+    key: str,
+    label: str,
+    family: str,
+    confidence: float,
+    decided_at: int,
+    op: Opinion,
+    evidence: Sequence[Evidence],
+) -> Verdict:
+    """A verdict the model decided (a finding, an uncertain flow, or a benign one)."""
+    return Verdict(
+        flow_id,
+        key,
+        label,
+        family,
+        confidence,
+        decided_at,
+        "combiner:model",
+        COMBINER_VERSION,
+        score=op.p_finding,
+        threshold=op.threshold,
+        model_digest=op.digest,
+        evidence=tuple(evidence),
+    )
+
+
 class Combiner:
     """One verdict per flow from fingerprints, the fully-encrypted test and a model.
 
@@ -269,20 +296,7 @@ class Combiner:
             *op.evidence,
         ]
         evidence += self._fet_against(fet, op, idx0)
-        return Verdict(
-            flow_id,
-            key,
-            "unknown",
-            "",
-            op.p_finding,
-            op.decided_at,
-            "combiner:model",
-            COMBINER_VERSION,
-            score=op.p_finding,
-            threshold=op.threshold,
-            model_digest=op.digest,
-            evidence=tuple(evidence),
-        )
+        return _by_model(flow_id, key, "unknown", "", op.p_finding, op.decided_at, op, evidence)
 
     def _unconfirmed(self, op: Opinion) -> bool:
         """Whether the model proposes a family its fingerprint must confirm (and did not)."""
@@ -362,20 +376,7 @@ class Combiner:
                     )
                 )
         decided = max(op.decided_at, idx0)
-        return Verdict(
-            flow_id,
-            key,
-            op.label,
-            op.family,
-            conf,
-            decided,
-            "combiner:model",
-            COMBINER_VERSION,
-            score=op.p_finding,
-            threshold=op.threshold,
-            model_digest=op.digest,
-            evidence=tuple(evidence),
-        )
+        return _by_model(flow_id, key, op.label, op.family, conf, decided, op, evidence)
 
     def _benign(
         self, key: str, rec: FlowRecord, final: FlowRecord, op: Opinion | None, fet: FetResult, idx0: int
@@ -437,20 +438,7 @@ class Combiner:
             )
         seen = final.packets
         if op is not None and seen >= 2 and final.c2s_payload_bytes + final.s2c_payload_bytes > 0:
-            return Verdict(
-                final.flow_id,
-                key,
-                "benign",
-                "",
-                1 - op.p_finding,
-                op.decided_at,
-                "combiner:model",
-                COMBINER_VERSION,
-                score=op.p_finding,
-                threshold=op.threshold,
-                model_digest=op.digest,
-                evidence=tuple(evidence),
-            )
+            return _by_model(final.flow_id, key, "benign", "", 1 - op.p_finding, op.decided_at, op, evidence)
         evidence.insert(
             0,
             Evidence(

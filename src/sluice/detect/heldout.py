@@ -32,7 +32,7 @@ __all__ = [
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -222,21 +222,10 @@ def held_out(
 
 
 def _append(into: EvalResult, res: EvalResult) -> None:
-    for name in (
-        "labels",
-        "sources",
-        "configs",
-        "stacks",
-        "impls",
-        "packets",
-        "scores",
-        "model_pred",
-        "combined",
-        "decided_at",
-        "detector",
-        "vetoed",
-    ):
-        getattr(into, name).extend(getattr(res, name))
+    for f in fields(EvalResult):
+        value = getattr(into, f.name)
+        if isinstance(value, list):
+            value.extend(getattr(res, f.name))
     into.threshold = res.threshold
     into.fet_veto = res.fet_veto
 

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from sluice.lab.httpd import read_server_log
 from sluice.lab.scenario import PROTO, FlowRule, Outcome, Scenario, Session
+from sluice.lab.scenarios.web import run_nginx
 from sluice.lab.topology import LabError
 
 _MB = 1_000_000
@@ -24,33 +25,9 @@ _MB = 1_000_000
 
 def start_nginx_custom(s: Session, port: int, tls: tuple[Path, Path] | None, body: str) -> Path:
     """Start nginx on the server with one ``server`` block holding ``body``; returns its JSON log."""
-    w = s.workdir
-    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (w / "nginx" / d).mkdir(parents=True, exist_ok=True)
-    log = w / "nginx-requests.jsonl"
     ssl = "" if tls is None else f" ssl http2; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}"
-    conf = s.file(
-        "nginx.conf",
-        f"""
-user root; worker_processes 1; pid {w}/nginx.pid; error_log {w}/nginx-error.log;
-events {{ worker_connections 256; }}
-http {{
-  log_format lab escape=json '{{"client":"$remote_addr","port":$remote_port,"method":"$request_method",'
-    '"path":"$request_uri","status":$status,"bytes":$body_bytes_sent,"received":$request_length}}';
-  access_log {log} lab;
-  client_body_temp_path {w}/nginx/client_body; proxy_temp_path {w}/nginx/proxy;
-  fastcgi_temp_path {w}/nginx/fastcgi; uwsgi_temp_path {w}/nginx/uwsgi;
-  scgi_temp_path {w}/nginx/scgi;
-  keepalive_timeout 65; client_max_body_size 0;
-  server {{ listen {s.addr.server_ip}:{port}{ssl}; server_name _; root {s.site.root};
-{body}
-  }}
-}}
-""",
-    )
-    s.topo.spawn("server", "nginx", ["nginx", "-p", str(w), "-c", str(conf), "-g", "daemon off;"])
-    s.topo.wait_port("server", port)
-    return log
+    http = "keepalive_timeout 65; client_max_body_size 0;"
+    return run_nginx(s, port, f"{s.addr.server_ip}:{port}{ssl}", body, http=http)
 
 
 def last_json(text: str) -> dict[str, object]:
