@@ -163,7 +163,7 @@ def run_command(
     --workers N, N processes serve queues Q..Q+N-1 and log to LOG/worker-I each.
     """
     from sluice.features.flow import EARLY_PACKETS
-    from sluice.gateway.engine import GatewayEngine, run_queue
+    from sluice.gateway.engine import GatewayEngine, run_queue, warm_up
     from sluice.gateway.reload import Reloader
     from sluice.policy import load_policy
 
@@ -203,6 +203,7 @@ def run_command(
         except SluiceError as exc:
             _fail(f"cannot open the register: {exc}", EXIT_IO)
     detector = None if no_detect else load_combiner(model_dir, no_model, "sluice gateway", fet_veto)
+    warm_up(pol, matcher, detector)  # the first client must not wait for kernels and model to load
     log = _open_log(log_dir, fsync) if log_dir and workers == 1 else None
     if log_dir and workers > 1:
         _fsync_policy(fsync)  # refused here, not in every worker

@@ -326,6 +326,33 @@ class GatewayEngine:
         return decision
 
 
+def warm_up(policy: Policy, matcher: Matcher | None, detector: Combiner | None) -> int:
+    """Push one made-up connection through a throwaway engine; the packets it decided.
+
+    The first connection otherwise pays for loading the compiled feature kernels and the model's
+    first prediction (seconds on a cold cache), while the client's handshake waits in the queue.
+    Call it before announcing the gateway ready (and before forking workers, who inherit it).
+    """
+    from random import Random
+
+    from sluice.synth.packets import ipv4, tcp
+
+    cli, srv, rng = "192.0.2.1", "192.0.2.2", Random(0)
+    engine = GatewayEngine(policy, matcher, None, detector=detector)
+    syn, ack, psh = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.ACK | TcpFlags.PSH
+    steps = [(True, syn, b""), (False, syn | ack, b""), (True, ack, b"")]
+    steps += [(i % 2 == 0, psh, rng.randbytes(200 + 300 * i)) for i in range(EARLY_PACKETS)]
+    seq = {True: 1000, False: 5000}
+    decided = 0
+    for n, (up, flags, data) in enumerate(steps):
+        src, dst = (cli, srv) if up else (srv, cli)
+        sport, dport = (40000, 443) if up else (443, 40000)
+        seg = tcp(sport, dport, seq[up], seq[not up], flags, data, src_ip=src, dst_ip=dst)
+        seq[up] += len(data) + bool(flags & TcpFlags.SYN)
+        decided += engine.handle(ipv4(src, dst, 6, seg), ts=1.0 + n / 100).decision is not None
+    return decided
+
+
 def run_queue(
     engine: GatewayEngine,
     queue: int,
