@@ -99,3 +99,32 @@ def test_held_out_on_lab_excerpts() -> None:
     assert 0 <= python.interval[0] <= python.interval[1] <= 1
     md = "\n".join(heldout_markdown(rows, pooled))
     assert "| python |" in md and "| circumvention/trojan | trojan |" in md and "not in this data" in md
+
+
+def test_plain_http_in_tls_carriers_are_not_trained_and_reported_apart() -> None:
+    """A TLS carrier fetching plain HTTP is HTTPS-shaped: out of training, its own report row."""
+    from sluice.detect.dataset import trainable
+    from sluice.detect.evaluate import SHAPED_ROW, family_table, summary
+
+    data = _lab_data()
+    data.inners = ["http" if lab.split("/")[0] != "benign" else "" for lab in data.labels]
+    shaped = data.https_shaped()
+    trojan = [i for i, lab in enumerate(data.labels) if lab == "circumvention/trojan"]
+    assert trojan and all(shaped[i] for i in trojan)  # Trojan opens with a TLS handshake
+    assert not any(shaped[i] for i, lab in enumerate(data.labels) if lab.startswith("benign"))
+    own = [i for i, lab in enumerate(data.labels) if lab in ("circumvention/obfs4", "vpn/openvpn")]
+    assert own and not any(shaped[i] for i in own)  # not opened by TLS: their shape is their own
+    assert set(trainable(data)).isdisjoint(trojan)
+    data.inners = ["https" if i in trojan else x for i, x in enumerate(data.inners)]
+    assert not data.https_shaped()[trojan].any()  # a nested handshake to find: trained on
+    data.inners = ["http" if i in trojan else x for i, x in enumerate(data.inners)]
+
+    unit = Unit("impl", "circumvention/trojan@trojan")
+    rows, pooled = held_out(data, {"n_estimators": 20, "min_child_samples": 2}, [unit])
+    (row,) = rows
+    assert row.flows == 0 and row.shaped == len(trojan) and 0 <= row.shaped_hits <= row.shaped
+    fams = {r["family"]: r for r in family_table(pooled)}
+    assert fams["circumvention/trojan" + SHAPED_ROW]["n"] == len(trojan)
+    assert summary(pooled)["https_shaped"] == len(trojan) and summary(pooled)["findings"] == 0
+    md = "\n".join(heldout_markdown(rows, pooled))
+    assert "plain HTTP in TLS" in md and f"/{len(trojan)} = " in md

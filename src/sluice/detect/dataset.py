@@ -11,7 +11,16 @@ session share keys, certificates and timing, and a split by flow would measure m
 
 from __future__ import annotations
 
-__all__ = ["NOT_TRAINED", "LabeledFlows", "build_ndpi_benign", "group_folds", "load_labeled", "trainable"]
+__all__ = [
+    "HTTPS_SHAPED",
+    "KEEPS_SHAPE",
+    "NOT_TRAINED",
+    "LabeledFlows",
+    "build_ndpi_benign",
+    "group_folds",
+    "load_labeled",
+    "trainable",
+]
 
 import hashlib
 from collections import Counter
@@ -24,13 +33,23 @@ import numpy.typing as npt
 
 from sluice.detect.fingerprints import FingerprintDetector
 from sluice.detect.verdict import DETECTABLE_CLASSES
-from sluice.features.flow import record_from_row
+from sluice.features.flow import opens_with_tls_handshake, record_from_row
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
 NOT_TRAINED = ("tunnel/ssh",)
 """Labels the model is not trained on: SSH used for forwarding looks like an SSH terminal in its
 first packets (the fingerprint rule tells them apart by volume, at the flow's end)."""
+HTTPS_SHAPED = "carrying plain HTTP inside TLS"
+"""Why a finding is not trained on although its label is: a carrier that opens with a TLS
+handshake (a TLS relay, Trojan, VLESS over TLS) and carries plain HTTP *is* HTTPS between the
+client and the relay, packet for packet; only where the relay sends it next differs. A model
+taught to call such flows findings learns to call HTTPS a finding (issue 11: curl to a Python
+HTTPS server was called stunnel). These flows are scored and reported apart; what carries them
+to a verdict is evidence outside the flow's shape (register, certificate, endpoint)."""
+KEEPS_SHAPE = ("circumvention/tor",)
+"""TLS carriers whose own framing shows through TLS whatever they carry (Tor's fixed-size cells):
+trained on even when they carry plain HTTP."""
 
 
 @dataclass
@@ -52,6 +71,9 @@ class LabeledFlows:
     impls: list[str] = field(default_factory=list)
     """Implementation that carried it (``shadowsocks-libev``, ``v2ray`` …; the server for
     direct benign traffic; ``ndpi`` for nDPI's)."""
+    inners: list[str] = field(default_factory=list)
+    """What a carrier fetched through itself (``http``, ``https``); ``""`` without a carrier.
+    May be left empty: no flow is then :meth:`https_shaped`."""
     digest: str = ""
     """sha256 over the input files' bytes, in order."""
 
@@ -66,7 +88,22 @@ class LabeledFlows:
             [self.sources[i] for i in ix],
             [self.stacks[i] for i in ix],
             [self.impls[i] for i in ix],
+            [self.inners[i] for i in ix] if self.inners else [],
             self.digest,
+        )
+
+    def https_shaped(self) -> npt.NDArray[np.bool_]:
+        """Per flow: a finding with the shape of HTTPS (see :data:`HTTPS_SHAPED`)."""
+        inners = self.inners or [""] * len(self.records)
+        return np.asarray(
+            [
+                inner == "http"
+                and _is_finding(lab)
+                and lab not in KEEPS_SHAPE
+                and opens_with_tls_handshake(rec)
+                for rec, lab, inner in zip(self.records, self.labels, inners, strict=True)
+            ],
+            dtype=bool,
         )
 
     def counts(self) -> dict[str, int]:
@@ -101,13 +138,25 @@ def load_labeled(paths: Sequence[str | Path]) -> LabeledFlows:
             out.sources.append(source)
             out.stacks.append(str(row.get("stack") or source))
             out.impls.append(str(row.get("impl") or (source if source == "ndpi" else scenario)))
+            # datasets written before the column: carriers fetched plain HTTP then
+            out.inners.append(
+                str(row.get("inner") or ("http" if source == "lab" and cls != "benign" else ""))
+            )
     out.digest = h.hexdigest()
     return out
 
 
 def trainable(data: LabeledFlows) -> npt.NDArray[np.intp]:
-    """Indices of the flows a model may be trained on (labels not in :data:`NOT_TRAINED`)."""
-    return np.asarray([i for i, lab in enumerate(data.labels) if lab not in NOT_TRAINED], dtype=np.intp)
+    """Indices of the flows a model may be trained on: labels not in :data:`NOT_TRAINED`, flows
+    not :data:`HTTPS_SHAPED`."""
+    shaped = data.https_shaped()
+    return np.asarray(
+        [i for i, lab in enumerate(data.labels) if lab not in NOT_TRAINED and not shaped[i]], dtype=np.intp
+    )
+
+
+def _is_finding(label: str) -> bool:
+    return label.split("/")[0] in DETECTABLE_CLASSES
 
 
 def group_folds(groups: Sequence[str], k: int, seed: int = 0) -> list[npt.NDArray[np.intp]]:

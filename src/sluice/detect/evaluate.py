@@ -85,6 +85,8 @@ class EvalResult:
     """The combiner's decision packet index."""
     detector: list[str] = field(default_factory=list)
     """Which layer decided."""
+    shaped: list[bool] = field(default_factory=list)
+    """A finding with the shape of HTTPS, not trained on (:data:`~sluice.detect.dataset.HTTPS_SHAPED`)."""
     vetoed: list[bool] = field(default_factory=list)
     """The FET alone found the flow fully encrypted and the model vetoed it."""
     fet_veto: float | None = DEFAULT_FET_VETO
@@ -110,6 +112,7 @@ class EvalResult:
         plain = Combiner() if with_rules else None
         self.threshold = model.threshold_
         self.fet_veto = fet_veto
+        shaped = data.https_shaped()
         for i, rec in enumerate(data.records):
             v = with_model.judge(rec, None, {(rec.flow_id, rec.early): ops[i]})
             self.labels.append(data.labels[i])
@@ -123,6 +126,7 @@ class EvalResult:
             self.combined.append(f"{v.label}/{v.family}")
             self.decided_at.append(v.decided_at)
             self.detector.append(v.detector.split(":")[1] if ":" in v.detector else v.detector)
+            self.shaped.append(bool(shaped[i]))
             self.vetoed.append(any(e.code == "fet.vetoed" for e in v.evidence))
             if plain is not None:
                 r = plain.judge(rec)
@@ -181,13 +185,21 @@ def _rate(hits: int, n: int) -> str:
     return f"{hits}/{n} ({100.0 * hits / n:.1f} %)" if n else "–"
 
 
+SHAPED_ROW = " (plain HTTP in TLS: not trained)"
+"""Suffix of a family's row of :data:`~sluice.detect.dataset.HTTPS_SHAPED` flows."""
+
+
 def family_table(res: EvalResult) -> list[dict[str, Any]]:
-    """Per non-benign family: flows, recall of the model, the combiner and the rules alone."""
+    """Per non-benign family: flows, recall of the model, the combiner and the rules alone.
+
+    HTTPS-shaped flows of a family are a row of their own (family + :data:`SHAPED_ROW`).
+    """
     rows: dict[str, Counter[str]] = defaultdict(Counter)
+    shaped = res.shaped or [False] * len(res.labels)
     for i, lab in enumerate(res.labels):
         if not _is_finding(lab):
             continue
-        c = rows[lab]
+        c = rows[lab + SHAPED_ROW if shaped[i] else lab]
         c["n"] += 1
         c["model"] += res.model_pred[i] != BENIGN
         c["combined"] += _is_finding(res.combined[i])
@@ -218,7 +230,9 @@ def benign_table(res: EvalResult) -> list[dict[str, Any]]:
 
 def summary(res: EvalResult) -> dict[str, Any]:
     """Headline numbers: recall of findings (all and ≥ 8 packets) and benign FPR, as fractions."""
-    fam = family_table(res)
+    every = family_table(res)
+    fam = [r for r in every if not r["family"].endswith(SHAPED_ROW)]
+    shaped = [r for r in every if r["family"].endswith(SHAPED_ROW)]
     ben = {r["source"]: r for r in benign_table(res)}
     n = sum(r["n"] for r in fam)
     n8 = sum(r.get("n8", 0) for r in fam)
@@ -231,6 +245,8 @@ def summary(res: EvalResult) -> dict[str, Any]:
         "benign": allb.get("n", 0),
         "benign_fpr_combined": allb.get("combined", 0) / allb["n"] if allb.get("n") else None,
         "benign_fpr_model": allb.get("model", 0) / allb["n"] if allb.get("n") else None,
+        "https_shaped": sum(r["n"] for r in shaped),
+        "https_shaped_found": sum(r.get("combined", 0) for r in shaped),
         "fet_vetoed": sum(res.vetoed),
         "fet_vetoed_findings": sum(
             v and _is_finding(lab) for v, lab in zip(res.vetoed, res.labels, strict=True)

@@ -169,6 +169,10 @@ class HeldOutRow:
     """Flows the combiner called ``unknown`` (the model uncertain)."""
     missing: bool = False
     """The unit is in the split but has no flows in this data."""
+    shaped: int = 0
+    """Held-out flows with the shape of HTTPS (plain HTTP in a TLS carrier), not in ``flows``."""
+    shaped_hits: int = 0
+    """Findings among those."""
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -204,18 +208,21 @@ def held_out(
         res = EvalResult(unit.key)
         res.extend(data.subset(test_idx), model, with_rules=False, fet_veto=fet_veto)
         _append(pooled, res)
-        hits = [i for i, c in enumerate(res.combined) if _finding(c)]
-        decided = [res.decided_at[i] for i in hits]
+        kept = [j for j, sh in enumerate(res.shaped) if not sh]
+        hits = [j for j in kept if _finding(res.combined[j])]
+        decided = [res.decided_at[j] for j in hits]
         rows.append(
             HeldOutRow(
                 unit,
-                len(test_idx),
-                len({data.groups[i] for i in test_idx}),
+                len(kept),
+                len({data.groups[test_idx[j]] for j in kept}),
                 len(hits),
-                sum(p != BENIGN for p in res.model_pred),
-                sum(res.combined[i] == res.labels[i] for i in hits),
+                sum(res.model_pred[j] != BENIGN for j in kept),
+                sum(res.combined[j] == res.labels[j] for j in hits),
                 float(np.median(decided)) if decided else -1.0,
-                sum(c.split("/")[0] == "unknown" for c in res.combined),
+                sum(res.combined[j].split("/")[0] == "unknown" for j in kept),
+                shaped=len(res.shaped) - len(kept),
+                shaped_hits=sum(sh and _finding(c) for sh, c in zip(res.shaped, res.combined, strict=True)),
             )
         )
     return rows, pooled
@@ -250,6 +257,13 @@ def calibration(
         out.append((float(edges[b]), mean, frac, n))
         ece += n * abs(mean - frac)
     return out, ece / len(s) if len(s) else 0.0
+
+
+def _trained_calibration(pooled: EvalResult) -> tuple[list[tuple[float, float, float, int]], float, int]:
+    """:func:`calibration` of the held-out flows of kinds the model is trained on; their count."""
+    kept = [j for j, sh in enumerate(pooled.shaped) if not sh]
+    bins, ece = calibration([pooled.scores[j] for j in kept], [_finding(pooled.labels[j]) for j in kept])
+    return bins, ece, len(kept)
 
 
 def _pct(k: int, n: int) -> str:
@@ -287,27 +301,28 @@ def heldout_markdown(rows: Sequence[HeldOutRow], pooled: EvalResult) -> list[str
         "### Implementations: recall",
         "",
         "| family | held-out implementation | flows | sessions | found (combiner) | right family "
-        "| model alone | unknown | median decision packet |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model alone | unknown | median decision packet | plain HTTP in TLS (not trained): found |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.unit.kind != "impl":
             continue
         fam, _, impl = r.unit.key.rpartition("@")
         if r.missing:
-            lines.append(f"| {fam} | {impl} | 0 (not in this data) | | | | | | |")
+            lines.append(f"| {fam} | {impl} | 0 (not in this data) | | | | | | | |")
             continue
         lines.append(
             f"| {fam} | {impl} | {r.flows} | {r.sessions} | {_pct(r.hits, r.flows)} | "
             f"{r.right_family} | {_pct(r.model_hits, r.flows)} | {r.unknown} | "
-            f"{r.decided_median:g} |"
+            f"{r.decided_median:g} | {_pct(r.shaped_hits, r.shaped)} |"
         )
-    bins, ece = calibration(pooled.scores, [_finding(lab) for lab in pooled.labels])
+    bins, ece, n = _trained_calibration(pooled)
     lines += [
         "",
         "### Calibration of P(not benign) on held-out flows",
         "",
-        f"Expected calibration error {ece:.3f} over {len(pooled.scores)} held-out flows.",
+        f"Expected calibration error {ece:.3f} over {n} held-out flows (plain HTTP in TLS "
+        "carriers left out: not trained on).",
         "",
         "| score bin | mean score | fraction findings | flows |",
         "|---|---|---|---|",
@@ -325,7 +340,7 @@ def plot_calibration(pooled: EvalResult, out: Path, name: str = "heldout-calibra
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bins, ece = calibration(pooled.scores, [_finding(lab) for lab in pooled.labels])
+    bins, ece, _ = _trained_calibration(pooled)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect")
     if bins:

@@ -37,6 +37,7 @@ __all__ = [
     "bursts",
     "feature_row",
     "mask_handshake",
+    "opens_with_tls_handshake",
     "record_from_row",
 ]
 
@@ -118,6 +119,12 @@ MASKED_COLUMNS: tuple[int, ...] = tuple(FEATURE_NAMES.index(c) for c in _MASK_CO
 """Columns :func:`mask_handshake` masks in a flow that opens with a TLS handshake."""
 _COL_TLS_RECORD = FEATURE_NAMES.index("c2s.tls_record")
 _COL_BYTE0 = FEATURE_NAMES.index("c2s.head_byte0")
+
+
+def opens_with_tls_handshake(rec: FlowRecord) -> bool:
+    """Whether the client's first payload is a TLS handshake record (the rows :func:`mask_handshake`
+    masks)."""
+    return rec.c2s_head[:4].lower() == "1603" and len(rec.c2s_head) >= 6
 
 
 def mask_handshake(X: npt.NDArray[np.float64]) -> None:

@@ -65,6 +65,15 @@ def session_identity(doc: dict[str, Any]) -> tuple[str, str]:
     return str(stack), str(impl)
 
 
+def session_inner(doc: dict[str, Any]) -> str:
+    """What a carrier session fetched through its tunnel: ``http`` or ``https``; ``""`` for a
+    session without a carrier. Sessions recorded before carriers fetched HTTPS (no
+    ``params.inner``) fetched plain HTTP."""
+    if str(doc.get("class", "")) in ("", "benign"):
+        return ""
+    return str((doc.get("params") or {}).get("inner") or "http")
+
+
 @dataclass
 class DatasetSummary:
     """What went into a dataset."""
@@ -101,7 +110,8 @@ def build_dataset(
             labels = load_labels(label_file)
             index = LabelIndex(labels)
             first = labels[0] if labels else None
-            stack, impl = session_identity(load_label_file(label_file))
+            doc = load_label_file(label_file)
+            stack, impl = session_identity(doc)
             session = {
                 "capture": capture.name,
                 "session_id": first.session_id if first else capture.stem,
@@ -109,6 +119,7 @@ def build_dataset(
                 "variant": first.variant if first else "",
                 "stack": stack,
                 "impl": impl,
+                "inner": session_inner(doc),
             }
             records = [r for r in batch_flows(str(capture), config).records if not r.early]
             rows = []
