@@ -1,0 +1,210 @@
+"""Service discovery: endpoints from verdicts, grouped by certificate, domain, service and network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.corpus_util import corpus_file
+
+from sluice.errors import ConfigError
+from sluice.services.discover import (
+    DiscoveryInput,
+    _from_rows,
+    discover,
+    endpoints,
+    pair_agreement,
+    read_flows,
+    registrable,
+)
+
+
+def _row(
+    server: str, port: int = 443, *, cls: str = "vpn", family: str = "openvpn", **kw: Any
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "server": server,
+        "server_port": port,
+        "proto": kw.pop("proto", 17),
+        "client": kw.pop("client", "10.0.0.2"),
+        "class": cls,
+        "family": family,
+        "first_ts": kw.pop("t", 100.0),
+        "last_ts": kw.pop("t1", 101.0),
+        "evidence": [{"code": f"{family}.rule"}] if cls != "benign" else [],
+    }
+    row.update(kw)
+    return row
+
+
+def _rows(rows: list[dict[str, Any]]) -> DiscoveryInput:
+    return _from_rows(rows)
+
+
+def test_endpoint_folds_flows_names_clients_and_passive_dns() -> None:
+    rows = [
+        _row("198.51.100.7", client="10.0.0.2", sni="nl1.acme-vpn.test", proto=6),
+        _row("198.51.100.7", client="10.0.0.3", proto=6, t=90.0, t1=200.0),
+        _row("198.51.100.7", cls="benign", family="tls", proto=6),
+        _row(
+            "192.0.2.53",
+            53,
+            cls="benign",
+            family="dns",
+            dns_query="de2.acme-vpn.test.",
+            dns_answers=["198.51.100.7"],
+        ),
+    ]
+    eps = endpoints(_rows(rows))
+    ep = eps[("198.51.100.7", 443, "tcp")]
+    assert ep.flows == 3 and ep.findings == 2 and ep.clients == {"10.0.0.2", "10.0.0.3"}
+    assert ep.names == {"nl1.acme-vpn.test", "de2.acme-vpn.test"}  # SNI and a DNS answer
+    assert (ep.first_seen, ep.last_seen) == (90.0, 200.0)
+    assert ep.key == "198.51.100.7:443/tcp" and ep.families == {"vpn/openvpn": 2}
+
+
+def test_groups_by_certificate_domain_service_and_network() -> None:
+    cert = {
+        "cert_subject": "CN=*.acme-vpn.test",
+        "cert_issuer": "CN=Acme CA",
+        "cert_san": ["*.acme-vpn.test"],
+    }
+    rows = [
+        # acme: two OpenVPN-over-TLS servers share a certificate; a third only shares the domain
+        *[_row("203.0.113.10", 443, proto=6, **cert) for _ in range(2)],
+        *[_row("198.18.5.20", 1194, proto=6, **cert) for _ in range(2)],
+        *[_row("198.18.9.9", 443, proto=6, sni="fr3.acme-vpn.test") for _ in range(2)],
+        # boreal: WireGuard servers side by side, no names at all
+        *[_row("192.0.2.10", 51820, family="wireguard") for _ in range(2)],
+        *[_row("192.0.2.11", 51820, family="wireguard") for _ in range(2)],
+        # a WireGuard server elsewhere: not linked to boreal
+        *[_row("100.64.0.1", 51820, family="wireguard") for _ in range(2)],
+        # the catalogue named this one
+        *[_row("100.70.1.1", 41641, family="commercial:tailscale") for _ in range(2)],
+        *[_row("100.99.1.1", 443, proto=6, family="commercial:tailscale") for _ in range(2)],
+        # ordinary HTTPS: never a candidate
+        *[
+            _row("93.184.216.34", 443, cls="benign", family="tls", proto=6, sni="example.com")
+            for _ in range(9)
+        ],
+    ]
+    groups = discover(_rows(rows))
+    found = sorted(sorted(e.key for e in g.endpoints) for g in groups)
+    assert found == sorted(
+        [
+            ["198.18.5.20:1194/tcp", "198.18.9.9:443/tcp", "203.0.113.10:443/tcp"],
+            ["192.0.2.10:51820/udp", "192.0.2.11:51820/udp"],
+            ["100.64.0.1:51820/udp"],
+            ["100.70.1.1:41641/udp", "100.99.1.1:443/tcp"],
+        ]
+    )
+    acme = next(g for g in groups if len(g.endpoints) == 3)
+    assert acme.domains == ["acme-vpn.test"] and acme.label() == "acme-vpn.test"
+    assert any("share the certificate CN=*.acme-vpn.test" in x for x in acme.links)
+    assert any("carry names under acme-vpn.test" in x for x in acme.links)
+    ts = next(g for g in groups if g.service)
+    assert ts.service == "tailscale" and "were named tailscale" in ts.links[0]
+    assert all(json.dumps(g.to_dict()) for g in groups)
+
+
+def test_thresholds_and_ignored_domains() -> None:
+    one = [_row("203.0.113.1", 443, proto=6)]
+    assert discover(_rows(one)) == []  # one finding flow is a guess
+    assert len(discover(_rows(one), min_findings=1)) == 1
+    mostly_benign = one + [_row("203.0.113.1", 443, cls="benign", family="tls", proto=6)] * 3
+    assert discover(_rows(mostly_benign), min_findings=1) == []  # 1 of 4 flows
+    fronted = [
+        _row(ip, 443, proto=6, sni="www.popular.example") for ip in ("198.51.100.1", "203.0.113.9")
+    ] * 2
+    assert len(discover(_rows(fronted))) == 1
+    assert len(discover(_rows(fronted), ignore_domains=["popular.example"])) == 2
+
+
+def test_pair_agreement() -> None:
+    truth = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
+    assert pair_agreement([["a1", "a2"], ["b1", "b2"]], truth) == (6, 6)
+    assert pair_agreement([["a1", "a2", "b1", "b2"]], truth) == (2, 6)
+    assert pair_agreement([["a1"]], truth) == (4, 6)  # nothing found: only the "apart" pairs are right
+
+
+def test_registrable_domain() -> None:
+    assert registrable("NL1.Acme-VPN.test.") == "acme-vpn.test"
+    assert registrable("a.b.example.co.uk") == "example.co.uk"
+    assert registrable("198.51.100.1") == "" and registrable("localhost") == ""
+
+
+def test_reads_analysis_output_and_refuses_other_files(tmp_path: Path) -> None:
+    rows = [_row("203.0.113.10", 443, proto=6, sni="x.acme-vpn.test") for _ in range(2)]
+    jl = tmp_path / "a.jsonl"
+    jl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert len(read_flows([str(jl)])) == 2
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.Table.from_pylist([{**r, "evidence": json.dumps(r["evidence"])} for r in rows]),
+        tmp_path / "a.parquet",
+    )
+    got = read_flows([str(tmp_path / "a.parquet")])
+    assert [g.to_dict()["endpoints"][0]["evidence"] for g in discover(got)] == [{"openvpn.rule": 2}]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"server": "x"}\nnot json\n')
+    with pytest.raises(ConfigError, match="line 2"):
+        read_flows([str(bad)])
+    pq.write_table(pa.Table.from_pylist([{"a": 1}]), tmp_path / "other.parquet")
+    with pytest.raises(ConfigError, match="no column"):
+        read_flows([str(tmp_path / "other.parquet")])
+    (tmp_path / "junk.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(ConfigError, match="not a Parquet"):
+        read_flows([str(tmp_path / "junk.parquet")])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "server": st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1", "not-an-ip", ""]),
+                "server_port": st.one_of(st.none(), st.integers(0, 65535)),
+                "proto": st.sampled_from([6, 17, 50, None]),
+                "class": st.sampled_from(["vpn", "benign", "proxy", None, ""]),
+                "family": st.one_of(st.none(), st.text(max_size=20)),
+                "sni": st.one_of(st.none(), st.text(max_size=30)),
+                "cert_subject": st.one_of(st.none(), st.text(max_size=10)),
+                "cert_san": st.one_of(st.none(), st.text(max_size=10), st.lists(st.text(max_size=5))),
+                "dns_query": st.one_of(st.none(), st.text(max_size=20)),
+                "dns_answers": st.one_of(st.none(), st.lists(st.text(max_size=10), max_size=3)),
+                "evidence": st.one_of(
+                    st.none(),
+                    st.text(max_size=10),
+                    st.lists(st.dictionaries(st.text(max_size=4), st.text(max_size=4))),
+                ),
+            }
+        ),
+        max_size=30,
+    )
+)
+def test_any_rows_give_groups_or_nothing(rows: list[dict[str, Any]]) -> None:
+    """Odd values (empty, missing, unparsable) never raise; every candidate endpoint is in one group."""
+    groups = discover(_rows(rows), min_findings=1)
+    keys = [e.key for g in groups for e in g.endpoints]
+    assert len(keys) == len(set(keys))
+
+
+def test_vpn_captures_of_the_ndpi_corpus() -> None:
+    """Real captures: every VPN capture's server shows up, grouped with the evidence that named it."""
+    caps = ["openvpn.pcap", "wireguard.pcap", "tailscale.pcap", "opera-vpn.pcapng", "tinc.pcap"]
+    flows = read_flows([str(corpus_file(c)) for c in caps])
+    groups = discover(flows, min_findings=1)
+    fams = {f.split("/")[0] for g in groups for f in g.families}
+    assert fams == {"vpn"}
+    tinc = next(g for g in groups if "vpn/tinc" in g.families)
+    assert all(e.server == "185.83.218.112" for e in tinc.endpoints) and len(tinc.endpoints) == 2
+    benign = read_flows(
+        [str(corpus_file(c)) for c in ("443-chrome.pcap", "google_ssl.pcap", "facebook.pcap")]
+    )
+    assert discover(benign) == []
