@@ -1,5 +1,6 @@
-"""Schema version 1 (decisions as JSON on every row) is migrated in place to version 2; other
-versions are refused, naming the version.  SQLite and a real PostgreSQL server."""
+"""Older schemas are migrated in place: version 1 (decisions as JSON on every row) through 2 to 3,
+and version 2 (no review queue) to 3, keeping every entry, import and audit row; other versions are
+refused, naming the version.  SQLite and a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -107,12 +108,12 @@ def test_sqlite_v1_is_migrated(tmp_path: Path) -> None:
     st = SqliteStore(db)
     try:
         version = st.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        assert version == str(SCHEMA_VERSION) == "2"
+        assert version == str(SCHEMA_VERSION) == "3"
         _check_migrated(st, tmp_path)
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             st.conn.execute("UPDATE audit SET action = 'x'")
         tables = {r[0] for r in st.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert tables == {"meta", "imports", "bases", "entries", "audit"}
+        assert tables == {"meta", "imports", "bases", "entries", "audit", "proposals"}
     finally:
         st.close()
 
@@ -181,5 +182,100 @@ def test_bulk_sync_is_one_transaction_and_back_to_wal(
         assert st.source_state("rkn") == before
         assert [i.import_id for i in st.imports()] == [first.import_id]
         assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        st.close()
+
+
+# -- version 2 (before the review queue) -> 3 --
+
+V2_IMPORTS = [V1_IMPORTS[0]]
+V2_BASES = [(1, B1)]
+V2_ENTRIES = [
+    ("rkn", "domain", "xn--e1afmkfd.xn--p1ai", "пример.рф", 1, 1),
+    ("rkn", "ip", "1.2.3.4", "", 1, 1),
+]
+V2_AUDIT = [
+    (1, 1, "added", "rkn", "domain", "xn--e1afmkfd.xn--p1ai", None, 1),
+    (2, 1, "added", "rkn", "ip", "1.2.3.4", None, 1),
+]
+
+
+def _fill_v2(execute: Any, p: str) -> None:
+    for table, rows in (
+        ("imports", V2_IMPORTS),
+        ("bases", V2_BASES),
+        ("entries", V2_ENTRIES),
+        ("audit", V2_AUDIT),
+    ):
+        for row in rows:
+            execute(f"INSERT INTO {table} VALUES ({', '.join([p] * len(row))})", row)
+
+
+def _check_v2_migrated(st: RegistryStore) -> None:
+    from sluice.registry.model import Proposal
+    from sluice.registry.proposals import accept, propose
+
+    assert st.source_state("rkn") == {("domain", "xn--e1afmkfd.xn--p1ai"): B1, ("ip", "1.2.3.4"): B1}
+    [e] = st.lookup("xn--e1afmkfd.xn--p1ai")
+    assert (e.display, e.added_at, e.basis[0].number) == ("пример.рф", T1, "2-1/2020")
+    [h] = st.history("1.2.3.4")
+    assert (h.at, h.action, h.import_id, h.actor, h.proposal_id) == (T1, AuditAction.ADDED, 1, "", 0)
+    # the review queue works on the migrated register, and imports go on as before
+    pid = propose(st, Proposal(Kind.IP, "1.2.3.4", "vpn-services", "endpoint"))
+    accept(st, [pid], reviewer="alice", reason="ok")
+    assert st.stats() == {"rkn": {"domain": 1, "ip": 1}, "proposals:vpn-services": {"ip": 1}}
+    assert [h.action for h in st.history("1.2.3.4")] == [
+        AuditAction.ADDED,
+        AuditAction.PROPOSED,
+        AuditAction.ADDED,
+        AuditAction.ACCEPTED,
+    ]
+    assert [i.import_id for i in st.imports()] == [2, 1]
+
+
+def test_sqlite_v2_is_migrated(tmp_path: Path) -> None:
+    from sluice.registry.store import _SQLITE_SCHEMA
+
+    db = tmp_path / "v2.db"
+    conn = sqlite3.connect(db)
+    for stmt in _SQLITE_SCHEMA:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    _fill_v2(conn.execute, "?")
+    conn.commit()
+    conn.close()
+    st = SqliteStore(db)
+    try:
+        assert st.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        _check_v2_migrated(st)
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            st.conn.execute("DELETE FROM audit")
+    finally:
+        st.close()
+    again = SqliteStore(db)  # a version-3 store opens as it is
+    try:
+        assert again.stats()["proposals:vpn-services"] == {"ip": 1}
+    finally:
+        again.close()
+
+
+def test_postgres_v2_is_migrated(pg_server: PgServer) -> None:
+    import psycopg
+
+    from sluice.registry.pgstore import _PG_SCHEMA, PostgresStore
+
+    url = pg_server.new_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for stmt in _PG_SCHEMA:
+            conn.execute(stmt)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+        _fill_v2(conn.execute, "%s")
+        for table, n in (("imports", 1), ("bases", 1), ("audit", 2)):
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {n})")
+    st = PostgresStore(url)
+    try:
+        _check_v2_migrated(st)
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            st.conn.execute("DELETE FROM audit")
     finally:
         st.close()

@@ -148,9 +148,12 @@ class Matcher:
     Args:
         rows: entries as ``(source, kind, indicator, basis_json)``, as
             :meth:`RegistryStore.rows` yields them.
+        proposed: the rows are open proposals, not register entries (every :class:`Entry` it
+            returns says ``proposed=True``; see :func:`sluice.registry.proposals.proposed_matcher`).
     """
 
-    def __init__(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
+    def __init__(self, rows: Iterable[tuple[str, str, str, str]], *, proposed: bool = False) -> None:
+        self.proposed = proposed
         sources: dict[str, int] = {}
         bases: dict[str, int] = {}
         kinds: list[int] = []
@@ -221,7 +224,8 @@ class Matcher:
         basis = self._bases.get(b)
         if basis is None:
             basis = self._bases[b] = basis_from_json(self._bases_json[b])
-        return Entry(kind, ind, self._sources[int(self.source_id[i])], basis, display_indicator(kind, ind))
+        source = self._sources[int(self.source_id[i])]
+        return Entry(kind, ind, source, basis, display_indicator(kind, ind), proposed=self.proposed)
 
     # -- batch --
 

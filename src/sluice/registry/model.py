@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "KIND_LETTER",
     "LETTER_KIND",
+    "PROPOSAL_SOURCE_PREFIX",
     "AuditAction",
     "AuditRecord",
     "Entry",
@@ -23,6 +24,8 @@ __all__ = [
     "ImportSummary",
     "Kind",
     "LegalBasis",
+    "Proposal",
+    "ProposalState",
     "RegistryError",
     "RejectedLine",
     "basis_from_json",
@@ -71,6 +74,12 @@ class AuditAction(enum.StrEnum):
     """The entry disappeared from its source."""
     CHANGED = "changed"
     """The entry's legal basis changed."""
+    PROPOSED = "proposed"
+    """A detector proposed the indicator for review (``actor``: the detector)."""
+    ACCEPTED = "accepted"
+    """A reviewer accepted a proposal (``actor``: the reviewer, ``note``: why)."""
+    REJECTED = "rejected"
+    """A reviewer rejected a proposal (``actor``: the reviewer, ``note``: why)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -139,6 +148,8 @@ class Entry:
     """The Unicode form shown to people ("" means same as ``indicator``)."""
     added_at: str = ""
     """When it first appeared (ISO 8601 UTC), "" when not from a store."""
+    proposed: bool = False
+    """True for an indicator still under review (a proposal, not a register entry)."""
 
     @property
     def shown(self) -> str:
@@ -166,6 +177,12 @@ class AuditRecord:
     """Basis before (removed, changed)."""
     new_basis: tuple[LegalBasis, ...] = ()
     """Basis after (added, changed)."""
+    actor: str = ""
+    """Who did it: the detector (proposed) or the reviewer (accepted, rejected); "" for imports."""
+    note: str = ""
+    """Why: the proposal's or the decision's reason; "" for imports."""
+    proposal_id: int = 0
+    """The proposal concerned (0 for imports)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,4 +277,72 @@ class ImportSummary:
             "import_id": self.import_id,
             "dump_time": self.dump_time,
             "dry_run": self.dry_run,
+        }
+
+
+class ProposalState(enum.StrEnum):
+    """Where a proposal is in review: ``proposed`` -> ``accepted`` | ``rejected`` (final)."""
+
+    PROPOSED = "proposed"
+    """Waiting for a reviewer."""
+    ACCEPTED = "accepted"
+    """Accepted: the indicator is a register entry of the proposal's source."""
+    REJECTED = "rejected"
+    """Rejected: never becomes an entry."""
+
+
+PROPOSAL_SOURCE_PREFIX = "proposals:"
+"""Accepted proposals of detector ``d`` are entries of the source ``proposals:d``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """An indicator a detector proposes for the register, waiting for (or after) review."""
+
+    kind: Kind
+    """What the indicator names."""
+    indicator: str
+    """The indicator (canonical form once stored)."""
+    detector: str
+    """The proposing detector (``vpn-services``); accepted entries go to ``proposals:<detector>``."""
+    reason: str
+    """Why the detector proposes it, in words."""
+    evidence: dict[str, object] = field(default_factory=dict)
+    """What the detector saw (JSON-ready)."""
+    impact: dict[str, object] = field(default_factory=dict)
+    """Collateral-impact preview (:mod:`sluice.registry.impact`), JSON-ready; {} when none."""
+    id: int = 0
+    """Store-assigned id (0 before it is stored)."""
+    state: ProposalState = ProposalState.PROPOSED
+    """Review state."""
+    reviewer: str = ""
+    """Who decided ("" while proposed)."""
+    decided_at: str = ""
+    """When it was decided (ISO 8601 UTC), "" while proposed."""
+    decision_reason: str = ""
+    """Why the reviewer decided so."""
+    created_at: str = ""
+    """When it was proposed (ISO 8601 UTC)."""
+
+    @property
+    def source(self) -> str:
+        """The register source an accepted proposal's entry belongs to."""
+        return PROPOSAL_SOURCE_PREFIX + self.detector
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "indicator": self.indicator,
+            "detector": self.detector,
+            "source": self.source,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "impact": self.impact,
+            "state": self.state.value,
+            "reviewer": self.reviewer,
+            "decided_at": self.decided_at,
+            "decision_reason": self.decision_reason,
+            "created_at": self.created_at,
         }

@@ -1,19 +1,31 @@
 """The register in PostgreSQL, for several gateways sharing one register (psycopg 3).
 
-Same tables (schema version 2; version 1 is migrated in place) and the same one-transaction
-sync as :class:`~sluice.registry.store.SqliteStore`;
+Same tables (schema version 3; versions 1 and 2 are migrated in place) and the same
+one-transaction sync as :class:`~sluice.registry.store.SqliteStore`;
 new entries are written with ``COPY`` and the audit table refuses UPDATE and DELETE with a
 trigger.  Concurrent imports of one source are serialised with a transaction-level advisory lock
-on the source name, so two gateways syncing the same dump cannot interleave.
+on the source name, so two gateways syncing the same dump cannot interleave.  Review changes
+(:meth:`PostgresStore.review`) hold a transaction-level advisory lock of their own, so two
+reviewers deciding the same proposal are serialised and the second sees the first's decision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sluice.registry.model import LETTER_KIND, RegistryError
-from sluice.registry.store import KEY_SQL, SCHEMA_VERSION, Added, ImportMeta, _SqlStore, migrate_v1_statements
+from sluice.registry.store import (
+    KEY_SQL,
+    KNOWN_VERSIONS,
+    SCHEMA_VERSION,
+    Added,
+    ImportMeta,
+    _SqlStore,
+    migrate_v1_statements,
+    migrate_v2_statements,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -48,6 +60,22 @@ _PG_MIGRATE_V1 = [
     "SELECT setval(pg_get_serial_sequence('audit', 'id'),"
     " (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), false)",
 ]
+
+
+_PG_MIGRATE_V2 = migrate_v2_statements(
+    "BIGSERIAL PRIMARY KEY",
+    "BIGINT",
+    [
+        """CREATE OR REPLACE FUNCTION sluice_proposal_final() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN RAISE EXCEPTION 'proposals are kept'; END IF;
+  IF OLD.state <> 'proposed' THEN RAISE EXCEPTION 'a decided proposal is final'; END IF;
+  RETURN NEW;
+END; $$ LANGUAGE plpgsql""",
+        """CREATE TRIGGER proposals_final BEFORE UPDATE OR DELETE ON proposals
+  FOR EACH ROW EXECUTE FUNCTION sluice_proposal_final()""",
+    ],
+)
 
 
 class PostgresStore(_SqlStore):
@@ -85,15 +113,19 @@ class PostgresStore(_SqlStore):
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext('sluice.registry.schema'))")
                 version = self._version(cur)
-                if version is None:
+                if version is None:  # made as version 2, then migrated as any version 2
                     for stmt in _PG_SCHEMA:
                         cur.execute(stmt)
                     cur.execute(
-                        "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
-                        (str(SCHEMA_VERSION),),
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', '2') ON CONFLICT DO NOTHING"
                     )
-                elif version == "1":
+                    version = "2"
+                if version == "1":
                     for stmt in _PG_MIGRATE_V1:
+                        cur.execute(stmt)
+                    version = "2"
+                if version == "2":
+                    for stmt in _PG_MIGRATE_V2:
                         cur.execute(stmt)
                 version = self._version(cur)
         except psycopg.Error as exc:
@@ -103,7 +135,7 @@ class PostgresStore(_SqlStore):
             raise RegistryError(
                 "registry.store_unavailable",
                 f"register schema version {version} is not one this sluice knows"
-                f" (it reads versions 1 and {SCHEMA_VERSION})",
+                f" (it reads versions {KNOWN_VERSIONS})",
                 url,
             )
 
@@ -129,6 +161,16 @@ class PostgresStore(_SqlStore):
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (source,))
                 return self._write_sync(cur, source, meta, added, removed, changed)
+        except self._psycopg.Error as exc:
+            raise RegistryError("registry.store_failed", str(exc).strip()) from exc
+
+    @contextlib.contextmanager
+    def review(self) -> Iterator[None]:
+        """One transaction holding the review lock; re-entrant (an inner one is a savepoint)."""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext('sluice.registry.review'))")
+                yield
         except self._psycopg.Error as exc:
             raise RegistryError("registry.store_failed", str(exc).strip()) from exc
 

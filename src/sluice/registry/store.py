@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Four tables hold the register (schema version 2):
+Five tables hold the register (schema version 3):
 
 * ``bases``: every distinct set of decisions once, as a JSON array of
   ``[authority, number, date]`` (:func:`~sluice.registry.model.basis_to_json`); rows are only
@@ -13,23 +13,34 @@ Four tables hold the register (schema version 2):
 * ``imports``: one row per sync of a source (file, digest, counts, the dump's own time stamp).
 * ``audit``: append-only (triggers refuse UPDATE and DELETE), one row per change: added, removed,
   changed (basis), with the old and new basis (``bases.id``, NULL for none) and the import that
-  did it (whose time is the change's time).
+  did it (whose time is the change's time); and one row per review event (proposed, accepted,
+  rejected) with its own time, who (``actor``: detector or reviewer), why (``note``) and the
+  proposal (``proposal_id``; ``import_id`` is 0, or the import an acceptance wrote).
+* ``proposals``: the review queue (:mod:`sluice.registry.proposals`): indicators detectors
+  propose, their evidence and impact preview (JSON), state ``proposed -> accepted | rejected``
+  and the decision.  At most one open proposal per ``(detector, kind, indicator)`` (a partial
+  unique index); a decided proposal is final (a trigger refuses changing or deleting it).
 
 A sync (:meth:`RegistryStore.apply_sync`) writes the difference a caller computed against
 :meth:`RegistryStore.source_keys` in **one transaction**: the import row, new decision sets,
 the entry inserts, updates and deletes, and their audit rows.  A failure anywhere rolls all of it
-back, so a crash half-way leaves the previous register as it was.  :class:`SqliteStore` is the
-default (a file path); :class:`~sluice.registry.pgstore.PostgresStore` serves several gateways
-from one PostgreSQL database.
+back, so a crash half-way leaves the previous register as it was.  Review changes run inside
+:meth:`RegistryStore.review`, one exclusive transaction (a sync started inside it joins it), so an
+acceptance, its audit row and the entry it adds commit together, and two reviewers deciding the
+same proposal are serialised.  :class:`SqliteStore` is the default (a file path);
+:class:`~sluice.registry.pgstore.PostgresStore` serves several gateways from one PostgreSQL
+database.
 
-Schema version 1 (decisions as JSON on every entry and audit row, time stamps repeated on each)
-is migrated in place, in one transaction, when a store is opened; any other version is refused
-with ``registry.store_unavailable`` naming it.
+Older schemas are migrated in place, in one transaction, when a store is opened: version 1
+(decisions as JSON on every entry and audit row, time stamps repeated on each) to 2, and 2 to 3
+(the review columns of ``audit`` and the ``proposals`` table; nothing else changes).  Any other
+version is refused with ``registry.store_unavailable`` naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from itertools import repeat
@@ -44,6 +55,8 @@ from sluice.registry.model import (
     Entry,
     ImportRecord,
     Kind,
+    Proposal,
+    ProposalState,
     RegistryError,
     basis_from_json,
 )
@@ -57,8 +70,10 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the table layout, stored in ``meta``."""
+KNOWN_VERSIONS = "1, 2 and 3"
+"""The versions a store opens (older ones are migrated), for messages."""
 
 SQLITE_CACHE_KIB = 256 * 1024
 """SQLite page cache (KiB): a sync of a million entries touches a hundred MB of B-tree."""
@@ -95,6 +110,10 @@ _KIND_OF_KEY = (
 )
 _IMPORT_COLS = (
     "id, source, fmt, path, sha256, at, rows, entries, added, removed, changed, rejected, dump_time"
+)
+_PROPOSAL_COLS = (
+    "id, kind, indicator, detector, reason, evidence, impact, state, reviewer, decided_at,"
+    " decision_reason, created_at"
 )
 _ENTRY_SELECT = (
     "SELECT e.source, e.kind, e.indicator, e.display, b.basis, i.at FROM entries e"
@@ -157,9 +176,59 @@ class RegistryStore(Protocol):
         """Entry counts: ``{source: {kind: count}}``."""
         ...
 
+    def review(self) -> contextlib.AbstractContextManager[None]:
+        """One exclusive transaction for review changes; a sync started inside joins it."""
+        ...
+
+    def add_proposal(self, p: Proposal, at: str) -> int:
+        """Store a new open proposal (canonical indicator) with its ``proposed`` audit row.
+
+        Call inside :meth:`review`.  Returns the new id.
+        """
+        ...
+
+    def proposals(
+        self,
+        *,
+        state: ProposalState | None = None,
+        ids: Sequence[int] | None = None,
+        key: tuple[str, Kind, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Proposal]:
+        """Proposals, newest first: all, of one state, these ids, or one ``(detector, kind, indicator)``."""
+        ...
+
+    def set_proposal_state(self, pid: int, state: ProposalState, reviewer: str, reason: str, at: str) -> bool:
+        """Decide an open proposal; False when it is no longer open (someone decided first)."""
+        ...
+
+    def audit_review(
+        self, action: AuditAction, p: Proposal, actor: str, note: str, at: str, import_id: int = 0
+    ) -> None:
+        """Append one review event (proposed, accepted, rejected) to the audit table."""
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...
+
+
+def _proposal(row: Sequence[Any]) -> Proposal:
+    pid, kind, ind, det, reason, ev, imp, state, reviewer, dec_at, dec_reason, created = row
+    return Proposal(
+        Kind(kind),
+        ind,
+        det,
+        reason,
+        json.loads(ev),
+        json.loads(imp),
+        int(pid),
+        ProposalState(state),
+        reviewer,
+        dec_at,
+        dec_reason,
+        created,
+    )
 
 
 class _SqlStore:
@@ -263,15 +332,28 @@ class _SqlStore:
     def history(self, indicator: str) -> list[AuditRecord]:
         """Audit records of one canonical indicator, oldest first."""
         rows = self._all(
-            "SELECT i.at, a.action, a.source, a.kind, a.indicator, a.import_id,"
-            " COALESCE(o.basis, '[]'), COALESCE(n.basis, '[]') FROM audit a"
-            " JOIN imports i ON i.id = a.import_id LEFT JOIN bases o ON o.id = a.old_basis"
+            "SELECT COALESCE(a.at, i.at), a.action, a.source, a.kind, a.indicator, a.import_id,"
+            " COALESCE(o.basis, '[]'), COALESCE(n.basis, '[]'), COALESCE(a.actor, ''),"
+            " COALESCE(a.note, ''), COALESCE(a.proposal_id, 0) FROM audit a"
+            " LEFT JOIN imports i ON i.id = a.import_id LEFT JOIN bases o ON o.id = a.old_basis"
             " LEFT JOIN bases n ON n.id = a.new_basis WHERE a.indicator = ? ORDER BY a.id",
             (indicator,),
         )
         return [
-            AuditRecord(at, AuditAction(a), s, Kind(k), i, int(imp), basis_from_json(o), basis_from_json(n))
-            for at, a, s, k, i, imp, o, n in rows
+            AuditRecord(
+                at,
+                AuditAction(a),
+                s,
+                Kind(k),
+                i,
+                int(imp),
+                basis_from_json(o),
+                basis_from_json(n),
+                actor,
+                note,
+                int(pid),
+            )
+            for at, a, s, k, i, imp, o, n, actor, note, pid in rows
         ]
 
     def imports(self, source: str | None = None, limit: int = 50) -> list[ImportRecord]:
@@ -292,6 +374,96 @@ class _SqlStore:
         for s, k, n in rows:
             out.setdefault(s, {})[k] = int(n)
         return out
+
+    # -- the review queue (writes inside ``review()``) --
+
+    def _exec(self, sql: str, params: Sequence[object] = ()) -> int:
+        cur = self.conn.cursor()
+        cur.execute(self._q(sql), params)
+        n = int(cur.rowcount)
+        cur.close()
+        return n
+
+    def add_proposal(self, p: Proposal, at: str) -> int:
+        """Store a new open proposal with its ``proposed`` audit row (inside :meth:`review`)."""
+        cur = self.conn.cursor()
+        cur.execute(
+            self._q(
+                "INSERT INTO proposals (kind, indicator, detector, reason, evidence, impact, state,"
+                " reviewer, decided_at, decision_reason, created_at)"
+                " VALUES (?,?,?,?,?,?,'proposed','','','',?) RETURNING id"
+            ),
+            (
+                p.kind.value,
+                p.indicator,
+                p.detector,
+                p.reason,
+                json.dumps(p.evidence, ensure_ascii=False, sort_keys=True),
+                json.dumps(p.impact, ensure_ascii=False, sort_keys=True),
+                at,
+            ),
+        )
+        pid = int(cur.fetchone()[0])
+        cur.close()
+        self.audit_review(AuditAction.PROPOSED, p, p.detector, p.reason, at, 0, pid)
+        return pid
+
+    def proposals(
+        self,
+        *,
+        state: ProposalState | None = None,
+        ids: Sequence[int] | None = None,
+        key: tuple[str, Kind, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Proposal]:
+        """Proposals, newest first: all, of one state, these ids, or one ``(detector, kind, indicator)``."""
+        where: list[str] = []
+        params: list[object] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state.value)
+        if ids is not None:
+            if not ids:
+                return []
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            params.extend(int(i) for i in ids)
+        if key is not None:
+            where.append("detector = ? AND kind = ? AND indicator = ?")
+            params.extend((key[0], key[1].value, key[2]))
+        sql = f"SELECT {_PROPOSAL_COLS} FROM proposals"  # noqa: S608 - constant columns, ? params
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_proposal(r) for r in self._all(sql, params)]
+
+    def set_proposal_state(self, pid: int, state: ProposalState, reviewer: str, reason: str, at: str) -> bool:
+        """Decide an open proposal; False when it is no longer open (someone decided first)."""
+        n = self._exec(
+            "UPDATE proposals SET state = ?, reviewer = ?, decision_reason = ?, decided_at = ?"
+            " WHERE id = ? AND state = 'proposed'",
+            (state.value, reviewer, reason, at, int(pid)),
+        )
+        return n == 1
+
+    def audit_review(
+        self,
+        action: AuditAction,
+        p: Proposal,
+        actor: str,
+        note: str,
+        at: str,
+        import_id: int = 0,
+        pid: int = 0,
+    ) -> None:
+        """Append one review event (proposed, accepted, rejected) to the audit table."""
+        self._exec(
+            "INSERT INTO audit (import_id, action, source, kind, indicator, old_basis, new_basis,"
+            " at, actor, note, proposal_id) VALUES (?,?,?,?,?,NULL,NULL,?,?,?,?)",
+            (import_id, action.value, p.source, p.kind.value, p.indicator, at, actor, note, pid or p.id),
+        )
 
     # -- writing (inside a transaction the subclass opened) --
 
@@ -468,6 +640,51 @@ def migrate_v1_statements(drop_triggers: Sequence[str], schema: Sequence[str]) -
     ]
 
 
+def migrate_v2_statements(serial: str, bigint: str, triggers: Sequence[str]) -> list[str]:
+    """SQL that turns a version-2 register into version 3 (to run inside one transaction).
+
+    Version 3 adds the review queue: the ``proposals`` table and, on ``audit``, the columns of
+    review events (own time, actor, note, proposal).  Existing rows keep NULL there (their time
+    is still their import's).  A new store is made as version 2 and then migrated, so there is
+    one way to each layout.
+
+    Args:
+        serial: the id column's type (``INTEGER PRIMARY KEY``, ``BIGSERIAL PRIMARY KEY``).
+        bigint: the type of ``audit.proposal_id``.
+        triggers: statements that make a decided proposal final.
+    """
+    return [
+        "ALTER TABLE audit ADD COLUMN at TEXT",
+        "ALTER TABLE audit ADD COLUMN actor TEXT",
+        "ALTER TABLE audit ADD COLUMN note TEXT",
+        f"ALTER TABLE audit ADD COLUMN proposal_id {bigint}",
+        f"""CREATE TABLE proposals (
+  id {serial}, kind TEXT NOT NULL, indicator TEXT NOT NULL, detector TEXT NOT NULL,
+  reason TEXT NOT NULL, evidence TEXT NOT NULL, impact TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('proposed', 'accepted', 'rejected')),
+  reviewer TEXT NOT NULL, decided_at TEXT NOT NULL, decision_reason TEXT NOT NULL,
+  created_at TEXT NOT NULL)""",
+        "CREATE UNIQUE INDEX proposals_open ON proposals (detector, kind, indicator)"
+        " WHERE state = 'proposed'",
+        "CREATE INDEX proposals_key ON proposals (indicator, kind, detector)",
+        "CREATE INDEX proposals_state ON proposals (state, id)",
+        *triggers,
+        "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+    ]
+
+
+_SQLITE_MIGRATE_V2 = migrate_v2_statements(
+    "INTEGER PRIMARY KEY",
+    "INTEGER",
+    [
+        """CREATE TRIGGER proposals_final BEFORE UPDATE ON proposals WHEN OLD.state <> 'proposed'
+  BEGIN SELECT RAISE(ABORT, 'a decided proposal is final'); END""",
+        """CREATE TRIGGER proposals_kept BEFORE DELETE ON proposals
+  BEGIN SELECT RAISE(ABORT, 'proposals are kept'); END""",
+    ],
+)
+
+
 class SqliteStore(_SqlStore):
     """The register in one SQLite file (WAL mode).
 
@@ -488,18 +705,9 @@ class SqliteStore(_SqlStore):
             self.conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             self.conn.execute("PRAGMA temp_store=MEMORY")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            version = self._version()
-            if version == "1":
-                self._migrate_v1()
-            elif version is None:
-                self.conn.execute("BEGIN IMMEDIATE")
-                for stmt in _SQLITE_SCHEMA:
-                    self.conn.execute(stmt)
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                self.conn.commit()
+            self._tx = False
+            if self._version() != str(SCHEMA_VERSION):
+                self._upgrade()
             version = self._version()
         except sqlite3.Error as exc:
             raise RegistryError("registry.store_unavailable", str(exc), self.path) from exc
@@ -508,7 +716,7 @@ class SqliteStore(_SqlStore):
             raise RegistryError(
                 "registry.store_unavailable",
                 f"register schema version {version} is not one this sluice knows"
-                f" (it reads versions 1 and {SCHEMA_VERSION})",
+                f" (it reads versions {KNOWN_VERSIONS})",
                 self.path,
             )
 
@@ -521,21 +729,58 @@ class SqliteStore(_SqlStore):
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return None if row is None else str(row[0])
 
-    def _migrate_v1(self) -> None:
-        """Schema version 1 -> 2, in one transaction (see :func:`migrate_v1_statements`)."""
+    def _upgrade(self) -> None:
+        """Create the tables, or migrate an older schema, in one transaction.
+
+        A new file is made as version 2 and migrated like any version-2 register; version 1 goes
+        through 2 (see :func:`migrate_v1_statements`, :func:`migrate_v2_statements`).  Another
+        version is left alone (the caller refuses it).
+        """
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
-        if self._version() != "1":  # another process migrated it meanwhile
-            c.rollback()
-            return
         try:
-            drops = ["DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"]
-            for stmt in migrate_v1_statements(drops, _SQLITE_SCHEMA):
-                c.execute(stmt)
+            version = self._version()  # again: another process may have done it meanwhile
+            if version is None:
+                for stmt in _SQLITE_SCHEMA:
+                    c.execute(stmt)
+                c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2')")
+                version = "2"
+            if version == "1":
+                drops = ["DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"]
+                for stmt in migrate_v1_statements(drops, _SQLITE_SCHEMA):
+                    c.execute(stmt)
+                version = "2"
+            if version == "2":
+                for stmt in _SQLITE_MIGRATE_V2:
+                    c.execute(stmt)
         except BaseException:
             c.rollback()
             raise
         c.commit()
+
+    @contextlib.contextmanager
+    def review(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction (writers queue on SQLite's lock); re-entrant."""
+        if self._tx:
+            yield
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise RegistryError("registry.store_failed", str(exc), self.path) from exc
+        self._tx = True
+        try:
+            yield
+        except sqlite3.Error as exc:
+            self.conn.rollback()
+            raise RegistryError("registry.store_failed", str(exc), self.path) from exc
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            self.conn.commit()
+        finally:
+            self._tx = False
 
     def apply_sync(
         self,
@@ -549,8 +794,11 @@ class SqliteStore(_SqlStore):
 
         A sync of more than :data:`BULK_CHANGES` changes runs with a rollback journal when the
         store has no other connection: WAL mode would write every new page twice (log, then
-        checkpoint).  Both modes make the transaction atomic; WAL is restored afterwards.
+        checkpoint).  Both modes make the transaction atomic; WAL is restored afterwards.  Inside
+        :meth:`review` the sync joins that transaction.
         """
+        if self._tx:
+            return self._write_sync(self.conn.cursor(), source, meta, added, removed, changed)
         big = len(added.keys) + len(removed) + len(changed) > BULK_CHANGES
         bulk = big and self._enter_bulk()
         try:
