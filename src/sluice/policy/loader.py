@@ -343,11 +343,27 @@ def _check_rule(c: _Checker, d: dict[str, Any], i: int, names: dict[str, int], t
     mode = c.mode(d, t, i, name, top_mode)
     kw: dict[str, Any] = {}
     reg = d.get("register")
-    if reg is not None and not isinstance(reg, bool):
+    if reg is not None and not isinstance(reg, bool) and reg != "proposed":
         c.add(
-            "policy.bad_type", "register must be true or false", table=t, index=i, key="register", name=name
+            "policy.bad_type",
+            'register must be true, false or "proposed"',
+            table=t,
+            index=i,
+            key="register",
+            name=name,
         )
     kw["register"] = reg if isinstance(reg, bool) else None
+    kw["proposed"] = reg == "proposed"
+    if reg == "proposed" and mode is not Mode.SHADOW:
+        c.add(
+            "policy.proposed_not_shadow",
+            'register = "proposed" matches indicators still under review: nothing a detector found is'
+            ' enforced before review, so this rule needs mode = "shadow"',
+            table=t,
+            index=i,
+            key="register",
+            name=name,
+        )
     for key, attr, host in (
         ("host", "_host_re", True),
         ("sni", "_sni_re", True),

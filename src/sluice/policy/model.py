@@ -128,7 +128,11 @@ class Rule:
     rate_kbit: int = 0
     """Rate for ``throttle`` (kbit/s); 0 for other actions."""
     register: bool | None = None
-    """True: some register entry must match; False: none may; None: either."""
+    """True: some register entry must match; False: none may; None: either (entries under review
+    never count here)."""
+    proposed: bool = False
+    """``register = "proposed"``: some *proposed* entry (under review, ``Entry.proposed``) must
+    match, and the register conditions apply to those; the loader allows it in shadow mode only."""
     register_kind: frozenset[str] = frozenset()
     """The matching entry must be of one of these kinds."""
     register_source: tuple[str, ...] = ()
@@ -169,10 +173,18 @@ class Rule:
         """True when the rule looks at the detectors' verdict (class, family or confidence)."""
         return bool(self.classes or self._family_re or self.min_confidence > 0)
 
+    def pool(self, matches: Sequence[Match]) -> Sequence[Match]:
+        """The matches the rule looks at: proposed ones for ``register = "proposed"``, else entries."""
+        if self.proposed:
+            return [m for m in matches if m.entry.proposed]
+        if any(m.entry.proposed for m in matches):
+            return [m for m in matches if not m.entry.proposed]
+        return matches
+
     def register_hits(self, matches: Sequence[Match]) -> list[Match]:
         """The matches that satisfy every register condition of the rule."""
         out = []
-        for m in matches:
+        for m in self.pool(matches):
             e = m.entry
             if self.register_kind and str(e.kind.value) not in self.register_kind:
                 continue
@@ -205,9 +217,12 @@ class Rule:
                 return False
             if verdict.confidence < self.min_confidence:
                 return False
-        if self.register is not None and bool(matches) != self.register:
+        pool = self.pool(matches)
+        if self.proposed and not pool:
             return False
-        return not (self.uses_register and not self.register_hits(matches))
+        if self.register is not None and bool(pool) != self.register:
+            return False
+        return not (self.uses_register and not self.register_hits(pool))
 
 
 def _canon(name: str) -> str:
@@ -409,7 +424,7 @@ class Policy:
         if idx >= 0:
             rule = self.rules[idx]
             name, action, mode, rate = rule.name, rule.action, rule.mode, rule.rate_kbit
-            relied = rule.register_hits(matches) if rule.uses_register else list(matches)
+            relied = rule.register_hits(matches) if rule.uses_register else list(rule.pool(matches))
         else:
             d = self.default
             name, action, mode, rate = DEFAULT_RULE, d.action, d.mode, d.rate_kbit
