@@ -50,8 +50,10 @@ def test_default_policy_blocks_register_names_and_logs_findings(matcher: Matcher
             assert (d.rule, d.action, d.rule_index) == (DEFAULT_RULE, Action.ALLOW, -1)
     blocked = {n for n, ds in by_name.items() if any(d.action is Action.BLOCK for d in ds)}
     assert blocked == {"psiphon.ca", "thepiratebay.org"}
-    # not in the register: the detectors' finding is only logged, getlantern.org passes
-    assert {d.action for d in by_name["getlantern.org"]} == {Action.ALLOW}
+    # not in the register: the catalogue names the service (a DNS query for Lantern's domain), and
+    # the default policy only logs findings: getlantern.org passes
+    assert {d.action for d in by_name["getlantern.org"]} == {Action.LOG}
+    assert {d.family for d in by_name["getlantern.org"]} == {"lantern"}
     psiphon = by_name["psiphon.ca"][0]
     assert (psiphon.verdict_class, psiphon.family) == ("circumvention", "psiphon")
     assert psiphon.flow_key.startswith("udp ") and psiphon.flow_key.endswith(":53")

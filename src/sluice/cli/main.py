@@ -27,6 +27,7 @@ from sluice.cli.lab import lab
 from sluice.cli.model import model
 from sluice.cli.policy import policy
 from sluice.cli.registry import registry
+from sluice.cli.services import services
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
 
@@ -37,7 +38,7 @@ def cli() -> None:
     """sluice: traffic policy engine (register, recognition, explained decisions)."""
 
 
-for _command in (flows_command, registry, lab, analyze, model, policy, decisions, gateway):
+for _command in (flows_command, registry, lab, analyze, model, policy, decisions, gateway, services):
     cli.add_command(_command)
 
 

@@ -27,6 +27,10 @@ finding, on its final record (up to 32 packets of sequence, whole-flow counters)
 ``decided_at`` is the packet index at which the deciding evidence was complete: a fingerprint's
 own index, the last packet the model's features read, or the last packet of the flow for
 whole-flow counters. Verdicts only propose: nothing here touches the register or an enforcer.
+
+Last, the verdict names the **service** the flow belongs to when its names or address match the
+service catalogue (:mod:`sluice.detect._service_names` gives the rules: a name alone makes a
+finding below a fingerprint's confidence; an address in shared infrastructure never names alone).
 """
 
 from __future__ import annotations
@@ -45,16 +49,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sluice.detect._service_names import name_service
 from sluice.detect.fet import FetDetector, FetResult
 from sluice.detect.fingerprints import FingerprintDetector, Match
 from sluice.detect.verdict import DETECTABLE_CLASSES, Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
+from sluice.services.catalogue import Catalogue, default_catalogue
 
-COMBINER_VERSION = "4"
+COMBINER_VERSION = "5"
 """Version of the combination rules (2: the model's veto of FET-only findings; 3: families that
-need their fingerprint; 4: ``unknown`` where the model is uncertain)."""
+need their fingerprint; 4: ``unknown`` where the model is uncertain; 5: verdicts name the catalogue
+service)."""
 
 DEFAULT_UNCERTAIN_FROM: float | None = 0.35
 """``P(not benign)`` from which (up to the model's threshold) a flow is ``unknown``, not benign.
@@ -176,6 +183,9 @@ class Combiner:
             empty: the model may call any family it knows.
         uncertain_from: the model's ``P(not benign)`` from which a flow it does not call a
             finding is ``unknown`` (step 4); None: never.
+        catalogue: the service catalogue verdicts name services from (default: the packaged one,
+            loaded once per process).
+        name_services: look flows up in the catalogue at all (False: never name a service).
 
     Raises:
         ConfigError: ``fet_veto`` outside (0, 1].
@@ -191,6 +201,8 @@ class Combiner:
         fet_veto: float | None = DEFAULT_FET_VETO,
         needs_fingerprint: frozenset[tuple[str, str]] = NEEDS_FINGERPRINT,
         uncertain_from: float | None = DEFAULT_UNCERTAIN_FROM,
+        catalogue: Catalogue | None = None,
+        name_services: bool = True,
     ) -> None:
         if fet_veto is not None and not 0 < fet_veto <= 1:
             raise ConfigError("combiner.fet_veto", f"{fet_veto} is not in (0, 1]")
@@ -203,6 +215,7 @@ class Combiner:
         self.use_fet = use_fet
         self.fet_veto = fet_veto
         self.needs_fingerprint = needs_fingerprint
+        self.catalogue = (catalogue or default_catalogue()) if name_services else None
 
     def judge_all(self, records: Sequence[FlowRecord]) -> list[tuple[FlowRecord, Verdict]]:
         """Verdicts of every flow in a run's records (final records, early ones paired by id).
@@ -229,7 +242,18 @@ class Combiner:
         early: FlowRecord | None = None,
         opinions: dict[tuple[int, bool], Opinion] | None = None,
     ) -> Verdict:
-        """The verdict of one flow (its early record first, when it has one)."""
+        """The verdict of one flow (its early record first, when it has one), naming its service."""
+        verdict = self._judge(final, early, opinions)
+        if self.catalogue is not None:
+            verdict = name_service(verdict, final, self.catalogue)
+        return verdict
+
+    def _judge(
+        self,
+        final: FlowRecord,
+        early: FlowRecord | None,
+        opinions: dict[tuple[int, bool], Opinion] | None,
+    ) -> Verdict:
         stages = [r for r in (early, final) if r is not None]
         verdict: Verdict | None = None
         for rec in stages:

@@ -74,6 +74,7 @@ class FlowVerdict:
             **self.record.to_dict(),
             "class": v.label,
             "family": v.family,
+            "service": v.service,
             "confidence": round(v.confidence, 4),
             "decided_at": v.decided_at,
             "detector": v.detector,

@@ -96,6 +96,8 @@ class Verdict:
     """Digest of the model that decided (empty for rules)."""
     evidence: tuple[Evidence, ...] = field(default_factory=tuple)
     """The facts behind the verdict, strongest first."""
+    service: str = ""
+    """The catalogue service the flow belongs to (``nordvpn``, ``psiphon``); empty when none is known."""
 
     @property
     def is_finding(self) -> bool:
@@ -117,4 +119,5 @@ class Verdict:
             "threshold": round(self.threshold, 6),
             "model_digest": self.model_digest,
             "evidence": [e.to_dict() for e in self.evidence],
+            "service": self.service,
         }

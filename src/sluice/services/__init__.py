@@ -1,0 +1,26 @@
+"""Knowledge about services: the catalogue of VPN, proxy and circumvention services and of the shared
+infrastructure (CDNs, clouds, hosters) that carries them (:mod:`sluice.services.catalogue`)."""
+
+from __future__ import annotations
+
+from sluice.services.catalogue import (
+    Catalogue,
+    Service,
+    ServiceMatch,
+    SharedEntry,
+    SharedInfra,
+    default_catalogue,
+    load_catalogue,
+    loads_catalogue,
+)
+
+__all__ = [
+    "Catalogue",
+    "Service",
+    "ServiceMatch",
+    "SharedEntry",
+    "SharedInfra",
+    "default_catalogue",
+    "load_catalogue",
+    "loads_catalogue",
+]
