@@ -208,6 +208,9 @@ EXPECTED_IN_CORPUS = [
     ("ipsec_isakmp_esp.pcap", ("vpn", "ipsec"), 24),
     ("tailscale.pcap", ("vpn", "commercial:tailscale"), 1),
     ("opera-vpn.pcapng", ("vpn", "commercial:operavpn"), 60),
+    ("anyconnect-vpn.pcap", ("vpn", "anyconnect"), 1),  # its DTLS channel (version 0x0100)
+    ("openvpn_obfuscated.pcapng", ("vpn", "openvpn"), 2),  # XOR-obfuscated, TCP and UDP
+    ("pia.pcap", ("vpn", "commercial:pia"), 1),  # PIA's own CA
     ("dns-tunnel-iodine.pcap", ("tunnel", "dns-tunnel"), 1),
     ("dns_exfiltration.pcap", ("tunnel", "dns-tunnel"), 1),
     ("vxlan.pcap", ("tunnel", "vxlan"), 1),
