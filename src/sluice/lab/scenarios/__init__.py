@@ -16,6 +16,7 @@ from sluice.lab.scenarios.mail import Imap, SmtpSubmission
 from sluice.lab.scenarios.obfs4 import Obfs4
 from sluice.lab.scenarios.openvpn import OpenVpn
 from sluice.lab.scenarios.overlay import Nebula, Tinc
+from sluice.lab.scenarios.providers import VpnProviders
 from sluice.lab.scenarios.proxies import HttpProxy, Socks
 from sluice.lab.scenarios.quic import Http3
 from sluice.lab.scenarios.rtc import WebRtcMedia
@@ -71,4 +72,5 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     SmtpSubmission,
     Imap,
     WebRtcMedia,
+    VpnProviders,
 )
