@@ -535,10 +535,12 @@ def _glob(opt: str, text: str) -> str:
     g = text.lower()
     if _GLOB.fullmatch(g) is None:
         raise ConfigError(opt, f"{text!r:.60}: a pattern holds letters, digits, '-', '_', '.' and '*' only")
-    _domain(opt, g.replace("*", "x"))
-    key = _glob_key(g)
-    if key.count(".") < 1:
+    if _glob_key(g).count(".") < 1:
         raise ConfigError(opt, f"{text!r:.60} must end in a literal domain of two labels or more")
+    try:
+        canon_host(g.replace("*", "x"))
+    except BadIndicator as exc:
+        raise ConfigError(opt, f"{text!r:.60} is not a name pattern ({exc.reason})") from None
     return g
 
 
