@@ -81,6 +81,8 @@ TAXONOMY_FAMILIES: Mapping[str, frozenset[str]] = {
     ),
 }
 """Protocol family words of ``TAXONOMY.md`` per class (what ``protocols`` may name)."""
+ADDRESS_CACHE = 1 << 16
+"""Addresses whose lookups a catalogue remembers (per lookup kind)."""
 SHARED_KINDS = ("cdn", "cloud", "hosting")
 """Kinds of shared infrastructure."""
 
@@ -321,6 +323,9 @@ class Catalogue:
                 self._shared_ranges.append((i, r))
         self._svc_index = IpIndex(svc_rows)
         self._shared_index = IpIndex(shared_rows)
+        # servers repeat: one index search per distinct address (bounded)
+        self._address_match = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._address_match_uncached)
+        self._shared_text = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._shared_text_uncached)
 
     def __len__(self) -> int:
         return len(self.services)
@@ -408,6 +413,9 @@ class Catalogue:
         Returns:
             The match (``what`` is ``address``), or None (also for text that is not an address).
         """
+        return self._address_match(ip.strip())
+
+    def _address_match_uncached(self, ip: str) -> ServiceMatch | None:
         addr = _address(ip)
         if addr is None or not self._svc_ranges:
             return None
@@ -429,6 +437,9 @@ class Catalogue:
         Returns:
             The operator and range, or None (also for text that is not an address).
         """
+        return self._shared_text(ip.strip())
+
+    def _shared_text_uncached(self, ip: str) -> SharedInfra | None:
         addr = _address(ip)
         return None if addr is None else self._shared(addr)
 
