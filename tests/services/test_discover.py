@@ -208,3 +208,47 @@ def test_vpn_captures_of_the_ndpi_corpus() -> None:
         [str(corpus_file(c)) for c in ("443-chrome.pcap", "google_ssl.pcap", "facebook.pcap")]
     )
     assert discover(benign) == []
+
+
+def test_command_ranks_explains_and_proposes_into_the_review_queue(tmp_path: Path) -> None:
+    """`sluice services discover` on analysis rows: ranked text and JSON; --propose puts the
+    candidate's mask and addresses in the register's queue, each with its impact preview."""
+    from click.testing import CliRunner
+
+    from sluice.cli.discover import discover_command
+    from sluice.registry.proposals import list_proposals
+    from sluice.registry.store import open_store
+
+    cert = {
+        "cert_subject": "CN=*.acme-vpn.test",
+        "cert_issuer": "CN=Acme CA",
+        "cert_san": ["*.acme-vpn.test"],
+    }
+    rows = [_row("203.0.113.10", 443, proto=6, client=f"10.0.0.{i}", **cert) for i in range(3)]
+    rows += [_row("198.18.5.20", 1194, proto=6, **cert) for _ in range(2)]
+    rows += [_row("93.184.216.34", 443, cls="benign", family="tls", proto=6, sni="example.com")]
+    jl = tmp_path / "a.jsonl"
+    jl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runner = CliRunner()
+    got = runner.invoke(discover_command, [str(jl)])
+    assert got.exit_code == 0, got.output
+    assert "1 candidate services from 6 flows" in got.output and "1. acme-vpn.test" in got.output
+    assert "share the certificate CN=*.acme-vpn.test" in got.output
+    db = tmp_path / "reg.db"
+    got = runner.invoke(discover_command, [str(jl), "--format", "json", "--propose", "--register", str(db)])
+    assert got.exit_code == 0, got.output
+    doc = json.loads(got.output)
+    (cand,) = doc["candidates"]
+    assert len(cand["proposals"]) == 3  # *.acme-vpn.test and two addresses
+    store = open_store(str(db))
+    try:
+        props = {p.indicator: p for p in list_proposals(store)}
+    finally:
+        store.close()
+    assert set(props) == {"*.acme-vpn.test", "203.0.113.10", "198.18.5.20"}
+    p = props["203.0.113.10"]
+    assert p.detector == "vpn-services" and "5 finding flows (vpn/openvpn ×5) from 3 clients at 2 endpoints" in p.reason
+    assert p.impact and p.evidence["candidate"]["service"] == "acme-vpn.test"  # type: ignore[index]
+    again = runner.invoke(discover_command, [str(jl), "--format", "json", "--propose", "--register", str(db)])
+    assert json.loads(again.output)["candidates"][0]["proposals"] == cand["proposals"]  # idempotent
+    assert runner.invoke(discover_command, [str(jl), "--propose"]).exit_code == 2

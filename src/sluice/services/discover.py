@@ -25,20 +25,24 @@ __all__ = [
     "Endpoint",
     "discover",
     "pair_agreement",
+    "proposals_for",
     "read_flows",
 ]
 
 import ipaddress
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.detect.verdict import DETECTABLE_CLASSES
 from sluice.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sluice.registry.model import Proposal
 
 COLUMNS = (
     "server",
@@ -463,3 +467,42 @@ def pair_agreement(groups: Sequence[Sequence[str]], truth: Mapping[str, str]) ->
             right += same_truth == same_found
             total += 1
     return right, total
+
+
+DETECTOR = "vpn-services"
+"""The detector name proposals carry (accepted entries go to the source ``proposals:vpn-services``)."""
+
+
+def proposals_for(
+    cand: Candidate, shared: Callable[[str], Any] | None = None, *, detector: str = DETECTOR
+) -> list[Proposal]:
+    """The register entries a candidate service would need: its registrable domains (as masks:
+    the service's servers and APIs are names below them) and its server addresses, except an
+    address in shared infrastructure (``shared(ip)`` not None), which is proposed at the name
+    level only and says so in the evidence.
+    """
+    from sluice.registry.model import Kind, Proposal
+
+    fams = ", ".join(f"{f} ×{n}" for f, n in cand.families.most_common(3))
+    reason = (
+        f"{cand.findings} finding flows ({fams}) from {cand.clients} clients "
+        f"at {len(cand.endpoints)} endpoints of {cand.label()}"
+    )
+    evidence: dict[str, object] = {"candidate": cand.to_dict()}
+    withheld = {}
+    for server in sorted({e.server for e in cand.endpoints}):
+        infra = shared(server) if shared is not None else None
+        if infra is not None:
+            withheld[server] = (
+                f"{infra.operator} {infra.cidr} ({infra.source}): propose at the name level only"
+            )
+    if withheld:
+        evidence["addresses_not_proposed"] = withheld
+    out = [Proposal(Kind.DOMAIN_MASK, f"*.{d}", detector, reason, evidence) for d in cand.domains]
+    for server in sorted({e.server for e in cand.endpoints} - set(withheld)):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            continue
+        out.append(Proposal(Kind.IP, server, detector, reason, evidence))
+    return out
