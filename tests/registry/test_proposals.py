@@ -111,7 +111,7 @@ def test_bulk_and_errors(store: RegistryStore) -> None:
     ids = [propose(store, _vpn(f"n{i}.examplevpn.net"), now=T0) for i in range(3)]
     with pytest.raises(RegistryError) as err:
         accept(store, [ids[0], 999], reviewer="alice", reason="x")
-    assert err.value.reason == "registry.not_found" and "#999" in err.value.detail
+    assert err.value.reason == "registry.no_proposal" and "#999" in err.value.detail
     assert get_proposal(store, ids[0]).state is ProposalState.PROPOSED  # nothing changed
     with pytest.raises(RegistryError, match="reviewer is empty"):
         accept(store, ids, reviewer=" ", reason="x")

@@ -1,4 +1,4 @@
-"""``sluice registry``: import, check, history, export and stats of the register.
+"""``sluice registry``: import, check, history, export, stats, the review queue and impact previews.
 
 A thin shell: it parses options, calls :mod:`sluice.registry.service`, and formats the result.
 Exit codes: 0 OK, 1 findings (``check --fail-on-findings``), 2 usage or configuration error,
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,6 +19,7 @@ import click
 
 from sluice.registry import service
 from sluice.registry.exports import EXPORT_TARGETS
+from sluice.registry.impact import MAX_NAMES, ImpactReport
 from sluice.registry.importers import FORMATS
 from sluice.registry.model import ImportSummary, RegistryError
 from sluice.registry.sync import DEFAULT_MAX_DROP
@@ -34,6 +36,9 @@ _USAGE_REASONS = frozenset(
         "registry.bad_export_target",
         "registry.bad_export_option",
         "registry.bad_indicator",
+        "registry.bad_state",
+        "registry.bad_proposal",
+        "registry.no_proposal",
     }
 )
 _DB_KEY = "sluice.registry.db"
@@ -101,6 +106,19 @@ def _print_summary(s: ImportSummary, show_rejected: int) -> None:
 )
 @click.option("--force", is_flag=True, help="Accept a larger drop in rows.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="Write nothing; show what every entry would also hit in the traffic of --flows.",
+)
+@click.option(
+    "--flows",
+    "flow_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Flow log (sluice flows: JSONL, CSV, Parquet) or capture, for --preview (repeatable).",
+)
+@click.option("--own", multiple=True, help="Names (d, *.d) the entries are meant to hit (repeatable).")
 @click.option("--show-rejected", type=click.IntRange(0), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
@@ -112,10 +130,22 @@ def import_cmd(
     max_drop: float,
     force: bool,
     dry_run: bool,
+    preview: bool,
+    flow_files: tuple[Path, ...],
+    own: tuple[str, ...],
     show_rejected: int,
     as_json: bool,
 ) -> None:
     """Sync the register with FILE(s): add, remove and update one source's entries."""
+    if preview or flow_files:
+        if not (preview and flow_files):
+            raise click.UsageError("--preview and --flows go together")
+        try:
+            report = service.import_preview(list(files), fmt, list(flow_files), source=source, own=own)
+        except RegistryError as exc:
+            _fail(exc, as_json)
+        _print_impact(report, "json" if as_json else "text", MAX_NAMES)
+        return
     total = sum(p.stat().st_size for p in files if p.is_file())
     err = sys.stderr
     try:
@@ -267,3 +297,188 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
             f"  import #{imp['id']} {imp['at']} {imp['source']} ({imp['format']}):"
             f" {imp['rows']} rows, +{imp['added']} -{imp['removed']} ~{imp['changed']}"
         )
+
+
+# -- impact previews --
+
+
+def _print_impact(report: ImpactReport, fmt: str, show_names: int) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        return
+    click.echo(f"traffic: {report.flows} flows from {', '.join(report.files)}")
+    if not report.shared_checked:
+        click.echo("  (no service catalogue: shared infrastructure not checked)")
+    for e in report.entries:
+        click.echo(
+            f"{e.indicator} ({e.kind.value}): {e.flows} flows, {e.clients} clients"
+            f" on {e.addresses} addresses; collateral {e.collateral_flows} flows"
+            f" ({e.collateral_share:.1%}, bytes {e.collateral_byte_share:.1%}),"
+            f" {e.collateral_clients} clients, {e.collateral_names} other names"
+        )
+        for s in e.shared:
+            click.echo(f"  SHARED INFRASTRUCTURE: {s['operator']} {s['cidr']} [{s['source']}]")
+        click.echo(f"  -> {e.advice}")
+        for n in e.names[:show_names]:
+            mark = "own" if n.own else "   "
+            click.echo(
+                f"  {mark} {n.name:<40} {n.flows:>6} flows {n.clients:>5} clients  {', '.join(n.addresses)}"
+            )
+        if e.names_total > min(show_names, len(e.names)):
+            click.echo(f"  ... {e.names_total - min(show_names, len(e.names))} more names (--format json)")
+
+
+@registry.command("impact")
+@click.argument("entries", nargs=-1, required=True)
+@click.option(
+    "--flows",
+    "flow_files",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Flow log (sluice flows: JSONL, CSV, Parquet) or capture (pcap, pcapng); repeatable.",
+)
+@click.option("--own", multiple=True, help="Names (d, *.d) the entries are meant to hit (repeatable).")
+@click.option("--names", "show_names", type=click.IntRange(0), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def impact_cmd(
+    entries: tuple[str, ...],
+    flow_files: tuple[Path, ...],
+    own: tuple[str, ...],
+    show_names: int,
+    fmt: str,
+    as_json: bool,
+) -> None:
+    """What each ENTRY (name, *.mask, URL, address, CIDR) would also hit in the given traffic."""
+    fmt = "json" if as_json else fmt
+    try:
+        report = service.impact(
+            list(entries), list(flow_files), own=own, max_names=max(show_names, MAX_NAMES)
+        )
+    except RegistryError as exc:
+        _fail(exc, fmt == "json")
+    _print_impact(report, fmt, show_names)
+
+
+# -- the review queue --
+
+
+@registry.group("proposals")
+def proposals_group() -> None:
+    """The review queue: what detectors propose, accepted or rejected by a person."""
+
+
+def _proposal_line(p: dict[str, Any]) -> str:
+    decided = (
+        f"  {p['state']} by {p['reviewer']} {p['decided_at']}: {p['decision_reason']}"
+        if p["reviewer"]
+        else ""
+    )
+    return (
+        f"#{p['id']:<5} {p['state']:<8} {p['kind']:<11} {p['indicator']}  [{p['detector']}]"
+        f" {p['created_at']}  {p['reason']}{decided}"
+    )
+
+
+@proposals_group.command("list")
+@click.option("--state", default=None, help="proposed, accepted or rejected.")
+@click.option("--limit", type=click.IntRange(1), default=None)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.pass_context
+def proposals_list_cmd(
+    ctx: click.Context, state: str | None, limit: int | None, fmt: str, as_json: bool
+) -> None:
+    """Proposals, newest first."""
+    fmt = "json" if as_json else fmt
+    try:
+        items = service.proposals_list(_db(ctx), state, limit)
+    except RegistryError as exc:
+        _fail(exc, fmt == "json")
+    if fmt == "json":
+        click.echo(json.dumps(items, ensure_ascii=False))
+        return
+    if not items:
+        click.echo("no proposals")
+    for p in items:
+        click.echo(_proposal_line(p))
+
+
+@proposals_group.command("show")
+@click.argument("pid", type=click.IntRange(1), metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.pass_context
+def proposals_show_cmd(ctx: click.Context, pid: int, fmt: str, as_json: bool) -> None:
+    """One proposal: evidence, impact preview and its audit trail."""
+    fmt = "json" if as_json else fmt
+    try:
+        p = service.proposal_show(_db(ctx), pid)
+    except RegistryError as exc:
+        _fail(exc, fmt == "json")
+    if fmt == "json":
+        click.echo(json.dumps(p, ensure_ascii=False))
+        return
+    click.echo(_proposal_line(p))
+    click.echo(f"  source when accepted: {p['source']}")
+    click.echo("  evidence: " + json.dumps(p["evidence"], ensure_ascii=False, sort_keys=True))
+    click.echo(
+        "  impact: "
+        + (json.dumps(p["impact"], ensure_ascii=False, sort_keys=True) if p["impact"] else "(none)")
+    )
+    for ev in p["events"]:
+        who = f" by {ev['actor']}" if ev["actor"] else ""
+        click.echo(f"  {ev['at']}  {ev['action']}{who}  {ev['note']}")
+
+
+def _decide(
+    ctx: click.Context, ids: tuple[int, ...], accept: bool, reviewer: str, reason: str, fmt: str
+) -> None:
+    try:
+        outs = service.decide(_db(ctx), list(ids), accept, reviewer=reviewer, reason=reason)
+    except RegistryError as exc:
+        _fail(exc, fmt == "json")
+    if fmt == "json":
+        click.echo(json.dumps(outs, ensure_ascii=False))
+        return
+    for o in outs:
+        if o["changed"]:
+            extra = f" (import #{o['import_id']})" if o["import_id"] else ""
+            click.echo(f"#{o['id']}: {o['state']}{extra}")
+        else:
+            click.echo(f"#{o['id']}: unchanged, already {o['state']} by {o['reviewer']}")
+
+
+_REVIEW_OPTIONS: list[Callable[[Any], Any]] = [
+    click.argument("ids", nargs=-1, required=True, type=click.IntRange(1)),
+    click.option("--reviewer", required=True, help="Who decides (recorded in the audit)."),
+    click.option("--reason", required=True, help="Why (recorded in the audit and the entry's basis)."),
+    click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True),
+    click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
+    click.pass_context,
+]
+
+
+def _review_options(f: Any) -> Any:
+    for opt in reversed(_REVIEW_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@proposals_group.command("accept")
+@_review_options
+def proposals_accept_cmd(
+    ctx: click.Context, ids: tuple[int, ...], reviewer: str, reason: str, fmt: str, as_json: bool
+) -> None:
+    """Accept proposal ID(s): each becomes an entry of proposals:<detector>."""
+    _decide(ctx, ids, True, reviewer, reason, "json" if as_json else fmt)
+
+
+@proposals_group.command("reject")
+@_review_options
+def proposals_reject_cmd(
+    ctx: click.Context, ids: tuple[int, ...], reviewer: str, reason: str, fmt: str, as_json: bool
+) -> None:
+    """Reject proposal ID(s): they never become entries."""
+    _decide(ctx, ids, False, reviewer, reason, "json" if as_json else fmt)

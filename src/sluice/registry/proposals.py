@@ -191,11 +191,11 @@ def get_proposal(store: RegistryStore, pid: int) -> Proposal:
     """One proposal.
 
     Raises:
-        RegistryError: ``registry.not_found``.
+        RegistryError: ``registry.no_proposal``.
     """
     got = store.proposals(ids=[pid])
     if not got:
-        raise RegistryError("registry.not_found", f"no proposal #{pid}")
+        raise RegistryError("registry.no_proposal", f"no proposal #{pid}")
     return got[0]
 
 
@@ -215,7 +215,7 @@ def accept(
         One outcome per id, in the order given.
 
     Raises:
-        RegistryError: ``registry.not_found`` (nothing changed then), ``registry.bad_proposal``
+        RegistryError: ``registry.no_proposal`` (nothing changed then), ``registry.bad_proposal``
             (empty reviewer or reason) or a store failure (nothing changed).
     """
     return _decide(store, ids, ProposalState.ACCEPTED, reviewer, reason, now)
@@ -247,7 +247,7 @@ def _decide(
         found = {p.id: p for p in store.proposals(ids=wanted)}
         missing = [i for i in wanted if i not in found]
         if missing:
-            raise RegistryError("registry.not_found", "no proposal " + ", ".join(f"#{i}" for i in missing))
+            raise RegistryError("registry.no_proposal", "no proposal " + ", ".join(f"#{i}" for i in missing))
         won = [p for p in (found[i] for i in wanted) if store.set_proposal_state(p.id, state, who, why, at)]
         import_ids: dict[str, int] = {}
         if state is ProposalState.ACCEPTED:

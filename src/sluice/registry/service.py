@@ -10,10 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sluice.registry import proposals
 from sluice.registry.exports import ExportResult, export_entries
+from sluice.registry.impact import (
+    MAX_NAMES,
+    ImpactReport,
+    parse_entry,
+    preview_impact,
+    read_traffic,
+    shared_lookup,
+)
+from sluice.registry.importers import parse_files
 from sluice.registry.importers._common import Progress
 from sluice.registry.matcher import Match, Matcher
-from sluice.registry.model import Entry, ImportSummary, Kind, RegistryError
+from sluice.registry.model import Entry, ImportSummary, Kind, ProposalState, RegistryError
 from sluice.registry.names import (
     BadIndicator,
     canon_host,
@@ -25,7 +35,19 @@ from sluice.registry.names import (
 from sluice.registry.store import open_store
 from sluice.registry.sync import DEFAULT_MAX_DROP, import_files
 
-__all__ = ["canonical_indicator", "check", "export", "history", "import_paths", "stats"]
+__all__ = [
+    "canonical_indicator",
+    "check",
+    "decide",
+    "export",
+    "history",
+    "impact",
+    "import_paths",
+    "import_preview",
+    "proposal_show",
+    "proposals_list",
+    "stats",
+]
 
 
 def import_paths(
@@ -214,3 +236,108 @@ def stats(db: str) -> dict[str, Any]:
             for i in imports
         ],
     }
+
+
+# -- the review queue and the impact preview --
+
+
+def proposals_list(db: str, state: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Proposals, newest first (all, or of one state).
+
+    Raises:
+        RegistryError: ``registry.bad_state`` or store failure.
+    """
+    st = _state(state) if state else None
+    store = open_store(db)
+    try:
+        return [p.as_dict() for p in proposals.list_proposals(store, st, limit)]
+    finally:
+        store.close()
+
+
+def _state(text: str) -> ProposalState:
+    try:
+        return ProposalState(text)
+    except ValueError:
+        choices = ", ".join(s.value for s in ProposalState)
+        raise RegistryError("registry.bad_state", f"state {text!r} is not one of {choices}") from None
+
+
+def proposal_show(db: str, pid: int) -> dict[str, Any]:
+    """One proposal with its audit trail.
+
+    Raises:
+        RegistryError: ``registry.no_proposal`` or store failure.
+    """
+    store = open_store(db)
+    try:
+        p = proposals.get_proposal(store, pid)
+        events = [
+            ev for ev in store.history(p.indicator) if ev.proposal_id in (0, p.id) and ev.source == p.source
+        ]
+    finally:
+        store.close()
+    out = p.as_dict()
+    out["events"] = [
+        {
+            "at": ev.at,
+            "action": ev.action.value,
+            "actor": ev.actor,
+            "note": ev.note,
+            "import_id": ev.import_id,
+            "proposal_id": ev.proposal_id,
+        }
+        for ev in events
+    ]
+    return out
+
+
+def decide(
+    db: str, ids: Sequence[int], accept: bool, *, reviewer: str, reason: str
+) -> list[dict[str, object]]:
+    """Accept or reject proposals (see :func:`sluice.registry.proposals.accept`).
+
+    Raises:
+        RegistryError: ``registry.no_proposal``, ``registry.bad_proposal`` or store failure.
+    """
+    store = open_store(db)
+    try:
+        fn = proposals.accept if accept else proposals.reject
+        return [o.as_dict() for o in fn(store, ids, reviewer=reviewer, reason=reason)]
+    finally:
+        store.close()
+
+
+def impact(
+    entries: Sequence[str] | Sequence[tuple[Kind, str]],
+    flows: Sequence[str | Path],
+    *,
+    own: Sequence[str] = (),
+    max_names: int = MAX_NAMES,
+) -> ImpactReport:
+    """Collateral-impact preview of entries (as typed, or parsed) over flow logs or captures.
+
+    Raises:
+        RegistryError: ``registry.bad_indicator``, ``registry.bad_traffic``, ``registry.io_error``.
+    """
+    parsed = [parse_entry(e) if isinstance(e, str) else e for e in entries]
+    traffic = read_traffic(flows)
+    return preview_impact(parsed, traffic, own=own, shared=shared_lookup(), max_names=max_names)
+
+
+def import_preview(
+    paths: Sequence[str | Path],
+    fmt: str,
+    flows: Sequence[str | Path],
+    *,
+    source: str = "",
+    own: Sequence[str] = (),
+    max_names: int = MAX_NAMES,
+) -> ImpactReport:
+    """The impact preview of every entry an import file gives (nothing is written).
+
+    Raises:
+        RegistryError: the file is refused (as an import would refuse it), or bad traffic.
+    """
+    result = parse_files(paths, fmt, source=source)
+    return impact([(Kind(k), i) for k, i in result.entries], flows, own=own, max_names=max_names)
