@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.corpus_util import corpus_file
 
 from sluice.errors import ConfigError
 from sluice.services.discover import (
@@ -21,6 +20,7 @@ from sluice.services.discover import (
     read_flows,
     registrable,
 )
+from tests.corpus_util import corpus_file
 
 
 def _row(
@@ -247,7 +247,8 @@ def test_command_ranks_explains_and_proposes_into_the_review_queue(tmp_path: Pat
         store.close()
     assert set(props) == {"*.acme-vpn.test", "203.0.113.10", "198.18.5.20"}
     p = props["203.0.113.10"]
-    assert p.detector == "vpn-services" and "5 finding flows (vpn/openvpn ×5) from 3 clients at 2 endpoints" in p.reason
+    assert p.detector == "vpn-services"
+    assert "5 finding flows (vpn/openvpn ×5) from 3 clients at 2 endpoints" in p.reason
     assert p.impact and p.evidence["candidate"]["service"] == "acme-vpn.test"  # type: ignore[index]
     again = runner.invoke(discover_command, [str(jl), "--format", "json", "--propose", "--register", str(db)])
     assert json.loads(again.output)["candidates"][0]["proposals"] == cand["proposals"]  # idempotent

@@ -40,6 +40,7 @@ __all__ = [
     "run_queue",
 ]
 
+import os
 import signal
 import socket
 import sys
@@ -333,15 +334,13 @@ def warm_up(policy: Policy, matcher: Matcher | None, detector: Combiner | None) 
     first prediction (seconds on a cold cache), while the client's handshake waits in the queue.
     Call it before announcing the gateway ready (and before forking workers, who inherit it).
     """
-    from random import Random
-
     from sluice.synth.packets import ipv4, tcp
 
-    cli, srv, rng = "192.0.2.1", "192.0.2.2", Random(0)
+    cli, srv = "192.0.2.1", "192.0.2.2"
     engine = GatewayEngine(policy, matcher, None, detector=detector)
     syn, ack, psh = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.ACK | TcpFlags.PSH
     steps = [(True, syn, b""), (False, syn | ack, b""), (True, ack, b"")]
-    steps += [(i % 2 == 0, psh, rng.randbytes(200 + 300 * i)) for i in range(EARLY_PACKETS)]
+    steps += [(i % 2 == 0, psh, os.urandom(200 + 300 * i)) for i in range(EARLY_PACKETS)]
     seq = {True: 1000, False: 5000}
     decided = 0
     for n, (up, flags, data) in enumerate(steps):
