@@ -583,10 +583,11 @@ class VpnProviders(Scenario):
             path = s.file(f"trojan-srv-{ep.index}.json", json.dumps(tconf))
             topo.spawn("server", f"trojan-server-{ep.index}", ["trojan", "-c", str(path)])
 
-    # provider-wide settings, drawn on first use
     @staticmethod
     def _inner_port(s: Session) -> int:
         return int(cast(int, s.params["http_port"]))
+
+    # provider-wide settings and secrets (one account per provider), drawn on first use
 
     @staticmethod
     def _openvpn_common(s: Session, p: _Provider, *, server: bool) -> list[str]:
