@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
+from sluice.cli.discover import discover_command
 from sluice.errors import ConfigError
 from sluice.services.catalogue import Catalogue, RangeRef, Service, SharedEntry, SharedInfra, load_catalogue
 
@@ -178,3 +179,6 @@ def show_cmd(ctx: click.Context, name: str, fmt: str, as_json: bool) -> None:
         f"no service or shared infrastructure entry named {name!r} (see: sluice services list)",
         as_json,
     )
+
+
+services.add_command(discover_command)
