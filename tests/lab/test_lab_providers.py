@@ -159,3 +159,11 @@ def test_vpn_providers_session(tmp_path: Path) -> None:
     assert all(seen[ep] >= 1 for ep in truth), {ep: seen[ep] for ep in truth}
     assert len(cert_eps["corvid-secure"]) >= 2, cert_eps
     assert all(seen[ep] >= 1 for ep in benign)
+
+    # discovery on the session: every pair of provider endpoints grouped right, nothing benign
+    from sluice.services.discover import discover, pair_agreement, read_flows
+
+    groups = [[e.key for e in g.endpoints] for g in discover(read_flows([str(pcap)]), min_findings=1)]
+    right, pairs = pair_agreement(groups, {ep: prov for ep, (prov, _) in truth.items()})
+    assert right == pairs, groups
+    assert not {ep for g in groups for ep in g} & set(benign), groups

@@ -253,3 +253,36 @@ def test_command_ranks_explains_and_proposes_into_the_review_queue(tmp_path: Pat
     again = runner.invoke(discover_command, [str(jl), "--format", "json", "--propose", "--register", str(db)])
     assert json.loads(again.output)["candidates"][0]["proposals"] == cand["proposals"]  # idempotent
     assert runner.invoke(discover_command, [str(jl), "--propose"]).exit_code == 2
+
+
+def test_unrecognised_servers_join_by_certificate_or_name_and_lookups_are_not_servers() -> None:
+    """A provider's server no detector recognised joins its group by certificate or name (its
+    address is not proposed); a DNS lookup of a VPN's name makes the resolver no candidate."""
+    from sluice.services.discover import proposals_for
+
+    cert = {"cert_subject": "CN=*.corvid.test", "cert_issuer": "CN=Corvid CA", "cert_san": ["*.corvid.test"]}
+    rows = [_row("198.18.24.55", 1194, proto=6, sni="a.corvid.test") for _ in range(2)]
+    rows += [_row("198.18.24.60", 443, cls="benign", family="tls", proto=6, **cert)]  # stunnel, unseen
+    rows += [_row("198.18.24.61", 443, cls="benign", family="tls", proto=6, sni="b.corvid.test")]
+    rows += [_row("198.18.24.62", 0, cls="benign", family="", proto=1, sni="c.corvid.test")]  # ICMP
+    rows += [
+        _row("9.9.9.9", 53, family="commercial:mullvad", dns_query="www.mullvad.net", dns_answers=["1.2.3.4"])
+        for _ in range(3)
+    ]
+    (g,) = discover(_rows(rows))
+    keys = {e.key: e.linked_only for e in g.endpoints}
+    assert keys == {
+        "198.18.24.55:1194/tcp": False,
+        "198.18.24.60:443/tcp": True,
+        "198.18.24.61:443/tcp": True,
+    }
+    assert any("198.18.24.60:443/tcp carry names under corvid.test (0/1" in x for x in g.links)
+    ips = {p.indicator for p in proposals_for(g) if p.kind.value == "ip"}
+    assert ips == {"198.18.24.55"}
+    # a name every site carries (here on 30 servers) pulls nothing
+    many = rows[:2] + [
+        _row(f"203.0.113.{i}", 443, cls="benign", family="tls", proto=6, sni=f"x{i}.corvid.test")
+        for i in range(30)
+    ]
+    (g,) = discover(_rows(many))
+    assert [e.key for e in g.endpoints] == ["198.18.24.55:1194/tcp"]

@@ -70,6 +70,8 @@ MIN_FINDINGS = 2
 """Finding flows a candidate service needs (over all its endpoints): one flow is a guess."""
 MIN_SHARE = 0.5
 """Share of an endpoint's flows that must be findings for it to be a candidate."""
+PULL_LIMIT = 10
+"""Endpoints without findings one certificate or domain may join to a service (beyond its size)."""
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Endpoint:
     """Evidence codes of its finding flows."""
     first_seen: float = float("inf")
     last_seen: float = float("-inf")
+    linked_only: bool = False
+    """Joined to a service by its certificate or names alone, without (enough) findings."""
 
     @property
     def key(self) -> str:
@@ -119,6 +123,7 @@ class Endpoint:
             "evidence": dict(self.evidence.most_common(5)),
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
+            "linked_only": self.linked_only,
         }
 
 
@@ -341,6 +346,8 @@ def endpoints(flows: DiscoveryInput) -> dict[tuple[str, int, str], Endpoint]:
         if ep is None:
             ep = eps[key] = Endpoint(*key)
         ep.flows += 1
+        if q:  # a lookup: its names and verdict are about the answers, not about the resolver
+            continue
         cls = c["class"][i] or ""
         if cls in DETECTABLE_CLASSES:
             ep.findings += 1
@@ -425,7 +432,8 @@ def discover(
             domain fronting or a captive portal can put on anything).
     """
     skip = {d.lower() for d in ignore_domains}
-    cands = [e for e in endpoints(flows).values() if e.findings and e.share >= min_share]
+    every = endpoints(flows)
+    cands = [e for e in every.values() if e.findings and e.share >= min_share]
     cands.sort(key=lambda e: (e.server, e.port, e.transport))
     union = _Union(len(cands))
     first: dict[tuple[str, str], int] = {}
@@ -447,7 +455,41 @@ def discover(
         if cand.findings >= min_findings:
             out.append(cand)
     out.sort(key=lambda c: -c.score)
+    _pull_in(out, [e for e in every.values() if not (e.findings and e.share >= min_share)], skip)
     return out
+
+
+def _pull_in(groups: list[Candidate], others: list[Endpoint], skip: set[str]) -> None:
+    """Add to each group the endpoints without (enough) findings that carry its certificate or
+    its names: a provider's server whose protocol no detector recognised is still its server.
+
+    They are marked :attr:`Endpoint.linked_only` (their addresses are not proposed: the group's
+    name entries cover them). A certificate or domain that would pull in more than
+    :data:`PULL_LIMIT` endpoints besides the group's size is too common to be one service's own
+    (a CDN, a popular site put in an SNI) and pulls nothing.
+    """
+    index: dict[tuple[str, str], list[Endpoint]] = {}
+    for ep in others:
+        if ep.transport not in ("tcp", "udp"):
+            continue  # an ICMP error about a server is not a server
+        for kind, value in _link_keys(ep):
+            if kind in ("certificate", "domain") and value not in skip:
+                index.setdefault((kind, value), []).append(ep)
+    taken: set[int] = set()
+    for g in groups:
+        keys = {k for e in g.endpoints for k in _link_keys(e) if k[0] in ("certificate", "domain")}
+        for kind, value in sorted(keys):
+            hits = [e for e in index.get((kind, value), []) if id(e) not in taken]
+            if not hits or len(hits) > PULL_LIMIT + len(g.endpoints):
+                continue
+            for e in hits:
+                e.linked_only = True
+                taken.add(id(e))
+                g.endpoints.append(e)
+                g.links.append(
+                    f"{e.key} {_LINK_WORDS[kind].format(v=value)} ({e.findings}/{e.flows} of its flows "
+                    "were findings: joined by that alone)"
+                )
 
 
 def pair_agreement(groups: Sequence[Sequence[str]], truth: Mapping[str, str]) -> tuple[int, int]:
@@ -477,9 +519,9 @@ def proposals_for(
     cand: Candidate, shared: Callable[[str], Any] | None = None, *, detector: str = DETECTOR
 ) -> list[Proposal]:
     """The register entries a candidate service would need: its registrable domains (as masks:
-    the service's servers and APIs are names below them) and its server addresses, except an
-    address in shared infrastructure (``shared(ip)`` not None), which is proposed at the name
-    level only and says so in the evidence.
+    the service's servers and APIs are names below them) and the addresses of its endpoints with
+    findings, except an address in shared infrastructure (``shared(ip)`` not None), which is
+    proposed at the name level only and says so in the evidence.
     """
     from sluice.registry.model import Kind, Proposal
 
@@ -499,7 +541,7 @@ def proposals_for(
     if withheld:
         evidence["addresses_not_proposed"] = withheld
     out = [Proposal(Kind.DOMAIN_MASK, f"*.{d}", detector, reason, evidence) for d in cand.domains]
-    for server in sorted({e.server for e in cand.endpoints} - set(withheld)):
+    for server in sorted({e.server for e in cand.endpoints if not e.linked_only} - set(withheld)):
         try:
             ipaddress.ip_address(server)
         except ValueError:
