@@ -216,9 +216,9 @@ def test_shipped_model_loads_and_judges_lab_excerpts() -> None:
     combiner = Combiner(ModelScorer(fitted))
     # in the shipped model's training data (lab run seed 1): a known-flow check, not a held-out one
     for session, expected in (
-        ("trojan-default-s1-000", ("circumvention", "trojan")),
-        ("shadowsocks-plugin-obfs-tls-s1-002", ("circumvention", "shadowsocks")),
-        ("stunnel-default-s1-000", ("tunnel", "stunnel")),
+        ("shadowsocks-aead-s1-000", ("circumvention", "shadowsocks")),
+        ("v2ray-vmess-tcp-s1-000", ("circumvention", "vmess")),
+        ("kcptun-default-s1-000", ("tunnel", "kcp")),
         ("https-nginx-h2-tls13-s1-000", ("benign", "tls")),
         ("dns-udp-s1-000", ("benign", "dns")),
     ):
@@ -229,6 +229,15 @@ def test_shipped_model_loads_and_judges_lab_excerpts() -> None:
             if v.label != "benign":
                 assert v.detector == "combiner:model" and v.evidence[0].code.startswith("model.")
                 assert v.model_digest == manifest["model_digest"] and 0 <= v.decided_at < 32
+
+
+def test_shipped_model_does_not_call_https_shaped_carriers_findings() -> None:
+    """Trojan and stunnel fetching plain HTTP look like HTTPS: the model was not trained on them
+    (HTTPS_SHAPED) and must not call them findings, or it would call HTTPS one."""
+    combiner = Combiner(ModelScorer(load_model()[0]))
+    for session in ("trojan-default-s1-000", "stunnel-default-s1-000", "v2ray-vless-tls-s1-001"):
+        judged = [v for r, v in combiner.judge_all(lab_records(session)) if lab_label(session, r)]
+        assert judged and not any(v.detector == "combiner:model" and v.is_finding for v in judged), session
 
 
 def test_shipped_model_is_small_and_complete(tmp_path: Path) -> None:

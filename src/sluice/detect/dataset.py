@@ -49,7 +49,9 @@ HTTPS server was called stunnel). These flows are scored and reported apart; wha
 to a verdict is evidence outside the flow's shape (register, certificate, endpoint)."""
 KEEPS_SHAPE = ("circumvention/tor",)
 """TLS carriers whose own framing shows through TLS whatever they carry (Tor's fixed-size cells):
-trained on even when they carry plain HTTP."""
+trained on even when they carry plain HTTP. So is every ``vpn``: a VPN over TLS (AnyConnect's
+CSTP) carries packets, not a byte stream, and the inner connection's handshakes and
+acknowledgements show as small records of their own."""
 
 
 @dataclass
@@ -100,6 +102,7 @@ class LabeledFlows:
                 inner == "http"
                 and _is_finding(lab)
                 and lab not in KEEPS_SHAPE
+                and not lab.startswith("vpn/")
                 and opens_with_tls_handshake(rec)
                 for rec, lab, inner in zip(self.records, self.labels, inners, strict=True)
             ],
