@@ -135,6 +135,13 @@ def _echo_report(rep: SessionReport, as_json: bool) -> None:
     help="Target seconds of payload mix per session.",
 )
 @click.option("--quick", is_flag=True, help="Without SCENARIOS: only the quick subset.")
+@click.option(
+    "--set",
+    "pins",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Fix a session parameter instead of drawing it (e.g. inner=https); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per session.")
 def run_cmd(
     scenarios: tuple[str, ...],
@@ -144,6 +151,7 @@ def run_cmd(
     jobs: int,
     duration: float,
     quick: bool,
+    pins: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Run SCENARIO[:VARIANT]… (default: all) and write labeled captures to --out."""
@@ -151,6 +159,12 @@ def run_cmd(
         plan = parse_selection(scenarios, quick=quick)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    fixed = {}
+    for pin in pins:
+        key, eq, value = pin.partition("=")
+        if not eq or not key.strip():
+            raise click.UsageError(f"--set {pin!r}: expected KEY=VALUE")
+        fixed[key.strip()] = value.strip()
     if os.geteuid() != 0:
         click.echo("sluice lab run: needs root (network namespaces)", err=True)
         sys.exit(EXIT_USAGE)
@@ -164,6 +178,7 @@ def run_cmd(
             jobs=jobs,
             duration_s=duration,
             progress=lambda r: _echo_report(r, as_json),
+            pins=fixed,
         )
     except LabError as exc:
         click.echo(f"sluice lab run: {exc}", err=True)

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +194,7 @@ def run_session(
     duration_s: float = 3.0,
     variant: str | None = None,
     conditions: NetConditions | None = None,
+    pins: Mapping[str, str] | None = None,
 ) -> SessionReport:
     """Run one session of ``scen`` and write its capture and (if verified) its label file.
 
@@ -205,6 +206,7 @@ def run_session(
         duration_s: target length of the payload mix.
         variant: force this variant.
         conditions: force this delay instead of drawing one.
+        pins: session parameters to fix (:attr:`Session.pins`).
     """
     variant = variant or scen.variants[index % len(scen.variants)]
     sid = f"{scen.name}-{variant}-s{seed}-{index:03d}"
@@ -237,7 +239,7 @@ def run_session(
     error = ""
     started = time.time()
     topo = Topology(workdir, Addressing.random(rng))
-    session = Session(topo, rng, duration_s)
+    session = Session(topo, rng, duration_s, pins)
     try:
         with topo:
             if rng.random() < SHAPING_PROBABILITY:
@@ -368,11 +370,13 @@ def run_lab(
     duration_s: float = 3.0,
     progress: Callable[[SessionReport], None] | None = None,
     conditions: NetConditions | None = None,
+    pins: Mapping[str, str] | None = None,
 ) -> list[SessionReport]:
     """Run ``sessions`` sessions of every (scenario, variant) in ``plan``.
 
     Tears every topology down on Ctrl-C/SIGTERM, then re-raises ``KeyboardInterrupt``.
-    ``conditions`` forces one delay on every session (else each draws its own).
+    ``conditions`` forces one delay on every session (else each draws its own); ``pins`` fixes
+    session parameters (:attr:`Session.pins`).
     """
     if os.geteuid() != 0:
         raise LabError("lab.not_root", "the lab needs root (network namespaces)")
@@ -385,7 +389,7 @@ def run_lab(
     def one(item: tuple[Scenario, str | None, int]) -> SessionReport:
         sc, var, i = item
         return run_session(
-            sc, i, seed=seed, out=out, duration_s=duration_s, variant=var, conditions=conditions
+            sc, i, seed=seed, out=out, duration_s=duration_s, variant=var, conditions=conditions, pins=pins
         )
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))

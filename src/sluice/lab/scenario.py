@@ -26,14 +26,14 @@ import random
 import shutil
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 from sluice.lab.labels import FiveTuple
 from sluice.lab.pki import LabCA, random_hostname
-from sluice.lab.topology import Role, Topology
+from sluice.lab.topology import LabError, Role, Topology
 from sluice.lab.traffic import Site, TrafficReport, make_site, plan_mix, run_mix, served_from
 
 T = TypeVar("T")
@@ -119,10 +119,15 @@ class Session:
         duration_s: target length of the payload mix, seconds.
     """
 
-    def __init__(self, topo: Topology, rng: random.Random, duration_s: float) -> None:
+    def __init__(
+        self, topo: Topology, rng: random.Random, duration_s: float, pins: Mapping[str, str] | None = None
+    ) -> None:
         self.topo = topo
         self.rng = rng
         self.duration_s = duration_s
+        self.pins = dict(pins or {})
+        """Parameters fixed by the run (``sluice lab run --set inner=https``): :meth:`choose`
+        returns the option written so instead of drawing one."""
         self.addr = topo.addr
         self.workdir = topo.workdir
         self.params: dict[str, ParamValue] = {}
@@ -135,8 +140,21 @@ class Session:
         return sys.executable
 
     def choose(self, key: str, options: Sequence[T]) -> T:
-        """Pick one of ``options`` and record it as parameter ``key``."""
+        """Pick one of ``options`` and record it as parameter ``key``.
+
+        The draw happens even when ``key`` is pinned, so the other parameters of a pinned
+        session are the ones its seed gives unpinned.
+
+        Raises:
+            LabError: ``key`` is pinned to a value that is not one of ``options``.
+        """
         value = self.rng.choice(list(options))
+        if key in self.pins:
+            named = [o for o in options if str(o) == self.pins[key]]
+            if not named:
+                choices = ", ".join(str(o) for o in options)
+                raise LabError("lab.bad_pin", f"{key}={self.pins[key]} is not one of: {choices}")
+            value = named[0]
         self.params[key] = value if isinstance(value, str | int | float | bool) else str(value)
         return value
 
