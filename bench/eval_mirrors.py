@@ -1,0 +1,234 @@
+"""Evaluate the mirror name stage on the register's own mirror families, held out by family.
+
+Families come from the real RKN dumps in ``../shared/registry-data`` (:mod:`sluice.mirrors.families`);
+names that must not come out are the Tranco top 10k (``../shared/domain-lists``).  Two folds by
+family: the name model is fitted on one fold's families (and on Tranco ranks 10,001-100,000 and
+the Cloudflare Radar list, minus the top 10k, as negatives) and judged on the other's, then the
+other way round, so every family is judged by a model that never saw it.
+
+Per family, from one seed: recall = share of the family's other members scored above *every*
+Tranco top-10k name (against that seed), with a Wilson 95 % interval.  Reported for
+
+* ``name``: the name stage alone;
+* ``name+addr``: plus shared addresses with the seed or with a name-found member (the dump's
+  addresses stand for what traffic would show; the Tranco names carry no addresses here, so this
+  column is optimistic about them);
+* ``substring``: baseline "the seed's stem is a substring of the name";
+* ``dnstwist``: baseline "the name is among dnstwist-style permutations of the seed".
+
+Usage: ``python bench/eval_mirrors.py [--json out.json] [--write-model]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sluice.mirrors.families import Family, find_families, read_rkn_rows, split_by_family
+from sluice.mirrors.index import brand_stem
+from sluice.mirrors.namescore import NameModel
+from sluice.mirrors.permute import fuzz_dnstwist
+from sluice.mirrors.stems import core, name_parts
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DUMPS = ("registry-data/zi_dump_2016-06-13.csv", "registry-data/zi_dump_2018-05-05_PARTIAL.csv")
+TRANCO = "domain-lists/tranco_top100k.csv"
+RADAR = "domain-lists/cloudflare_radar_top100k_2026-04-27.csv"
+TOP = 10_000
+_HOSTLIKE = re.compile(r"(?:\d+[-.]){3}\d+")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of k successes in n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def read_list(path: Path) -> list[str]:
+    out = []
+    for ln in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        n = ln.strip().split(",")[-1].strip().lower()
+        if n and n != "domain" and "." in n:
+            out.append(n)
+    return out
+
+
+def load(shared: Path) -> tuple[list[Family], list[str], list[str]]:
+    rows = read_rkn_rows([shared / d for d in DUMPS])
+    fams = [
+        f
+        for f in find_families(rows)
+        if sum(bool(_HOSTLIKE.search(m)) for m in f.members) < len(f.members) / 2
+    ]
+    tranco = read_list(shared / TRANCO)
+    radar = read_list(shared / RADAR)
+    top = tranco[:TOP]
+    topset = set(top)
+    blocked = {m for f in fams for m in f.members}
+    train_neg = [n for n in dict.fromkeys(tranco[TOP:] + radar) if n not in topset and n not in blocked]
+    top = [n for n in top if n not in blocked]
+    return fams, top, train_neg
+
+
+def scores_for(model: NameModel, fams: list[Family], observed: list[str]) -> dict[str, dict[str, float]]:
+    """stem -> observed name -> best name score against that stem."""
+    index = model.index([f.seed for f in fams])
+    hits = index.query(observed)
+    p = model.score_hits(hits)
+    out: dict[str, dict[str, float]] = {}
+    for h, s in zip(hits, p.tolist(), strict=True):
+        d = out.setdefault(h.stem, {})
+        d[h.observed] = max(d.get(h.observed, 0.0), s)
+    return out
+
+
+def with_addresses(fam: Family, name_scores: dict[str, float]) -> dict[str, float]:
+    """Name scores raised by shared addresses: with the seed (0.9), with a name-found member (0.7)."""
+    seed_addr = set(fam.addresses.get(fam.seed, ()))
+    strong = {m for m, s in name_scores.items() if s >= 0.5}
+    strong_addr = {a for m in strong for a in fam.addresses.get(m, ())}
+    out = dict(name_scores)
+    for m in fam.others:
+        addrs = set(fam.addresses.get(m, ()))
+        bonus = 0.9 if addrs & seed_addr else (0.7 if addrs & strong_addr else 0.0)
+        if bonus:
+            out[m] = max(out.get(m, 0.0), bonus)
+    return out
+
+
+def recall(members: list[str], scores: dict[str, float], neg_max: float) -> tuple[int, int]:
+    return sum(1 for m in members if scores.get(m, 0.0) > neg_max), len(members)
+
+
+def substring_rule(seed: str, names: list[str]) -> set[str]:
+    stem = brand_stem(seed)
+    if len(stem) < 3:
+        return set()
+    out = set()
+    for n in names:
+        parts = name_parts(n)
+        text = "".join(core(x) for x in (*parts.subdomains, parts.label))
+        if stem in text:
+            out.add(n)
+    return out
+
+
+def evaluate(shared: Path) -> dict[str, object]:
+    t0 = time.perf_counter()
+    fams, top, train_neg = load(shared)
+    folds = split_by_family(fams, 2)
+    per_family: list[dict[str, object]] = []
+    models = []
+    leak_name: set[str] = set()
+    for k in (0, 1):
+        test, train = folds[k], folds[1 - k]
+        model = NameModel().fit([f.seed for f in train], [f.others for f in train], train_neg)
+        models.append(model.to_json())
+        observed = sorted({m for f in test for m in f.others} | set(top))
+        by_stem = scores_for(model, test, observed)
+        topset = set(top)
+        for f in test:
+            stem = brand_stem(f.seed)
+            sc = by_stem.get(stem, {})
+            neg = [s for n, s in sc.items() if n in topset]
+            neg_max = max(neg, default=0.0)
+            leak_name.update(n for n, s in sc.items() if n in topset and s >= 0.5)
+            k_name, n = recall(f.others, sc, neg_max)
+            sc_addr = with_addresses(f, sc)
+            k_addr, _ = recall(f.others, sc_addr, neg_max)
+            sub = substring_rule(f.seed, f.others + top)
+            sub_fp = len(sub & topset)
+            k_sub = 0 if sub_fp else len(sub & set(f.others))
+            twist = set(fuzz_dnstwist(f.seed))
+            tw_fp = len(twist & topset)
+            k_tw = 0 if tw_fp else len(twist & set(f.others))
+            per_family.append(
+                {
+                    "fold": k,
+                    "seed": f.seed,
+                    "decision": f.decision,
+                    "members": n,
+                    "name": k_name / n,
+                    "name_ci": wilson(k_name, n),
+                    "name+addr": k_addr / n,
+                    "name+addr_ci": wilson(k_addr, n),
+                    "substring": k_sub / n,
+                    "substring_flagged": len(sub & set(f.others)) / n,
+                    "substring_top10k_fp": sub_fp,
+                    "dnstwist": k_tw / n,
+                    "dnstwist_top10k_fp": tw_fp,
+                    "top10k_max_score": round(neg_max, 3),
+                }
+            )
+    cols = ("name", "name+addr", "substring", "substring_flagged", "dnstwist")
+    summary = {
+        c: {
+            "mean": float(np.mean([r[c] for r in per_family])),
+            "min": float(np.min([r[c] for r in per_family])),
+            "families_below_50": sum(1 for r in per_family if float(r[c]) < 0.5),  # type: ignore[arg-type]
+        }
+        for c in cols
+    }
+    return {
+        "families": len(fams),
+        "members": sum(len(f.others) for f in fams),
+        "top10k": len(top),
+        "train_negatives": len(train_neg),
+        "summary": summary,
+        "top10k_names_scoring_0.5_or_more": sorted(leak_name),
+        "per_family": per_family,
+        "models": models,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shared", type=Path, default=SHARED)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--write-model", action="store_true", help="fit on all families, write the shipped model")
+    args = ap.parse_args()
+    if not all((args.shared / d).exists() for d in (*DUMPS, TRANCO, RADAR)):
+        print(f"skipped: the register dumps and top lists are not in {args.shared}", file=sys.stderr)
+        sys.exit(0)
+    res = evaluate(args.shared)
+    print(f"{res['families']} families, {res['members']} held-out members, {res['top10k']} top-10k names")
+    head = ("seed", "n", "name", "95% CI", "+addr", "substr", "(flag)", "twist")
+    print(f"{head[0]:<28} {head[1]:>4} {head[2]:>6} {head[3]:>13} " + " ".join(f"{h:>6}" for h in head[4:]))
+    for r in sorted(res["per_family"], key=lambda r: r["name"]):  # type: ignore[arg-type,index]
+        lo, hi = r["name_ci"]
+        print(
+            f"{r['seed'][:28]:<28} {r['members']:>4} {r['name']:>6.1%} [{lo:>5.1%},{hi:>5.1%}] "
+            f"{r['name+addr']:>6.1%} {r['substring']:>6.1%} "
+            f"{r['substring_flagged']:>6.1%} {r['dnstwist']:>6.1%}"
+        )
+    for c, s in res["summary"].items():  # type: ignore[union-attr]
+        print(
+            f"{c:<18} mean {s['mean']:.1%}  min {s['min']:.1%}  families below 50%: {s['families_below_50']}"
+        )
+    print("top-10k names scoring >= 0.5 against a held-out seed:", res["top10k_names_scoring_0.5_or_more"])
+    print(f"{res['seconds']} s")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, ensure_ascii=False))
+    if args.write_model:
+        fams, _, train_neg = load(args.shared)
+        model = NameModel().fit([f.seed for f in fams], [f.others for f in fams], train_neg)
+        out = Path(__file__).resolve().parents[1] / "src/sluice/mirrors/name_model.json"
+        model.save(out)
+        print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
