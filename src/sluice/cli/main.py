@@ -24,6 +24,7 @@ from sluice.cli.decisions import decisions
 from sluice.cli.flows import flows_command
 from sluice.cli.gateway import gateway
 from sluice.cli.lab import lab
+from sluice.cli.mirrors import mirrors
 from sluice.cli.model import model
 from sluice.cli.policy import policy
 from sluice.cli.registry import registry
@@ -40,6 +41,7 @@ def cli() -> None:
 
 for _command in (flows_command, registry, lab, analyze, model, policy, decisions, gateway, services):
     cli.add_command(_command)
+cli.add_command(mirrors)
 
 
 def main() -> None:

@@ -1,0 +1,203 @@
+"""``sluice mirrors``: find copies of blocked sites (candidates) and send the good ones to review (propose).
+
+A thin shell over :mod:`sluice.mirrors.discover`.  Exit codes: 0 OK, 1 findings (with
+``--fail-on-findings``), 2 usage or configuration error, 3 I/O error.
+"""
+
+from __future__ import annotations
+
+__all__ = ["mirrors"]
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from sluice.mirrors.discover import Candidate
+
+EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
+
+
+def _fail(code: int, reason: str, message: str, as_json: bool) -> NoReturn:
+    if as_json:
+        click.echo(json.dumps({"error": reason, "detail": message}, ensure_ascii=False))
+    click.echo(f"error: {message} [{reason}]", err=True)
+    sys.exit(code)
+
+
+_COMMON = [
+    click.argument("seeds", nargs=-1, required=True),
+    click.option(
+        "--observed",
+        "observed",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Names seen in traffic: a plain file (name [addresses]), sluice flow logs or captures.",
+    ),
+    click.option(
+        "--names",
+        "names_files",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="More candidate names, one per line (certificate SANs, CT export, new registrations).",
+    ),
+    click.option(
+        "--fuzz", is_flag=True, help="Add permutations of each seed (dnstwist-style and operator patterns)."
+    ),
+    click.option("--fetch", is_flag=True, help="Fetch pages and compare design, content and function."),
+    click.option("--allow-private", is_flag=True, help="Let the fetcher reach private and local addresses."),
+    click.option("--user-agent", default=None, help="User-Agent of the fetcher."),
+    click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per fetch."),
+    click.option(
+        "--cache",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Fetch cache directory.",
+    ),
+    click.option(
+        "--fetch-log", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSONL fetch log."
+    ),
+    click.option(
+        "--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None
+    ),
+    click.option("--min-score", type=float, default=0.0, show_default=True),
+    click.option("--limit", type=int, default=100, show_default=True, help="Rows shown (table)."),
+]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _common(f: _F) -> _F:
+    for opt in reversed(_COMMON):
+        f = opt(f)
+    return f
+
+
+def _run(
+    seeds: tuple[str, ...],
+    observed: tuple[Path, ...],
+    names_files: tuple[Path, ...],
+    fuzz: bool,
+    fetch: bool,
+    allow_private: bool,
+    user_agent: str | None,
+    timeout: float,
+    cache: Path | None,
+    fetch_log: Path | None,
+    model_path: Path | None,
+    min_score: float,
+    as_json: bool,
+) -> list[Candidate]:
+    from sluice.errors import ConfigError
+    from sluice.mirrors.discover import find_candidates, read_observed
+    from sluice.mirrors.fetch import Fetcher, FetchPolicy
+    from sluice.mirrors.namescore import NameModel, default_model
+    from sluice.registry.model import RegistryError
+
+    try:
+        model = NameModel.load(model_path) if model_path else default_model()
+        obs = read_observed(list(observed)) if observed else {}
+        extra = [
+            ln.split()[0]
+            for p in names_files
+            for ln in p.read_text("utf-8", "replace").splitlines()
+            if ln.split()
+        ]
+    except ConfigError as exc:
+        _fail(EXIT_USAGE, exc.reason if hasattr(exc, "reason") else "mirrors.config", str(exc), as_json)
+    except (OSError, RegistryError) as exc:
+        _fail(EXIT_IO, "mirrors.io_error", str(exc), as_json)
+    fetcher = None
+    if fetch:
+        policy = FetchPolicy(timeout_s=timeout, allow_private=allow_private)
+        if user_agent:
+            policy = replace(policy, user_agent=user_agent)
+        fetcher = Fetcher(policy, cache_dir=cache, log_path=fetch_log)
+    return find_candidates(
+        list(seeds), obs, fuzz=fuzz, extra=extra, model=model, fetcher=fetcher, min_score=min_score
+    )
+
+
+@click.group(name="mirrors")
+def mirrors() -> None:
+    """Mirror discovery: copies of blocked sites by name, design, content and function."""
+
+
+@mirrors.command("candidates")
+@_common
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format jsonl.")
+@click.option("--fail-on-findings", is_flag=True, help="Exit 1 when a candidate passes the legal test.")
+def candidates_cmd(fmt: str, as_json: bool, fail_on_findings: bool, limit: int, **kw: object) -> None:
+    """Ranked candidates for the blocked SEEDS, with the four traits and their values."""
+    as_json = as_json or fmt == "jsonl"
+    found = _run(as_json=as_json, **kw)  # type: ignore[arg-type]
+    if as_json:
+        for c in found:
+            click.echo(json.dumps(c.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(f"{'score':>6}  {'seed':<24} {'candidate':<36} {'how':<13} traits held")
+        for c in found[:limit]:
+            held = ",".join(c.traits.held) or "-"
+            copy = "  COPY" if c.copy else ""
+            click.echo(f"{c.score:>6.3f}  {c.seed[:24]:<24} {c.domain[:36]:<36} {c.how:<13} {held}{copy}")
+        click.echo(f"{len(found)} candidates")
+    if fail_on_findings and any(c.copy for c in found):
+        sys.exit(EXIT_FINDINGS)
+
+
+@mirrors.command("propose")
+@_common
+@click.option("--register", "register_db", envvar="SLUICE_REGISTRY", required=True, help="The register.")
+@click.option("--propose-min-score", type=float, default=0.8, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Show what would be proposed; write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def propose_cmd(
+    register_db: str, propose_min_score: float, dry_run: bool, as_json: bool, limit: int, **kw: object
+) -> None:
+    """Put the good candidates in the register's review queue, citing the blocked entry they copy."""
+    from sluice.mirrors.discover import proposals_for
+    from sluice.registry.model import RegistryError
+    from sluice.registry.proposals import propose
+    from sluice.registry.store import open_store
+
+    found = _run(as_json=as_json, **kw)  # type: ignore[arg-type]
+    try:
+        store = open_store(register_db)
+    except RegistryError as exc:
+        _fail(EXIT_IO, exc.reason, str(exc), as_json)
+    try:
+        blocked = {}
+        for s in {c.seed for c in found}:
+            entries = store.lookup(s)
+            if entries:
+                e = entries[0]
+                blocked[s] = f"{e.source} {e.kind.value} {e.indicator}: " + "; ".join(str(b) for b in e.basis)
+        props = proposals_for(found, min_score=propose_min_score, blocked=blocked)
+        ids = [] if dry_run else [propose(store, p) for p in props]
+    except RegistryError as exc:
+        _fail(EXIT_IO, exc.reason, str(exc), as_json)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "proposed": [
+                        {"id": i, **p.as_dict()} for i, p in zip(ids or [0] * len(props), props, strict=True)
+                    ],
+                    "dry_run": dry_run,
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+        return
+    for i, p in zip(ids or [0] * len(props), props, strict=True):
+        click.echo(f"{'#' + str(i) if i else '(dry run)':>10}  {p.indicator:<36} {p.reason}")
+    click.echo(f"{len(props)} proposals{' (dry run: nothing written)' if dry_run else ''}")

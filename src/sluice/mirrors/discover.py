@@ -1,0 +1,364 @@
+"""Mirror discovery as an operator runs it: blocked names in, ranked candidates with evidence out.
+
+Theory of operation
+-------------------
+1. *Candidates*: names seen in traffic (a plain file of ``name [address...]`` lines, or sluice
+   flow logs and captures: SNI, HTTP Host, DNS queries and answers), permutations of the seeds
+   (``fuzz``), names from files (certificate SANs, CT exports, newly registered domains), and,
+   with a fetcher, the redirects and links of the blocked site's page.
+2. *Name*: the seeds go into a :class:`~sluice.mirrors.index.NameIndex`; every candidate hit is
+   scored by the :class:`~sluice.mirrors.namescore.NameModel`.
+3. *Function (infrastructure)*: a candidate that resolved to an address of the seed, or of a
+   candidate already found by name, shares hosting with it.
+4. *Pages* (``fetcher``): the seed's and each candidate's page give design, content and function
+   (:mod:`sluice.mirrors.traits`); the legal test says whether it is a copy.
+5. *Proposals*: :func:`proposals_for` turns the good ones into review-queue proposals citing the
+   blocked entry they copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sluice.mirrors.fetch import Fetcher
+from sluice.mirrors.index import brand_stem
+from sluice.mirrors.namescore import NameModel, default_model
+from sluice.mirrors.page import PageEvidence, favicon_hash, parse_page
+from sluice.mirrors.permute import fuzz as fuzz_names
+from sluice.mirrors.stems import name_parts
+from sluice.mirrors.traits import (
+    FUNCTION_HOLDS,
+    NAME_HOLDS,
+    Trait,
+    Traits,
+    content_trait,
+    design_trait,
+    function_trait,
+    legal_test,
+)
+from sluice.registry.model import Kind, Proposal
+from sluice.registry.names import BadIndicator, canon_host
+
+__all__ = ["Candidate", "find_candidates", "proposals_for", "read_observed"]
+
+DETECTOR = "mirrors"
+"""Detector name in the review queue (accepted entries: source ``proposals:mirrors``)."""
+MAX_FETCH = 200
+"""Candidates fetched at most per run."""
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A name that may be a copy of a blocked one."""
+
+    seed: str
+    """The blocked name it resembles."""
+    domain: str
+    """The candidate."""
+    traits: Traits = field(default_factory=Traits)
+    """Name, design, content, function."""
+    sources: set[str] = field(default_factory=set)
+    """Where the name came from: ``observed``, ``permutation``, ``file``, ``redirect``, ``link``."""
+    how: str = ""
+    """How the name resembles the seed (``substring``, ``abbreviation`` ...)."""
+    addresses: tuple[str, ...] = ()
+    """Addresses it was seen on."""
+    fetched: bool = False
+    """Its page was fetched and compared."""
+
+    @property
+    def score(self) -> float:
+        """0-1: mean of the four trait scores once pages were compared; else name and function."""
+        t = self.traits
+        if self.fetched:
+            s = (t.name.score + t.design.score + t.content.score + t.function.score) / 4
+            return max(s, 0.9) if legal_test(t)[0] else s
+        return 1.0 - (1.0 - t.name.score) * (1.0 - 0.7 * t.function.score)
+
+    @property
+    def copy(self) -> bool:
+        """The legal test holds."""
+        return legal_test(self.traits)[0]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (one JSONL line of ``sluice mirrors candidates``)."""
+        ok, why = legal_test(self.traits)
+        return {
+            "seed": self.seed,
+            "domain": self.domain,
+            "score": round(self.score, 4),
+            "traits": self.traits.to_dict(),
+            "traits_held": self.traits.held,
+            "copy": ok,
+            "legal_test": why,
+            "how": self.how,
+            "sources": sorted(self.sources),
+            "addresses": list(self.addresses),
+            "fetched": self.fetched,
+        }
+
+
+def read_observed(paths: Sequence[str | Path]) -> dict[str, set[str]]:
+    """Observed names and the addresses they resolved to.
+
+    Args:
+        paths: plain files (one name per line, optionally followed by addresses; ``#`` comments),
+            or sluice flow logs / captures (told apart by their content).
+
+    Returns:
+        Canonical name -> addresses.
+
+    Raises:
+        RegistryError: an unreadable flow log or capture.
+    """
+    out: dict[str, set[str]] = {}
+    traffic: list[Path] = []
+    for p in map(Path, paths):
+        head = p.read_bytes()[:4096]
+        if _is_plain(head):
+            for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+                toks = line.split("#", 1)[0].replace(",", " ").split()
+                if not toks:
+                    continue
+                name = _canon(toks[0])
+                if name:
+                    out.setdefault(name, set()).update(toks[1:])
+        else:
+            traffic.append(p)
+    if traffic:
+        from sluice.registry._traffic import read_traffic
+
+        t = read_traffic(traffic)
+        for addr, names in t.names_by_addr.items():
+            for n in names:
+                out.setdefault(n, set()).add(addr)
+        for f in t.flows:
+            for n in (f.name, f.query):
+                if n:
+                    out.setdefault(n, set())
+    return out
+
+
+def _is_plain(head: bytes) -> bool:
+    if head.startswith((b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x0a\x0d\x0d\x0a", b"\x1f\x8b", b"PAR1")):
+        return False
+    text = head.decode("utf-8", "replace").lstrip()
+    return not text.startswith(("{", "[")) and "," not in text.split("\n", 1)[0][:200].replace(", ", "")
+
+
+def _canon(text: str) -> str:
+    try:
+        return canon_host(text.strip().removeprefix("*.").rstrip("."))
+    except (BadIndicator, ValueError):
+        return ""
+
+
+def find_candidates(
+    seeds: Sequence[str],
+    observed: Mapping[str, Iterable[str]] | None = None,
+    *,
+    fuzz: bool = False,
+    extra: Iterable[str] = (),
+    model: NameModel | None = None,
+    fetcher: Fetcher | None = None,
+    seed_addresses: Mapping[str, Iterable[str]] | None = None,
+    min_score: float = 0.0,
+    max_fetch: int = MAX_FETCH,
+) -> list[Candidate]:
+    """Ranked candidates for the seeds.
+
+    Args:
+        seeds: blocked host names.
+        observed: names seen in traffic -> addresses (:func:`read_observed`).
+        fuzz: add permutations of every seed.
+        extra: more names (certificate SANs, CT exports ...).
+        model: the name model (default: the shipped one).
+        fetcher: fetch pages and compare them (None: name and infrastructure only).
+        seed_addresses: addresses of the seeds (default: what ``observed`` says of them).
+        min_score: drop candidates scoring less.
+        max_fetch: fetch at most this many candidates (the best by name first).
+
+    Returns:
+        Candidates, best first.
+    """
+    model = model or default_model()
+    seeds = [s for s in dict.fromkeys(_canon(s) for s in seeds) if s]
+    obs = {n: set(a) for n, a in (observed or {}).items()}
+    sources: dict[str, set[str]] = {n: {"observed"} for n in obs}
+    for n in extra:
+        cn = _canon(n)
+        if cn:
+            sources.setdefault(cn, set()).add("file")
+    if fuzz:
+        for s in seeds:
+            for n in fuzz_names(s):
+                cn = _canon(n)
+                if cn:
+                    sources.setdefault(cn, set()).add("permutation")
+    seed_set = set(seeds)
+    seed_addr = {s: set((seed_addresses or {}).get(s, ())) | obs.get(s, set()) for s in seeds}
+    by_stem: dict[str, list[str]] = {}
+    for s in seeds:
+        by_stem.setdefault(brand_stem(s), []).append(s)
+    cands: dict[tuple[str, str], Candidate] = {}
+    index = model.index(seeds)
+    names = [n for n in sources if n not in seed_set]
+    hits = index.query(names)
+    for h, p in zip(hits, model.score_hits(hits).tolist(), strict=True):
+        for seed in by_stem.get(h.stem, ()):
+            c = cands.get((seed, h.observed))
+            if c is None:
+                c = cands[(seed, h.observed)] = Candidate(seed, h.observed, sources=set(sources[h.observed]))
+            if p > c.traits.name.score:
+                c.how = h.how
+                c.traits.name = Trait(
+                    p, p >= NAME_HOLDS,
+                    {"how": h.how, "stem": h.stem, "matched": h.label, "residue": h.residue,
+                     "edit_distance": h.distance, "registrable": name_parts(h.observed).registrable},
+                )  # fmt: skip
+    _infrastructure(cands, seeds, obs, seed_addr, sources)
+    out = list(cands.values())
+    if fetcher is not None:
+        out = _with_pages(out, seeds, fetcher, max_fetch, model)
+    out = [c for c in out if c.score >= min_score]
+    out.sort(key=lambda c: (-c.score, c.seed, c.domain))
+    return out
+
+
+def _infrastructure(
+    cands: dict[tuple[str, str], Candidate],
+    seeds: Sequence[str],
+    obs: Mapping[str, set[str]],
+    seed_addr: Mapping[str, set[str]],
+    sources: Mapping[str, set[str]],
+) -> None:
+    """Shared addresses: with the seed, or with a candidate found by name (one hop)."""
+    by_addr: dict[str, set[str]] = {}
+    for n, addrs in obs.items():
+        for a in addrs:
+            by_addr.setdefault(a, set()).add(n)
+    for s in seeds:
+        strong = {c.domain for c in cands.values() if c.seed == s and c.traits.name.holds}
+        anchor = {a: "the blocked site" for a in seed_addr.get(s, ())}
+        for d in strong:
+            for a in obs.get(d, ()):
+                anchor.setdefault(a, d)
+        for a, via in anchor.items():
+            names = by_addr.get(a, set())
+            if len(names) > 50:
+                continue  # shared hosting or a CDN: says nothing
+            for n in names - {s}:
+                if n == via:
+                    continue
+                c = cands.get((s, n))
+                if c is None:
+                    c = cands[(s, n)] = Candidate(
+                        s, n, sources=set(sources.get(n, {"observed"})), how="address"
+                    )
+                f = c.traits.function
+                shared = [*map(str, _listed(f.values.get("shared_addresses"))), f"{a} (with {via})"]
+                score = max(f.score, 0.6 if via == "the blocked site" else 0.45)
+                c.traits.function = Trait(
+                    score, score >= FUNCTION_HOLDS, {**f.values, "shared_addresses": sorted(set(shared))}
+                )
+        for c in cands.values():
+            if c.seed == s:
+                c.addresses = tuple(sorted(obs.get(c.domain, ())))
+
+
+def _page(fetcher: Fetcher, url: str) -> tuple[PageEvidence | None, tuple[str, ...], str]:
+    r = fetcher.fetch(url)
+    if not r.ok:
+        return None, r.redirects, r.error
+    ev = parse_page(r.body, r.final_url or url)
+    if ev.favicon_url:
+        icon = fetcher.fetch(ev.favicon_url)
+        if icon.ok and icon.status == 200 and icon.body:
+            ev.favicon_mmh3 = favicon_hash(icon.body)
+    return ev, r.redirects, r.address
+
+
+def _with_pages(
+    cands: list[Candidate], seeds: Sequence[str], fetcher: Fetcher, max_fetch: int, model: NameModel
+) -> list[Candidate]:
+    by_key = {(c.seed, c.domain): c for c in cands}
+    for s in seeds:
+        seed_page, redirects, _ = _page(fetcher, f"http://{s}/")
+        if seed_page is None:
+            continue
+        hosts = [urlsplit(u).hostname or "" for u in redirects]
+        hosts += [urlsplit(u).hostname or "" for u in seed_page.links]
+        for i, h in enumerate(hosts):
+            d = _canon(h) if h else ""
+            if not d or d == s or name_parts(d).registrable == name_parts(s).registrable:
+                continue
+            c = by_key.get((s, d)) or Candidate(s, d)
+            by_key[(s, d)] = c
+            c.sources.add("redirect" if i < len(redirects) else "link")
+            if i < len(redirects):
+                c.traits.function.values["redirect_from_blocked"] = True
+        mine = sorted((c for c in by_key.values() if c.seed == s), key=lambda c: -c.score)[:max_fetch]
+        pages = fetcher.fetch_many([f"http://{c.domain}/" for c in mine])
+        for c, r in zip(mine, pages, strict=True):
+            ev: PageEvidence | None = None
+            if r.ok:
+                ev = parse_page(r.body, r.final_url)
+                if ev.favicon_url:
+                    icon = fetcher.fetch(ev.favicon_url)
+                    if icon.ok and icon.status == 200 and icon.body:
+                        ev.favicon_mmh3 = favicon_hash(icon.body)
+            c.fetched = ev is not None
+            f = c.traits.function
+            redirect = bool(f.values.get("redirect_from_blocked"))
+            shared = tuple(str(x) for x in _listed(f.values.get("shared_addresses")))
+            if ev is not None:
+                c.traits.design = design_trait(seed_page, ev)
+                c.traits.content = content_trait(seed_page, ev)
+            c.traits.function = function_trait(
+                seed_page, ev, redirect_from_blocked=redirect, shared_addresses=shared
+            )
+    return list(by_key.values())
+
+
+def _listed(v: object) -> list[object]:
+    return list(v) if isinstance(v, (list, tuple)) else []
+
+
+def proposals_for(
+    cands: Iterable[Candidate], *, min_score: float = 0.8, blocked: Mapping[str, str] | None = None
+) -> list[Proposal]:
+    """Review-queue proposals for the good candidates.
+
+    A candidate is proposed when the legal test holds (pages compared), or, without pages, when
+    its score reaches ``min_score`` *and* its function trait holds (name alone never proposes).
+
+    Args:
+        cands: candidates (:func:`find_candidates`).
+        min_score: the score a candidate needs.
+        blocked: seed -> the register entry it is (source and basis, in words) for the evidence.
+
+    Returns:
+        One domain proposal per candidate domain (the best seed), detector ``mirrors``.
+    """
+    best: dict[str, Candidate] = {}
+    for c in cands:
+        ok = c.copy if c.fetched else (c.score >= min_score and c.traits.function.holds)
+        if ok and (c.domain not in best or c.score > best[c.domain].score):
+            best[c.domain] = c
+    out = []
+    for d, c in sorted(best.items()):
+        entry = (blocked or {}).get(c.seed, f"domain {c.seed}")
+        _, why = legal_test(c.traits)
+        out.append(
+            Proposal(
+                Kind.DOMAIN,
+                d,
+                DETECTOR,
+                f"mirror of blocked {c.seed} ({entry}): {why}; score {c.score:.2f}",
+                {"blocked_entry": c.seed, "blocked_basis": entry, **c.to_dict()},
+            )
+        )
+    return out
