@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["mirrors"]
 
 import json
+from dataclasses import replace
 import sys
 from collections.abc import Callable
 from pathlib import Path
