@@ -9,9 +9,9 @@ from __future__ import annotations
 __all__ = ["mirrors"]
 
 import json
-from dataclasses import replace
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
