@@ -26,7 +26,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from sluice.detect import _commercial, _covert, _proxy, _vpn
+from sluice.detect import _commercial, _covert, _crypto, _proxy, _vpn
 from sluice.detect._base import check_is_fitted, constructor_params
 from sluice.detect._rules import Match, Rule
 from sluice.detect.verdict import DETECTABLE_CLASSES, Verdict, flow_key_text
@@ -34,10 +34,13 @@ from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
-FINGERPRINTS_VERSION = "3"
-"""Version of the rule set (3: the commercial VPN variants of :mod:`sluice.detect._commercial`)."""
+FINGERPRINTS_VERSION = "4"
+"""Version of the rule set (3: the commercial VPN variants of :mod:`sluice.detect._commercial`;
+4: crypto node, mining and exchange rules of :mod:`sluice.detect._crypto`)."""
 
-_ALL_RULES: tuple[tuple[str, Rule], ...] = _vpn.RULES + _commercial.RULES + _proxy.RULES + _covert.RULES
+_ALL_RULES: tuple[tuple[str, Rule], ...] = (
+    _vpn.RULES + _commercial.RULES + _proxy.RULES + _covert.RULES + _crypto.RULES
+)
 RULE_NAMES: tuple[str, ...] = tuple(name for name, _ in _ALL_RULES)
 """Names of every rule, in the order they run."""
 

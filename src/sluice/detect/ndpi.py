@@ -45,6 +45,15 @@ _VPN = {
 _CIRCUMVENTION = {"Tor": "tor", "Psiphon": "psiphon", "UltraSurf": "ultrasurf"}
 _PROXY = {"SOCKS": "socks", "HTTP_Connect": "http-proxy", "HTTP_Proxy": "http-proxy", "HAProxy": "relay"}
 _TUNNEL = {"GRE": "gre", "Teredo": "teredo"}
+_CRYPTO = {
+    "BITCOIN": "bitcoin",
+    "Bitcoin": "bitcoin",
+    "Ethereum": "ethereum",
+    "Monero": "monero",
+    "Mining": "stratum",
+    "Nano": "nano",
+}
+"""nDPI names of coin and mining protocols (TAXONOMY.md: crypto); nDPI's Mining is Stratum."""
 
 NAMED_CAPTURES: dict[str, tuple[str, str]] = {
     "openvpn.pcap": ("vpn", "openvpn"),
@@ -123,6 +132,7 @@ def ndpi_class(proto: str, risk: str = "", ssh_is_tunnel: bool = False) -> tuple
         (_CIRCUMVENTION, "circumvention"),
         (_PROXY, "proxy"),
         (_TUNNEL, "tunnel"),
+        (_CRYPTO, "crypto"),
     ):
         for name in reversed(names):
             if name in table:

@@ -20,9 +20,9 @@ from typing import Any
 
 from sluice.flows.record import FlowRecord
 
-CLASSES = ("benign", "vpn", "proxy", "circumvention", "tunnel", "unknown")
+CLASSES = ("benign", "vpn", "proxy", "circumvention", "tunnel", "crypto", "unknown")
 """Every class a verdict can name (``TAXONOMY.md``)."""
-DETECTABLE_CLASSES = ("vpn", "proxy", "circumvention", "tunnel")
+DETECTABLE_CLASSES = ("vpn", "proxy", "circumvention", "tunnel", "crypto")
 """The classes an operator acts on (a verdict in one of these is a finding)."""
 
 _PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
@@ -101,7 +101,7 @@ class Verdict:
 
     @property
     def is_finding(self) -> bool:
-        """True when the class is one an operator acts on (vpn, proxy, circumvention, tunnel)."""
+        """True when the class is one an operator acts on (vpn, proxy, circumvention, tunnel, crypto)."""
         return self.label in DETECTABLE_CLASSES
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,467 @@
+"""Fingerprints of crypto-asset traffic: node protocols, mining, and exchanges/wallets by name.
+
+Each rule reads the first bytes of each direction's first payload and fires only on structure a
+random byte string matches with negligible probability:
+
+* **Bitcoin family** (Bitcoin, Litecoin, Dogecoin, Bitcoin Cash, testnets): every P2P message
+  starts with a 24-byte header — 4-byte network magic, a 12-byte command of lower-case ASCII padded
+  with NULs, a little-endian payload length and a checksum (Bitcoin Core ``protocol.h``; magics from
+  each coin's ``chainparams.cpp``). The magic names the coin; the regtest magic ``fabfb5da`` is
+  shared by Bitcoin, Litecoin and Dogecoin regtest, so there the family is the protocol's
+  (``bitcoin``) and the evidence says so.
+* **Monero P2P (levin)**: a 33-byte header starting with the signature ``0x0101010101012101``
+  (little-endian), then the body length, a return flag, a command (1001 handshake, 1002 timed
+  sync, 1003 ping, 2001–2010 notifications), a return code, flags and protocol version 1
+  (``contrib/epee/include/net/levin_base.h``).
+* **Nano** (XNO) node protocol: magic ``R``, network ``A``/``B``/``C``/``X``, three version bytes
+  (min ≤ using ≤ max) and a message type (nano-node ``messages.hpp``).
+* **Stratum** (mining): JSON-RPC lines whose method is ``mining.*`` (v1: subscribe, authorize,
+  submit, notify, set_difficulty, configure) or the Monero pools' ``login``/``job``/``submit``.
+* **Electrum**: JSON-RPC lines whose method is ``server.*`` or ``blockchain.*`` (Electrum protocol
+  1.4, ``server.version`` first).
+* **Monero RPC**: an HTTP request to ``/json_rpc`` or one of monerod's ``*.bin`` and ``get_*``
+  endpoints.
+* **Exchanges, wallets, pools by name**: the flow's server name (SNI, HTTP Host, DNS query) under a
+  domain of the crypto catalogue (:mod:`sluice.crypto.catalogue`).
+
+Beside the fingerprint, the first packets' sizes and directions say what a node or miner flow
+*carries* — block download (full-size segments one way) or transaction relay (small messages both
+ways), share submissions at a steady size — as evidence with no weight of its own (code
+``crypto.pattern.*``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["BITCOIN_MAGICS", "RULES"]
+
+import re
+import statistics
+
+from sluice.crypto.catalogue import default_crypto_catalogue
+from sluice.detect._rules import Match, Rule, ev, hexs
+from sluice.detect.verdict import Evidence
+from sluice.features.view import FlowView
+
+BITCOIN_MAGICS: dict[bytes, tuple[str, str]] = {
+    bytes.fromhex("f9beb4d9"): ("bitcoin", "Bitcoin mainnet (also Bitcoin Cash before 2018)"),
+    bytes.fromhex("0b110907"): ("bitcoin", "Bitcoin testnet3"),
+    bytes.fromhex("1c163f28"): ("bitcoin", "Bitcoin testnet4"),
+    bytes.fromhex("0a03cf40"): ("bitcoin", "Bitcoin signet"),
+    bytes.fromhex("fabfb5da"): ("bitcoin", "regtest (Bitcoin, Litecoin and Dogecoin share it)"),
+    bytes.fromhex("e3e1f3e8"): ("bitcoin", "Bitcoin Cash mainnet"),
+    bytes.fromhex("fbc0b6db"): ("litecoin", "Litecoin mainnet"),
+    bytes.fromhex("fdd2c8f1"): ("litecoin", "Litecoin testnet4"),
+    bytes.fromhex("c0c0c0c0"): ("dogecoin", "Dogecoin mainnet"),
+    bytes.fromhex("fcc1b7dc"): ("dogecoin", "Dogecoin testnet"),
+}
+"""Network magic -> (family, network) of the Bitcoin protocol family."""
+_BTC_MAX_PAYLOAD = 32 * 1024 * 1024
+_BTC_CMD = re.compile(rb"[a-z0-9]{2,12}")
+
+
+def _btc_header(head: bytes) -> tuple[str, str, str, int] | None:
+    """(family, network, command, length) of a Bitcoin-family message header, or None."""
+    if len(head) < 24:
+        return None
+    net = BITCOIN_MAGICS.get(head[:4])
+    if net is None:
+        return None
+    raw = head[4:16]
+    cmd = raw.rstrip(b"\0")
+    if not _BTC_CMD.fullmatch(cmd) or b"\0" in cmd:
+        return None
+    length = int.from_bytes(head[16:20], "little")
+    if length > _BTC_MAX_PAYLOAD:
+        return None
+    return net[0], net[1], cmd.decode(), length
+
+
+def _pattern_evidence(v: FlowView, family: str) -> list[Evidence]:
+    """What the flow carries, from its first packets: block download, relay or share cadence."""
+    out: list[Evidence] = []
+    sizes = [(d, n) for d, n in zip(v.rec.pkt_dirs, v.payload_lens, strict=False) if n > 0]
+    if len(sizes) < 6:
+        return out
+    big = max(n for _, n in sizes)
+    for d, name in ((1, "server"), (0, "client")):
+        full = [n for dd, n in sizes if dd == d and n >= 1000]
+        if len(full) >= 6 and len(full) >= len(sizes) // 2:
+            out.append(
+                ev(
+                    "crypto.pattern.bulk",
+                    "pkt_sizes,pkt_dirs",
+                    f"{len(full)} of {len(sizes)} payloads ≥ 1000 bytes from the {name}",
+                    "block download: full-size segments one way",
+                    0.0,
+                    f"the {name} streams blocks (initial block download or a block relay)"
+                    if family != "stratum"
+                    else f"the {name} sends large jobs",
+                )
+            )
+            return out
+    small = [n for _, n in sizes if n < 300]
+    dirs = {d for d, n in sizes if n < 300}
+    if family != "stratum" and len(small) >= len(sizes) * 0.8 and dirs == {0, 1}:
+        out.append(
+            ev(
+                "crypto.pattern.relay",
+                "pkt_sizes,pkt_dirs",
+                f"{len(small)} of {len(sizes)} payloads < 300 bytes, both ways (largest {big})",
+                "transaction relay: small inv/tx messages both ways",
+                0.0,
+                "the peers exchange announcements and transactions, not blocks",
+            )
+        )
+    if family == "stratum":
+        c2s = [n for d, n in sizes[2:] if d == 0]
+        iats = [t for t, d in zip(v.rec.pkt_iats, v.rec.pkt_dirs, strict=False) if d == 0 and t > 0]
+        if len(c2s) >= 3 and max(c2s) - min(c2s) <= 16:
+            cadence = f", median gap {statistics.median(iats):.2f} s" if iats else ""
+            out.append(
+                ev(
+                    "crypto.pattern.shares",
+                    "pkt_sizes,pkt_iats",
+                    f"{len(c2s)} client messages of {min(c2s)}–{max(c2s)} bytes{cadence}",
+                    "share submissions: same-size client messages at a steady pace",
+                    0.0,
+                    "a miner submitting shares sends messages of nearly constant size",
+                )
+            )
+    return out
+
+
+def bitcoin_p2p(v: FlowView) -> Match | None:
+    """Bitcoin-family P2P: a message header with a known magic in either direction."""
+    got = [_btc_header(v.head(0)), _btc_header(v.head(1))]
+    if not any(got):
+        return None
+    evidence: list[Evidence] = []
+    decided = -1
+    families = set()
+    for d, item in enumerate(got):
+        if item is None:
+            continue
+        family, network, cmd, length = item
+        families.add(family)
+        idx = v.first_payload_index(d)
+        decided = max(decided, idx)
+        head = v.head(d)
+        evidence.append(
+            ev(
+                "bitcoin.header",
+                f"{'c2s' if d == 0 else 's2c'}_head",
+                f"magic {hexs(head[:4])} ({network}), command {cmd!r}, payload {length} bytes",
+                "known network magic, NUL-padded lower-case command, payload ≤ 32 MiB",
+                0.9,
+                f"the {'client' if d == 0 else 'server'}'s first message is a Bitcoin-protocol {cmd!r}",
+                idx,
+            )
+        )
+    if len(families) > 1:
+        return None  # two different networks: not one peer connection
+    family = families.pop()
+    conf = 0.97 if all(got) else 0.9
+    if all(got) and got[0] is not None and got[1] is not None and got[0][2] == got[1][2] == "version":
+        evidence.append(
+            ev(
+                "bitcoin.version_exchange",
+                "c2s_head,s2c_head",
+                "version, version",
+                "each peer opens with version",
+                0.07,
+                "both peers sent version: a node handshake",
+                decided,
+            )
+        )
+    if bytes.fromhex("fabfb5da") in (v.head(0)[:4], v.head(1)[:4]):
+        evidence.append(
+            ev(
+                "bitcoin.regtest_magic",
+                "c2s_head",
+                "fabfb5da",
+                "regtest",
+                0.0,
+                "regtest's magic is shared by Bitcoin, Litecoin and Dogecoin: the family is the protocol's",
+                decided,
+            )
+        )
+    evidence += _pattern_evidence(v, family)
+    return Match("bitcoin-p2p", "crypto", family, conf, decided, tuple(evidence))
+
+
+_LEVIN_SIG = bytes.fromhex("0121010101010101")
+_LEVIN_COMMANDS = {
+    1001: "handshake", 1002: "timed sync", 1003: "ping", 1007: "support flags",
+    2001: "new block", 2002: "new transactions", 2003: "request get objects",
+    2004: "response get objects", 2006: "request chain", 2007: "response chain entry",
+    2008: "new fluffy block", 2009: "request fluffy missing tx", 2010: "get txpool complement",
+}  # fmt: skip
+
+
+def _levin(head: bytes) -> tuple[int, int] | None:
+    if len(head) < 33 or head[:8] != _LEVIN_SIG:
+        return None
+    length = int.from_bytes(head[8:16], "little")
+    cmd = int.from_bytes(head[17:21], "little")
+    flags = int.from_bytes(head[25:29], "little")
+    version = int.from_bytes(head[29:33], "little")
+    if cmd not in _LEVIN_COMMANDS or version != 1 or flags not in (1, 2) or length > 100_000_000:
+        return None
+    return cmd, length
+
+
+def monero_levin(v: FlowView) -> Match | None:
+    """Monero's P2P protocol: a levin header (signature, command, flags, version 1)."""
+    got = [_levin(v.head(0)), _levin(v.head(1))]
+    if not any(got):
+        return None
+    evidence: list[Evidence] = []
+    decided = -1
+    for d, item in enumerate(got):
+        if item is None:
+            continue
+        cmd, length = item
+        idx = v.first_payload_index(d)
+        decided = max(decided, idx)
+        evidence.append(
+            ev(
+                "monero.levin_header",
+                f"{'c2s' if d == 0 else 's2c'}_head",
+                f"signature {_LEVIN_SIG.hex()}, command {cmd} ({_LEVIN_COMMANDS[cmd]}), body {length} bytes",
+                "levin signature 0x0101010101012101, known command, flags 1|2, version 1",
+                0.9,
+                f"the {'client' if d == 0 else 'server'}'s first message is a levin {_LEVIN_COMMANDS[cmd]}",
+                idx,
+            )
+        )
+    evidence += _pattern_evidence(v, "monero")
+    return Match("monero-levin", "crypto", "monero", 0.97 if all(got) else 0.9, decided, tuple(evidence))
+
+
+_NANO_NETS = {0x41: "test", 0x42: "beta", 0x43: "live", 0x58: "dev"}
+_NANO_TYPES = {
+    2: "keepalive", 3: "publish", 4: "confirm_req", 5: "confirm_ack", 6: "bulk_pull", 7: "bulk_push",
+    8: "frontier_req", 10: "node_id_handshake", 11: "bulk_pull_account", 12: "telemetry_req",
+    13: "telemetry_ack", 14: "asc_pull_req", 15: "asc_pull_ack",
+}  # fmt: skip
+
+
+def _nano(head: bytes) -> tuple[str, int, str] | None:
+    if len(head) < 8 or head[0] != 0x52 or head[1] not in _NANO_NETS:
+        return None
+    vmax, vusing, vmin, mtype = head[2], head[3], head[4], head[5]
+    if not (0 < vmin <= vusing <= vmax <= 0x40) or mtype not in _NANO_TYPES:
+        return None
+    return _NANO_NETS[head[1]], vusing, _NANO_TYPES[mtype]
+
+
+def nano(v: FlowView) -> Match | None:
+    """Nano's node protocol: magic R, network, versions min ≤ using ≤ max, message type."""
+    got = [_nano(v.head(0)), _nano(v.head(1))]
+    if not all(got):  # 8 bytes of structure: both directions are needed
+        return None
+    evidence = []
+    decided = -1
+    for d, item in enumerate(got):
+        assert item is not None
+        net, version, mtype = item
+        idx = v.first_payload_index(d)
+        decided = max(decided, idx)
+        evidence.append(
+            ev(
+                "nano.header",
+                f"{'c2s' if d == 0 else 's2c'}_head",
+                f"{hexs(v.head(d)[:8])}: network {net}, version {version}, {mtype}",
+                "'R', network A|B|C|X, versions min ≤ using ≤ max ≤ 64, known type",
+                0.45,
+                f"the {'client' if d == 0 else 'server'} speaks Nano's node protocol ({mtype})",
+                idx,
+            )
+        )
+    return Match("nano", "crypto", "nano", 0.9, decided, tuple(evidence))
+
+
+_JSON_METHOD = re.compile(rb'^\s*\{[^\n]{0,40}?"method"\s*:\s*"([A-Za-z_.]{2,40})"')
+_STRATUM_METHODS = frozenset(
+    {
+        "mining.subscribe",
+        "mining.authorize",
+        "mining.submit",
+        "mining.notify",
+        "mining.set_difficulty",
+        "mining.configure",
+        "mining.extranonce.subscribe",
+        "mining.set_extranonce",
+        "mining.suggest_difficulty",
+    }
+)
+_XMR_POOL = {"login": rb'"login"\s*:', "job": rb'"job_id"|"blob"', "submit": rb'"nonce"|"job_id"'}
+_STRATUM_RESULT = re.compile(
+    rb'^\{\s*"id"\s*:\s*\d+\s*,\s*"(?:jsonrpc"\s*:\s*"2\.0"\s*,\s*")?(?:result|error)"'
+)
+
+
+def _json_method(head: bytes) -> str:
+    m = _JSON_METHOD.match(head)
+    return m.group(1).decode() if m else ""
+
+
+def stratum(v: FlowView) -> Match | None:
+    """Stratum mining: a JSON-RPC line whose method is ``mining.*`` (v1) or a Monero pool's login/job."""
+    evidence: list[Evidence] = []
+    decided = -1
+    for d in (0, 1):
+        head = v.head(d)
+        method = _json_method(head)
+        if not method:
+            continue
+        if method in _STRATUM_METHODS:
+            reason = f"stratum v1 {method}"
+        elif method in _XMR_POOL and re.search(_XMR_POOL[method], head):
+            reason = f"Monero pool stratum {method!r} with its parameters"
+        else:
+            continue
+        idx = v.first_payload_index(d)
+        decided = max(decided, idx)
+        evidence.append(
+            ev(
+                "stratum.method",
+                f"{'c2s' if d == 0 else 's2c'}_head",
+                head[:48].decode("latin-1"),
+                'a JSON-RPC object whose "method" is mining.* (or login/job/submit with their fields)',
+                0.9,
+                f"the {'client' if d == 0 else 'server'}'s first line is a {reason}",
+                idx,
+            )
+        )
+    if not evidence:
+        return None
+    conf = 0.9
+    other = 1 if evidence[0].feature.startswith("c2s") else 0
+    if len(evidence) == 2 or _STRATUM_RESULT.match(v.head(other)):
+        conf = 0.97
+        if len(evidence) == 1:
+            evidence.append(
+                ev(
+                    "stratum.response",
+                    f"{'s2c' if other else 'c2s'}_head",
+                    v.head(other)[:32].decode("latin-1"),
+                    '{"id":N,"result"|"error"',
+                    0.07,
+                    "the peer answered with a JSON-RPC result",
+                    v.first_payload_index(other),
+                )
+            )
+    evidence += _pattern_evidence(v, "stratum")
+    return Match("stratum", "crypto", "stratum", conf, decided, tuple(evidence))
+
+
+def electrum(v: FlowView) -> Match | None:
+    """Electrum protocol: a JSON-RPC line calling ``server.*`` or ``blockchain.*``."""
+    head = v.head(0)
+    method = _json_method(head)
+    if not method.startswith(("server.", "blockchain.")):
+        return None
+    idx = v.first_payload_index(0)
+    evidence = [
+        ev(
+            "electrum.method",
+            "c2s_head",
+            method,
+            "server.version, server.* or blockchain.*",
+            0.85,
+            "the client's first line is an Electrum protocol call",
+            idx,
+        )
+    ]
+    conf = 0.85
+    if v.head(1).startswith(b"{") and b'"result"' in v.head(1):
+        conf = 0.93
+        evidence.append(
+            ev(
+                "electrum.response",
+                "s2c_head",
+                v.head(1)[:32].decode("latin-1"),
+                '{"jsonrpc":"2.0","result":…',
+                0.08,
+                "the server answered it",
+                v.first_payload_index(1),
+            )
+        )
+    return Match("electrum", "crypto", "electrum", conf, idx, tuple(evidence))
+
+
+_XMR_RPC = re.compile(
+    rb"^(?:GET|POST) /(?:json_rpc|get_info|getheight|get_transactions|get_transaction_pool"
+    rb"|send_raw_transaction|get_outs|getblocks\.bin|get_o_indexes\.bin|get_hashes\.bin"
+    rb"|getblocks_by_height\.bin|get_output_distribution\.bin)[ ?]"
+)
+
+
+def monero_rpc(v: FlowView) -> Match | None:
+    """Monero daemon/wallet RPC: an HTTP request to ``/json_rpc`` or a monerod endpoint."""
+    m = _XMR_RPC.match(v.head(0))
+    if not m:
+        return None
+    idx = v.first_payload_index(0)
+    line = v.head(0).split(b"\r\n", 1)[0].decode("latin-1")
+    return Match(
+        "monero-rpc",
+        "crypto",
+        "monero",
+        0.8,
+        idx,
+        (
+            ev(
+                "monero.rpc",
+                "c2s_head",
+                line,
+                "POST /json_rpc or a monerod *.bin / get_* endpoint",
+                0.8,
+                "an HTTP call to the Monero daemon's (or wallet's) RPC interface",
+                idx,
+            ),
+        ),
+    )
+
+
+def crypto_names(v: FlowView) -> Match | None:
+    """A server name under an exchange's, wallet service's or mining pool's domain."""
+    meta = v.rec.meta
+    for feature, name in (("sni", meta.sni), ("http_host", meta.http_host), ("dns_query", meta.dns_query)):
+        if not name:
+            continue
+        got = default_crypto_catalogue().lookup(name.split(":")[0])
+        if got is None:
+            continue
+        entry, domain = got
+        conf = 0.6 if feature == "dns_query" else 0.7
+        return Match(
+            "crypto-names",
+            "crypto",
+            entry.family,
+            conf,
+            max(v.first_payload_index(0), 0),
+            (
+                ev(
+                    "crypto.name",
+                    feature,
+                    name,
+                    f"{domain} ({entry.brand}; source: {entry.source})",
+                    conf,
+                    f"the flow's {feature.replace('_', ' ')} belongs to {entry.brand}, a crypto {entry.kind}",
+                ),
+            ),
+        )
+    return None
+
+
+RULES: tuple[tuple[str, Rule], ...] = (
+    ("bitcoin-p2p", bitcoin_p2p),
+    ("monero-levin", monero_levin),
+    ("nano", nano),
+    ("stratum", stratum),
+    ("electrum", electrum),
+    ("monero-rpc", monero_rpc),
+    ("crypto-names", crypto_names),
+)

@@ -1,0 +1,148 @@
+"""Crypto fingerprints on real captures: nDPI's crypto captures named, nDPI's corpus never crypto."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sluice.batch.flows import batch_flows
+from sluice.detect import _crypto
+from sluice.detect import fingerprints as fp
+from sluice.detect.ndpi import ndpi_class, read_ndpi_out
+from sluice.features.view import FlowView
+from sluice.flows.record import FlowRecord
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CRYPTO = SHARED / "ndpi-crypto"
+NDPI = SHARED / "ndpi"
+
+
+@cache
+def _records(path: Path) -> tuple[FlowRecord, ...]:
+    if not path.exists():
+        pytest.skip(f"../shared not present: {path} missing")
+    return tuple(r for r in batch_flows(str(path)).records if not r.early)
+
+
+def _best(rec: FlowRecord) -> fp.Match | None:
+    got = fp.match_record(rec)
+    return got[0] if got else None
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    ("capture", "family"),
+    [("bitcoin.pcap", "bitcoin"), ("monero-mining.pcap", "stratum"), ("nano.pcapng", "nano")],
+)
+def test_every_ndpi_crypto_flow_is_named(capture: str, family: str) -> None:
+    recs = _records(CRYPTO / capture)
+    ndpi = read_ndpi_out(CRYPTO / f"{capture}.out")
+    assert ndpi and all(f.label == "crypto" and f.family == family for f in ndpi)
+    by_key = {frozenset({(r.client, r.client_port), (r.server, r.server_port)}): r for r in recs}
+    for flow in ndpi:
+        rec = by_key[flow.endpoints]
+        m = _best(rec)
+        assert m is not None and (m.label, m.family) == ("crypto", family), flow
+        assert m.evidence and m.decided_at >= 0
+    # flows nDPI does not list (a long session cut by the idle timeout) are named too
+    assert all(
+        (m := _best(r)) and m.family == family for r in recs if r.packets > 1 and r.c2s_head + r.s2c_head
+    )
+
+
+@pytest.mark.corpus
+def test_no_flow_of_the_ndpi_corpus_becomes_crypto() -> None:
+    if not NDPI.is_dir():
+        pytest.skip(f"../shared not present: {NDPI} missing")
+    wrong = []
+    for path in sorted(p for p in NDPI.iterdir() if p.suffix in (".pcap", ".pcapng")):
+        for rec in _records(path):
+            m = _best(rec)
+            if m is not None and m.label == "crypto":
+                wrong.append((path.name, rec.flow_id, m.family, m.evidence[0].code))
+    assert wrong == []
+
+
+def test_ndpi_names_map_to_crypto() -> None:
+    assert ndpi_class("343/BITCOIN") == ("crypto", "bitcoin")
+    assert ndpi_class("42/Mining") == ("crypto", "stratum")
+    assert ndpi_class("420/Nano") == ("crypto", "nano")
+    assert ndpi_class("7.42/HTTP.Mining") == ("crypto", "stratum")
+    assert ndpi_class("91/TLS") == ("benign", "")
+
+
+def _rec(c2s: bytes, s2c: bytes, sni: str = "") -> FlowRecord:
+    from sluice.flows.record import AppMeta
+
+    sizes = (60, 60, 52, 52 + len(c2s), 52, 52 + len(s2c))
+    return FlowRecord(
+        1, False, "end", 4, "10.0.0.1", 40000, "10.0.0.2", 9999, 6, (), "", 0.0, 1.0, 3, 3, 0, 0,
+        len(c2s), len(s2c), 0x12, 0x12, sizes, (0, 1, 0, 0, 1, 1), (0.0,) * 6, -1, -1, -1, -1,
+        len(c2s), c2s[:64].hex(), s2c[:64].hex(), AppMeta(app="tls" if sni else "", sni=sni),
+    )  # fmt: skip
+
+
+def _btc(magic: str, cmd: bytes, length: int = 102) -> bytes:
+    return bytes.fromhex(magic) + cmd.ljust(12, b"\0") + length.to_bytes(4, "little") + bytes(4) + bytes(40)
+
+
+def test_litecoin_mainnet_magic_and_regtest_ambiguity() -> None:
+    m = _best(_rec(_btc("fbc0b6db", b"version"), _btc("fbc0b6db", b"version")))
+    assert m is not None and (m.label, m.family, m.confidence) == ("crypto", "litecoin", 0.97)
+    m = _best(_rec(_btc("fabfb5da", b"version"), _btc("fabfb5da", b"verack", 0)))
+    assert m is not None and m.family == "bitcoin"
+    assert "bitcoin.regtest_magic" in [e.code for e in m.evidence]
+
+
+def test_bitcoin_header_needs_a_clean_command() -> None:
+    assert _best(_rec(_btc("f9beb4d9", b"ver\x00sion"), b"")) is None
+    assert _best(_rec(_btc("f9beb4d9", b"VERSION"), b"")) is None
+    assert _best(_rec(_btc("f9beb4d9", b"version", 1 << 30), b"")) is None
+
+
+def test_levin_header() -> None:
+    head = bytes.fromhex("0121010101010101") + (226).to_bytes(8, "little") + b"\x01"
+    head += (1001).to_bytes(4, "little") + bytes(4) + (1).to_bytes(4, "little") + (1).to_bytes(4, "little")
+    reply = head[:17] + (1001).to_bytes(4, "little") + bytes(4) + (2).to_bytes(4, "little") + head[29:]
+    m = _best(_rec(head + bytes(20), reply + bytes(20)))
+    assert m is not None and (m.family, m.confidence) == ("monero", 0.97)
+    bad = head[:29] + (2).to_bytes(4, "little")
+    assert _best(_rec(bad, b"")) is None
+
+
+def test_stratum_v1_and_monero_pool_login() -> None:
+    sub = b'{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5"]}\n'
+    res = b'{"id":1,"result":[[["mining.notify","ae68"]],"08000002",4],"error":null}\n'
+    m = _best(_rec(sub, res))
+    assert m is not None and (m.family, m.confidence) == ("stratum", 0.97)
+    login = b'{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"44AFF","pass":"x"}}\n'
+    m = _best(_rec(login, b""))
+    assert m is not None and m.family == "stratum"
+    assert _best(_rec(b'{"id":1,"method":"login","params":["user","pw"]}', b"")) is None
+
+
+def test_electrum_and_monero_rpc_and_names() -> None:
+    m = _best(
+        _rec(b'{"jsonrpc": "2.0", "method": "server.version", "params": ["electrum/4.3.4", "1.4"]}', b"")
+    )
+    assert m is not None and m.family == "electrum"
+    m = _best(_rec(b"POST /json_rpc HTTP/1.1\r\nHost: 10.0.0.2:18081\r\n", b"HTTP/1.1 200 Ok\r\n"))
+    assert m is not None and m.family == "monero"
+    m = _best(_rec(b"\x16\x03\x01", b"", sni="stream.binance.com"))
+    assert m is not None and (m.family, m.label) == ("exchange:binance", "crypto")
+    assert m.evidence[0].code == "crypto.name"
+    m = _best(_rec(b"\x16\x03\x01", b"", sni="pool.supportxmr.com"))
+    assert m is not None and m.family == "stratum"
+    assert _best(_rec(b"\x16\x03\x01", b"", sni="notbinance.com")) is None
+
+
+@given(st.binary(max_size=64), st.binary(max_size=64))
+def test_random_heads_give_a_match_or_none(c2s: bytes, s2c: bytes) -> None:
+    view = FlowView(_rec(c2s, s2c))
+    for _name, rule in _crypto.RULES:
+        m = rule(view)
+        assert m is None or (m.label == "crypto" and m.evidence)
