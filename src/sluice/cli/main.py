@@ -20,6 +20,7 @@ import click
 
 from sluice import __version__
 from sluice.cli.analyze import analyze
+from sluice.cli.crypto import crypto
 from sluice.cli.decisions import decisions
 from sluice.cli.flows import flows_command
 from sluice.cli.gateway import gateway
@@ -42,6 +43,7 @@ def cli() -> None:
 for _command in (flows_command, registry, lab, analyze, model, policy, decisions, gateway, services):
     cli.add_command(_command)
 cli.add_command(mirrors)
+cli.add_command(crypto)
 
 
 def main() -> None:
