@@ -32,6 +32,7 @@ from sluice.batch.index import CaptureIndex, index_capture
 from sluice.flows.loop import PacketLoop, RunSummary
 from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig, flow_key
+from sluice.io.limits import ReadLimits
 from sluice.io.source import RawPacket
 
 _SYN = 0x02
@@ -66,17 +67,20 @@ def batch_flows(
     early: bool = False,
     progress: Callable[[float, str], None] | None = None,
     workers: int | None = None,
+    limits: ReadLimits | None = None,
 ) -> BatchResult:
     """Flows of one capture file by the batch path.
 
     Args:
-        path: pcap or pcapng file, optionally gzip-compressed.
+        path: pcap or pcapng file, optionally gzip-compressed; ``-`` or a pipe is read into
+            memory (within ``limits``).
         config: timeouts and limits (as the streaming path).
         strict: re-raise bugs instead of counting them.
         early: also build the early record of every flow that reached ``config.early_packets``.
         progress: called with (fraction done, stage name) as the stages go.
         workers: processes for the per-flow work (inspection, records); default: one per core
             for large captures, 1 for small ones. Results do not depend on it.
+        limits: gzip ratio and in-memory size limits (default: from the environment).
 
     Raises:
         CaptureError: the file cannot be read as a capture at all.
@@ -86,7 +90,7 @@ def batch_flows(
     summary = loop.summary
     if progress is not None:
         progress(0.0, "index")
-    ix = index_capture(path)
+    ix = index_capture(path, limits)
     if progress is not None:
         progress(0.2, "parse")
     summary.merge_counts(ix.anomalies)
@@ -132,9 +136,7 @@ def batch_flows(
     summary.flows = sum(1 for r in records if not r.early)
     # the streaming path emits (and counts) an early record for every flow that reaches K packets
     summary.early_records = (
-        sum(1 for r in records if not r.early and r.packets >= cfg.early_packets)
-        if cfg.early_packets
-        else 0
+        sum(1 for r in records if not r.early and r.packets >= cfg.early_packets) if cfg.early_packets else 0
     )
     return BatchResult(records, summary)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 __all__ = ["CaptureIndex", "index_capture", "load_capture_bytes"]
 
-import gzip
 import mmap
 import os
+import stat
+import sys
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numba
 import numpy as np
@@ -22,6 +23,7 @@ import numpy.typing as npt
 
 from sluice.errors import CaptureError
 from sluice.io.capture import MAX_RECORD_BYTES, PCAP_MAGICS, sniff_format
+from sluice.io.limits import BoundedGunzip, CountingReader, LimitExceeded, ReadLimits
 
 # status codes returned by the kernels, mapped to the streaming reader's reasons
 _REASONS = {
@@ -30,6 +32,7 @@ _REASONS = {
     3: "capture.bad_block_length",
     4: "capture.bad_byte_order_magic",
     5: "capture.truncated_header",
+    6: "capture.zero_padding",
 }
 MAX_INTERFACES = 256
 
@@ -59,56 +62,92 @@ class CaptureIndex:
         return len(self.offset)
 
 
-def load_capture_bytes(path: str, anomalies: dict[str, int] | None = None) -> npt.NDArray[np.uint8]:
-    """The capture's bytes: memory-mapped, or decompressed in memory when gzip-compressed.
+def load_capture_bytes(
+    path: str, anomalies: dict[str, int] | None = None, limits: ReadLimits | None = None
+) -> npt.NDArray[np.uint8]:
+    """The capture's bytes: memory-mapped, or held in memory when gzip-compressed or a pipe.
 
     Args:
-        path: the capture file.
+        path: the capture file; ``-`` or ``/dev/stdin`` (or any pipe or device) is read
+            sequentially into memory.
         anomalies: receives ``capture.truncated_gzip`` / ``capture.bad_gzip`` when a compressed
             stream is damaged after some data (what came before the damage is returned).
+        limits: gzip ratio and in-memory size limits (default: :meth:`ReadLimits.from_env`).
 
     Raises:
-        CaptureError: as :class:`~sluice.io.capture.CaptureReader` does.
+        CaptureError: as :class:`~sluice.io.capture.CaptureReader` does, and
+            ``capture.gzip_ratio`` / ``capture.too_large`` past a limit.
     """
     if anomalies is None:
         anomalies = {}
+    lim = limits or ReadLimits.from_env()
     if os.path.isdir(path):
         raise CaptureError("capture.is_directory", path, "is a directory, not a capture file")
     try:
-        size = os.path.getsize(path)
-        if size == 0:
-            raise CaptureError("capture.empty", path, "empty file")
-        with open(path, "rb") as f:
-            head = f.read(4)
+        f = open(os.dup(sys.stdin.fileno()), "rb") if path == "-" else open(path, "rb")  # noqa: SIM115
     except FileNotFoundError as exc:
         raise CaptureError("capture.not_found", path, "no such file") from exc
     except PermissionError as exc:
         raise CaptureError("capture.permission_denied", path, "permission denied") from exc
-    fmt = sniff_format(head)
+    except OSError as exc:
+        raise CaptureError("capture.io_error", path, str(exc)) from exc
+    with f:
+        st = os.fstat(f.fileno())
+        head = f.read(4)
+        if not head:
+            raise CaptureError("capture.empty", path, "empty file")
+        fmt = sniff_format(head)
+        if fmt == "":
+            raise CaptureError("capture.bad_magic", path, f"not a pcap or pcapng file (magic {head.hex()})")
+        if fmt == "gzip":
+            data, damage = _gunzip(path, CountingReader(f, head), lim)
+        elif not stat.S_ISREG(st.st_mode):
+            data, damage = _spool(path, f, head, lim), ""
+        else:
+            return _map(f, st.st_size)
     if fmt == "gzip":
-        data, damage = _gunzip(path)
         if not data:
             if damage:
                 raise CaptureError("capture.bad_gzip", path, f"bad gzip stream ({damage})")
             raise CaptureError("capture.empty", path, "empty capture inside gzip")
-        inner = sniff_format(data[:4])
+        inner = sniff_format(bytes(data[:4]))
         if inner not in ("pcap", "pcapng"):
             raise CaptureError(
-                "capture.bad_magic", path, f"not a pcap or pcapng file inside gzip (magic {data[:4].hex()})"
+                "capture.bad_magic",
+                path,
+                f"not a pcap or pcapng file inside gzip (magic {bytes(data[:4]).hex()})",
             )
         if damage:
             anomalies[damage] = 1
-        return np.frombuffer(data, dtype=np.uint8)
-    if fmt == "":
-        raise CaptureError("capture.bad_magic", path, f"not a pcap or pcapng file (magic {head.hex()})")
-    with open(path, "rb") as f:
-        # populate the mapping up front when it fits easily in memory: one sequential read
-        # instead of a page fault per 4 KiB during the record walk
-        if hasattr(mmap, "MAP_POPULATE") and size < _available_memory() // 4:
-            mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
-        else:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def _map(f: BinaryIO, size: int) -> npt.NDArray[np.uint8]:
+    # populate the mapping up front when it fits easily in memory: one sequential read
+    # instead of a page fault per 4 KiB during the record walk
+    if hasattr(mmap, "MAP_POPULATE") and size < _available_memory() // 4:
+        mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
+    else:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     return np.frombuffer(mapped, dtype=np.uint8)  # a plain array over the mapping: cheap slices
+
+
+def _spool(path: str, f: BinaryIO, head: bytes, lim: ReadLimits) -> bytearray:
+    """A pipe or device read to its end, within ``lim.max_capture_bytes``."""
+    out = bytearray(head)
+    while chunk := f.read(1 << 20):
+        out += chunk
+        if len(out) > lim.max_capture_bytes:
+            raise CaptureError(
+                "capture.too_large",
+                path,
+                str(
+                    LimitExceeded(
+                        "capture read from a pipe", lim.max_capture_bytes, "SLUICE_MAX_CAPTURE_BYTES"
+                    )
+                ),
+            )
+    return out
 
 
 def _available_memory() -> int:
@@ -118,19 +157,23 @@ def _available_memory() -> int:
         return 0
 
 
-def _gunzip(path: str) -> tuple[bytes, str]:
-    """Decompress a gzip file; with damage, what came before it and the damage's reason."""
+def _gunzip(path: str, compressed: CountingReader, lim: ReadLimits) -> tuple[bytearray, str]:
+    """Decompress a gzip stream within the limits; with damage, what came before it and the
+    damage's reason."""
     out = bytearray()
     damage = ""
-    with open(path, "rb") as f, gzip.GzipFile(fileobj=f) as g:
-        try:
-            while chunk := g.read1(1 << 20):
-                out += chunk
-        except EOFError:
-            damage = "capture.truncated_gzip"
-        except (OSError, zlib.error):
-            damage = "capture.bad_gzip"
-    return bytes(out), damage
+    g = BoundedGunzip(compressed, lim, lim.max_capture_bytes)
+    try:
+        while chunk := g.read1(1 << 20):
+            out += chunk
+    except LimitExceeded as exc:
+        reason = "capture.gzip_ratio" if "ratio" in exc.what else "capture.too_large"
+        raise CaptureError(reason, path, str(exc)) from None
+    except EOFError:
+        damage = "capture.truncated_gzip"
+    except (OSError, zlib.error):
+        damage = "capture.bad_gzip"
+    return out, damage
 
 
 @numba.njit(cache=True, nogil=True)
@@ -189,6 +232,9 @@ def _walk_pcap(buf, le, per_second, limit, fill, offset, caplen, wirelen, ts):  
         frac = _u32(buf, p + 4, le)
         cl = _u32(buf, p + 8, le)
         wl = _u32(buf, p + 12, le)
+        if sec == 0 and frac == 0 and cl == 0 and wl == 0:
+            status = 6
+            break
         if cl > limit:
             status = 2
             break
@@ -300,8 +346,21 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                     break
                 if fill:
                     t = _ticks_to_seconds((hi << 32) | lo, if_per_second[iid]) + if_off[iid]
-                    _emit(i, body + 20, cl, max(wl, cl), t, if_link[iid], iid,
-                          offset, caplen, wirelen, ts, linktype, iface)
+                    _emit(
+                        i,
+                        body + 20,
+                        cl,
+                        max(wl, cl),
+                        t,
+                        if_link[iid],
+                        iid,
+                        offset,
+                        caplen,
+                        wirelen,
+                        ts,
+                        linktype,
+                        iface,
+                    )
                 i += 1
             else:
                 unknown += 1  # unknown interface: counted, skipped
@@ -314,8 +373,9 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                 if if_snap[0] > 0:
                     cl = min(cl, if_snap[0])
                 if fill:
-                    _emit(i, body + 4, cl, wl, 0.0, if_link[0], 0,
-                          offset, caplen, wirelen, ts, linktype, iface)
+                    _emit(
+                        i, body + 4, cl, wl, 0.0, if_link[0], 0, offset, caplen, wirelen, ts, linktype, iface
+                    )
                 i += 1
         elif btype == 2:
             if blen_body < 20:
@@ -331,21 +391,35 @@ def _walk_pcapng(buf, fill, offset, caplen, wirelen, ts, linktype, iface):  # ty
                 break
             if fill:
                 t = _ticks_to_seconds((hi << 32) | lo, if_per_second[iid]) + if_off[iid]
-                _emit(i, body + 20, cl, max(wl, cl), t, if_link[iid], iid,
-                      offset, caplen, wirelen, ts, linktype, iface)
+                _emit(
+                    i,
+                    body + 20,
+                    cl,
+                    max(wl, cl),
+                    t,
+                    if_link[iid],
+                    iid,
+                    offset,
+                    caplen,
+                    wirelen,
+                    ts,
+                    linktype,
+                    iface,
+                )
             i += 1
         p += blen
     return i, status, unknown
 
 
-def index_capture(path: str) -> CaptureIndex:
-    """Index every record of a pcap or pcapng file (optionally gzip-compressed).
+def index_capture(path: str, limits: ReadLimits | None = None) -> CaptureIndex:
+    """Index every record of a pcap or pcapng file (optionally gzip-compressed; ``-``: stdin).
 
     Raises:
-        CaptureError: when the file is missing, a directory, empty or not a capture.
+        CaptureError: when the file is missing, a directory, empty or not a capture, or past a
+            limit of ``limits`` (see :func:`load_capture_bytes`).
     """
     anomalies: dict[str, int] = {}
-    buf = load_capture_bytes(path, anomalies)
+    buf = load_capture_bytes(path, anomalies, limits)
     fmt = sniff_format(bytes(buf[:4]))
     status = 0
     empty_i = np.zeros(0, np.int64)

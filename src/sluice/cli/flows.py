@@ -20,6 +20,7 @@ from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig
 from sluice.io.capture import open_capture
 from sluice.io.flowlog import FORMATS, open_flow_writer
+from sluice.io.limits import ReadLimits
 from sluice.io.source import PacketSource
 
 PROGRESS_MIN_BYTES = 50 * 1024 * 1024
@@ -50,8 +51,7 @@ class _Progress:
             click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
 
 
-def _stream(source: PacketSource, loop: PacketLoop, progress: _Progress, early: bool
-            ) -> Iterator[FlowRecord]:
+def _stream(source: PacketSource, loop: PacketLoop, progress: _Progress, early: bool) -> Iterator[FlowRecord]:
     out: list[FlowRecord] = []
     done_fn = getattr(source, "progress", None)
     for n, raw in enumerate(source):
@@ -69,8 +69,10 @@ def _stream(source: PacketSource, loop: PacketLoop, progress: _Progress, early: 
 
 def _summary_text(name: str, s: RunSummary, seconds: float) -> str:
     rate = s.packets / seconds if seconds > 0 else 0.0
-    parts = [f"{name}: {s.packets:,} packets ({s.ip_packets:,} IP, {s.non_ip:,} non-IP), "
-             f"{s.flows:,} flows in {seconds:.2f} s ({rate:,.0f} packets/s)"]
+    parts = [
+        f"{name}: {s.packets:,} packets ({s.ip_packets:,} IP, {s.non_ip:,} non-IP), "
+        f"{s.flows:,} flows in {seconds:.2f} s ({rate:,.0f} packets/s)"
+    ]
     if s.anomalies:
         parts.append("  anomalies: " + ", ".join(f"{k}={v}" for k, v in sorted(s.anomalies.items())))
     else:
@@ -80,35 +82,88 @@ def _summary_text(name: str, s: RunSummary, seconds: float) -> str:
 
 @click.command("flows")
 @click.argument("captures", nargs=-1, type=click.Path(dir_okay=True, path_type=str))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="Output format.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True, path_type=str),
-              help="Write records to FILE instead of standard output (required for parquet).")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=str),
+    help="Write records to FILE instead of standard output (required for parquet).",
+)
 @click.option("--stream", is_flag=True, help="Use the streaming path (bounded memory) for files.")
 @click.option("--early", is_flag=True, help="Also emit early records (after --early-packets).")
 @click.option("--early-packets", type=click.IntRange(0), default=8, show_default=True)
-@click.option("--idle-timeout", type=click.FloatRange(0, min_open=True), default=120.0,
-              show_default=True, help="Seconds of silence that end a flow.")
-@click.option("--active-timeout", type=click.FloatRange(0, min_open=True), default=1800.0,
-              show_default=True, help="Seconds after which a long flow is cut.")
-@click.option("--max-flows", type=click.IntRange(1), default=1_000_000, show_default=True,
-              help="Flows held in memory at most (streaming path).")
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds of silence that end a flow.",
+)
+@click.option(
+    "--active-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=1800.0,
+    show_default=True,
+    help="Seconds after which a long flow is cut.",
+)
+@click.option(
+    "--max-flows",
+    type=click.IntRange(1),
+    default=1_000_000,
+    show_default=True,
+    help="Flows held in memory at most (streaming path).",
+)
 @click.option("--interface", "-i", help="Capture live from this interface (streaming path).")
 @click.option("--filter", "bpf", help="BPF filter for live capture (tcpdump syntax).")
-@click.option("--duration", type=click.FloatRange(0, min_open=True),
-              help="Stop live capture after SECONDS.")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop live capture after SECONDS.")
 @click.option("--count", type=click.IntRange(1), help="Stop live capture after N packets.")
-@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=str),
-              help="Also write the run summary as JSON to FILE.")
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Also write the run summary as JSON to FILE.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress on stderr (terminals only).")
 @click.option("--strict", is_flag=True, help="Stop on internal errors (for debugging sluice).")
+@click.option(
+    "--max-gzip-ratio",
+    type=click.IntRange(0),
+    default=None,
+    help="Refuse gzip captures inflating more than N times (default 100, "
+    "env SLUICE_MAX_GZIP_RATIO; 0: no limit).",
+)
+@click.option(
+    "--max-capture-bytes",
+    type=click.IntRange(0),
+    default=None,
+    help="Most bytes of a capture held in memory: gzip on the batch path, or a pipe "
+    "(default 2 GiB, env SLUICE_MAX_CAPTURE_BYTES; 0: no limit).",
+)
 def flows_command(
-    captures: tuple[str, ...], fmt: str, out_path: str | None, stream: bool, early: bool,
-    early_packets: int, idle_timeout: float, active_timeout: float, max_flows: int,
-    interface: str | None, bpf: str | None, duration: float | None, count: int | None,
-    summary_json: str | None, progress: bool, strict: bool,
+    captures: tuple[str, ...],
+    fmt: str,
+    out_path: str | None,
+    stream: bool,
+    early: bool,
+    early_packets: int,
+    idle_timeout: float,
+    active_timeout: float,
+    max_flows: int,
+    interface: str | None,
+    bpf: str | None,
+    duration: float | None,
+    count: int | None,
+    summary_json: str | None,
+    progress: bool,
+    strict: bool,
+    max_gzip_ratio: int | None,
+    max_capture_bytes: int | None,
 ) -> None:
     """Print one row per flow of CAPTURE files (pcap, pcapng, optionally .gz) or an interface.
+
+    ``-`` or ``/dev/stdin`` reads standard input (a pipe is read into memory on the batch path,
+    within --max-capture-bytes; --stream reads it in constant memory).
 
     A closing summary (packets, flows, anomalies by reason) goes to stderr. Exit codes: 0 ok,
     2 usage error, 3 a capture could not be read.
@@ -117,8 +172,19 @@ def flows_command(
         raise click.UsageError("give at least one CAPTURE file, or --interface")
     if fmt == "parquet" and not out_path:
         raise click.UsageError("--format parquet needs --out FILE")
-    config = FlowConfig(idle_timeout_s=idle_timeout, active_timeout_s=active_timeout,
-                        max_flows=max_flows, early_packets=early_packets)
+    config = FlowConfig(
+        idle_timeout_s=idle_timeout,
+        active_timeout_s=active_timeout,
+        max_flows=max_flows,
+        early_packets=early_packets,
+    )
+    try:
+        limits = ReadLimits.from_env(
+            max_gzip_ratio=None if max_gzip_ratio is None else (max_gzip_ratio or sys.maxsize),
+            max_capture_bytes=None if max_capture_bytes is None else (max_capture_bytes or sys.maxsize),
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     out: IO[str] | None = None
     for path in (out_path, summary_json):  # refuse unwritable outputs before the work, not after
         if path:
@@ -136,12 +202,12 @@ def flows_command(
     multi = len(captures) > 1
     try:
         if interface:
-            summaries[interface] = _run_live(interface, bpf, duration, count, config, writer,
-                                             early, strict)
+            summaries[interface] = _run_live(interface, bpf, duration, count, config, writer, early, strict)
         for path in captures:
             try:
-                summaries[path] = _run_file(path, config, writer, stream, early, strict, progress,
-                                            multi)
+                summaries[path] = _run_file(
+                    path, config, writer, stream, early, strict, progress, multi, limits
+                )
             except CaptureError as exc:
                 click.echo(f"sluice flows: error: {exc} [{exc.reason}]", err=True)
                 failed = True
@@ -166,19 +232,28 @@ def flows_command(
         sys.exit(3)
 
 
-def _run_file(path: str, config: FlowConfig, writer: Any, stream: bool, early: bool,
-              strict: bool, progress: bool, multi: bool) -> dict[str, Any]:
+def _run_file(
+    path: str,
+    config: FlowConfig,
+    writer: Any,
+    stream: bool,
+    early: bool,
+    strict: bool,
+    progress: bool,
+    multi: bool,
+    limits: ReadLimits,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     extra = {"capture": os.path.basename(path)} if multi else None
     show = progress and os.path.isfile(path) and os.path.getsize(path) >= PROGRESS_MIN_BYTES
     bar = _Progress(show, os.path.basename(path))
     if stream:
         loop = PacketLoop(config, strict=strict)
-        with open_capture(path) as reader:
+        with open_capture(path, limits) as reader:
             writer.write(_stream(reader, loop, bar, early), extra)
         summary = loop.summary
     else:
-        result = batch_flows(path, config, strict=strict, early=early, progress=bar.stage)
+        result = batch_flows(path, config, strict=strict, early=early, progress=bar.stage, limits=limits)
         writer.write(result.records, extra)
         summary = result.summary
     bar.close()
@@ -187,8 +262,16 @@ def _run_file(path: str, config: FlowConfig, writer: Any, stream: bool, early: b
     return {**summary.to_dict(), "seconds": round(seconds, 3)}
 
 
-def _run_live(interface: str, bpf: str | None, duration: float | None, count: int | None,
-              config: FlowConfig, writer: Any, early: bool, strict: bool) -> dict[str, Any]:
+def _run_live(
+    interface: str,
+    bpf: str | None,
+    duration: float | None,
+    count: int | None,
+    config: FlowConfig,
+    writer: Any,
+    early: bool,
+    strict: bool,
+) -> dict[str, Any]:
     from sluice.io.live import LiveSource
 
     t0 = time.perf_counter()

@@ -8,7 +8,12 @@ Damage is never a traceback. A header that is not a capture raises
 :class:`~sluice.errors.CaptureError` before any packet is read. Damage after the header — a last
 record cut short, a record length that cannot be right, a block whose trailing length disagrees —
 is counted in ``stats.anomalies`` under a stable reason, and reading stops there: the packets before
-the damage have already been yielded. Formats: pcap (tcpdump.org/manpages/pcap-savefile.5) in both
+the damage have already been yielded. A record header of sixteen zero bytes (no time, no length) is
+padding — a file preallocated and never filled, or a decompression bomb — and ends the read as
+``capture.zero_padding``. A gzip stream that inflates past the limits of
+:class:`~sluice.io.limits.ReadLimits` raises :class:`~sluice.errors.CaptureError`
+(``capture.gzip_ratio``) instead of being read on. ``-`` and ``/dev/stdin`` read standard input,
+which may be a pipe: nothing here seeks. Formats: pcap (tcpdump.org/manpages/pcap-savefile.5) in both
 byte orders with micro- or nanosecond stamps; pcapng (draft-ietf-opsawg-pcapng) with several
 sections and interfaces, EPB, SPB and the obsolete packet block, ``if_tsresol``/``if_tsoffset``.
 """
@@ -24,12 +29,15 @@ __all__ = [
 
 import gzip
 import os
+import stat
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from sluice.errors import CaptureError
+from sluice.io.limits import BoundedGunzip, CountingReader, LimitExceeded, ReadLimits
 from sluice.io.source import RawPacket, SourceStats
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -58,6 +66,9 @@ def ticks_to_seconds(ticks: int, per_second: int) -> float:
     return ticks // per_second + (ticks % per_second) / per_second
 
 
+ZERO_RECORD = bytes(16)
+"""A pcap record header of zeros: padding, never a packet (``capture.zero_padding``)."""
+
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -76,12 +87,13 @@ def sniff_format(head: bytes) -> str:
 class _Buffer:
     """A bounded read-ahead window over a binary stream."""
 
-    def __init__(self, f: BinaryIO, stats: SourceStats) -> None:
+    def __init__(self, f: BinaryIO | BoundedGunzip, stats: SourceStats, path: str = "") -> None:
         self.f = f
         self.buf = b""
         self.pos = 0
         self.eof = False
         self.stats = stats
+        self.path = path
 
     def ensure(self, n: int) -> bool:
         """Make ``n`` bytes available at ``pos``; False if the stream ends first."""
@@ -95,6 +107,8 @@ class _Buffer:
         while have < n:
             try:
                 chunk = read(max(READ_CHUNK_BYTES, n - have))
+            except LimitExceeded as exc:
+                raise CaptureError("capture.gzip_ratio", self.path, str(exc)) from None
             except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
                 self.stats.count(
                     "capture.bad_gzip" if not isinstance(exc, EOFError) else "capture.truncated_gzip"
@@ -131,46 +145,48 @@ class CaptureReader:
             ``capture.permission_denied``, ``capture.empty``, ``capture.bad_magic``.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], limits: ReadLimits | None = None) -> None:
         self.path = os.fspath(path)
         self.stats = SourceStats()
+        self.limits = limits or ReadLimits.from_env()
         raw = _open_file(self.path)
-        head = raw.read(4)
-        raw.seek(0)
-        self.compressed = sniff_format(head) == "gzip"
-        self._file: BinaryIO = raw
+        self._raw = raw
+        magic = _read_head(raw, 4)
+        self.compressed = sniff_format(magic) == "gzip"
+        # the head is kept and handed to _Buffer: nothing is read twice, nothing seeks (pipes)
+        self._counted = CountingReader(raw, magic if self.compressed else b"")
+        self._counted.consumed = 0 if self.compressed else len(magic)
+        self._file: BinaryIO | BoundedGunzip = self._counted  # type: ignore[assignment]
+        head = magic
         if self.compressed:
+            self._file = BoundedGunzip(self._counted, self.limits)
             try:
-                with gzip.GzipFile(fileobj=raw, mode="rb") as probe:
-                    head = probe.read(4)
+                head = self._file.read1(1 << 16)
             except (EOFError, OSError, zlib.error) as exc:
                 raw.close()
                 raise CaptureError("capture.bad_gzip", self.path, f"bad gzip: {exc}") from exc
-            raw.seek(0)
-            self._file = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-        self.stats.bytes_total = os.fstat(raw.fileno()).st_size
-        self._raw = raw
-        self.format = sniff_format(head)
+        self._head = head
+        st = os.fstat(raw.fileno())
+        self.stats.bytes_total = st.st_size if stat.S_ISREG(st.st_mode) else None
+        self.format = sniff_format(head[:4])
         if not head:
             self.close()
             raise CaptureError("capture.empty", self.path, "empty file")
         if self.format not in ("pcap", "pcapng"):
             self.close()
             raise CaptureError(
-                "capture.bad_magic", self.path, f"not a pcap or pcapng file (magic {head.hex()})"
+                "capture.bad_magic", self.path, f"not a pcap or pcapng file (magic {head[:4].hex()})"
             )
 
     def progress(self) -> tuple[int, int | None]:
         """Bytes of the file consumed so far, and the file size."""
-        try:
-            done = self._raw.tell()
-        except (OSError, ValueError):
-            done = self.stats.bytes_read
+        done = self._counted.consumed
         return done, self.stats.bytes_total
 
     def __iter__(self) -> Iterator[RawPacket]:
-        buf = _Buffer(self._file, SourceStats())
-        buf.stats = self.stats
+        buf = _Buffer(self._file, self.stats, self.path)
+        buf.buf, self._head = self._head, b""
+        self.stats.bytes_read += len(buf.buf)
         if self.format == "pcap":
             yield from _read_pcap(buf, self.stats)
         else:
@@ -188,12 +204,25 @@ class CaptureReader:
         self.close()
 
 
-def open_capture(path: str | os.PathLike[str]) -> CaptureReader:
-    """Open a capture file for streaming; see :class:`CaptureReader`."""
-    return CaptureReader(path)
+def open_capture(path: str | os.PathLike[str], limits: ReadLimits | None = None) -> CaptureReader:
+    """Open a capture file (``-``: standard input) for streaming; see :class:`CaptureReader`."""
+    return CaptureReader(path, limits)
+
+
+def _read_head(f: BinaryIO, n: int) -> bytes:
+    """The first ``n`` bytes (fewer at the end), however a pipe splits them."""
+    head = b""
+    while len(head) < n:
+        chunk = f.read(n - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
 
 
 def _open_file(path: str) -> BinaryIO:
+    if path == "-":
+        return open(os.dup(sys.stdin.fileno()), "rb")  # closed by CaptureReader.close
     if os.path.isdir(path):
         raise CaptureError("capture.is_directory", path, "is a directory, not a capture file")
     try:
@@ -221,7 +250,11 @@ def _read_pcap(buf: _Buffer, stats: SourceStats) -> Iterator[RawPacket]:
             if not buf.at_end or buf.pos < len(buf.buf):
                 stats.count("capture.truncated_record")
             return
-        sec, frac, caplen, wirelen = rec.unpack(buf.take(16))
+        header = buf.take(16)
+        if header == ZERO_RECORD:
+            stats.count("capture.zero_padding")
+            return
+        sec, frac, caplen, wirelen = rec.unpack(header)
         if caplen > limit:
             stats.count("capture.bad_record_length")
             return
