@@ -133,6 +133,15 @@ class Fetcher:
         self._log_lock = threading.Lock()
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
+        p = self.policy
+        self._client = httpx.Client(
+            transport=transport,
+            follow_redirects=False,
+            timeout=httpx.Timeout(p.timeout_s),
+            headers={"User-Agent": p.user_agent, "Accept": "text/html,*/*;q=0.5"},
+            limits=httpx.Limits(max_connections=max(1, p.concurrency)),
+            verify=False,  # noqa: S501 - a mirror's certificate is evidence, not a trust decision
+        )
 
     # -- cache and log ----------------------------------------------------------------------
     def _key(self, url: str) -> str:
@@ -218,13 +227,7 @@ class Fetcher:
         deadline = start + p.timeout_s
         redirects: list[str] = []
         current = url
-        client = httpx.Client(
-            transport=self._transport,
-            follow_redirects=False,
-            timeout=httpx.Timeout(p.timeout_s),
-            headers={"User-Agent": p.user_agent, "Accept": "text/html,*/*;q=0.5"},
-            verify=False,  # noqa: S501 - a mirror's certificate is evidence, not a trust decision
-        )
+        client = self._client
         try:
             while True:
                 addr, err = self._check_host(current)
@@ -263,8 +266,16 @@ class Fetcher:
             return FetchResult(
                 url, current, 0, {}, b"", tuple(redirects), "", "fetch.error", False, _t(start)
             )
-        finally:
-            client.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _t(start: float) -> float:

@@ -8,7 +8,8 @@ IDs (Google Analytics ``UA-``/``G-``, Tag Manager ``GTM-``, Yandex Metrika count
 pixels), the tag sequence (the DOM's shape), visible text, forms (a login form has a password
 field) and links.  Content hashes are locality-sensitive, so near copies give near hashes:
 
-* SimHash (64 bits) of word 3-shingles of the normalised text, and of tag 4-shingles of the DOM;
+* SimHash (64 bits) of the distinct word 2-shingles of the normalised text, and of the distinct
+  tag 4-shingles of the DOM;
   similarity is ``1 - hamming/64``;
 * TLSH of the normalised text and of the HTML (``py-tlsh``; TLSH needs 50+ bytes of varied
   input, else the hash is ``""``); a distance below ~100 is a near copy.
@@ -89,7 +90,7 @@ class PageEvidence:
     text_tlsh: str = ""
     """TLSH of the normalised text."""
     text_simhash: int = 0
-    """SimHash of the text's word 3-shingles."""
+    """SimHash of the text's word 2-shingles."""
     dom_simhash: int = 0
     """SimHash of the tag sequence's 4-shingles."""
     screenshot_phash: int | None = None
@@ -216,10 +217,13 @@ def _h64(token: str) -> int:
 
 
 def simhash(tokens: list[str], shingle: int = 3) -> int:
-    """64-bit SimHash of the token sequence's ``shingle``-grams (0 for an empty sequence)."""
+    """64-bit SimHash of the distinct ``shingle``-grams of a token sequence (0 when empty).
+
+    Distinct grams: a page of twenty ``<p>`` would otherwise be the hash of ``p p p p``.
+    """
     if not tokens:
         return 0
-    grams = [" ".join(tokens[i : i + shingle]) for i in range(max(1, len(tokens) - shingle + 1))]
+    grams = {" ".join(tokens[i : i + shingle]) for i in range(max(1, len(tokens) - shingle + 1))}
     acc = [0] * 64
     for g in grams:
         h = _h64(g)
@@ -284,7 +288,7 @@ def parse_page(html: bytes | str, url: str = "") -> PageEvidence:
     if not ev.favicon_url and url:
         ev.favicon_url = _join(url, "/favicon.ico")
     words = ev.text.split()
-    ev.text_simhash = simhash(words, 3)
+    ev.text_simhash = simhash(words, 2)
     ev.dom_simhash = simhash(ev.tags, 4)
     ev.text_tlsh = tlsh_hash(ev.text.encode())
     ev.html_tlsh = tlsh_hash(text.encode("utf-8", "replace"))
