@@ -13,7 +13,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt_packages=(python3 python3-venv python3-pip python3-dev gcc libgomp1 tcpdump iproute2)
 if [ "$mode" = "--test" ]; then
   apt_packages+=(tshark postgresql bind9-utils unbound nftables iptables squid dnsmasq-base
-                 dnsutils curl openssl procps libnetfilter-queue-dev iperf3 wrk)
+                 dnsutils curl openssl procps libnetfilter-queue-dev iperf3 wrk
+                 chromium)
   if [ -f scripts/lab-packages.txt ]; then
     while read -r pkg; do
       case "$pkg" in ''|'#'*) ;; *) apt_packages+=("$pkg") ;; esac
@@ -41,8 +42,8 @@ python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python_bin" -m venv .venv
 fi
-extras="bench,mirrors"
-[ "$mode" = "--test" ] && extras="test,bench,lab,mirrors"
+extras="bench,mirrors,console"
+[ "$mode" = "--test" ] && extras="test,bench,lab,mirrors,console"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[${extras}]"
 echo "sluice installed in .venv ($(.venv/bin/sluice --version))" >&2
