@@ -84,5 +84,7 @@ def decisions(
                 f"{d.rule:<18} {d.flow_key} {d.server_name or '-'} {cls}{reg}{basis}"
             )
     summary = [f"{len(found)} decisions in {stats.files} files, {stats.skipped} damaged lines skipped"]
+    if stats.reasons:
+        summary[0] += " (" + ", ".join(f"{k}={v}" for k, v in sorted(stats.reasons.items())) + ")"
     summary += [f"  {r:<24} {a:<9} {m:<8} {n}" for (r, a, m), n in sorted(counts.items())]
     click.echo("\n".join(summary), err=as_json)

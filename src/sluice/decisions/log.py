@@ -22,6 +22,11 @@ A line torn by a machine crash (no final newline) is terminated when the log is 
 :func:`~sluice.decisions.query.read_decisions` skips and counts it, so it never hides the next
 record. One process writes a log at a time (an ``flock`` on ``.lock`` refuses a second).
 
+Files are private from the moment they exist: segments are created ``0o640``, the lock ``0o600``
+and a new log directory ``0o750`` (whatever the umask), and every open uses ``O_NOFOLLOW``: a
+symlink planted in a directory others can write to is refused (:class:`ConfigError`) rather
+than followed, so a gateway running as root cannot be made to append to another file.
+
 Several writers (the gateway's worker processes) share a log through subdirectories: writer
 ``i`` writes the log ``DIR/worker-i`` (:func:`worker_dir`), with its own lock, segments, rotation
 and ``keep``; :func:`~sluice.decisions.query.read_decisions` on ``DIR`` reads ``DIR``'s own
@@ -42,9 +47,11 @@ __all__ = [
     "worker_dir",
 ]
 
+import errno
 import fcntl
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +63,12 @@ import orjson
 from sluice.errors import ConfigError
 from sluice.policy.model import Decision
 
+SEGMENT_MODE = 0o640
+"""Permissions of a segment (owner writes, group reads, others nothing)."""
+LOCK_MODE = 0o600
+"""Permissions of the lock file."""
+DIR_MODE = 0o750
+"""Permissions of a log directory sluice creates."""
 DEFAULT_MAX_BYTES = 64 << 20
 """Size at which a segment is closed and the next one started (bytes)."""
 DEFAULT_KEEP = 10
@@ -161,8 +174,8 @@ class DecisionLog:
         self.keep = keep
         self.fsync = fsync if isinstance(fsync, FsyncPolicy) else FsyncPolicy.parse(fsync)
         self._clock = clock
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        _make_dir(self.directory)
+        self._lock = _open_private(self.directory / ".lock", os.O_RDWR, LOCK_MODE)
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -190,7 +203,7 @@ class DecisionLog:
         return self.directory / f"decisions.{self._seq:06d}.jsonl"
 
     def _open(self) -> None:
-        self._fd = os.open(self.current, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd = _open_private(self.current, os.O_RDWR | os.O_APPEND, SEGMENT_MODE)
         self._size = os.fstat(self._fd).st_size
         if self.fsync.mode != "never":
             _sync_dir(self.directory)
@@ -198,9 +211,7 @@ class DecisionLog:
     def _repair_torn_tail(self) -> None:
         if self._size == 0:
             return
-        with open(self.current, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            last = fh.read(1)
+        last = os.pread(self._fd, 1, self._size - 1)  # the descriptor already opened, no symlink
         if last != b"\n":
             self._write_all(b"\n")
             self._sync()
@@ -268,6 +279,40 @@ class DecisionLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _make_dir(directory: Path) -> None:
+    """Create a log directory (and parents) ``DIR_MODE`` from the start, umask notwithstanding."""
+    if directory.is_dir():
+        return
+    old = os.umask(0o077)
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=DIR_MODE, exist_ok=True)
+    finally:
+        os.umask(old)
+    os.chmod(directory, DIR_MODE)  # mkdir's mode was masked by the umask set above
+
+
+def _open_private(path: Path, flags: int, mode: int) -> int:
+    """Open (creating with ``mode``) without following a symlink; refuse one clearly.
+
+    Raises:
+        ConfigError: ``path`` is a symlink (or something else that is not a regular file).
+    """
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError("log", f"{path} is a symlink; refusing to write through it") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ConfigError("log", f"{path} is not a regular file")
+    if stat.S_IMODE(st.st_mode) & ~mode:  # created by the umask-free mode above, or older: narrow it
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & mode)
+    return fd
 
 
 def _sync_dir(directory: Path) -> None:

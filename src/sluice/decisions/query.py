@@ -1,13 +1,22 @@
-"""Reading a decision log back: every segment, oldest first, filtered; torn lines skipped and counted."""
+"""Reading a decision log back: every segment, oldest first, filtered; bad lines skipped and counted.
+
+A line is skipped, and counted in :attr:`ReadStats.reasons` under a stable reason, when it is
+torn (``decisions.torn_line``: no final newline), longer than :data:`MAX_LINE_BYTES`
+(``decisions.line_too_long``, read past in bounded memory), not JSON (``decisions.bad_json``),
+not a decision (``decisions.not_a_decision``: a field missing or of the wrong type), or has a time
+that is not a finite number between 1970 and 9999 (``decisions.bad_time``). Nothing a log holds
+stops a query.
+"""
 
 from __future__ import annotations
 
 __all__ = ["DecisionFilter", "ReadStats", "parse_since", "read_decisions"]
 
 import heapq
+import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +26,10 @@ from sluice.decisions.log import log_dirs, segments
 from sluice.errors import ConfigError
 from sluice.policy.model import Decision
 
+MAX_LINE_BYTES = 1 << 20
+"""Longest decision line read (bytes); the writer's lines are well under 4 KiB."""
+MAX_TIME_S = 253402300799.0
+"""Latest decision time accepted: 9999-12-31T23:59:59Z (what ISO 8601 output can show)."""
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([smhdw]))+?")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -59,6 +72,13 @@ class ReadStats:
     """Lines read."""
     skipped: int = 0
     """Lines that are not a whole decision (torn by a crash, or damaged), skipped."""
+    reasons: dict[str, int] = field(default_factory=dict)
+    """Skipped lines by reason (``decisions.bad_time`` ...; see the module docstring)."""
+
+    def skip(self, reason: str) -> None:
+        """Count one skipped line."""
+        self.skipped += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
 def parse_since(text: str, now: float) -> float:
@@ -118,17 +138,36 @@ def _read_one(directory: Path, flt: DecisionFilter | None, st: ReadStats) -> Ite
             continue
         st.files += 1
         with fh:
-            for raw in fh:
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
                 st.lines += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    while raw and not raw.endswith(b"\n"):  # the rest of the line, in pieces
+                        raw = fh.readline(MAX_LINE_BYTES)
+                    st.skip("decisions.line_too_long")
+                    continue
                 if not raw.endswith(b"\n"):
-                    st.skipped += 1
+                    st.skip("decisions.torn_line")
                     continue
                 if raw == b"\n":
                     continue
-                try:
-                    d = Decision.from_dict(orjson.loads(raw))
-                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
-                    st.skipped += 1
-                    continue
-                if flt is None or flt.wants(d):
+                d = _decision(raw, st)
+                if d is not None and (flt is None or flt.wants(d)):
                     yield d
+
+
+def _decision(raw: bytes, st: ReadStats) -> Decision | None:
+    """One line as a decision, or None (counted) when it is not one."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        st.skip("decisions.bad_json")
+        return None
+    try:
+        d = Decision.from_dict(obj)
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError):
+        st.skip("decisions.not_a_decision")
+        return None
+    if not (math.isfinite(d.time) and 0.0 <= d.time <= MAX_TIME_S):
+        st.skip("decisions.bad_time")
+        return None
+    return d
