@@ -13,6 +13,7 @@ from functools import cache
 
 import pytest
 
+from sluice.decide import replay_captures
 from sluice.detect.combiner import Combiner
 from sluice.detect.model import DEFAULT_MODEL_DIR, ModelScorer, load_model
 from sluice.detect.verdict import flow_key_text
@@ -36,20 +37,26 @@ class = ["vpn"]
 family = ["wireguard"]
 action = "block"
 """
-# decided by volume at the flow's end (docs/detection-notes.md): an inline gateway sees an SSH terminal
-BY_VOLUME = {"ssh-socks-dynamic-s1-000", "sshuttle-default-s1-001"}
 DECIDE_AFTER = 10
-# TLS-wrapped carriers and KCP: since feature set 2 (issue 11) the model reads their shape after
-# the handshake (bursts up to packet 31), not the client's TLS library in the first packets, so
-# within the packets the gateway queues they may pass; offline (`sluice analyze`) they are found
-AFTER_HANDSHAKE = {
-    "kcptun-default-s1-000",
+# Where the lab's label is not what the gateway finds. None of them is a disagreement between the
+# gateway and an offline analysis any more: replayed through `sluice policy test` / `sluice analyze
+# --decisions`, the whole flow (the offline stage) says the same as the gateway on every excerpt
+# (checked below), so no lab excerpt is an offline-only case.
+# - SSH forwarding is told from a terminal by volume over the whole flow (docs/detection-notes.md);
+#   the excerpts hold the first 40 packets, where both see an SSH terminal;
+# - TLS-wrapped carriers: the shipped model was retrained without HTTPS-shaped findings (a TLS
+#   carrier fetching HTTP is HTTPS between client and relay), so neither stage calls them findings.
+#   kcptun, listed here before, is now found inline.
+BY_VOLUME = {"ssh-socks-dynamic-s1-000", "sshuttle-default-s1-001"}
+TLS_WRAPPED = {
     "stunnel-default-s1-000",
     "trojan-default-s1-000",
     "v2ray-vless-tls-s1-001",
     "v2ray-vmess-ws-tls-s1-002",
     "shadowsocks-plugin-obfs-tls-s1-002",
 }
+OFFLINE_ONLY: set[str] = set()
+"""Lab sessions with a flow the whole flow decides otherwise than the gateway (none)."""
 
 
 @cache
@@ -89,14 +96,10 @@ def test_lab_flows_blocked_by_class_benign_pass(session: str) -> None:
     labeled = dict(_labeled(session))
     findings = {k: v for k, v in labeled.items() if v[0] != "benign"}
     for key, (cls, fam) in findings.items():
-        if session in BY_VOLUME:
-            mark, dec = decided[key]
-            assert mark == MARK_ALLOW and dec.verdict_class == "benign", dec
-            continue
         assert key in decided, f"{key} ({cls}/{fam}) never decided"
         mark, dec = decided[key]
-        if session in AFTER_HANDSHAKE and mark == MARK_ALLOW:
-            assert dec.verdict_class in ("benign", "unknown"), dec
+        if session in BY_VOLUME or session in TLS_WRAPPED:
+            assert mark == MARK_ALLOW and dec.verdict_class == "benign", dec
             continue
         assert (mark, dec.verdict_class) == (MARK_DROP, cls), dec
         assert dec.family == fam, dec
@@ -105,6 +108,21 @@ def test_lab_flows_blocked_by_class_benign_pass(session: str) -> None:
         if cls == "benign" and key in decided:
             mark, dec = decided[key]
             assert mark == MARK_ALLOW and dec.verdict_class not in ("vpn", "proxy", "tunnel"), dec
+
+
+@pytest.mark.parametrize("session", sorted(lab_index()))
+def test_offline_stage_says_what_the_gateway_says(session: str) -> None:
+    res = replay_captures(
+        parse_policy(BLOCK_FINDINGS, "<test>"),
+        [str(LAB / f"{session}.pcap")],
+        _combiner(),
+        decide_after=DECIDE_AFTER,
+    )
+    off = {o.verdict.flow_key for o in res.offline_only}
+    assert bool(off) == (session in OFFLINE_ONLY), [o.to_dict() for o in res.offline_only]
+    if session in BY_VOLUME | TLS_WRAPPED:  # missed by both stages alike
+        for o in res.outcomes:
+            assert o.inline is not None and o.inline.verdict_class == o.offline.verdict_class == "benign"
 
 
 def test_family_rule_blocks_wireguard_and_passes_openvpn() -> None:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import pytest
 
+from sluice.decide import RegisterLookup, replay_captures
 from sluice.detect.combiner import Combiner
 from sluice.detect.verdict import DETECTABLE_CLASSES
+from sluice.flows.record import FlowRecord
 from sluice.policy import (
     DEFAULT_RULE,
     Action,
     Decision,
     Mode,
     default_policy,
-    flow_matches,
     parse_policy,
-    replay_captures,
 )
-from sluice.registry import Matcher
+from sluice.registry import Match, Matcher
 
 from .conftest import DEMO, demo_analysis
+
+
+def flow_matches(matcher: Matcher, rec: FlowRecord) -> list[Match]:
+    return RegisterLookup(matcher).for_flow(rec)
 
 
 def _decide_all(text: str, matcher: Matcher, dry_run: bool = False) -> dict[str, Decision]:
@@ -160,7 +164,7 @@ name = "register"
 register = true
 action = "block"
 """
-    res = replay_captures(parse_policy(text), [str(DEMO)], Combiner(None), matcher=matcher)
+    res = replay_captures(parse_policy(text), [str(DEMO)], Combiner(None), register=matcher)
     counts = {r.name: (r.decided, r.matched) for r in res.rules}
     n_dns = sum(1 for fv in demo_analysis().flows if fv.record.meta.app == "dns")
     # both register names appear only as DNS queries in the demo: the earlier rule takes them

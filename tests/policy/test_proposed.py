@@ -8,12 +8,19 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sluice.policy import Action, Mode, PolicyError, check_policy, flow_matches, parse_policy
-from sluice.registry import Kind, Matcher, open_store
+from sluice.decide import RegisterLookup
+from sluice.flows.record import FlowRecord
+from sluice.policy import Action, Mode, PolicyError, check_policy, parse_policy
+from sluice.registry import Kind, Match, Matcher, open_store
 from sluice.registry.model import Proposal
 from sluice.registry.proposals import accept, propose, proposed_matcher
 
 from .conftest import demo_analysis
+
+
+def flow_matches(matcher: Matcher, rec: FlowRecord) -> list[Match]:
+    return RegisterLookup(matcher).for_flow(rec)
+
 
 ENFORCED = """\
 version = 1

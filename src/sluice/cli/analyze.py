@@ -1,6 +1,9 @@
 """``sluice analyze``: one verdict per flow of some captures, with evidence and register matches.
 
-A thin shell over :func:`sluice.detect.service.analyze_captures`. Exit codes: 0 OK, 1 findings
+A thin shell over :func:`sluice.detect.service.analyze_captures`; with ``--decisions``, over
+:func:`sluice.decide.replay_captures` (the captures replayed packet by packet through the
+gateway's Decider with a policy: what the gateway would decide per flow, and apart, what only the
+whole flow decides). Exit codes: 0 OK, 1 findings
 (with ``--fail-on-findings``), 2 usage or configuration error (bad model, bad option), 3 I/O error
 (capture or register unreadable).
 """
@@ -11,13 +14,18 @@ __all__ = ["analyze"]
 
 import json
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from sluice.cli._detect import load_combiner, model_options
 from sluice.detect.service import AnalysisResult, FlowVerdict, analyze_captures, summarize
-from sluice.errors import CaptureError, SluiceError
+from sluice.errors import CaptureError, ConfigError, SluiceError
+from sluice.gateway.rules import DEFAULT_PACKETS
+
+if TYPE_CHECKING:
+    from sluice.decide import RegisterLookup
+    from sluice.detect.combiner import Combiner
 
 EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
 _PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
@@ -138,6 +146,26 @@ def _explain_text(f: FlowVerdict) -> str:
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (on stdout, after rows).")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when any flow is a finding.")
+@click.option(
+    "--decisions",
+    "with_decisions",
+    is_flag=True,
+    help="Replay packet by packet through the gateway's Decider and show its decision per flow "
+    "(stage and packet), and apart, what only the whole flow decides (offline only).",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Policy for --decisions (default: the shipped policy).",
+)
+@click.option(
+    "--packets",
+    type=click.IntRange(3, 1_000_000),
+    default=DEFAULT_PACKETS,
+    show_default=True,
+    help="With --decisions: packets of each connection the gateway queues (as `gateway run --packets`).",
+)
 def analyze(
     captures: tuple[str, ...],
     register_db: str | None,
@@ -149,6 +177,9 @@ def analyze(
     fet_veto: float | None,
     as_json: bool,
     fail_on_findings: bool,
+    with_decisions: bool,
+    policy_file: str | None,
+    packets: int,
 ) -> None:
     """Judge every flow of CAPTURE files: class, family, confidence, evidence, register matches.
 
@@ -156,19 +187,27 @@ def analyze(
     """
     if fmt == "parquet" and not out_path:
         raise click.UsageError("--format parquet needs --out FILE")
+    if with_decisions and (explain_id is not None or fmt == "parquet"):
+        raise click.UsageError("--decisions excludes --explain and --format parquet")
+    if policy_file and not with_decisions:
+        raise click.UsageError("--policy needs --decisions")
+    from sluice.decide import open_register
+
     combiner = load_combiner(model_dir, no_model, "sluice analyze", fet_veto)
-    matcher = None
+    register = None
     if register_db:
         try:
-            from sluice.registry.matcher import Matcher
-            from sluice.registry.store import open_store
-
-            matcher = Matcher.from_store(open_store(register_db))
+            register = open_register(register_db)
         except SluiceError as exc:
             click.echo(f"sluice analyze: error: cannot open the register: {exc}", err=True)
             sys.exit(EXIT_IO)
+    if with_decisions:
+        _decisions(list(captures), policy_file, combiner, register, packets, fmt, out_path, as_json)
+        return
     try:
-        res = analyze_captures(list(captures), combiner, matcher=matcher)
+        res = analyze_captures(
+            list(captures), combiner, register=register.for_flow if register is not None else None
+        )
     except CaptureError as exc:
         click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
         sys.exit(EXIT_IO)
@@ -180,6 +219,55 @@ def analyze(
     _emit(res, fmt, out_path, multi, summary, as_json)
     if fail_on_findings and summary["findings"]:
         sys.exit(EXIT_FINDINGS)
+
+
+def _decisions(
+    captures: list[str],
+    policy_file: str | None,
+    combiner: Combiner,
+    register: RegisterLookup | None,
+    packets: int,
+    fmt: str,
+    out_path: str | None,
+    as_json: bool,
+) -> None:
+    """``--decisions``: the dry run's table (or one JSON line per flow), then its counts."""
+    from sluice.cli.policy import outcome_table, summary_text
+    from sluice.decide import decide_after_for, replay_captures
+    from sluice.policy import default_policy, load_policy
+
+    try:
+        pol = load_policy(policy_file) if policy_file else default_policy()
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_USAGE)
+    except OSError as exc:
+        click.echo(f"sluice analyze: error: cannot read {policy_file}: {exc.strerror}", err=True)
+        sys.exit(EXIT_IO)
+    try:
+        res = replay_captures(
+            pol, captures, combiner, register=register, decide_after=decide_after_for(packets)
+        )
+    except CaptureError as exc:
+        click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
+        sys.exit(EXIT_IO)
+    if fmt == "table":
+        text = outcome_table(res, len(captures) > 1) + "\n"
+    else:
+        text = "".join(json.dumps(o.to_dict(), separators=(",", ":")) + "\n" for o in res.outcomes)
+    try:
+        if out_path:
+            with open(out_path, "w", encoding="utf-8") as out:
+                out.write(text)
+        else:
+            click.echo(text, nl=False)
+    except OSError as exc:
+        click.echo(f"sluice analyze: error: cannot write {out_path}: {exc.strerror}", err=True)
+        sys.exit(EXIT_IO)
+    if as_json:
+        click.echo(json.dumps({"summary": res.summary(), "runs": res.runs}, indent=2))
+    else:
+        click.echo(summary_text(res), err=fmt == "jsonl" and not out_path)
 
 
 def _explain(res: AnalysisResult, explain_id: str, multi: bool) -> None:

@@ -4,7 +4,8 @@
 leaves the rules in place, so that when the process dies undecided traffic is accepted
 (``--queue-bypass``, fail-open) or dropped (fail-closed); ``teardown`` removes them. SIGHUP reloads
 the policy file and the register. ``--workers N`` forks N processes, one queue each
-(:mod:`sluice.gateway.workers`). Exit codes as in :mod:`sluice.cli.main` (2: configuration,
+(:mod:`sluice.gateway.workers`). The command parses options; :func:`sluice.gateway.service.run_gateway`
+does the rest. Exit codes as in :mod:`sluice.cli.main` (2: configuration,
 3: the register, the log or the queue cannot be opened, or a worker died).
 """
 
@@ -12,23 +13,18 @@ from __future__ import annotations
 
 __all__ = ["gateway"]
 
-import json
 import sys
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from sluice.cli._detect import load_combiner, model_options
-from sluice.errors import ConfigError, SluiceError
+from sluice.errors import ConfigError
 from sluice.gateway.rules import DEFAULT_CHAIN, DEFAULT_PACKETS, RuleSet, setup, teardown
-from sluice.gateway.shaper import Shaping, remove_shaper
+from sluice.gateway.shaper import remove_shaper
 
 if TYPE_CHECKING:
-    from sluice.decisions.log import DecisionLog
-    from sluice.policy.model import Policy
-    from sluice.registry import Matcher
+    from sluice.detect.combiner import Combiner
 
 EXIT_USAGE, EXIT_IO = 2, 3
 
@@ -162,202 +158,32 @@ def run_command(
     throttles: every interface that is up); the shaper stays when the gateway exits. With
     --workers N, N processes serve queues Q..Q+N-1 and log to LOG/worker-I each.
     """
-    from sluice.features.flow import EARLY_PACKETS
-    from sluice.gateway.engine import GatewayEngine, run_queue, warm_up
-    from sluice.gateway.reload import Reloader
-    from sluice.policy import load_policy
+    from sluice.gateway.service import GatewayConfig, GatewayFailure, run_gateway
 
     rs = _ruleset(queue, queue_bypass, packets, chain, workers)
     if no_detect and (model_dir or no_model):
         raise click.UsageError("--no-detect excludes --model and --no-model")
-
-    def load_matcher() -> Matcher:
-        from sluice.registry import Matcher, open_store
-
-        store = open_store(register_db or "")
-        try:
-            return Matcher.from_store(store)
-        finally:
-            store.close()
-
-    def revision() -> int:
-        from sluice.registry import open_store
-
-        store = open_store(register_db or "")
-        try:
-            last = store.imports(limit=1)
-            return last[0].import_id if last else 0
-        finally:
-            store.close()
-
-    try:
-        pol = load_policy(policy_file)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except OSError as exc:
-        _fail(f"cannot read {policy_file}: {exc.strerror}", EXIT_IO)
-    matcher = None
-    if register_db:
-        try:
-            matcher = load_matcher()
-        except SluiceError as exc:
-            _fail(f"cannot open the register: {exc}", EXIT_IO)
-    detector = None if no_detect else load_combiner(model_dir, no_model, "sluice gateway", fet_veto)
-    warm_up(pol, matcher, detector)  # the first client must not wait for kernels and model to load
-    log = _open_log(log_dir, fsync) if log_dir and workers == 1 else None
-    if log_dir and workers > 1:
-        _fsync_policy(fsync)  # refused here, not in every worker
-    if not no_setup:
-        try:
-            setup(rs, ipv6=not no_ipv6)
-        except ConfigError as exc:
-            _fail(str(exc), EXIT_USAGE)
-    shaping = Shaping(shape_devs, report=lambda msg: click.echo(msg, err=True))
-    try:
-        shaping.apply(pol)  # without --shape-dev: every interface that is up, if the policy throttles
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-
-    def say(msg: str) -> None:
-        click.echo(msg, err=True)
-
-    def serve(index: int, ready: Callable[[], None]) -> dict[str, Any]:
-        """Serve queue ``queue + index`` until SIGTERM (in this process, or in a worker)."""
-        from sluice.decisions.log import worker_dir
-
-        q = queue + index
-        wlog = log if workers == 1 or not log_dir else _open_log(str(worker_dir(log_dir, index)), fsync)
-        engine = GatewayEngine(
-            pol,
-            matcher,
-            wlog,
-            detector=detector,
-            decide_after=max(1, min(packets - 2, EARLY_PACKETS)),
-            capture=f"nfqueue:{q}",
-        )
-        tag = "sluice gateway: " if workers == 1 else f"sluice gateway: worker {index}: "
-        reloader = Reloader(
-            lambda: load_policy(policy_file),
-            load_matcher if register_db else None,
-            revision if register_db and register_poll > 0 else None,
-            poll_s=register_poll or 2.0,
-            report=lambda msg: say(msg.replace("sluice gateway: ", tag, 1)),
-        )
-        reloader.start()
-        cpu0 = [0.0]
-
-        def bound() -> None:
-            cpu0[0] = time.process_time()
-            ready()
-
-        try:
-            run_queue(
-                engine,
-                q,
-                on_ready=bound,
-                on_hup=reloader.request,
-                # one worker re-installs the shaper itself; with several, the parent does
-                before_packet=lambda: (
-                    reloader.apply(engine) and workers == 1 and _reshape(shaping, engine.policy)
-                ),
-            )
-        except ImportError:
-            _fail("netfilterqueue is not installed (pip install 'sluice[gateway]')", EXIT_USAGE)
-        except OSError as exc:
-            _fail(f"cannot bind queue {q}: {exc}", EXIT_IO)
-        finally:
-            reloader.stop()
-            if wlog is not None:
-                wlog.close()
-        stats = engine.stats.to_dict(engine.anomalies)
-        stats["cpu_seconds"] = round(time.process_time() - cpu0[0], 3)  # this process, while serving
-        return stats
-
-    mode = "fail-open" if queue_bypass else "fail-closed"
-    detect = "off" if detector is None else ("layers 1-2" if detector.model is None else "layers 1-3")
-    if workers == 1:
-
-        def ready() -> None:
-            say(f"sluice gateway: ready on queue {queue} ({mode}), policy {pol.digest}, detectors {detect}")
-
-        click.echo(json.dumps({"stats": serve(0, ready)}), err=True)
-        return
-    _run_workers(
-        workers,
-        serve,
-        shaping,
+    config = GatewayConfig(
         policy_file,
-        say,
-        queue,
-        f"({mode}, {workers} workers), policy {pol.digest}, detectors {detect}",
+        rs,
+        register=register_db or None,
+        register_poll_s=register_poll,
+        log_dir=log_dir,
+        fsync=fsync,
+        ipv6=not no_ipv6,
+        install_rules=not no_setup,
+        shape_devs=shape_devs,
     )
 
+    def load_detector() -> Combiner | None:
+        return None if no_detect else load_combiner(model_dir, no_model, "sluice gateway", fet_veto)
 
-def _run_workers(
-    workers: int,
-    serve: Callable[[int, Callable[[], None]], dict[str, Any]],
-    shaping: Shaping,
-    policy_file: str,
-    say: Callable[[str], None],
-    queue: int,
-    what: str,
-) -> None:
-    """Fork the workers, supervise them, print their summed counters; exit non-zero if one died."""
-    from sluice.gateway.workers import sum_stats, supervise
-    from sluice.policy import load_policy
-
-    def reshape() -> None:  # after SIGHUP: the workers reload the policy, the parent the shaper
-        try:
-            _reshape(shaping, load_policy(policy_file))
-        except (ConfigError, OSError) as exc:
-            say(f"sluice gateway: shaper not updated: {exc}")
-
-    last = queue + workers - 1
-    code, reports = supervise(
-        workers,
-        serve,
-        on_ready=lambda: say(f"sluice gateway: ready on queues {queue}-{last} {what}"),
-        on_hup=reshape,
-        report=say,
-        describe=lambda i: f"worker {i} (queue {queue + i})",
-    )
-    parts = [r.stats for r in reports if r.stats is not None]
-    per_worker = [
-        {"worker": r.index, "queue": queue + r.index, "exit_code": r.exit_code, **(r.stats or {})}
-        for r in reports
-    ]
-    say(json.dumps({"stats": sum_stats(parts), "workers": per_worker}))
+    try:
+        code = run_gateway(config, load_detector, lambda msg: click.echo(msg, err=True))
+    except GatewayFailure as exc:
+        _fail(exc.message, exc.exit_code)
     if code:
         sys.exit(code)
-
-
-def _fsync_policy(fsync: str) -> None:
-    from sluice.decisions.log import FsyncPolicy
-
-    try:
-        FsyncPolicy.parse(fsync)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-
-
-def _open_log(log_dir: str, fsync: str) -> DecisionLog:
-    from sluice.decisions.log import DecisionLog
-
-    try:
-        return DecisionLog(log_dir, fsync=fsync)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except OSError as exc:
-        _fail(f"cannot open the decision log {log_dir}: {exc.strerror}", EXIT_IO)
-
-
-def _reshape(shaping: Shaping, policy: Policy) -> bool:
-    """Re-install the shaper after a reload, when the throttle classes changed."""
-    try:
-        return shaping.apply(policy)
-    except ConfigError as exc:
-        click.echo(f"sluice gateway: shaper not updated: {exc}", err=True)
-        return False
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m sluice.cli.gateway` until main attaches it

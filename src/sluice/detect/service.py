@@ -13,7 +13,7 @@ __all__ = [
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig
 
 if TYPE_CHECKING:
-    from sluice.registry.matcher import Matcher
+    from sluice.registry.matcher import Match
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,12 @@ class RegisterHit:
     """The entry's indicator."""
     kind: str
     """The entry's kind."""
+
+    @classmethod
+    def from_match(cls, m: Match) -> RegisterHit:
+        """The hit of one matcher result."""
+        e = m.entry
+        return cls(m.query, m.reason.name.lower(), e.source, e.indicator, str(e.kind.value))
 
     def to_dict(self) -> dict[str, str]:
         """JSON-friendly form."""
@@ -94,39 +100,11 @@ class AnalysisResult:
     """Per capture: packets, flows, anomalies, and seconds spent on flows and on verdicts."""
 
 
-def _register_hits(matcher: Matcher, records: Sequence[FlowRecord]) -> list[tuple[RegisterHit, ...]]:
-    from sluice.registry.matcher import MatchReason
-
-    names = [r.meta.server_name.lower().rstrip(".") for r in records]
-    ips = [r.server for r in records]
-    hits: list[list[RegisterHit]] = [[] for _ in records]
-    for queries, batch in (
-        (names, matcher.match_hosts([n or "-" for n in names])),
-        (ips, matcher.match_ips(ips)),
-    ):
-        for qi, ei, reason in zip(
-            batch.query.tolist(), batch.entry.tolist(), batch.reason.tolist(), strict=True
-        ):
-            if not queries[qi]:
-                continue
-            entry = matcher.entry(ei)
-            hits[qi].append(
-                RegisterHit(
-                    queries[qi],
-                    MatchReason(reason).name.lower(),
-                    entry.source,
-                    entry.indicator,
-                    str(entry.kind.value),
-                )
-            )
-    return [tuple(h) for h in hits]
-
-
 def analyze_captures(
     paths: Sequence[str],
     combiner: Combiner,
     *,
-    matcher: Matcher | None = None,
+    register: Callable[[FlowRecord], Sequence[Match]] | None = None,
     config: FlowConfig | None = None,
     workers: int | None = None,
     early: bool = False,
@@ -137,6 +115,9 @@ def analyze_captures(
     payload heads, so every rule and the model read exactly what the early record would give
     them, and ``decided_at`` says at which packet that was. Pass ``early=True`` to judge the
     spine's early records first (their application metadata is cut at ``early_packets``).
+
+    ``register`` gives a flow's register matches (the decision path's one lookup,
+    :meth:`sluice.decide.register.RegisterLookup.for_flow`); entries under review are left out.
 
     Raises:
         CaptureError: a capture cannot be read.
@@ -149,7 +130,7 @@ def analyze_captures(
         judged = combiner.judge_all(run.records)
         t2 = time.perf_counter()
         recs = [rec for rec, _ in judged]
-        hits = _register_hits(matcher, recs) if matcher is not None else [() for _ in recs]
+        hits = [_hits(register, r) for r in recs] if register is not None else [() for _ in recs]
         name = os.path.basename(path)
         for (rec, verdict), h in zip(judged, hits, strict=True):
             result.flows.append(FlowVerdict(name, rec, verdict, h))
@@ -160,6 +141,10 @@ def analyze_captures(
             "register_seconds": round(time.perf_counter() - t2, 4),
         }
     return result
+
+
+def _hits(register: Callable[[FlowRecord], Sequence[Match]], rec: FlowRecord) -> tuple[RegisterHit, ...]:
+    return tuple(RegisterHit.from_match(m) for m in register(rec) if not m.entry.proposed)
 
 
 def summarize(flows: Sequence[FlowVerdict]) -> dict[str, Any]:

@@ -9,6 +9,12 @@ the gateway runs takes effect without a signal. What loaded is handed over by
 :meth:`Reloader.apply`, which the packet loop calls between packets: connections already
 decided keep their conntrack mark, new ones get the new decision. What does not load is
 refused with a message and the old policy or register is kept.
+
+The thread never dies for good: any failure of a load or of a revision check — a policy file
+the loader refuses, or an exception nobody expected (a deeply nested TOML file raising
+``RecursionError``, a database driver's own error) — is reported, counted (:attr:`Reloader.refused`,
+:attr:`Reloader.errors`, the engine's ``reload_failures``), the last good state is kept, and the
+next request or register change is loaded as usual.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 __all__ = ["Reloader"]
 
 import threading
+import traceback
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
@@ -23,9 +30,12 @@ from sluice.errors import SluiceError
 from sluice.gateway.shaper import throttle_classes
 
 if TYPE_CHECKING:
+    from sluice.decide.register import RegisterLookup
     from sluice.gateway.engine import GatewayEngine
     from sluice.policy.model import Policy
     from sluice.registry.matcher import Matcher
+
+    Register = RegisterLookup | Matcher
 
 
 class Reloader:
@@ -33,7 +43,7 @@ class Reloader:
 
     Args:
         load_policy: reads the policy file.
-        load_matcher: builds the register's matcher (None: no register).
+        load_matcher: builds the register's lookup (None: no register).
         revision: the register's current revision, cheap to ask (None: do not poll).
         poll_s: how often to ask for the revision.
         report: where messages go (one line each).
@@ -42,7 +52,7 @@ class Reloader:
     def __init__(
         self,
         load_policy: Callable[[], Policy],
-        load_matcher: Callable[[], Matcher] | None = None,
+        load_matcher: Callable[[], Register] | None = None,
         revision: Callable[[], Hashable] | None = None,
         *,
         poll_s: float = 2.0,
@@ -56,13 +66,15 @@ class Reloader:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._ready: tuple[Policy | None, Matcher | None, str] | None = None
+        self._ready: tuple[Policy | None, Register | None, str] | None = None
         self._thread: threading.Thread | None = None
         self._seen: Hashable = self._current_revision()
         self.loads = 0
         """Successful loads handed over so far."""
         self.refused = 0
         """Loads refused (the old policy or register was kept)."""
+        self.errors = 0
+        """Loads or revision checks that failed with an unexpected exception (state kept)."""
 
     def start(self) -> None:
         """Start the loader thread (a daemon)."""
@@ -81,7 +93,13 @@ class Reloader:
         self._wake.set()
 
     def apply(self, engine: GatewayEngine) -> bool:
-        """Give the engine what was loaded since the last call; True when something was."""
+        """Give the engine what was loaded since the last call; True when something was.
+
+        Also brings the engine's ``reload_failures`` counter up to date.
+        """
+        failures = self.refused + self.errors
+        if engine.stats.reload_failures != failures:
+            engine.stats.reload_failures = failures
         if self._ready is None:
             return False
         with self._lock:
@@ -108,10 +126,20 @@ class Reloader:
             if self._stop.is_set():
                 return
             self._wake.clear()
-            rev = self._current_revision()
-            changed = rev is not None and rev != self._seen
-            if asked or changed:
-                self._load(policy=asked, revision=rev)
+            try:
+                self._once(asked)
+            except Exception as exc:  # the thread must outlive any failure: keep the last good state
+                self.errors += 1
+                self._report(f"sluice gateway: reload failed, keeping the old policy and register: {exc!r}")
+                if self.errors <= 10:
+                    self._report(traceback.format_exc().rstrip())
+
+    def _once(self, asked: bool) -> None:
+        """One wake-up: check the revision, load what changed or was asked for."""
+        rev = self._current_revision()
+        changed = rev is not None and rev != self._seen
+        if asked or changed:
+            self._load(policy=asked, revision=rev)
 
     def _load(self, *, policy: bool, revision: Hashable) -> None:
         try:

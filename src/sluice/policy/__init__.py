@@ -2,7 +2,8 @@
 
 * :mod:`~sluice.policy.model`: actions, modes, rules, :class:`Policy` and :class:`Decision`;
 * :mod:`~sluice.policy.loader`: TOML policy files, checked with line numbers;
-* :mod:`~sluice.policy.replay`: dry runs over captures (``sluice policy test``).
+* :mod:`~sluice.policy.replay`: the records of dry runs (``sluice policy test``), which
+  :func:`sluice.decide.replay_captures` makes.
 
 The file format, the matching semantics and the default policy are in ``docs/policy-notes.md``.
 """
@@ -25,15 +26,16 @@ from sluice.policy.model import (
 )
 
 if TYPE_CHECKING:
-    from sluice.policy.replay import ReplayResult, RuleCount, flow_matches, replay_captures
+    from sluice.policy.replay import FlowOutcome, ReplayResult, RuleCount
 
-_LAZY = ("ReplayResult", "RuleCount", "flow_matches", "replay_captures")
+_LAZY = ("FlowOutcome", "ReplayResult", "RuleCount")
 
 __all__ = [
     "DEFAULT_RULE",
     "Action",
     "Decision",
     "DefaultRule",
+    "FlowOutcome",
     "Mode",
     "Policy",
     "PolicyError",
@@ -45,10 +47,8 @@ __all__ = [
     "check_policy",
     "default_policy",
     "default_policy_text",
-    "flow_matches",
     "load_policy",
     "parse_policy",
-    "replay_captures",
 ]
 
 
@@ -63,7 +63,7 @@ def default_policy() -> Policy:
 
 
 def __getattr__(name: str) -> Any:
-    """The replay names, imported on first use (they pull in the whole analysis stack)."""
+    """The replay records, imported on first use."""
     if name in _LAZY:
         from sluice.policy import replay
 

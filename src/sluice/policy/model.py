@@ -287,6 +287,11 @@ class Decision:
     """Capture file or interface the flow came from ("" when not known)."""
     policy: str = ""
     """Digest of the policy that decided (first 16 hex digits of its SHA-256)."""
+    stage: str = ""
+    """Where in the decision path it was made (:class:`sluice.decide.Stage`: ``settled``,
+    ``fingerprint``, ``final`` inline; ``offline`` on the whole flow); "" when not known."""
+    decided_at: int = -1
+    """Index (0-based, both directions) of the flow's packet it was made on; -1 when not known."""
 
     @property
     def iso_time(self) -> str:
@@ -318,6 +323,8 @@ class Decision:
             "register": [r.to_dict() for r in self.register],
             "capture": self.capture,
             "policy": self.policy,
+            "stage": self.stage,
+            "decided_at": self.decided_at,
         }
 
     @classmethod
@@ -347,6 +354,8 @@ class Decision:
             register=tuple(RegisterRef.from_dict(r) for r in d.get("register", ())),
             capture=str(d.get("capture", "")),
             policy=str(d.get("policy", "")),
+            stage=str(d.get("stage", "")),
+            decided_at=int(d.get("decided_at", -1)),
         )
 
 
@@ -404,6 +413,8 @@ class Policy:
         dry_run: bool = False,
         capture: str = "",
         rule_index: int | None = None,
+        stage: str = "",
+        decided_at: int = -1,
     ) -> Decision:
         """The decision for one flow: the first matching rule's, else the default's.
 
@@ -416,6 +427,8 @@ class Policy:
             capture: where the flow came from, recorded in the decision.
             rule_index: the deciding rule when the caller already knows it (see
                 :meth:`first_match`).
+            stage: where in the decision path it is made, recorded in the decision.
+            decided_at: the flow's packet index it is made on, recorded in the decision.
 
         Returns:
             The decision.
@@ -428,7 +441,7 @@ class Policy:
         else:
             d = self.default
             name, action, mode, rate = DEFAULT_RULE, d.action, d.mode, d.rate_kbit
-            relied = list(matches)
+            relied = [m for m in matches if not m.entry.proposed]  # under review: no rule relied on it
         v = verdict
         return Decision(
             time=time.time() if now is None else now,
@@ -452,4 +465,6 @@ class Policy:
             register=tuple(RegisterRef.from_match(m) for m in relied[:MAX_REGISTER_REFS]),
             capture=capture,
             policy=self.digest,
+            stage=stage,
+            decided_at=decided_at,
         )

@@ -1,19 +1,25 @@
-"""Dry runs: captures replayed through analysis and a policy, counting what every rule would do."""
+"""Dry runs' records: what the gateway would have decided per flow, what only the whole flow says.
+
+The dry run itself (captures replayed packet by packet through the Decider) is
+:func:`sluice.decide.replay.replay_captures`; this module holds what it returns and the counting
+per rule and per action, which only need the policy's records.
+"""
 
 from __future__ import annotations
 
-__all__ = ["ReplayResult", "RuleCount", "flow_matches", "replay_captures"]
+__all__ = ["UNDECIDED", "FlowOutcome", "ReplayResult", "RuleCount", "count_rules"]
 
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.detect.combiner import Combiner
-from sluice.detect.service import analyze_captures
+from sluice.detect.verdict import Verdict
 from sluice.flows.record import FlowRecord
 from sluice.policy.model import DEFAULT_RULE, Action, Decision, Mode, Policy
-from sluice.registry.matcher import Match, Matcher
+
+UNDECIDED = "undecided"
+"""``by_action`` key of flows the gateway would pass without a decision (too few packets)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,86 +51,111 @@ class RuleCount:
         }
 
 
+def _same(a: Decision, b: Decision) -> bool:
+    return (a.rule, a.action, a.mode, a.rate_kbit) == (b.rule, b.action, b.mode, b.rate_kbit)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowOutcome:
+    """One flow of a dry run: the gateway's decision and the whole flow's."""
+
+    capture: str
+    """Capture file the flow comes from."""
+    record: FlowRecord
+    """The flow's final record (flow ids as ``sluice flows`` and ``sluice analyze`` give them)."""
+    verdict: Verdict
+    """The combiner's verdict on the whole flow (as ``sluice analyze`` gives it)."""
+    inline: Decision | None
+    """What the gateway would have decided (None: too few packets for a decision; it would
+    pass the flow unmarked and log nothing)."""
+    offline: Decision
+    """The decision on the whole flow (stage ``offline``)."""
+
+    @property
+    def offline_only(self) -> bool:
+        """True when the whole flow is decided otherwise than the gateway would have decided it.
+
+        A flow the gateway passes undecided is offline-only when the whole flow would be decided
+        by a rule (or a default other than ``allow``).
+        """
+        off = self.offline
+        if self.inline is None:
+            return off.rule != DEFAULT_RULE or off.action is not Action.ALLOW
+        return not _same(self.inline, off)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form: the record's id and key, both decisions."""
+        return {
+            "capture": self.capture,
+            "flow_id": self.record.flow_id,
+            "inline": self.inline.to_dict() if self.inline is not None else None,
+            "offline": self.offline.to_dict(),
+            "offline_only": self.offline_only,
+        }
+
+
 @dataclass
 class ReplayResult:
     """Decisions of a dry run, and counts per rule and per action."""
 
+    outcomes: list[FlowOutcome] = field(default_factory=list)
+    """One per flow, in the order flows ended."""
     decisions: list[Decision] = field(default_factory=list)
-    """One decision per flow, in capture order."""
+    """What the gateway would have decided, in the order it would have (every decision, as its
+    log would have them: a flow silent longer than the gateway remembers may be decided again)."""
     rules: list[RuleCount] = field(default_factory=list)
-    """One row per rule, then the default."""
+    """One row per rule, then the default (over :attr:`decisions`)."""
     by_action: dict[str, int] = field(default_factory=dict)
-    """Flows per action (``block``, ``block/shadow`` for shadow decisions)."""
+    """Flows per action (``block``, ``block/shadow`` for shadow decisions, ``undecided``)."""
+    by_stage: dict[str, int] = field(default_factory=dict)
+    """Decisions per stage (``settled``, ``fingerprint``, ``final``)."""
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per capture: what the flow stage saw (as ``sluice analyze`` reports it)."""
 
+    @property
+    def offline_only(self) -> list[FlowOutcome]:
+        """Flows the whole flow decides otherwise than the gateway would (see
+        :attr:`FlowOutcome.offline_only`)."""
+        return [o for o in self.outcomes if o.offline_only]
+
     def summary(self) -> dict[str, Any]:
         """JSON-friendly counts."""
+        off = self.offline_only
+        by_off: Counter[str] = Counter(_action_key(o.offline) for o in off)
         return {
-            "flows": len(self.decisions),
+            "flows": len(self.outcomes),
+            "decided": len(self.decisions),
+            "undecided": sum(1 for o in self.outcomes if o.inline is None),
             "by_action": self.by_action,
+            "by_stage": self.by_stage,
             "rules": [r.to_dict() for r in self.rules],
+            "offline_only": {"flows": len(off), "by_action": dict(sorted(by_off.items()))},
         }
 
 
-def flow_matches(matcher: Matcher, flow: FlowRecord) -> list[Match]:
-    """Register entries matching a flow's server name, then its server address."""
-    out: list[Match] = []
-    name = flow.meta.server_name
-    if name:
-        out.extend(matcher.match_host(name))
-    if flow.server:
-        out.extend(matcher.match_ip(flow.server))
-    return out
+def _action_key(d: Decision) -> str:
+    return d.action.value if d.mode is Mode.ENFORCE else f"{d.action.value}/shadow"
 
 
-def replay_captures(
-    policy: Policy,
-    paths: Sequence[str],
-    combiner: Combiner,
-    *,
-    matcher: Matcher | None = None,
-) -> ReplayResult:
-    """Judge every flow of some captures and decide each with ``policy``, enforcing nothing.
+def count_rules(
+    policy: Policy, decisions: Sequence[Decision], matched: Counter[int], undecided: int
+) -> tuple[list[RuleCount], dict[str, int], dict[str, int]]:
+    """Rows per rule (then the default), flows per action and decisions per stage.
 
     Args:
-        policy: the policy to try.
-        paths: capture files.
-        combiner: the detectors.
-        matcher: the register (None: no flow has register matches).
-
-    Returns:
-        Decisions (``enforced`` is False for all: a dry run) and counts.
-
-    Raises:
-        CaptureError: a capture cannot be read.
+        policy: the policy that decided.
+        decisions: its decisions.
+        matched: per rule index, the decisions whose flow matched the rule's conditions.
+        undecided: flows left without a decision.
     """
-    analysis = analyze_captures(paths, combiner)
-    res = ReplayResult(runs=analysis.runs)
-    decided: Counter[int] = Counter()
-    matched: Counter[int] = Counter()
-    by_action: Counter[str] = Counter()
-    for fv in analysis.flows:
-        matches = flow_matches(matcher, fv.record) if matcher is not None else []
-        hit = policy.matching_rules(fv.record, fv.verdict, matches)
-        matched.update(hit)
-        idx = hit[0] if hit else -1
-        decided[idx] += 1
-        d = policy.decide(
-            fv.record,
-            fv.verdict,
-            matches,
-            now=fv.record.first_ts,
-            dry_run=True,
-            capture=fv.capture,
-            rule_index=idx,
-        )
-        by_action[d.action.value if d.mode is Mode.ENFORCE else f"{d.action.value}/shadow"] += 1
-        res.decisions.append(d)
-    res.rules = [
+    decided: Counter[int] = Counter(d.rule_index for d in decisions)
+    by_action: Counter[str] = Counter(_action_key(d) for d in decisions)
+    if undecided:
+        by_action[UNDECIDED] += undecided
+    by_stage: Counter[str] = Counter(d.stage for d in decisions)
+    rules = [
         RuleCount(i, r.name, r.action, r.mode, decided[i], matched[i]) for i, r in enumerate(policy.rules)
     ]
     dflt = policy.default
-    res.rules.append(RuleCount(-1, DEFAULT_RULE, dflt.action, dflt.mode, decided[-1], decided[-1]))
-    res.by_action = dict(sorted(by_action.items()))
-    return res
+    rules.append(RuleCount(-1, DEFAULT_RULE, dflt.action, dflt.mode, decided[-1], decided[-1]))
+    return rules, dict(sorted(by_action.items())), dict(sorted(by_stage.items()))

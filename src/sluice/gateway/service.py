@@ -1,0 +1,323 @@
+"""``sluice gateway run`` as a service: policy, register, detectors, log, rules, shaper, queues.
+
+Theory of operation: :func:`run_gateway` does what the command does once its options are parsed
+(:class:`GatewayConfig`): it reads the policy and the register (the register's entries and the
+proposals under review, one :class:`~sluice.decide.register.RegisterLookup`), warms the engine
+up, installs the netfilter rules and the throttle shaper, then serves the queue in this process
+or forks ``workers`` processes (:mod:`sluice.gateway.workers`). Each serving process has its
+engine (:class:`~sluice.gateway.engine.GatewayEngine`), its decision log and its
+:class:`~sluice.gateway.reload.Reloader` thread; SIGHUP reloads, SIGTERM stops. What cannot be
+set up raises :class:`GatewayFailure` with the exit code the CLI uses (2: configuration,
+3: the register, the log or the queue cannot be opened); inside a serving process it is reported
+and ends the process with that code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EXIT_IO", "EXIT_USAGE", "GatewayConfig", "GatewayFailure", "run_gateway"]
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sluice.errors import ConfigError, SluiceError
+from sluice.gateway.rules import RuleSet, setup
+from sluice.gateway.shaper import Shaping
+
+if TYPE_CHECKING:
+    from sluice.decide.register import RegisterLookup
+    from sluice.decisions.log import DecisionLog
+    from sluice.detect.combiner import Combiner
+    from sluice.policy.model import Policy
+
+EXIT_USAGE, EXIT_IO = 2, 3
+
+
+class GatewayFailure(SluiceError):
+    """The gateway cannot start or serve; ``exit_code`` says why (2 configuration, 3 I/O)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """What ``sluice gateway run`` was asked to do."""
+
+    policy_file: str
+    """The policy file (TOML)."""
+    rules: RuleSet
+    """The netfilter rules (first queue, queues, packets queued, chain, fail-open or not)."""
+    register: str | None = None
+    """The register (SQLite file or ``postgresql://`` URL); None: none."""
+    register_poll_s: float = 2.0
+    """Seconds between checks for a new register import (0: only on SIGHUP)."""
+    log_dir: str | None = None
+    """Decision log directory (one per worker below it with several workers)."""
+    fsync: str = "always"
+    """The decision log's fsync policy."""
+    ipv6: bool = True
+    """Install the ip6tables rules too."""
+    install_rules: bool = True
+    """Install the netfilter rules (False: they are in place)."""
+    shape_devs: tuple[str, ...] = ()
+    """Interfaces the throttle shaper runs on (empty: every interface that is up)."""
+
+    @property
+    def workers(self) -> int:
+        """Worker processes (one queue each)."""
+        return self.rules.queues
+
+    @property
+    def packets(self) -> int:
+        """Packets of each connection the kernel queues."""
+        return self.rules.packets
+
+
+def _load_policy(path: str) -> Policy:
+    from sluice.policy import load_policy
+
+    try:
+        return load_policy(path)
+    except ConfigError as exc:
+        raise GatewayFailure(str(exc), EXIT_USAGE) from None
+    except OSError as exc:
+        raise GatewayFailure(f"cannot read {path}: {exc.strerror}", EXIT_IO) from None
+
+
+def _revision(url: str) -> Callable[[], int]:
+    def revision() -> int:
+        from sluice.registry import open_store
+
+        store = open_store(url)
+        try:
+            last = store.imports(limit=1)
+            return last[0].import_id if last else 0
+        finally:
+            store.close()
+
+    return revision
+
+
+def _register_loader(url: str) -> Callable[[], RegisterLookup]:
+    def load() -> RegisterLookup:
+        from sluice.decide.register import open_register
+
+        return open_register(url)
+
+    return load
+
+
+def _open_log(log_dir: str, fsync: str) -> DecisionLog:
+    from sluice.decisions.log import DecisionLog
+
+    try:
+        return DecisionLog(log_dir, fsync=fsync)
+    except ConfigError as exc:
+        raise GatewayFailure(str(exc), EXIT_USAGE) from None
+    except OSError as exc:
+        raise GatewayFailure(f"cannot open the decision log {log_dir}: {exc.strerror}", EXIT_IO) from None
+
+
+def _check_fsync(fsync: str) -> None:
+    from sluice.decisions.log import FsyncPolicy
+
+    try:
+        FsyncPolicy.parse(fsync)
+    except ConfigError as exc:
+        raise GatewayFailure(str(exc), EXIT_USAGE) from None
+
+
+def _reshape(shaping: Shaping, policy: Policy, say: Callable[[str], None]) -> bool:
+    """Re-install the shaper after a reload, when the throttle classes changed."""
+    try:
+        return shaping.apply(policy)
+    except ConfigError as exc:
+        say(f"sluice gateway: shaper not updated: {exc}")
+        return False
+
+
+def run_gateway(
+    config: GatewayConfig,
+    load_detector: Callable[[], Combiner | None],
+    say: Callable[[str], None],
+) -> int:
+    """Serve the gateway until SIGTERM/SIGINT; the exit code (0, or a failed worker's).
+
+    Args:
+        config: what to do.
+        load_detector: builds the detectors (None: no verdicts); called after the policy and
+            the register loaded.
+        say: where messages go (one line each; the final counters as one JSON line).
+
+    Raises:
+        GatewayFailure: the gateway cannot start (policy, register, log, rules, shaper).
+    """
+    from sluice.decide.stages import decide_after_for
+    from sluice.gateway.engine import warm_up
+
+    pol = _load_policy(config.policy_file)
+    register = None
+    if config.register:
+        try:
+            register = _register_loader(config.register)()
+        except SluiceError as exc:
+            raise GatewayFailure(f"cannot open the register: {exc}", EXIT_IO) from None
+    detector = load_detector()
+    warm_up(pol, register, detector)  # the first client must not wait for kernels and model to load
+    workers = config.workers
+    log = _open_log(config.log_dir, config.fsync) if config.log_dir and workers == 1 else None
+    if config.log_dir and workers > 1:
+        _check_fsync(config.fsync)  # refused here, not in every worker
+    if config.install_rules:
+        try:
+            setup(config.rules, ipv6=config.ipv6)
+        except ConfigError as exc:
+            raise GatewayFailure(str(exc), EXIT_USAGE) from None
+    shaping = Shaping(config.shape_devs, report=say)
+    try:
+        shaping.apply(pol)  # without shape_devs: every interface that is up, if the policy throttles
+    except ConfigError as exc:
+        raise GatewayFailure(str(exc), EXIT_USAGE) from None
+    server = _Server(config, pol, register, detector, log, shaping, decide_after_for(config.packets), say)
+    queue = config.rules.queue
+    mode = "fail-open" if config.rules.bypass else "fail-closed"
+    detect = "off" if detector is None else ("layers 1-2" if detector.model is None else "layers 1-3")
+    if workers == 1:
+
+        def ready() -> None:
+            say(f"sluice gateway: ready on queue {queue} ({mode}), policy {pol.digest}, detectors {detect}")
+
+        say(json.dumps({"stats": server.serve(0, ready)}))
+        return 0
+    return _run_workers(server, f"({mode}, {workers} workers), policy {pol.digest}, detectors {detect}")
+
+
+class _Server:
+    """Serves one queue (in this process, or in a forked worker)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        policy: Policy,
+        register: RegisterLookup | None,
+        detector: Combiner | None,
+        log: DecisionLog | None,
+        shaping: Shaping,
+        decide_after: int,
+        say: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.register = register
+        self.detector = detector
+        self.log = log
+        self.shaping = shaping
+        self.decide_after = decide_after
+        self.say = say
+
+    def serve(self, index: int, ready: Callable[[], None]) -> dict[str, Any]:
+        """Serve queue ``queue + index`` until SIGTERM; this process's counters.
+
+        A failure is reported and ends the process with its exit code (``SystemExit``).
+        """
+        try:
+            return self._serve(index, ready)
+        except GatewayFailure as exc:
+            self.say(f"sluice gateway: error: {exc.message}")
+            raise SystemExit(exc.exit_code) from None
+
+    def _serve(self, index: int, ready: Callable[[], None]) -> dict[str, Any]:
+        from sluice.decisions.log import worker_dir
+        from sluice.gateway.engine import GatewayEngine, run_queue
+        from sluice.gateway.reload import Reloader
+        from sluice.policy import load_policy
+
+        cfg = self.config
+        workers = cfg.workers
+        q = cfg.rules.queue + index
+        log = self.log
+        if workers > 1 and cfg.log_dir:
+            log = _open_log(str(worker_dir(cfg.log_dir, index)), cfg.fsync)
+        engine = GatewayEngine(
+            self.policy,
+            self.register,
+            log,
+            detector=self.detector,
+            decide_after=self.decide_after,
+            capture=f"nfqueue:{q}",
+        )
+        tag = "sluice gateway: " if workers == 1 else f"sluice gateway: worker {index}: "
+        say = self.say
+        url = cfg.register
+        reloader = Reloader(
+            lambda: load_policy(cfg.policy_file),
+            _register_loader(url) if url else None,
+            _revision(url) if url and cfg.register_poll_s > 0 else None,
+            poll_s=cfg.register_poll_s or 2.0,
+            report=lambda msg: say(msg.replace("sluice gateway: ", tag, 1)),
+        )
+        reloader.start()
+        cpu0 = [0.0]
+
+        def bound() -> None:
+            cpu0[0] = time.process_time()
+            ready()
+
+        def before_packet() -> object:
+            # one worker re-installs the shaper itself; with several, the parent does
+            return reloader.apply(engine) and workers == 1 and _reshape(self.shaping, engine.policy, say)
+
+        try:
+            run_queue(engine, q, on_ready=bound, on_hup=reloader.request, before_packet=before_packet)
+        except ImportError:
+            raise GatewayFailure(
+                "netfilterqueue is not installed (pip install 'sluice[gateway]')", EXIT_USAGE
+            ) from None
+        except OSError as exc:
+            raise GatewayFailure(f"cannot bind queue {q}: {exc}", EXIT_IO) from None
+        finally:
+            reloader.stop()
+            engine.stats.reload_failures = reloader.refused + reloader.errors
+            if log is not None:
+                log.close()
+        stats = engine.stats.to_dict(engine.anomalies)
+        stats["cpu_seconds"] = round(time.process_time() - cpu0[0], 3)  # this process, while serving
+        return stats
+
+
+def _run_workers(server: _Server, what: str) -> int:
+    """Fork the workers, supervise them, report their summed counters; the exit code."""
+    from sluice.gateway.workers import sum_stats, supervise
+    from sluice.policy import load_policy
+
+    cfg = server.config
+    say = server.say
+    queue, workers = cfg.rules.queue, cfg.workers
+
+    def reshape() -> None:  # after SIGHUP: the workers reload the policy, the parent the shaper
+        try:
+            _reshape(server.shaping, load_policy(cfg.policy_file), say)
+        except (ConfigError, OSError) as exc:
+            say(f"sluice gateway: shaper not updated: {exc}")
+
+    last = queue + workers - 1
+    code, reports = supervise(
+        workers,
+        server.serve,
+        on_ready=lambda: say(f"sluice gateway: ready on queues {queue}-{last} {what}"),
+        on_hup=reshape,
+        report=say,
+        describe=lambda i: f"worker {i} (queue {queue + i})",
+    )
+    parts = [r.stats for r in reports if r.stats is not None]
+    per_worker = [
+        {"worker": r.index, "queue": queue + r.index, "exit_code": r.exit_code, **(r.stats or {})}
+        for r in reports
+    ]
+    say(json.dumps({"stats": sum_stats(parts), "workers": per_worker}))
+    return code
