@@ -60,7 +60,8 @@ async def _form(request: Request, who: Principal) -> Any:
 
 def _back(path: str, **params: Any) -> RedirectResponse:
     q = urlencode({k: v for k, v in params.items() if v not in (None, "")})
-    return RedirectResponse(path + ("?" + q if q else ""), status_code=303)
+    sep = "&" if "?" in path else "?"
+    return RedirectResponse(path + (sep + q if q else ""), status_code=303)
 
 
 # -- login --
@@ -179,6 +180,7 @@ async def import_post(request: Request) -> HTMLResponse:
     if not isinstance(up, UploadFile):
         raise AuthError("console.no_input", "choose a file", 422)
     data = await up.read()
+    await up.close()
     preview = form.get("apply") is None
     opts = {k: str(form.get(k, "")) for k in ("format", "source", "impact_report")}
     from starlette.concurrency import run_in_threadpool
@@ -328,6 +330,7 @@ async def upload(request: Request) -> Response:
     if not isinstance(up, UploadFile):
         raise AuthError("console.no_input", "choose a capture file", 422)
     data = await up.read()
+    await up.close()
     from starlette.concurrency import run_in_threadpool
 
     try:
