@@ -1,4 +1,5 @@
-"""Fingerprints of covert tunnels: data carried in DNS names and in ICMP echo payloads.
+"""Fingerprints of covert tunnels: data carried in DNS names, in ICMP echo payloads, and behind
+a made-up HTTP request.
 
 DNS: tunnels (iodine, dnscat2, dns2tcp, exfiltration malware) encode data in long, random-looking
 query names under one domain, and ask for record types ordinary clients never ask for (NULL,
@@ -171,8 +172,52 @@ def icmp_tunnel(v: FlowView) -> Match | None:
     return Match("icmp-tunnel", "tunnel", "icmp-tunnel", min(conf, 0.95), evidence[0].packet, tuple(evidence))
 
 
+HTTP_BODYLESS = ("GET", "HEAD")
+"""Methods whose requests carry no body (RFC 9110 §9.3.1-2: a body has no defined meaning)."""
+HTTP_DISGUISE_PRINTABLE = 0.8
+"""Printable share of a bodiless request's first payload below which binary rides with it (every
+GET and HEAD of the lab's 29 client stacks and of nDPI's captures is at 1.0: its head is text)."""
+HTTP_DISGUISE_ENTROPY = 6.0
+"""Bits per byte of that payload above which the binary part is encrypted, not an odd encoding."""
+
+
+def http_disguise(v: FlowView) -> Match | None:
+    """An HTTP GET/HEAD whose first payload carries encrypted bytes after its head.
+
+    simple-obfs's HTTP mode (the Shadowsocks plugin ``obfs=http``) sends a made-up ``GET`` with
+    ``Upgrade: websocket`` and appends the encrypted stream to it in the same write; a real
+    WebSocket client waits for ``101`` and then sends framed messages, and no browser or library
+    sends a body with a GET.
+    """
+    rec = v.rec
+    m = rec.meta
+    if (
+        m.http_method not in HTTP_BODYLESS
+        or rec.c2s_printable < 0
+        or rec.c2s_printable >= HTTP_DISGUISE_PRINTABLE
+    ):
+        return None
+    if rec.c2s_entropy < HTTP_DISGUISE_ENTROPY:
+        return None
+    idx = v.first_payload_index(0)
+    evidence = (
+        ev(
+            "http_disguise.binary_body",
+            "c2s_printable",
+            f"{rec.c2s_printable:.2f} printable, {rec.c2s_entropy:.2f} bits/byte over "
+            f"{rec.c2s_first_payload_len} bytes",
+            f"a {m.http_method} is text: printable 1.0",
+            0.85,
+            f"encrypted bytes ride with a {m.http_method} request, as simple-obfs's HTTP disguise sends them",
+            idx,
+        ),
+    )
+    return Match("http-disguise", "circumvention", "shadowsocks", 0.85, idx, evidence)
+
+
 RULES: tuple[tuple[str, Rule], ...] = (
     ("dns-tunnel", dns_tunnel),
     ("icmp-tunnel", icmp_tunnel),
+    ("http-disguise", http_disguise),
 )
 """Covert-channel rules."""
