@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from sluice.console.auth import AuthError, Principal, Role, parse_role
@@ -37,6 +37,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", responses=_ERRORS)
 Who = Annotated[Principal, Depends(principal)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
+Id = Annotated[int, Path(ge=1, le=2**62, description="An id.")]
+MAX_ID = 2**62
+"""Largest id accepted (ids are 64-bit in the databases)."""
 Cursor = Annotated[str | None, Query(max_length=400, description="The next_cursor of the previous page.")]
 
 
@@ -167,7 +170,7 @@ async def import_file(
 
 
 class Review(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=1000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=1000)
     accept: bool
     reason: str = Field(min_length=1, max_length=2000)
     dry_run: bool = False
@@ -177,7 +180,7 @@ class NameProposal(BaseModel):
     name: str = Field(min_length=1, max_length=300)
     action: Literal["block", "allow"]
     reason: str = Field(min_length=1, max_length=2000)
-    decision_id: int | None = None
+    decision_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 @router.get("/proposals", response_model=Page, tags=["review"], summary="The review queue")
@@ -194,7 +197,7 @@ def proposals(
 
 
 @router.get("/proposals/{pid}", tags=["review"], summary="A proposal with evidence and impact")
-def proposal(who: Who, request: Request, pid: int) -> dict[str, Any]:
+def proposal(who: Who, request: Request, pid: Id) -> dict[str, Any]:
     return console_of(request).proposal(who, pid)
 
 
@@ -267,7 +270,7 @@ def decisions(
 
 
 @router.get("/decisions/{did}", tags=["decisions"], summary="One decision, fully explained")
-def decision(who: Who, request: Request, did: int) -> dict[str, Any]:
+def decision(who: Who, request: Request, did: Id) -> dict[str, Any]:
     return console_of(request).decision(who, did)
 
 
@@ -401,7 +404,7 @@ def new_token(who: Who, request: Request, body: NewToken) -> dict[str, Any]:
 
 
 @router.delete("/tokens/{tid}", tags=["tokens"], summary="Revoke an API token")
-def revoke_token(who: Who, request: Request, tid: int) -> dict[str, Any]:
+def revoke_token(who: Who, request: Request, tid: Id) -> dict[str, Any]:
     return console_of(request).users.revoke_token(who, tid)
 
 

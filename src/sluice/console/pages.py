@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
@@ -25,6 +25,7 @@ from sluice.errors import ConfigError, SluiceError
 __all__ = ["render_error", "router"]
 
 router = APIRouter(include_in_schema=False)
+Id = Annotated[int, Path(ge=1, le=2**62)]
 templates = Jinja2Templates(directory=str(resources.files("sluice.console").joinpath("templates")))
 templates.env.filters["iso"] = lambda ts: iso_time(float(ts)) if ts else ""
 
@@ -225,7 +226,7 @@ def review(request: Request, state: str = "proposed", cursor: str = "") -> HTMLR
 
 
 @router.get("/review/{pid}")
-def proposal(request: Request, pid: int) -> HTMLResponse:
+def proposal(request: Request, pid: Id) -> HTMLResponse:
     who = _who(request)
     return _render(request, "proposal.html", who, p=console_of(request).proposal(who, pid))
 
@@ -294,13 +295,13 @@ def decisions(request: Request) -> HTMLResponse:
 
 
 @router.get("/decisions/{did}")
-def decision(request: Request, did: int) -> HTMLResponse:
+def decision(request: Request, did: Id) -> HTMLResponse:
     who = _who(request)
     return _render(request, "decision.html", who, d=console_of(request).decision(who, did))
 
 
 @router.post("/decisions/{did}/propose")
-async def propose(request: Request, did: int) -> Response:
+async def propose(request: Request, did: Id) -> Response:
     who = _who(request)
     form = await _form(request, who)
     c = console_of(request)
@@ -441,7 +442,7 @@ async def new_token(request: Request) -> HTMLResponse:
 
 
 @router.post("/tokens/{tid}/revoke")
-async def revoke(request: Request, tid: int) -> Response:
+async def revoke(request: Request, tid: Id) -> Response:
     who = _who(request)
     await _form(request, who)
     console_of(request).users.revoke_token(who, tid)
