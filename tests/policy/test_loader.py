@@ -140,3 +140,28 @@ def test_any_text_gives_a_policy_or_issues(cut: int, tail: str) -> None:
     pol, issues = check_policy(text)
     assert (pol is None) == bool(issues)
     assert all(i.line >= 0 and i.reason.startswith("policy.") for i in issues)
+
+
+def test_policy_size_is_limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sluice policy check /dev/zero` grew to 24 GB: a policy is read within a limit."""
+    import tracemalloc
+
+    from sluice.io.limits import MAX_POLICY_BYTES
+
+    big = tmp_path / "big.toml"
+    big.write_text("# padding\n" * (MAX_POLICY_BYTES // 10 + 1))
+    for path in (big, Path("/dev/zero")):
+        tracemalloc.start()
+        try:
+            with pytest.raises(PolicyError) as exc:
+                load_policy(path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert exc.value.reason == "policy.too_large" and "SLUICE_MAX_POLICY_BYTES" in str(exc.value)
+        assert peak < 3 * MAX_POLICY_BYTES
+    monkeypatch.setenv("SLUICE_MAX_POLICY_BYTES", str(2 * MAX_POLICY_BYTES))
+    try:
+        load_policy(big)  # read now (only comments: no rules, the default applies)
+    except PolicyError as err:
+        assert err.reason != "policy.too_large"

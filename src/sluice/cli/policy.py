@@ -15,7 +15,6 @@ __all__ = ["policy"]
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -23,6 +22,7 @@ from sluice.cli._detect import load_combiner, model_options
 from sluice.errors import CaptureError, ConfigError, SluiceError
 from sluice.gateway.rules import DEFAULT_PACKETS
 from sluice.policy import Decision, FlowOutcome, Mode, ReplayResult, check_policy, load_policy
+from sluice.policy.loader import PolicyError, read_policy_text
 
 EXIT_USAGE, EXIT_IO = 2, 3
 _COLUMNS = (
@@ -47,7 +47,10 @@ def policy() -> None:
 def check(file: str, as_json: bool) -> None:
     """Validate the policy FILE; print every problem with its line (exit 2 when there is one)."""
     try:
-        text = Path(file).read_text(encoding="utf-8")
+        text = read_policy_text(file)  # bounded (issue 19: /dev/zero grew to 24 GB)
+    except PolicyError as exc:
+        click.echo(f"sluice policy: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     except (OSError, UnicodeDecodeError) as exc:
         click.echo(f"sluice policy: error: cannot read {file}: {exc}", err=True)
         sys.exit(EXIT_IO)

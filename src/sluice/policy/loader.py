@@ -24,6 +24,7 @@ from typing import Any
 
 from sluice.detect.verdict import CLASSES
 from sluice.errors import ConfigError
+from sluice.io.limits import MAX_POLICY_BYTES, LimitExceeded, env_limit, read_bounded
 from sluice.policy.model import Action, DefaultRule, Mode, Policy, Rule
 
 PROTO_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51, "icmp6": 58, "sctp": 132}
@@ -546,6 +547,24 @@ def parse_policy(text: str, path: str = "") -> Policy:
     return policy
 
 
+def read_policy_text(path: str | Path) -> str:
+    """A policy file's text, read within ``SLUICE_MAX_POLICY_BYTES`` (default
+    :data:`~sluice.io.limits.MAX_POLICY_BYTES`, 4 MiB): a device or a pipe never ends.
+
+    Raises:
+        PolicyError: ``policy.too_large``.
+        UnicodeDecodeError: not UTF-8.
+        OSError: the file cannot be read.
+    """
+    limit = env_limit("SLUICE_MAX_POLICY_BYTES", MAX_POLICY_BYTES)
+    try:
+        with Path(path).open("rb") as f:
+            data = read_bounded(f, limit, "policy file size", "SLUICE_MAX_POLICY_BYTES")
+    except LimitExceeded as exc:
+        raise PolicyError([PolicyIssue(0, "policy.too_large", str(exc), path=str(path))]) from None
+    return data.decode("utf-8")
+
+
 def load_policy(path: str | Path) -> Policy:
     """Read and check a policy file.
 
@@ -556,12 +575,13 @@ def load_policy(path: str | Path) -> Policy:
         The policy.
 
     Raises:
-        PolicyError: (a :class:`~sluice.errors.ConfigError`) every problem, each with its line.
+        PolicyError: (a :class:`~sluice.errors.ConfigError`) every problem, each with its line;
+            ``policy.too_large`` past ``SLUICE_MAX_POLICY_BYTES`` (default 4 MiB).
         OSError: the file cannot be read.
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_policy_text(p)
     except UnicodeDecodeError as exc:
         raise PolicyError(
             [PolicyIssue(0, "policy.encoding", f"not UTF-8: {exc.reason}", path=str(p))]
