@@ -6,6 +6,7 @@ __all__ = ["KEY_TYPES", "Issued", "LabCA", "random_hostname"]
 
 import datetime
 import ipaddress
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +64,30 @@ def _new_key(key_type: str) -> PrivateKey:
 
 
 def _write_key(key: PrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    """Write a private key readable by its owner only from the moment the file exists.
+
+    ``O_NOFOLLOW`` refuses a symlink planted at ``path``; a file already there is narrowed to
+    ``0o600`` before the key is written into it.
+    """
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    path.chmod(0o600)
+    _write_file(path, data, 0o600)
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to a file that has ``mode`` from creation (umask notwithstanding)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.ftruncate(fd, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +134,7 @@ class LabCA:
             .sign(self._key, hashes.SHA256())
         )
         self.cert = self.dir / "ca.crt"
-        self.cert.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+        _write_file(self.cert, self._cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
     def issue(
         self,
@@ -152,6 +169,6 @@ class LabCA:
         )
         stem = name.replace("*", "_")
         crt, kp = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
-        crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_file(crt, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         _write_key(key, kp)
         return Issued(crt, kp, name)

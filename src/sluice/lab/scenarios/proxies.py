@@ -4,10 +4,41 @@ from __future__ import annotations
 
 __all__ = ["HttpProxy", "Socks"]
 
+import os
+import pwd
 import secrets
+from pathlib import Path
 from typing import ClassVar
 
 from sluice.lab.scenario import PROTO, FlowRule, Outcome, Scenario, Session, verify_web
+
+SQUID_USERS = ("proxy", "nobody")
+"""Accounts squid may drop to (the first that exists); it writes its logs as that user."""
+
+
+def _squid_user() -> str:
+    for name in SQUID_USERS:
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError(f"none of the users {SQUID_USERS} exists for squid")
+
+
+def squid_dir(workdir: Path) -> Path:
+    """Squid's log and pid directory: ``0o700`` from creation, owned by the user squid runs as
+    (it was ``0o777``: anyone on the host could plant files there)."""
+    d = workdir / "squid"
+    old = os.umask(0o077)
+    try:
+        d.mkdir(mode=0o700)
+    finally:
+        os.umask(old)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(_squid_user())
+        os.chown(d, user.pw_uid, user.pw_gid)
+    return d
 
 
 class Socks(Scenario):
@@ -84,14 +115,13 @@ class HttpProxy(Scenario):
         curl = ["--proxytunnel"] if mode == "connect" else []
         curl += ["-x", f"http://{a.server_ip}:{port}", *web.curl]
         if prog == "squid":
-            sq = s.workdir / "squid"
-            sq.mkdir()
-            sq.chmod(0o777)
+            sq = squid_dir(s.workdir)
             conf = s.file(
                 "squid.conf",
                 f"""http_port {a.server_ip}:{port}
 http_access allow all
 cache deny all
+cache_effective_user {_squid_user()}
 access_log stdio:{sq}/access.log
 cache_log {sq}/cache.log
 pid_filename {sq}/squid.pid
