@@ -122,10 +122,11 @@ def test_ten_gigabyte_file_refused_without_reading(tmp_path: Path) -> None:
 def test_ten_gigabyte_line_refused(tmp_path: Path) -> None:
     """A 10 GB line is refused by size; a line over the line limit is rejected unparsed."""
     p = tmp_path / "domains.txt"
-    p.write_bytes(b"a.example\n" + b"b" * (MAX_LINE_CHARS + 10) + b"\nc.example\n")
+    more = b"".join(b"n%d.example\n" % i for i in range(30))  # 1 rejected row in 32: under 5 %
+    p.write_bytes(b"a.example\n" + b"b" * (MAX_LINE_CHARS + 10) + b"\nc.example\n" + more)
     res = parse_files([p], "domains")
     assert [r.reason for r in res.rejected] == ["domains.line_too_long"]
-    assert set(res.entries) == {("domain", "a.example"), ("domain", "c.example")}
+    assert {("domain", "a.example"), ("domain", "c.example")} <= set(res.entries)
     p.write_bytes(b"a.example\n" + b"b" * (MAX_LINE_CHARS + 10))
     with pytest.raises(RegistryError) as err:
         parse_files([p], "domains")

@@ -121,7 +121,7 @@ def test_failure_half_way_leaves_register_intact(sqlite_store: SqliteStore, tmp_
     )
     rows = [ROWS[1], "10.0.0.0/8;;;Роскомнадзор;9-R;2018-04-16"]
     with pytest.raises(RegistryError, match="disk on fire") as err:
-        import_files(sqlite_store, [_dump(tmp_path / "dump.csv", rows)], max_drop=1.0)
+        import_files(sqlite_store, [_dump(tmp_path / "dump.csv", rows)], force=True)
     assert err.value.reason == "registry.store_failed"
     assert sqlite_store.source_state("rkn") == before
     assert [i.import_id for i in sqlite_store.imports()] == [first.import_id]

@@ -22,7 +22,7 @@ from sluice.registry.exports import EXPORT_TARGETS
 from sluice.registry.impact import MAX_NAMES, ImpactReport
 from sluice.registry.importers import FORMATS
 from sluice.registry.model import ImportSummary, RegistryError
-from sluice.registry.sync import DEFAULT_MAX_DROP
+from sluice.registry.sync import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED
 
 __all__ = ["registry"]
 
@@ -79,6 +79,11 @@ def _print_summary(s: ImportSummary, show_rejected: int) -> None:
         f" {s.entries} entries; {verb}: {s.added} added, {s.removed} removed,"
         f" {s.changed} changed, {s.unchanged} unchanged, {len(s.rejected)} rejected lines"
     )
+    if s.held:
+        click.echo(
+            f"  {s.held} removals held back: rows were rejected, and a rejected row never removes"
+            " an entry (fix the rows to let them go)"
+        )
     for r in s.rejected[:show_rejected]:
         where = f"{r.path}:" if r.path else "line "
         click.echo(f"  rejected {where}{r.line}: {r.reason}: {r.text[:120]}")
@@ -87,7 +92,7 @@ def _print_summary(s: ImportSummary, show_rejected: int) -> None:
 
 
 @registry.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.option(
     "--format",
     "fmt",
@@ -104,7 +109,18 @@ def _print_summary(s: ImportSummary, show_rejected: int) -> None:
     show_default=True,
     help="Refuse when rows fall by more than this share.",
 )
-@click.option("--force", is_flag=True, help="Accept a larger drop in rows.")
+@click.option(
+    "--max-removed",
+    type=click.FloatRange(0.0, 1.0),
+    default=DEFAULT_MAX_REMOVED,
+    show_default=True,
+    help="Refuse when the import would remove more than this share of the source's entries.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Accept a larger drop or removal, an older dump, and entries that block everything.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option(
     "--preview",
@@ -128,6 +144,7 @@ def import_cmd(
     fmt: str,
     source: str,
     max_drop: float,
+    max_removed: float,
     force: bool,
     dry_run: bool,
     preview: bool,
@@ -136,7 +153,10 @@ def import_cmd(
     show_rejected: int,
     as_json: bool,
 ) -> None:
-    """Sync the register with FILE(s): add, remove and update one source's entries."""
+    """Sync the register with FILE(s): add, remove and update one source's entries.
+
+    A FILE of ``-`` (or ``/dev/stdin``) is standard input; pipes are read once, like files.
+    """
     if preview or flow_files:
         if not (preview and flow_files):
             raise click.UsageError("--preview and --flows go together")
@@ -146,7 +166,7 @@ def import_cmd(
             _fail(exc, as_json)
         _print_impact(report, "json" if as_json else "text", MAX_NAMES)
         return
-    total = sum(p.stat().st_size for p in files if p.is_file())
+    total = sum(p.stat().st_size for p in files if str(p) != "-" and p.is_file())
     err = sys.stderr
     try:
         with click.progressbar(length=max(total, 1), label="reading", file=err) as bar:
@@ -162,6 +182,7 @@ def import_cmd(
                 fmt,
                 source=source,
                 max_drop=max_drop,
+                max_removed=max_removed,
                 force=force,
                 dry_run=dry_run,
                 progress=progress,

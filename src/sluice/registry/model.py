@@ -259,6 +259,9 @@ class ImportSummary:
     """The dump's own time stamp, if it has one."""
     dry_run: bool = False
     """True when nothing was written."""
+    held: int = 0
+    """Removals (and basis changes dropping a decision) held back because rows were rejected:
+    a rejected row never takes an entry or a decision away."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (rejected lines as a list of dicts)."""
@@ -277,6 +280,7 @@ class ImportSummary:
             "import_id": self.import_id,
             "dump_time": self.dump_time,
             "dry_run": self.dry_run,
+            "held": self.held,
         }
 
 

@@ -4,7 +4,8 @@ Same tables (schema version 3; versions 1 and 2 are migrated in place) and the s
 one-transaction sync as :class:`~sluice.registry.store.SqliteStore`;
 new entries are written with ``COPY`` and the audit table refuses UPDATE and DELETE with a
 trigger.  Concurrent imports of one source are serialised with a transaction-level advisory lock
-on the source name, so two gateways syncing the same dump cannot interleave.  Review changes
+on the source name, taken before the source's state is read and held until the sync commits
+(:meth:`PostgresStore.sync_tx`), so two gateways syncing the same source cannot interleave.  Review changes
 (:meth:`PostgresStore.review`) hold a transaction-level advisory lock of their own, so two
 reviewers deciding the same proposal are serialised and the second sees the first's decision.
 """
@@ -28,6 +29,9 @@ from sluice.registry.store import (
 )
 
 __all__ = ["PostgresStore"]
+
+_SOURCE_LOCK = "sluice.registry.source:"
+"""Prefix of the advisory lock key of one source's syncs."""
 
 _PG_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -148,6 +152,20 @@ class PostgresStore(_SqlStore):
         row = cur.fetchone()
         return None if row is None else str(row[0])
 
+    @contextlib.contextmanager
+    def sync_tx(self, source: str, bulk: bool = False) -> Iterator[None]:
+        """A transaction holding the source's advisory lock (re-entrant: a savepoint inside).
+
+        Taken first, so that every read after it (READ COMMITTED: a new snapshot per statement)
+        sees what the previous holder committed.
+        """
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_SOURCE_LOCK + source,))
+                yield
+        except self._psycopg.Error as exc:
+            raise RegistryError("registry.store_failed", str(exc).strip()) from exc
+
     def apply_sync(
         self,
         source: str,
@@ -156,13 +174,13 @@ class PostgresStore(_SqlStore):
         removed: Sequence[tuple[str, str, str]],
         changed: Sequence[tuple[str, str, str, str]],
     ) -> int:
-        """Write one sync in one transaction; return the new import id."""
-        try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (source,))
-                return self._write_sync(cur, source, meta, added, removed, changed)
-        except self._psycopg.Error as exc:
-            raise RegistryError("registry.store_failed", str(exc).strip()) from exc
+        """Write one sync in one transaction (joining :meth:`sync_tx`); return the new import id."""
+        with self.sync_tx(source):
+            try:
+                with self.conn.cursor() as cur:
+                    return self._write_sync(cur, source, meta, added, removed, changed)
+            except self._psycopg.Error as exc:
+                raise RegistryError("registry.store_failed", str(exc).strip()) from exc
 
     @contextlib.contextmanager
     def review(self) -> Iterator[None]:

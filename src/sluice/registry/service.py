@@ -33,7 +33,7 @@ from sluice.registry.names import (
     display_indicator,
 )
 from sluice.registry.store import open_store
-from sluice.registry.sync import DEFAULT_MAX_DROP, import_files
+from sluice.registry.sync import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED, import_files
 
 __all__ = [
     "canonical_indicator",
@@ -57,6 +57,7 @@ def import_paths(
     *,
     source: str = "",
     max_drop: float = DEFAULT_MAX_DROP,
+    max_removed: float = DEFAULT_MAX_REMOVED,
     force: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
@@ -74,6 +75,7 @@ def import_paths(
             fmt,
             source=source,
             max_drop=max_drop,
+            max_removed=max_removed,
             force=force,
             dry_run=dry_run,
             progress=progress,

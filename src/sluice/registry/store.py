@@ -22,9 +22,11 @@ Five tables hold the register (schema version 3):
   unique index); a decided proposal is final (a trigger refuses changing or deleting it).
 
 A sync (:meth:`RegistryStore.apply_sync`) writes the difference a caller computed against
-:meth:`RegistryStore.source_keys` in **one transaction**: the import row, new decision sets,
-the entry inserts, updates and deletes, and their audit rows.  A failure anywhere rolls all of it
-back, so a crash half-way leaves the previous register as it was.  Review changes run inside
+:meth:`RegistryStore.source_keys`, both inside the source's write transaction
+(:meth:`RegistryStore.sync_tx`, which serialises syncs of one source), in **one transaction**:
+the import row, new decision sets, the entry inserts, updates and deletes, and their audit
+rows.  A failure anywhere rolls all of it back, so a crash half-way leaves the previous
+register as it was.  Review changes run inside
 :meth:`RegistryStore.review`, one exclusive transaction (a sync started inside it joins it), so an
 acceptance, its audit row and the entry it adds commit together, and two reviewers deciding the
 same proposal are serialised.  :class:`SqliteStore` is the default (a file path);
@@ -75,6 +77,9 @@ SCHEMA_VERSION = 3
 KNOWN_VERSIONS = "1, 2 and 3"
 """The versions a store opens (older ones are migrated), for messages."""
 
+SQLITE_BUSY_TIMEOUT_S = 600.0
+"""How long a SQLite writer waits for another's transaction (an import of a million entries
+holds it for a minute on a slow disk); then ``registry.store_failed``."""
 SQLITE_CACHE_KIB = 256 * 1024
 """SQLite page cache (KiB): a sync of a million entries touches a hundred MB of B-tree."""
 
@@ -137,6 +142,15 @@ class RegistryStore(Protocol):
         """Every stored decision set: basis JSON -> basis id."""
         ...
 
+    def sync_tx(self, source: str, bulk: bool = False) -> contextlib.AbstractContextManager[None]:
+        """The write transaction of one sync of ``source``, holding the source's lock.
+
+        A sync reads the source's state, diffs and writes inside it (:meth:`apply_sync` joins
+        it), so two syncs of one source never interleave.  ``bulk``: the sync may be large (see
+        :data:`BULK_CHANGES`).  Inside :meth:`review` it joins that transaction.
+        """
+        ...
+
     def apply_sync(
         self,
         source: str,
@@ -145,7 +159,7 @@ class RegistryStore(Protocol):
         removed: Sequence[tuple[str, str, str]],
         changed: Sequence[tuple[str, str, str, str]],
     ) -> int:
-        """Write one sync in one transaction; return the new import id.
+        """Write one sync in one transaction (joining :meth:`sync_tx`); return the new import id.
 
         ``removed`` holds ``(kind, indicator, old_basis)``; ``changed`` holds
         ``(kind, indicator, old_basis, new_basis)`` (bases as JSON).
@@ -699,7 +713,9 @@ class SqliteStore(_SqlStore):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         try:
-            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(
+                self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
@@ -782,6 +798,46 @@ class SqliteStore(_SqlStore):
         finally:
             self._tx = False
 
+    @contextlib.contextmanager
+    def sync_tx(self, source: str, bulk: bool = False) -> Iterator[None]:
+        """``BEGIN IMMEDIATE``: SQLite's one writer lock serialises syncs (of every source).
+
+        A ``bulk`` sync runs with a rollback journal when the store has no other connection:
+        WAL mode would write every new page twice (log, then checkpoint).  Both modes make the
+        transaction atomic; WAL is restored afterwards.  Inside :meth:`review` the sync joins
+        that transaction.
+        """
+        if self._tx:
+            yield
+            return
+        bulk_mode = bulk and self._enter_bulk()
+        try:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise RegistryError("registry.store_failed", str(exc), self.path) from exc
+            self._tx = True
+            try:
+                yield
+            except sqlite3.Error as exc:
+                self.conn.rollback()
+                raise RegistryError("registry.store_failed", str(exc), self.path) from exc
+            except BaseException:
+                self.conn.rollback()
+                raise
+            finally:
+                self._tx = False
+            try:
+                self.conn.commit()
+                if bulk and not bulk_mode:
+                    # the WAL is as large as what the sync wrote: fold it in, give the space back
+                    self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise RegistryError("registry.store_failed", str(exc), self.path) from exc
+        finally:
+            if bulk_mode:
+                self._leave_bulk()
+
     def apply_sync(
         self,
         source: str,
@@ -790,35 +846,13 @@ class SqliteStore(_SqlStore):
         removed: Sequence[tuple[str, str, str]],
         changed: Sequence[tuple[str, str, str, str]],
     ) -> int:
-        """Write one sync in one transaction; return the new import id.
-
-        A sync of more than :data:`BULK_CHANGES` changes runs with a rollback journal when the
-        store has no other connection: WAL mode would write every new page twice (log, then
-        checkpoint).  Both modes make the transaction atomic; WAL is restored afterwards.  Inside
-        :meth:`review` the sync joins that transaction.
-        """
-        if self._tx:
-            return self._write_sync(self.conn.cursor(), source, meta, added, removed, changed)
+        """Write one sync in one transaction (joining :meth:`sync_tx`); return the new import id."""
         big = len(added.keys) + len(removed) + len(changed) > BULK_CHANGES
-        bulk = big and self._enter_bulk()
-        try:
-            cur = self.conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+        with self.sync_tx(source, big):
             try:
-                import_id = self._write_sync(cur, source, meta, added, removed, changed)
-            except BaseException:
-                self.conn.rollback()
-                raise
-            self.conn.commit()
-            if big and not bulk:
-                # the WAL is as large as what the sync wrote: fold it in, give the space back
-                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
-            raise RegistryError("registry.store_failed", str(exc), self.path) from exc
-        finally:
-            if bulk:
-                self._leave_bulk()
-        return import_id
+                return self._write_sync(self.conn.cursor(), source, meta, added, removed, changed)
+            except sqlite3.Error as exc:
+                raise RegistryError("registry.store_failed", str(exc), self.path) from exc
 
     def _enter_bulk(self) -> bool:
         """Switch to a rollback journal (synchronous=FULL) if no other connection prevents it."""

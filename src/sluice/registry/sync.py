@@ -2,58 +2,190 @@
 
 Order of work, so that nothing changes unless everything is right:
 
-1. read and parse every file (:func:`~sluice.registry.importers.parse_files`), which refuses
-   binary, badly encoded, truncated and damaged input;
-2. refuse a sudden drop: fewer rows than ``(1 - max_drop)`` times the source's previous import
-   (``registry.row_drop``, overridable with ``force``) - the signature of a dump cut at a block
-   boundary exactly at a line end;
-3. diff against :meth:`RegistryStore.source_keys` (added, removed, changed basis, unchanged),
+1. read every file once, hashing it as it is read (pipes and standard input as files), and
+   parse it (:func:`~sluice.registry.importers.parse_files`), which refuses binary, badly or
+   mixed encoded, truncated and damaged input;
+2. refuse entries that block everything (``registry.too_broad``, :func:`check_breadth`): a
+   domain mask of a public suffix, an IPv4 network shorter than /:data:`BROADEST_V4_PREFIX`,
+   an IPv6 network shorter than /:data:`BROADEST_V6_PREFIX` (``force`` accepts them);
+3. open the source's write transaction (:meth:`RegistryStore.sync_tx`: SQLite ``BEGIN
+   IMMEDIATE``, PostgreSQL an advisory lock on the source): two imports of one source never
+   interleave, and everything below sees the state the write will change;
+4. refuse what says the dump is cut or old (``force`` accepts each): fewer rows than
+   ``(1 - max_drop)`` times the previous import (``registry.row_drop``); the same dump time
+   stamp as the previous import (RKN ``Updated:``, XML ``updateTime``) with fewer rows
+   (``registry.truncated``: the same dump, cut); an older time stamp (``registry.stale_dump``);
+5. diff against :meth:`RegistryStore.source_keys` (added, removed, changed basis, unchanged),
    on columns of keys and decision-set ids rather than row by row;
-4. write it in one transaction (:meth:`RegistryStore.apply_sync`), audit rows included.
+6. hold back every removal when any row was rejected (see :func:`sync_result`), and refuse
+   removing more than ``max_removed`` of the source's entries (``registry.mass_removal``: the
+   signature of a dump cut at a line end when no header tells);
+7. write it in the same transaction (:meth:`RegistryStore.apply_sync`), audit rows included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from publicsuffixlist import PublicSuffixList
 
 from sluice.registry.importers import ParseResult, parse_files
-from sluice.registry.importers._common import MAX_INPUT_BYTES, EntryColumns, Progress
+from sluice.registry.importers._common import (
+    DELIBERATE_REJECTS,
+    MAX_INPUT_BYTES,
+    STDIN_NAMES,
+    EntryColumns,
+    Progress,
+)
 from sluice.registry.importers._csvscan import match_sorted
-from sluice.registry.model import LETTER_KIND, ImportSummary, Kind, RegistryError, basis_to_json
-from sluice.registry.store import Added, RegistryStore
+from sluice.registry.model import (
+    LETTER_KIND,
+    ImportRecord,
+    ImportSummary,
+    Kind,
+    RegistryError,
+    basis_from_json,
+    basis_to_json,
+)
+from sluice.registry.store import BULK_CHANGES, Added, RegistryStore
 
-__all__ = ["DEFAULT_MAX_DROP", "default_source", "import_files", "sync_result"]
+__all__ = [
+    "BROADEST_V4_PREFIX",
+    "BROADEST_V6_PREFIX",
+    "DEFAULT_MAX_DROP",
+    "DEFAULT_MAX_REMOVED",
+    "MAX_REMOVED_FREE",
+    "check_breadth",
+    "default_source",
+    "import_files",
+    "sync_result",
+]
 
 DEFAULT_MAX_DROP = 0.25
 """Largest share of rows a source may lose in one import without ``force``."""
+DEFAULT_MAX_REMOVED = 0.05
+"""Largest share of a source's entries one import may remove without ``force``.
+
+The heuristic for a dump cut exactly at a line end when nothing in it says how long it should
+be (lists without a ``# Domains:`` count, RKN CSV dumps newer than the previous import): a cut
+takes the whole tail away at once, while a real update of a register or list removes a small
+share (the audit's cut RKN dump removed 4,063 of 29,270 entries, 13.9 %; importing the 2016
+dump over the 2018 one would remove 94 %).  A cut smaller than this share is not seen when no
+header tells."""
+MAX_REMOVED_FREE = 10
+"""Removals an import may always make (a list of 12 entries losing 2 is an update)."""
+BROADEST_V4_PREFIX = 8
+"""Shortest IPv4 prefix accepted without ``force``: a /8 is 1/256 of the address space (the
+2018 RKN dump's broadest networks, the Telegram ban's cloud ranges, are /10 to /15); a /7 or
+shorter, and ``0.0.0.0/0``, block a large part of the Internet."""
+BROADEST_V6_PREFIX = 16
+"""Shortest IPv6 prefix accepted without ``force``: a /16 already spans many registries'
+allocations (RIRs receive /12s, large ISPs /19-/32); ``::/0`` or a /15 blocks everything."""
 
 
 def default_source(fmt: str, paths: Sequence[str | Path]) -> str:
     """The source name an import uses when none is given.
 
     Both RKN formats are the one register ``rkn``; any other list is named after its first
-    file (``hagezi_fake_hosts_2022-07-24.txt`` gives ``hagezi_fake_hosts_2022-07-24``).
+    file (``hagezi_fake_hosts_2022-07-24.txt`` gives ``hagezi_fake_hosts_2022-07-24``), and
+    ``stdin`` when read from standard input.
     """
     if fmt in ("rkn-csv", "rkn-xml"):
         return "rkn"
-    return Path(str(paths[0])).stem if paths else fmt
+    return _stem(paths[0]) if paths else fmt
 
 
-def _digest(paths: Sequence[str | Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-    return h.hexdigest()
+def _stem(path: str | Path) -> str:
+    return "stdin" if str(path) in STDIN_NAMES else Path(str(path)).stem
+
+
+@lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def check_breadth(result: ParseResult, force: bool = False) -> None:
+    """Refuse entries that block everything unless ``force``.
+
+    A ``domain-mask`` whose name is a public suffix (``*.com``, ``*.co.uk``, ``*.рф``, also the
+    private section of the Public Suffix List: ``*.blogspot.com`` blocks every blog there; an
+    unknown single label counts as a suffix) and a ``subnet`` shorter than
+    :data:`BROADEST_V4_PREFIX` / :data:`BROADEST_V6_PREFIX`.
+
+    Raises:
+        RegistryError: ``registry.too_broad`` naming them.
+    """
+    if force:
+        return
+    psl = _public_suffixes()
+    broad: list[str] = []
+    for k in result.columns().keys:
+        if k[0] == "b" and psl.is_public(k[3:]):
+            broad.append(k[1:])
+        elif k[0] == "d":
+            net, _, plen = k[1:].partition("/")
+            if int(plen) < (BROADEST_V6_PREFIX if ":" in net else BROADEST_V4_PREFIX):
+                broad.append(k[1:])
+    if broad:
+        raise RegistryError(
+            "registry.too_broad",
+            f"{len(broad)} entries would block a whole public suffix or more than a"
+            f" /{BROADEST_V4_PREFIX} (IPv6 /{BROADEST_V6_PREFIX}): {', '.join(broad[:10])}"
+            " - use --force to accept",
+            result.path,
+        )
+
+
+def _dump_datetime(text: str) -> datetime | None:
+    """A dump's own time stamp as an aware time (RKN CSV ``Updated:``, XML ``updateTime``)."""
+    t = text.strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M %z"):
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(t, fmt)
+    try:
+        d = datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
+
+
+def _check_previous(
+    prev: ImportRecord, result: ParseResult, sha256: str, max_drop: float, source: str, path: str
+) -> None:
+    """Refuse an input that its source's previous import says is cut or older (no ``force``)."""
+    if result.rows < (1.0 - max_drop) * prev.rows:
+        raise RegistryError(
+            "registry.row_drop",
+            f"{result.rows} rows against {prev.rows} in the previous import of {source!r}"
+            f" (more than {max_drop:.0%} fewer; a truncated dump?) - use --force to accept",
+            path,
+        )
+    new_t, old_t = _dump_datetime(result.dump_time), _dump_datetime(prev.dump_time)
+    if new_t is None or old_t is None or prev.fmt != result.fmt:
+        return
+    if new_t == old_t and result.rows < prev.rows and sha256 != prev.sha256:
+        raise RegistryError(
+            "registry.truncated",
+            f"the same dump ({result.dump_time}) as import #{prev.import_id}, which had"
+            f" {prev.rows} rows; this copy has {result.rows}: cut at a line end?"
+            " - use --force to accept",
+            path,
+        )
+    if new_t < old_t:
+        raise RegistryError(
+            "registry.stale_dump",
+            f"dump of {result.dump_time} is older than the one import #{prev.import_id} read"
+            f" ({prev.dump_time}): it would undo the register's newer changes - use --force to accept",
+            path,
+        )
 
 
 def sync_result(
@@ -64,11 +196,25 @@ def sync_result(
     path: str = "",
     sha256: str = "",
     max_drop: float = DEFAULT_MAX_DROP,
+    max_removed: float = DEFAULT_MAX_REMOVED,
     force: bool = False,
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> ImportSummary:
     """Apply one parsed input to the register as a sync of ``source``.
+
+    Everything from reading the source's state to writing the difference happens in one write
+    transaction that holds the source's lock (:meth:`RegistryStore.sync_tx`), so concurrent
+    imports of one source are serialised and each diffs against what it replaces.
+
+    A rejected row never removes anything: when any row was rejected (other than rules a format
+    deliberately leaves out, see :data:`~sluice.registry.importers._common.DELIBERATE_REJECTS`),
+    the import adds entries and decisions but takes none away: the removals, and the basis
+    changes that drop a decision, it would have made are counted in
+    :attr:`ImportSummary.held`.  Matching rejected rows against the entries (keeping only
+    entries whose text appears in one) was not chosen: a garbled row names nothing it was, so
+    it could hide any entry.  Real dumps reject no row (the 2016 and 2018 RKN dumps, the
+    hagezi, Re-filter, Spamhaus and z-i lists), so a clean file removes as before.
 
     Args:
         store: the register.
@@ -77,7 +223,9 @@ def sync_result(
         path: input file(s), recorded with the import.
         sha256: digest of the input, recorded with the import.
         max_drop: largest share of rows the source may lose against its previous import.
-        force: accept a larger drop.
+        max_removed: largest share of the source's entries the import may remove.
+        force: accept a larger drop or removal, an older or same-but-shorter dump, and entries
+            that block everything.
         dry_run: compute the summary but write nothing.
         now: time of the import (default: the clock, UTC).
 
@@ -85,17 +233,59 @@ def sync_result(
         What the import did (or would do).
 
     Raises:
-        RegistryError: ``registry.row_drop``, or a store failure (the register is unchanged).
+        RegistryError: ``registry.too_broad``, ``registry.row_drop``, ``registry.truncated``,
+            ``registry.stale_dump``, ``registry.mass_removal``, or a store failure (the
+            register is unchanged).
     """
-    prev = store.imports(source, limit=1)
-    if prev and not force and result.rows < (1.0 - max_drop) * prev[0].rows:
-        raise RegistryError(
-            "registry.row_drop",
-            f"{result.rows} rows against {prev[0].rows} in the previous import of {source!r}"
-            f" (more than {max_drop:.0%} fewer; a truncated dump?) - use --force to accept",
-            path,
-        )
+    check_breadth(result, force)
     cols = result.columns()
+    tx = contextlib.nullcontext() if dry_run else store.sync_tx(source, len(cols.keys) > BULK_CHANGES)
+    with tx:
+        prev = store.imports(source, limit=1)
+        if prev and not force:
+            _check_previous(prev[0], result, sha256, max_drop, source, path)
+        diff = _diff(store, cols, source)
+        added, removed, changed, unchanged = diff
+        held = 0
+        n_before = unchanged + len(changed) + len(removed)
+        if any(r.reason not in DELIBERATE_REJECTS for r in result.rejected):
+            kept = [c for c in changed if set(basis_from_json(c[2])) <= set(basis_from_json(c[3]))]
+            held = len(removed) + len(changed) - len(kept)
+            removed, changed = [], kept
+        if not force and len(removed) > max(MAX_REMOVED_FREE, max_removed * n_before):
+            raise RegistryError(
+                "registry.mass_removal",
+                f"would remove {len(removed)} of the {n_before} entries of {source!r}"
+                f" (more than {max_removed:.0%}; a dump cut at a line end?) - use --force to accept",
+                path,
+            )
+        ts = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+        import_id = 0
+        if not dry_run:
+            meta = (result.fmt, path, sha256, ts, result.rows, len(result.rejected), result.dump_time)
+            import_id = store.apply_sync(source, meta, added, removed, changed)
+    return ImportSummary(
+        source=source,
+        fmt=result.fmt,
+        rows=result.rows,
+        entries=len(cols.keys),
+        added=len(added.keys),
+        removed=len(removed),
+        changed=len(changed),
+        unchanged=unchanged,
+        rejected=tuple(result.rejected),
+        import_id=import_id,
+        dump_time=result.dump_time,
+        dry_run=dry_run,
+        held=held,
+    )
+
+
+_Diff = tuple[Added, list[tuple[str, str, str]], list[tuple[str, str, str, str]], int]
+
+
+def _diff(store: RegistryStore, cols: EntryColumns, source: str) -> _Diff:
+    """Added (columns), removed, changed and the unchanged count, against the store's state."""
     keys = cols.keys
     known = store.basis_ids()
     set_json = [basis_to_json(t) for t in cols.sets]
@@ -124,26 +314,7 @@ def sync_result(
         for i in chg_idx
     ]
     unchanged = n - add_idx.shape[0] - len(changed)
-    added = _added_columns(cols, add_idx, set_json)
-    ts = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-    import_id = 0
-    if not dry_run:
-        meta = (result.fmt, path, sha256, ts, result.rows, len(result.rejected), result.dump_time)
-        import_id = store.apply_sync(source, meta, added, removed, changed)
-    return ImportSummary(
-        source=source,
-        fmt=result.fmt,
-        rows=result.rows,
-        entries=n,
-        added=len(added.keys),
-        removed=len(removed),
-        changed=len(changed),
-        unchanged=unchanged,
-        rejected=tuple(result.rejected),
-        import_id=import_id,
-        dump_time=result.dump_time,
-        dry_run=dry_run,
-    )
+    return _added_columns(cols, add_idx, set_json), removed, changed, unchanged
 
 
 def _positions(current: list[str], keys: list[str]) -> npt.NDArray[np.int64]:
@@ -194,6 +365,7 @@ def import_files(
     *,
     source: str = "",
     max_drop: float = DEFAULT_MAX_DROP,
+    max_removed: float = DEFAULT_MAX_REMOVED,
     force: bool = False,
     dry_run: bool = False,
     max_bytes: int = MAX_INPUT_BYTES,
@@ -204,10 +376,12 @@ def import_files(
 
     Args:
         store: the register.
-        paths: the input file(s) (several for the parts of a split RKN CSV dump).
+        paths: the input file(s) (several for the parts of a split RKN CSV dump); ``-`` or
+            ``/dev/stdin`` read standard input, pipes are read like files (once).
         fmt: a format of :data:`~sluice.registry.importers.FORMATS` or ``auto``.
         source: the list name (default: :func:`default_source`).
         max_drop: see :func:`sync_result`.
+        max_removed: see :func:`sync_result`.
         force: see :func:`sync_result`.
         dry_run: compute the summary, write nothing.
         max_bytes: size limit per file.
@@ -221,23 +395,18 @@ def import_files(
         RegistryError: input refused (damaged, truncated, binary, row drop ...) or store
             failure; the register is unchanged in every case.
     """
-    list_name = source or (Path(str(paths[0])).stem if paths else "")
-    with ThreadPoolExecutor(1) as pool:  # hashlib lets go of the GIL: digest while parsing
-        digest = pool.submit(_digest, paths)
-        try:
-            result = parse_files(paths, fmt, source=list_name, max_bytes=max_bytes, progress=progress)
-        except BaseException:
-            digest.cancel()
-            raise
-        sha256 = digest.result()
+    list_name = source or (_stem(paths[0]) if paths else "")
+    digest = hashlib.sha256()  # fed by the one read of each file, as parse_files reads it
+    result = parse_files(paths, fmt, source=list_name, max_bytes=max_bytes, progress=progress, digest=digest)
     src = source or default_source(result.fmt, paths)
     return sync_result(
         store,
         result,
         src,
         path=";".join(str(p) for p in paths),
-        sha256=sha256,
+        sha256=digest.hexdigest(),
         max_drop=max_drop,
+        max_removed=max_removed,
         force=force,
         dry_run=dry_run,
         now=now,

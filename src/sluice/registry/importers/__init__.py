@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sluice.registry.importers._common import (
     MAX_INPUT_BYTES,
+    Digest,
     ParseResult,
     Progress,
     check_damage,
@@ -94,8 +95,9 @@ def parse_files(
     source: str = "",
     max_bytes: int = MAX_INPUT_BYTES,
     progress: Progress | None = None,
+    digest: Digest | None = None,
 ) -> ParseResult:
-    """Read and parse the files of one import.
+    """Read and parse the files of one import, reading each once.
 
     Args:
         paths: the files (several only for the parts of a split RKN CSV dump).
@@ -103,6 +105,7 @@ def parse_files(
         source: the list name (authority of list decisions).
         max_bytes: size limit per file.
         progress: called with bytes processed over all files.
+        digest: a hash object fed every byte read, file after file (the import's digest).
 
     Returns:
         The parse result.
@@ -126,7 +129,7 @@ def parse_files(
     result: ParseResult | None = None
     for i, p in enumerate(paths):
         path = str(p)
-        data = read_input(path, max_bytes)
+        data = read_input(path, max_bytes, digest)
         f = detect_format(data, path) if fmt == "auto" else fmt
         if i > 0 and f != "rkn-csv":
             raise RegistryError("registry.bad_format", "later parts must be RKN CSV", path)

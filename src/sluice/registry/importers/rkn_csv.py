@@ -31,6 +31,7 @@ from sluice.registry.importers._common import (
     MAX_LINE_CHARS,
     ParseResult,
     Progress,
+    check_mojibake,
     check_tail,
     decode_text,
 )
@@ -185,14 +186,28 @@ class _SlowRows(ParseResult):
 
 
 def _encoding(data: bytes, path: str) -> str:
-    """``utf-8-sig`` or ``cp1251``, as :func:`decode_text` decides (same errors)."""
+    """``utf-8-sig`` or ``cp1251``, as :func:`decode_text` decides (same errors).
+
+    The decoded text is checked for mojibake and UTF-8 lines in a cp1251 file
+    (:func:`~sluice.registry.importers._common.check_mojibake`) outside the URL field: the
+    register itself holds URLs written in raw UTF-8 (the 2018 dump has one, ``adf.party``), but
+    never a garbled decision or domain.
+    """
     try:
         data.decode("utf-8-sig")
     except UnicodeDecodeError:
+        check_mojibake(data, "cp1251", path, keep=_without_url)  # UTF-8 lines may hold 0x98
         if b"\x98" in data:  # the one byte cp1251 leaves undefined
             decode_text(data, path, "cp1251")
         return "cp1251"
+    check_mojibake(data, "utf-8", path, keep=_without_url)
     return "utf-8-sig"
+
+
+def _without_url(line: str) -> str:
+    """A row without its URL field (the whole line when it is not six fields)."""
+    f = _fields(line)
+    return ";".join(f[:2] + f[3:]) if len(f) == 6 else line
 
 
 def parse_rkn_csv(
@@ -224,7 +239,7 @@ def parse_rkn_csv(
 
     Raises:
         RegistryError: ``registry.rkn_csv.no_header``, ``registry.truncated``,
-            ``registry.bad_encoding``.
+            ``registry.bad_encoding``, ``registry.mixed_encoding``, ``registry.mojibake``.
     """
     res = result if result is not None else ParseResult(FMT)
     res.path = path

@@ -17,7 +17,13 @@ from __future__ import annotations
 import xml.parsers.expat
 from typing import Any, NoReturn
 
-from sluice.registry.importers._common import MAX_LINE_CHARS, ParseResult, Progress
+from sluice.registry.importers._common import (
+    MAX_LINE_CHARS,
+    MOJIBAKE_MIN_PAIRS,
+    ParseResult,
+    Progress,
+    count_mojibake,
+)
 from sluice.registry.importers.rkn_csv import add_record
 from sluice.registry.model import LegalBasis, RegistryError
 from sluice.registry.names import BadIndicator
@@ -107,6 +113,13 @@ class _Handler:
         ips = [x for t in ("ip", "ipv6", "ipSubnet", "ipv6Subnet") for x in f.get(t, []) if x]
         urls = [u for u in f.get("url", []) if u]
         domains = [d for d in f.get("domain", []) if d]
+        b = self.basis
+        if count_mojibake(" ".join([b.authority, b.number, *domains])) >= MOJIBAKE_MIN_PAIRS:
+            raise _Refused(
+                "registry.mojibake",
+                f"record at line {self.line}: decision or domain is UTF-8 decoded as"
+                f" cp1251/latin-1 ({b.authority!r} {' '.join(domains)!r})",
+            )
         try:
             add_record(res, ips, domains, urls, self.basis, self.block)
         except BadIndicator as exc:
@@ -130,7 +143,8 @@ def parse_rkn_xml(data: bytes, path: str = "", progress: Progress | None = None)
 
     Raises:
         RegistryError: ``registry.truncated``, ``registry.damaged``, ``registry.xml_entities``,
-            ``registry.rkn_xml.bad_root``.
+            ``registry.rkn_xml.bad_root``, ``registry.mojibake`` (a decision or domain garbled
+            by a wrong decode; URLs are data and not looked at).
     """
     res = ParseResult(FMT, path=path)
     p = xml.parsers.expat.ParserCreate()
