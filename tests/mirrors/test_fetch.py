@@ -61,7 +61,8 @@ def server() -> Iterator[str]:
 
 
 def test_private_refused_by_default(server: str) -> None:
-    r = Fetcher().fetch(server + "/")
+    with Fetcher() as f:
+        r = f.fetch(server + "/")
     assert r.error == "fetch.private_address" and not r.body
     assert not is_public("10.1.2.3") and not is_public("::1") and is_public("8.8.8.8")
 
@@ -85,6 +86,7 @@ def test_limits_cache_and_log(server: str, tmp_path: Path) -> None:
     assert slow.error == "fetch.timeout"
     many = f.fetch_many([server + "/clone", server + "/other", server + "/nothing"])
     assert [r.status for r in many] == [200, 200, 404]
+    f.close()
     lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(lines) == 8 and all("body" not in x and "at" in x for x in lines)
 
@@ -186,11 +188,11 @@ def test_nginx_and_caddy_clones_in_namespace(tmp_path: Path) -> None:
             cache_dir=tmp_path / "cache",
         )
         observed = {n: {peer} for n in (*sites, "old-fonbet.test") if n != "fonbet.test"}
-        found = {c.domain: c for c in find_candidates(["fonbet.test"], observed, fetcher=fetcher)}
+        with fetcher:
+            found = {c.domain: c for c in find_candidates(["fonbet.test"], observed, fetcher=fetcher)}
         for name in ("fonbet-zerkalo.test", "10fonbet.test", "fonbet11.test"):
             c = found[name]
-            got = fetcher.fetch(f"http://{name}/").meta()
-            assert c.fetched and c.traits.content.holds and c.traits.design.holds, (name, got)
+            assert c.fetched and c.traits.content.holds and c.traits.design.holds, (name, c.to_dict())
             assert c.copy, c.to_dict()
         garden = found["fonbet-garden.test"]
         assert garden.fetched and not garden.traits.content.holds and not garden.copy

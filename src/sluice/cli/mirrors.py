@@ -119,9 +119,13 @@ def _run(
         if user_agent:
             policy = replace(policy, user_agent=user_agent)
         fetcher = Fetcher(policy, cache_dir=cache, log_path=fetch_log)
-    return find_candidates(
-        list(seeds), obs, fuzz=fuzz, extra=extra, model=model, fetcher=fetcher, min_score=min_score
-    )
+    try:
+        return find_candidates(
+            list(seeds), obs, fuzz=fuzz, extra=extra, model=model, fetcher=fetcher, min_score=min_score
+        )
+    finally:
+        if fetcher is not None:
+            fetcher.close()
 
 
 @click.group(name="mirrors")

@@ -39,7 +39,6 @@ from sluice.mirrors.stems import (
     explained,
     name_parts,
     osa_distance,
-    segment,
     vocabulary,
 )
 
@@ -143,6 +142,16 @@ class NameIndex:
         if abbr3:
             self._abbr.make_automaton()
         self._hashes, self._owners = _deletion_table(self.stems)
+        self._explained: dict[str, bool] = {}
+
+    def _ok(self, text: str) -> bool:
+        """``explained(text, self.words)``, remembered (residues repeat; bounded)."""
+        got = self._explained.get(text)
+        if got is None:
+            if len(self._explained) > 1_000_000:
+                self._explained.clear()
+            got = self._explained[text] = explained(text, self.words)
+        return got
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -190,7 +199,7 @@ class NameIndex:
             s = self.stems[sid]
             start = end - len(s) + 1
             residue = c[:start] + c[end + 1 :]
-            ok = explained(c[:start], self.words) and explained(c[end + 1 :], self.words)
+            ok = self._ok(c[:start]) and self._ok(c[end + 1 :])
             out.append(NameHit(name, s, "stem" if not residue else "substring", c, residue, 0, in_reg, ok))
         return out
 
@@ -200,17 +209,15 @@ class NameIndex:
             for end, (a, ids) in self._abbr.iter(c):
                 start = end - len(a) + 1
                 left, right = c[:start], c[end + 1 :]
-                if len(a) == 3 and not (explained(left, self.words) and explained(right, self.words)):
+                ok = self._ok(left) and self._ok(right)
+                if len(a) == 3 and not ok:
                     continue
-                ok = explained(left, self.words) and explained(right, self.words)
                 out.extend(
                     NameHit(name, self.stems[i], "abbreviation", c, left + right, 0, in_reg, ok) for i in ids
                 )
-        if len(c) > 2:
-            for i in self._abbr2.get(c[:2], ()):
-                rest = c[2:]
-                if segment(rest, self.words) is not None:
-                    out.append(NameHit(name, self.stems[i], "abbreviation", c, rest, 0, in_reg, True))
+        ids2 = self._abbr2.get(c[:2], ()) if len(c) > 2 else ()
+        if ids2 and self._ok(c[2:]):
+            out.extend(NameHit(name, self.stems[i], "abbreviation", c, c[2:], 0, in_reg, True) for i in ids2)
         return out[:MAX_HITS_PER_LABEL]
 
     def _typo_hits(self, wanted: list[tuple[str, str]]) -> list[NameHit]:
