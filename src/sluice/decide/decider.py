@@ -89,20 +89,29 @@ class DeciderStats:
     """Time spent in the detectors (measured only when the Decider was given a timer)."""
 
 
-@dataclass(frozen=True, slots=True)
 class Step:
-    """What one packet did to its connection."""
+    """What one packet did to its connection (made once per packet: a plain slotted class)."""
 
-    key: FlowKey
-    """The connection's flow key."""
-    state: FlowState | None
-    """Its state in the table (None when it was decided before this packet)."""
-    decision: Decision | None = None
-    """The decision made on this packet (None when none was)."""
-    earlier: Decision | None = None
-    """The decision made on an earlier packet of the connection (None when undecided)."""
-    tunnelled: bool = False
-    """The packet is inside a tunnel (VXLAN, GRE ...): its outer connection carries other flows."""
+    __slots__ = ("decision", "earlier", "key", "state", "tunnelled")
+
+    def __init__(
+        self,
+        key: FlowKey,
+        state: FlowState | None,
+        decision: Decision | None = None,
+        earlier: Decision | None = None,
+        tunnelled: bool = False,
+    ) -> None:
+        self.key = key
+        """The connection's flow key."""
+        self.state = state
+        """Its state in the table (None when it was decided before this packet)."""
+        self.decision = decision
+        """The decision made on this packet (None when none was)."""
+        self.earlier = earlier
+        """The decision made on an earlier packet of the connection (None when undecided)."""
+        self.tunnelled = tunnelled
+        """The packet is inside a tunnel (VXLAN, GRE ...): its outer connection carries other flows."""
 
 
 class Decider:

@@ -64,7 +64,7 @@ class RegisterLookup:
         out: list[Match] = []
         name = rec.meta.server_name
         if name:
-            out.extend(self._lookup("n" + name, _canon(name), _host))
+            out.extend(self._lookup("n" + name, name, _host, canon=True))
         if rec.server:
             out.extend(self._lookup("a" + rec.server, rec.server, _ip))
         return out
@@ -73,12 +73,16 @@ class RegisterLookup:
         """:meth:`for_flow` without the entries under review (what ``sluice analyze`` lists)."""
         return [m for m in self.for_flow(rec) if not m.entry.proposed]
 
-    def _lookup(self, key: str, query: str, fn: Callable[[Matcher, str], list[Match]]) -> list[Match]:
+    def _lookup(
+        self, key: str, query: str, fn: Callable[[Matcher, str], list[Match]], *, canon: bool = False
+    ) -> list[Match]:
         cache = self._cache
         hit = cache.get(key)
         if hit is None:
             if len(cache) >= MATCH_CACHE:
                 cache.clear()
+            if canon:
+                query = _canon(query)
             hit = []
             for m in self._sources:
                 hit.extend(fn(m, query))

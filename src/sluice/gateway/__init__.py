@@ -1,7 +1,10 @@
 """The inline gateway: NFQUEUE enforcement of policy decisions on a Linux router.
 
 * :mod:`~sluice.gateway.rules`: the iptables chain (setup and teardown, fail-open or fail-closed);
-* :mod:`~sluice.gateway.engine`: per-connection decisions from the first packets, and the queue loop;
+* :mod:`~sluice.gateway.engine`: the Decider's decisions (:mod:`sluice.decide`) as conntrack
+  marks, and the queue loop;
+* :mod:`~sluice.gateway.reload`: policy and register reloads off the packet path;
+* :mod:`~sluice.gateway.service`: ``sluice gateway run`` as a service (what the CLI calls);
 * :mod:`~sluice.gateway.workers`: several queue processes forked from one parent (``--workers``).
 
 Operation, marks and failure modes are in ``docs/gateway-notes.md``.
