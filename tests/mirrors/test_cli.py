@@ -1,0 +1,82 @@
+"""sluice mirrors candidates / propose: JSONL shape, review queue, accepted entries cite the blocked one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sluice.cli.main import cli
+from sluice.registry.proposals import accept, list_proposals
+from sluice.registry.store import open_store
+from sluice.registry.sync import import_files
+
+OBSERVED = """# name [addresses]
+10fonbet-zerkalo.ru 203.0.113.5
+fonbet-11.win 203.0.113.5
+google.com 142.250.1.1
+wikipedia.org
+bbsport.win 198.51.100.7
+"""
+
+
+def _observed(tmp_path: Path) -> Path:
+    p = tmp_path / "observed.txt"
+    p.write_text(OBSERVED)
+    return p
+
+
+def test_candidates_jsonl(tmp_path: Path) -> None:
+    r = CliRunner().invoke(
+        cli,
+        [
+            "mirrors",
+            "candidates",
+            "fonbet.ru",
+            "baltbet.ru",
+            "--observed",
+            str(_observed(tmp_path)),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in r.output.splitlines()]
+    by = {x["domain"]: x for x in rows}
+    assert {"10fonbet-zerkalo.ru", "fonbet-11.win", "bbsport.win"} <= set(by)
+    assert "google.com" not in by and "wikipedia.org" not in by
+    for x in rows:
+        assert 0.0 <= x["score"] <= 1.0
+        assert set(x["traits"]) == {"name", "design", "content", "function"}
+    assert by["fonbet-11.win"]["traits"]["function"]["shared_addresses"]  # same address as 10fonbet-zerkalo
+    assert [x["score"] for x in rows] == sorted((x["score"] for x in rows), reverse=True)
+
+
+def test_propose_then_accept_cites_blocked_entry(tmp_path: Path) -> None:
+    db = tmp_path / "reg.sqlite"
+    lst = tmp_path / "blocked.txt"
+    lst.write_text("fonbet.ru\n")
+    store = open_store(db)
+    import_files(store, [lst], "domains", source="rkn-test")
+    store.close()
+    seeds_addr = tmp_path / "obs2.txt"
+    seeds_addr.write_text(OBSERVED + "fonbet.ru 203.0.113.5\n")
+    args = ["mirrors", "propose", "fonbet.ru", "--observed", str(seeds_addr), "--register", str(db)]
+    r = CliRunner().invoke(cli, [*args, "--propose-min-score", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    got = {p["indicator"] for p in doc["proposed"]}
+    assert "fonbet-11.win" in got and "google.com" not in got
+    store = open_store(db)
+    try:
+        props = list_proposals(store)
+        assert all(p.detector == "mirrors" and "fonbet.ru" in p.reason for p in props)
+        assert all(p.evidence["blocked_entry"] == "fonbet.ru" for p in props)
+        assert "rkn-test" in str(props[0].evidence["blocked_basis"])
+        accept(store, [p.id for p in props], reviewer="tester", reason="same operator")
+        entries = {e.indicator: e for e in store.entries("proposals:mirrors")}
+        assert "fonbet-11.win" in entries
+    finally:
+        store.close()
+    again = CliRunner().invoke(cli, [*args, "--propose-min-score", "0.5", "--json"])
+    assert again.exit_code == 0  # idempotent: the accepted proposals' ids come back
