@@ -121,7 +121,7 @@ def test_shipped_policy_is_valid_and_says_what_the_issue_asks() -> None:
         ("register-block", Action.BLOCK, True),
         ("findings-log", Action.LOG, None),
     ]
-    assert pol.rules[1].classes == frozenset({"vpn", "proxy", "circumvention", "tunnel"})
+    assert pol.rules[1].classes == frozenset({"vpn", "proxy", "circumvention", "tunnel", "crypto"})
     assert pol.default.action is Action.ALLOW
 
 
