@@ -52,6 +52,7 @@ def create_app(config: ConsoleConfig, *, console: Console | None = None) -> Fast
         while not stop.is_set():
             try:
                 con.decisions.refresh()
+                con.warm_dashboard()
             except Exception:  # pragma: no cover - logged, the next round retries
                 log.exception("indexing the decision log failed")
             stop.wait(INDEX_INTERVAL_S)

@@ -41,6 +41,8 @@ __all__ = ["REFRESH_S", "DecisionIndex", "DecisionQuery", "client_of", "iso_time
 
 REFRESH_S = 1.0
 """A query refreshes the index first when the last refresh is older than this (seconds)."""
+VALUES_TTL_S = 60.0
+"""Filter-menu values are recomputed at most this often while the log grows (seconds)."""
 BATCH_ROWS = 20_000
 """Rows inserted per transaction while indexing."""
 
@@ -163,6 +165,7 @@ class DecisionIndex:
         self._local = threading.local()
         self.last_refresh = 0.0
         self.skipped = 0
+        self._values: dict[str, tuple[int, float, list[str]]] = {}
         c = self._conn()
         for stmt in _SCHEMA:
             c.execute(stmt)
@@ -424,10 +427,19 @@ class DecisionIndex:
         return out
 
     def values(self, col: str) -> list[str]:
-        """Distinct values of ``action``, ``class`` or ``family`` (for filter menus)."""
+        """Distinct values of ``action``, ``class`` or ``family`` (for filter menus); a scan of
+        the index, so remembered for :data:`VALUES_TTL_S` once the log has grown."""
         if col not in ("action", "class", "family", "rule"):
             raise ValueError(col)
-        return [str(r[0]) for r in self._conn().execute(f"SELECT DISTINCT {col} FROM d ORDER BY 1") if r[0]]  # noqa: S608
+        c = self._conn()
+        top = c.execute("SELECT MAX(id) FROM d").fetchone()[0] or 0
+        now = time.monotonic()
+        hit = self._values.get(col)
+        if hit is not None and (hit[0] == top or now - hit[1] < VALUES_TTL_S):
+            return hit[2]
+        vals = [str(r[0]) for r in c.execute(f"SELECT DISTINCT {col} FROM d ORDER BY 1") if r[0]]  # noqa: S608
+        self._values[col] = (top, now, vals)
+        return vals
 
     def close(self) -> None:
         """Close this thread's connection."""
