@@ -52,7 +52,8 @@ def build(d: Path, entries: int, decisions: int) -> None:
                     Decision(
                         time=t0 + i * 7 * 86400 / decisions,
                         flow_id=i,
-                        flow_key=f"tcp 10.{i % 200}.{i % 250}.{i % 13 + 1}:{40000 + i % 20000} > 203.0.113.{i % 250}:443",
+                        flow_key=f"tcp 10.{i % 200}.{i % 250}.{i % 13 + 1}:{40000 + i % 20000}"
+                        f" > 203.0.113.{i % 250}:443",
                         server_name=f"n{rnd.randrange(entries):07d}.site{i % 977}.example",
                         app="tls",
                         rule="register-block" if a is Action.BLOCK else "default",
@@ -151,13 +152,17 @@ def main() -> None:
                 ).json()
             api = {
                 "GET /api/v1/register/entries?q=<prefix>": "/api/v1/register/entries?limit=50&q=n01234",
-                "GET /api/v1/register/entries (page 21, keyset)": f"/api/v1/register/entries?limit=50&source=bench&cursor={walk['next_cursor']}",
+                "GET /api/v1/register/entries (page 21, keyset)": "/api/v1/register/entries?limit=50"
+                f"&source=bench&cursor={walk['next_cursor']}",
                 "GET /api/v1/register/check": "/api/v1/register/check?item=www.n0123456.site345.example",
                 "GET /api/v1/decisions (latest 50)": "/api/v1/decisions?limit=50",
-                "GET /api/v1/decisions?action=block (page 21)": f"/api/v1/decisions?limit=50&action=block&cursor={deep['next_cursor']}",
+                "GET /api/v1/decisions?action=block (page 21)": "/api/v1/decisions?limit=50&action=block"
+                f"&cursor={deep['next_cursor']}",
                 "GET /api/v1/decisions?name=site345.example": "/api/v1/decisions?limit=50&name=site345.example",
-                "GET /api/v1/decisions?client=10.7.7.8&since=3d": "/api/v1/decisions?limit=50&client=10.7.7.8&since=3d",
-                "GET /api/v1/decisions?class=vpn&family=wireguard": "/api/v1/decisions?limit=50&class=vpn&family=wireguard",
+                "GET /api/v1/decisions?client=10.7.7.8&since=3d": "/api/v1/decisions?limit=50"
+                "&client=10.7.7.8&since=3d",
+                "GET /api/v1/decisions?class=vpn&family=wireguard": "/api/v1/decisions?limit=50"
+                "&class=vpn&family=wireguard",
             }
             pages = {
                 "page /register?q=<prefix>": "/register?q=n0999",
