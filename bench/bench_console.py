@@ -158,7 +158,8 @@ def main() -> None:
                 "GET /api/v1/decisions (latest 50)": "/api/v1/decisions?limit=50",
                 "GET /api/v1/decisions?action=block (page 21)": "/api/v1/decisions?limit=50&action=block"
                 f"&cursor={deep['next_cursor']}",
-                "GET /api/v1/decisions?name=site345.example": "/api/v1/decisions?limit=50&name=site345.example",
+                "GET /api/v1/decisions?name=site345.example": "/api/v1/decisions?limit=50"
+                "&name=site345.example",
                 "GET /api/v1/decisions?client=10.7.7.8&since=3d": "/api/v1/decisions?limit=50"
                 "&client=10.7.7.8&since=3d",
                 "GET /api/v1/decisions?class=vpn&family=wireguard": "/api/v1/decisions?limit=50"
