@@ -20,13 +20,16 @@ SLUICE = str(Path(sys.executable).with_name("sluice"))
 @pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ping") is None,
                     reason="needs unshare and ping")
 def test_live_capture_with_filter_gives_the_ping_flow() -> None:
-    script = (  # ICMP and UDP to loopback; the BPF filter keeps only ICMP
-        "ip link set lo up; (sleep 0.3; for i in $(seq 40); do ping -c 1 127.0.0.1; "
+    # ICMP and UDP to loopback until sluice has its 6 packets (however long it takes to start on
+    # a loaded machine); the BPF filter keeps only ICMP; sluice's exit status is the script's
+    script = (
+        "ip link set lo up; (while true; do ping -c 1 127.0.0.1; "
         "echo x > /dev/udp/127.0.0.1/9 2>/dev/null; sleep 0.1; done) >/dev/null 2>&1 & "
-        f"{SLUICE} flows -i lo --filter icmp --count 6 --duration 15 --format jsonl; kill %1"
+        f"{SLUICE} flows -i lo --filter icmp --count 6 --duration 45 --format jsonl; rc=$?; "
+        "kill %1; exit $rc"
     )
     done = subprocess.run(["unshare", "-n", "bash", "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
+                          timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(rows) == 1  # one ICMP flow; the UDP datagrams never reach sluice
