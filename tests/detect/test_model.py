@@ -248,3 +248,22 @@ def test_shipped_model_is_small_and_complete(tmp_path: Path) -> None:
     (copy / "reference.npz").write_bytes((copy / "reference.npz").read_bytes() + b"\0")
     with pytest.raises(ConfigError, match="sha256"):
         load_model(copy)
+
+
+def test_log_ratio_contributions_equal_the_full_treeshap() -> None:
+    """The two-class explanation (benign's and the finding's trees only) is exactly the full one."""
+    import numpy as np
+
+    fitted, _ = load_model()
+    recs = [
+        r
+        for s in ("shadowsocks-aead-s1-000", "v2ray-vmess-tcp-s1-000", "dns-udp-s1-000")
+        for r in lab_records(s)
+    ]
+    X = FlowFeatures().fit().transform(recs)
+    full = fitted.contributions(X)
+    for k in (1, len(fitted.classes_) // 2, len(fitted.classes_) - 1):
+        got = fitted.log_ratio_contributions(X, k)
+        np.testing.assert_allclose(got, full[:, k, :-1] - full[:, 0, :-1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError):
+        fitted.log_ratio_contributions(X, 0)

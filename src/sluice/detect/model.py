@@ -221,6 +221,38 @@ class FlowModel:
         )
         return raw.reshape(len(X), len(self.classes_), len(FEATURE_NAMES) + 1)
 
+    def log_ratio_contributions(self, X: Array, k: int) -> Array:
+        """TreeSHAP contributions to ``log P(class k) / P(benign)`` (raw score k minus raw score 0),
+        shape ``(n_flows, n_features)``: equal to ``contributions(X)[:, k] - contributions(X)[:, 0]``.
+
+        A multiclass model's raw score of a class is the sum of that class's trees, and TreeSHAP is
+        additive over trees, so only the two classes' trees are explained: a model of just those
+        trees (:meth:`_pair_booster`) costs ``2 / len(classes_)`` of the full explanation.
+        """
+        self._check()
+        if not 0 < k < len(self.classes_):
+            raise ValueError(f"class index {k} is not a finding class")
+        raw = np.asarray(
+            self._pair_booster(k).predict(X, pred_contrib=True, num_threads=_threads(len(X))),
+            dtype=np.float64,
+        ).reshape(len(X), 2, len(FEATURE_NAMES) + 1)
+        return raw[:, 1, :-1] - raw[:, 0, :-1]
+
+    def _pair_booster(self, k: int) -> Any:
+        """A LightGBM model of the trees of class 0 (benign) and class ``k`` only (cached)."""
+        import lightgbm as lgb
+
+        cache: tuple[Any, dict[int, Any]] | None = getattr(self, "_pairs", None)
+        if cache is None or cache[0] is not self.booster_:
+            cache = (self.booster_, {})
+            self._pairs = cache
+        pairs: dict[int, Any] = cache[1]
+        if k not in pairs:
+            pairs[k] = lgb.Booster(
+                model_str=_two_class_text(self.booster_.model_to_string(), len(self.classes_), k)
+            )
+        return pairs[k]
+
     @property
     def digest(self) -> str:
         """sha256 of the model's text form (computed once per fitted booster)."""
@@ -240,17 +272,20 @@ class FlowModel:
         # evidence only where it is shown: TreeSHAP costs more than the prediction
         floor = self.threshold_ if evidence_from is None else min(evidence_from, self.threshold_)
         found = np.flatnonzero(1.0 - proba[:, 0] >= floor)
-        contrib = self.contributions(X[found]) if len(found) else None
-        row = {int(i): n for n, i in enumerate(found)}
+        best = 1 + np.argmax(proba[:, 1:], axis=1) if len(proba) else np.zeros(0, dtype=np.intp)
+        ratios: dict[int, Array] = {}
+        for k in np.unique(best[found]):
+            rows = found[best[found] == k]
+            for i, r in zip(rows.tolist(), self.log_ratio_contributions(X[rows], int(k)), strict=True):
+                ratios[i] = r
         digest = self.digest
         out = []
         for i, p in enumerate(proba):
-            k = 1 + int(np.argmax(p[1:]))
+            k = int(best[i])
             label, _, family = self.classes_[k].partition("/")
             evidence: tuple[Evidence, ...] = ()
-            if contrib is not None and i in row:
-                ratio = contrib[row[i], k, :-1] - contrib[row[i], 0, :-1]
-                evidence = self._evidence(X[i], ratio, decided_at[i])
+            if i in ratios:
+                evidence = self._evidence(X[i], ratios[i], decided_at[i])
             out.append(
                 Opinion(
                     float(1.0 - p[0]),
@@ -308,6 +343,26 @@ class FlowModel:
                 )
             )
         return out
+
+
+def _two_class_text(text: str, n_classes: int, k: int) -> str:
+    """LightGBM model text keeping the trees of classes 0 and ``k`` of a multiclass model (tree
+    ``t`` belongs to class ``t % n_classes``), renumbered as a two-class model."""
+    head, _, rest = text.partition("\nTree=0\n")
+    trees_text, end, tail = ("Tree=0\n" + rest).partition("end of trees")
+    blocks = ["Tree=" + b for b in trees_text.split("Tree=")[1:]]
+    kept = [b for t, b in enumerate(blocks) if t % n_classes in (0, k)]
+    renamed = [f"Tree={i}\n" + b.split("\n", 1)[1] for i, b in enumerate(kept)]
+    lines = []
+    for line in head.split("\n"):
+        if line.startswith("num_class=") or line.startswith("num_tree_per_iteration="):
+            line = line.split("=", 1)[0] + "=2"
+        elif line.startswith("objective="):
+            line = line.replace(f"num_class:{n_classes}", "num_class:2")
+        elif line.startswith("tree_sizes="):
+            line = "tree_sizes=" + " ".join(str(len(b.encode())) for b in renamed)
+        lines.append(line)
+    return "\n".join(lines) + "\n" + "".join(renamed) + end + tail
 
 
 def _decided_at(rec: FlowRecord) -> int:
