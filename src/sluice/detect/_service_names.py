@@ -45,7 +45,13 @@ _FEATURE = {"sni": "sni", "http": "http_host", "dns": "dns", "cert": "cert", "ad
 """The record field each kind of match read (``dns``: the query or an answer; ``cert``: CN, SAN or O=)."""
 
 
+_ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF.:%")
+
+
 def _is_address(text: str) -> bool:
+    # a host name has a letter beyond a-f or a hyphen: most never reach the (slow) parser
+    if not text or ("%" not in text and not _ADDRESS_CHARS.issuperset(text)):
+        return False  # (an IPv6 scope after % may be any interface name)
     try:
         ipaddress.ip_address(text)
     except ValueError:
