@@ -25,6 +25,7 @@ TAXONOMY_FAMILIES = {
     "proxy": {"socks", "http-proxy", "relay"},
     "tunnel": {"ssh", "dns-tunnel", "icmp-tunnel", "http-tunnel", "kcp", "stunnel", "vxlan"},
     "benign": {"tls", "quic", "http", "dns", "doh", "dot"},
+    "crypto": {"bitcoin", "litecoin", "monero", "ethereum", "electrum", "stratum"},
 }
 
 

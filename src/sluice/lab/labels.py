@@ -42,7 +42,7 @@ LABEL_FORMAT = "sluice.lab.labels/1"
 LABEL_SUFFIX = ".labels.json"
 """File name suffix of label files (beside ``<id>.pcap``)."""
 
-TAXONOMY_CLASSES = frozenset({"benign", "vpn", "proxy", "circumvention", "tunnel", "unknown"})
+TAXONOMY_CLASSES = frozenset({"benign", "vpn", "proxy", "circumvention", "tunnel", "crypto", "unknown"})
 """The class names of ``TAXONOMY.md``."""
 
 IPPROTO_ICMP = 1
