@@ -122,6 +122,8 @@ class Litecoin(Scenario):
         a = s.addr
         port = s.port("port", 19444 if variant == "regtest" else 19335, 0.4)
         srv = _LtcNode(s, "server", variant, (a.server_ip, port), None)
+        # the client node starts once the server node listens: no refused first SYN in the capture
+        s.topo.wait_port("server", port, timeout=_READY_S)
         cli = _LtcNode(s, "client", variant, (a.client_ip, 0), f"{a.server_ip}:{port}")
         s.identify(stack="litecoind", impl="litecoind")
         srv.ready()
