@@ -28,7 +28,7 @@ def _records(path: Path) -> tuple[FlowRecord, ...]:
     return tuple(r for r in batch_flows(str(path)).records if not r.early)
 
 
-def _best(rec: FlowRecord) -> fp.Match | None:
+def _best(rec: FlowRecord) -> fp.RuleMatch | None:
     got = fp.match_record(rec)
     return got[0] if got else None
 

@@ -37,7 +37,7 @@ FINGERPRINTED = {
 }
 
 
-def _best(rec: FlowRecord) -> fp.Match | None:
+def _best(rec: FlowRecord) -> fp.RuleMatch | None:
     got = fp.match_record(rec)
     return got[0] if got else None
 

@@ -13,7 +13,7 @@ HEAD = (
 HEAD += b"Connection: Upgrade\r\nContent-Length: 512\r\n\r\n"
 
 
-def _disguise(rec: object) -> list[fp.Match]:
+def _disguise(rec: object) -> list[fp.RuleMatch]:
     return [m for m in fp.match_record(rec) if m.rule == "http-disguise"]  # type: ignore[arg-type]
 
 

@@ -24,7 +24,8 @@ from sluice.detect.model import (
     save_model,
 )
 from sluice.errors import ConfigError
-from sluice.features.flow import FEATURE_NAMES, FlowFeatures
+from sluice.features.extractor import FlowFeatures
+from sluice.features.flow import FEATURE_NAMES
 from sluice.io.flowlog import open_flow_writer
 
 from .conftest import lab_index, lab_label, lab_records

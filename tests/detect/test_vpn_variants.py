@@ -78,12 +78,12 @@ def tcp_flow(*segments: tuple[int, bytes], port: int = 443) -> FlowRecord:
     return rec
 
 
-def best(rec: FlowRecord) -> fp.Match | None:
+def best(rec: FlowRecord) -> fp.RuleMatch | None:
     got = fp.match_record(rec)
     return got[0] if got else None
 
 
-def assert_named(rec: FlowRecord, family: str, code: str) -> fp.Match:
+def assert_named(rec: FlowRecord, family: str, code: str) -> fp.RuleMatch:
     m = best(rec)
     assert m is not None, "not recognised"
     assert (m.label, m.family) == ("vpn", family), m

@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.features.flow import EARLY_PACKETS, FEATURE_NAMES, FlowFeatures, record_from_row
+from sluice.features.extractor import FlowFeatures
+from sluice.features.flow import EARLY_PACKETS, FEATURE_NAMES, record_from_row
 from sluice.flows.record import FlowRecord
 from tests.detect.conftest import lab_index, lab_records
 

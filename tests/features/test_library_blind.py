@@ -8,13 +8,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluice.features.extractor import FlowFeatures
 from sluice.features.flow import (
     BURSTS,
     FEATURE_NAMES,
     MASKED,
     MASKED_COLUMNS,
     NESTED_CLIENT_HELLO,
-    FlowFeatures,
     feature_row,
 )
 from sluice.features.view import FlowView

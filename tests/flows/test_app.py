@@ -15,7 +15,6 @@ import pytest
 
 from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig
-from sluice.io.source import LinkType
 from sluice.synth.payloads import (
     QUIC_V1,
     QUIC_V2,
@@ -38,6 +37,7 @@ from sluice.synth.payloads import (
 )
 from sluice.synth.sessions import EthernetFraming, LinuxSllFraming, TcpSession, UdpExchange
 from sluice.wire import tls
+from sluice.wire.frame import LinkType
 from tests.wire.test_l2l4 import C4, C6, S4, S6
 
 from .test_table import Frame, both_paths, finals

@@ -21,7 +21,7 @@ from sluice.flows.record import RECORD_COLUMNS, FlowRecord
 from sluice.flows.table import FlowConfig, payload_stats
 from sluice.io.capture import open_capture
 from sluice.io.pcap_writer import PcapngWriter, PcapWriter
-from sluice.io.source import LinkType, RawPacket
+from sluice.wire.frame import LinkType, RawPacket
 from tests.wire.test_l2l4 import ACK, FIN, HTTP_GET, PSH, SYN, eth, tcp_ip, udp_ip
 
 RST = 0x04

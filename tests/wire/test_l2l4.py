@@ -20,7 +20,6 @@ import pytest
 from sluice.errors import DecodeError
 from sluice.flows.loop import PacketLoop, RunSummary
 from sluice.flows.record import FlowRecord
-from sluice.io.source import LinkType, RawPacket
 from sluice.synth import packets as P
 from sluice.synth.sessions import (
     EthernetFraming,
@@ -31,6 +30,7 @@ from sluice.synth.sessions import (
     UdpExchange,
 )
 from sluice.wire.ethernet import decode_bsd_null, decode_ethernet, ethertype_after_mpls
+from sluice.wire.frame import LinkType, RawPacket
 from sluice.wire.ip import Fragment, decode_ipv4, decode_ipv6
 from sluice.wire.packet import Packet, decode_packet
 from sluice.wire.transport import TcpFlags, decode_tcp, decode_udp

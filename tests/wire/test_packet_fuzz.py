@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from sluice.errors import DecodeError
 from sluice.flows.loop import PacketLoop
 from sluice.flows.record import FlowRecord
-from sluice.io.source import LinkType, RawPacket
 from sluice.synth.payloads import QUIC_V1, dns_query, dns_tcp, quic_exchange, tls_exchange
 from sluice.synth.sessions import TcpSession, UdpExchange
+from sluice.wire.frame import LinkType, RawPacket
 from sluice.wire.packet import Packet, decode_packet
 
 from .test_l2l4 import C4, C6, MALFORMED, S4, S6, SAMPLES, tunnel_sessions

@@ -8,8 +8,22 @@ cannot disagree on anything unusual.
 
 from __future__ import annotations
 
+__all__ = [
+    "DROPPED",
+    "NON_IP",
+    "OK",
+    "SLOW",
+    "aggregate",
+    "assign_flows",
+    "byte_stats",
+    "canonical_hash",
+    "parse_l2l4",
+]
+
 import numba
 import numpy as np
+
+from sluice.flows.stats import byte_stats  # the per-packet path's kernel, shared
 
 OK, SLOW, NON_IP, DROPPED = 0, 1, 2, 3
 
@@ -356,23 +370,3 @@ def aggregate(
             pbytes[f, d] += pay_len[i]
             if first_pay[f, d] < 0 and not lfrag[i]:
                 first_pay[f, d] = i
-
-
-@numba.njit(cache=True, nogil=True)
-def byte_stats(buf, start, length):
-    """Shannon entropy (bits per byte) and printable fraction of ``buf[start:start+length]``."""
-    if length <= 0:
-        return -1.0, -1.0
-    counts = np.zeros(256, np.int64)
-    for k in range(start, start + length):
-        counts[buf[k]] += 1
-    ent = 0.0
-    printable = 0
-    for b in range(256):
-        c = counts[b]
-        if c:
-            p = c / length
-            ent -= p * np.log2(p)
-            if (0x20 <= b < 0x7F) or b == 9 or b == 10 or b == 13:
-                printable += c
-    return ent + 0.0, printable / length

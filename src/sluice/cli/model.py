@@ -76,7 +76,7 @@ def train(
     from sluice.detect.dataset import trainable
     from sluice.detect.evaluate import cross_validate, summary
     from sluice.detect.model import FlowModel, save_model
-    from sluice.features.flow import FlowFeatures
+    from sluice.features.extractor import FlowFeatures
 
     data = _load("train", datasets)
     params: dict[str, Any] = {"seed": seed}

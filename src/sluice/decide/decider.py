@@ -51,8 +51,8 @@ from sluice.features.flow import EARLY_PACKETS
 from sluice.flows.loop import PacketLoop
 from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig, FlowKey, FlowState
-from sluice.io.source import RawPacket
 from sluice.policy.model import Decision, Policy
+from sluice.wire.frame import RawPacket
 from sluice.wire.packet import Packet
 from sluice.wire.transport import TcpFlags
 

@@ -44,7 +44,7 @@ __all__ = ["RULES"]
 
 import re
 
-from sluice.detect._rules import Match, Rule, ev, hexs
+from sluice.detect._rules import Rule, RuleMatch, ev, hexs
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
 
@@ -62,9 +62,9 @@ def _one(
     observed: object,
     reference: str,
     reason: str,
-) -> Match:
+) -> RuleMatch:
     """A match with one piece of evidence carrying the whole confidence."""
-    return Match(
+    return RuleMatch(
         rule, label, family, conf, max(idx, 0), (ev(code, feature, observed, reference, conf, reason, idx),)
     )
 
@@ -75,7 +75,7 @@ _WG_INIT_LEN = 148
 _WG_RESP_LEN = 92
 
 
-def warp(v: FlowView) -> Match | None:
+def warp(v: FlowView) -> RuleMatch | None:
     """A WireGuard handshake whose reserved header bytes are not zero (WARP's client id)."""
     r = v.rec
     if r.proto != 17:
@@ -110,7 +110,7 @@ def warp(v: FlowView) -> Match | None:
             idx,
         ),
     )
-    return Match("warp", "vpn", "commercial:cloudflarewarp", 0.95, idx, evidence)
+    return RuleMatch("warp", "vpn", "commercial:cloudflarewarp", 0.95, idx, evidence)
 
 
 # -- nebula ----------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def _nebula_header(h: bytes) -> tuple[int, int, int, int] | None:
     return h[0] & 0x0F, h[1], int.from_bytes(h[4:8], "big"), int.from_bytes(h[8:16], "big")
 
 
-def nebula(v: FlowView) -> Match | None:
+def nebula(v: FlowView) -> RuleMatch | None:
     """nebula's IX handshake (counter 1 with remote index 0, answered with counter 2 and an index)."""
     if v.rec.proto != 17:
         return None
@@ -159,7 +159,7 @@ def nebula(v: FlowView) -> Match | None:
                 decided,
             )
         )
-    return Match("nebula", "vpn", "nebula", conf, decided, tuple(evidence))
+    return RuleMatch("nebula", "vpn", "nebula", conf, decided, tuple(evidence))
 
 
 # -- AnyConnect / ocserv DTLS ---------------------------------------------------------------------
@@ -182,7 +182,7 @@ def _dtls_client_hello(h: bytes) -> bool:
     )
 
 
-def anyconnect_dtls(v: FlowView) -> Match | None:
+def anyconnect_dtls(v: FlowView) -> RuleMatch | None:
     """AnyConnect's DTLS channel: pre-RFC version 0x0100, or a session resumed in the first hello."""
     if v.rec.proto != 17:
         return None
@@ -233,7 +233,7 @@ def anyconnect_dtls(v: FlowView) -> Match | None:
                 decided,
             )
         )
-    return Match("anyconnect", "vpn", "anyconnect", conf, decided, tuple(evidence))
+    return RuleMatch("anyconnect", "vpn", "anyconnect", conf, decided, tuple(evidence))
 
 
 # -- SoftEther / VPN Gate --------------------------------------------------------------------------
@@ -243,7 +243,7 @@ _VPNGATE_IP_PORT = re.compile(rb"^IP=[0-9A-Fa-f.:]{2,45},PORT=\d{1,5}$")
 _PACK_HOST_NAME = (10).to_bytes(4, "big") + b"host_name"
 
 
-def softether(v: FlowView) -> Match | None:
+def softether(v: FlowView) -> RuleMatch | None:
     """SoftEther's HTTP handshake, VPN Gate's ``IP=…,PORT=…`` datagrams, its DDNS PACK datagrams."""
     r = v.rec
     c = v.head(0)
@@ -306,7 +306,7 @@ _ZT_HEADER = 27
 """Bytes before the verb: packet id 8, destination 5, source 5, flags 1, MAC 8."""
 
 
-def zerotier(v: FlowView) -> Match | None:
+def zerotier(v: FlowView) -> RuleMatch | None:
     """ZeroTier's HELLO: verb 1, and the identity it carries starts with the header's source address."""
     if v.rec.proto != 17:
         return None
@@ -341,7 +341,7 @@ _DERP_MAGIC = "DERP\N{KEY}".encode()
 _DERP_NAME = re.compile(r"^derp\d+[a-z]?(-all)?\.tailscale\.com$")
 
 
-def tailscale_derp(v: FlowView) -> Match | None:
+def tailscale_derp(v: FlowView) -> RuleMatch | None:
     """Tailscale's DERP relay: ``Upgrade: DERP`` / ``GET /derp``, the server-key frame, the relay's name."""
     r = v.rec
     if r.proto != 6:
@@ -401,7 +401,7 @@ _XOR_RESET_PAIR = (7 << 3) ^ (8 << 3)
 _OVPN_HMACS = (20, 32, 48, 64)
 
 
-def openvpn_xor(v: FlowView) -> Match | None:
+def openvpn_xor(v: FlowView) -> RuleMatch | None:
     """OpenVPN reset exchange hidden by an XOR key: lengths, TCP length prefix, opcode relation."""
     r = v.rec
     if r.proto not in (6, 17):
@@ -444,7 +444,7 @@ def openvpn_xor(v: FlowView) -> Match | None:
             idx,
         ),
     ]
-    return Match("openvpn-xor", "vpn", "openvpn", conf, idx, tuple(evidence))
+    return RuleMatch("openvpn-xor", "vpn", "openvpn", conf, idx, tuple(evidence))
 
 
 # -- certificates and server names -----------------------------------------------------------------
@@ -462,7 +462,7 @@ VPN Azure relays and its DDNS names for SoftEther servers. Not brand web sites (
 the register)."""
 
 
-def vpn_certificate(v: FlowView) -> Match | None:
+def vpn_certificate(v: FlowView) -> RuleMatch | None:
     """A server certificate a VPN service's private CA issued (subject or issuer organisation)."""
     m = v.rec.meta
     if not m.cert_subject and not m.cert_issuer:
@@ -486,7 +486,7 @@ def vpn_certificate(v: FlowView) -> Match | None:
     return None
 
 
-def vpn_names(v: FlowView) -> Match | None:
+def vpn_names(v: FlowView) -> RuleMatch | None:
     """A server name under a suffix whose hosts are VPN servers (VPN Gate, SoftEther DDNS/Azure)."""
     name = v.rec.meta.server_name.lower().rstrip(".")
     if not name:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["RULES", "dns_name_stats"]
 
-from sluice.detect._rules import Match, Rule, ev
+from sluice.detect._rules import Rule, RuleMatch, ev
 from sluice.features.view import FlowView, label_entropy
 
 DNS_TUNNEL_QTYPES = {10: "NULL", 65399: "PRIVATE (iodine)"}
@@ -34,7 +34,7 @@ def dns_name_stats(name: str) -> tuple[int, float, int]:
     return len(text), label_entropy(text.replace(".", "")), max((len(lab) for lab in sub), default=0)
 
 
-def dns_tunnel(v: FlowView) -> Match | None:
+def dns_tunnel(v: FlowView) -> RuleMatch | None:
     """Data in DNS query names (length, entropy) or tunnel-only record types."""
     m = v.rec.meta
     if not m.dns_query or m.app != "dns":
@@ -96,7 +96,7 @@ def dns_tunnel(v: FlowView) -> Match | None:
                 15,
             )
         )
-    return Match("dns-tunnel", "tunnel", "dns-tunnel", min(conf, 0.99), idx, tuple(evidence))
+    return RuleMatch("dns-tunnel", "tunnel", "dns-tunnel", min(conf, 0.99), idx, tuple(evidence))
 
 
 _PTUNNEL_MAGIC = {b"\xd5\x20\x08\x80": "ptunnel", b"\xde\xad\xc0\xde": "ptunnel-ng"}
@@ -104,7 +104,7 @@ ICMP_ENTROPY = 6.0
 """Bits per byte of an echo payload above which it is not a ping pattern."""
 
 
-def icmp_tunnel(v: FlowView) -> Match | None:
+def icmp_tunnel(v: FlowView) -> RuleMatch | None:
     """Data in ICMP echo payloads: ptunnel's magic, or varying sizes and random-looking bytes."""
     r = v.rec
     if r.proto not in (1, 58):
@@ -117,7 +117,7 @@ def icmp_tunnel(v: FlowView) -> Match | None:
         magic = _PTUNNEL_MAGIC.get(h[4:8])
         if magic:
             idx = v.first_payload_index(d)
-            return Match(
+            return RuleMatch(
                 "icmp-tunnel",
                 "tunnel",
                 "icmp-tunnel",
@@ -169,7 +169,9 @@ def icmp_tunnel(v: FlowView) -> Match | None:
         )
     if not evidence:
         return None
-    return Match("icmp-tunnel", "tunnel", "icmp-tunnel", min(conf, 0.95), evidence[0].packet, tuple(evidence))
+    return RuleMatch(
+        "icmp-tunnel", "tunnel", "icmp-tunnel", min(conf, 0.95), evidence[0].packet, tuple(evidence)
+    )
 
 
 HTTP_BODYLESS = ("GET", "HEAD")
@@ -181,7 +183,7 @@ HTTP_DISGUISE_ENTROPY = 6.0
 """Bits per byte of that payload above which the binary part is encrypted, not an odd encoding."""
 
 
-def http_disguise(v: FlowView) -> Match | None:
+def http_disguise(v: FlowView) -> RuleMatch | None:
     """An HTTP GET/HEAD whose first payload carries encrypted bytes after its head.
 
     simple-obfs's HTTP mode (the Shadowsocks plugin ``obfs=http``) sends a made-up ``GET`` with
@@ -212,7 +214,7 @@ def http_disguise(v: FlowView) -> Match | None:
             idx,
         ),
     )
-    return Match("http-disguise", "circumvention", "shadowsocks", 0.85, idx, evidence)
+    return RuleMatch("http-disguise", "circumvention", "shadowsocks", 0.85, idx, evidence)
 
 
 RULES: tuple[tuple[str, Rule], ...] = (

@@ -38,7 +38,8 @@ import re
 import statistics
 
 from sluice.crypto.catalogue import default_crypto_catalogue
-from sluice.detect._rules import Match, Rule, ev, hexs
+from sluice.detect._rules import Rule, ev, hexs
+from sluice.detect._rules import RuleMatch as Match
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
 

@@ -14,7 +14,7 @@ __all__ = ["RULES"]
 import re
 from collections import Counter
 
-from sluice.detect._rules import Match, Rule, ev
+from sluice.detect._rules import Rule, RuleMatch, ev
 from sluice.features.view import FlowView, base32_like
 
 # -- SSH -------------------------------------------------------------------------------------------
@@ -25,7 +25,7 @@ SSH_BULK_MEAN_BYTES = 300
 """Mean payload per packet (that direction) above which the SSH traffic is bulk, not keystrokes."""
 
 
-def ssh(v: FlowView) -> Match | None:
+def ssh(v: FlowView) -> RuleMatch | None:
     """SSH, and whether its shape after the handshake is forwarding/bulk or a terminal."""
     r = v.rec
     m = r.meta
@@ -47,7 +47,7 @@ def ssh(v: FlowView) -> Match | None:
         d, nbytes, mean = max(shape, key=lambda t: t[1])
         way = "server to client" if d else "client to server"
         last = r.packets - 1
-        return Match(
+        return RuleMatch(
             "ssh",
             "tunnel",
             "ssh",
@@ -68,8 +68,8 @@ def ssh(v: FlowView) -> Match | None:
             ),
         )
     if r.early:
-        return Match("ssh", "benign", "app:ssh", 0.4, idx, (base,))
-    return Match(
+        return RuleMatch("ssh", "benign", "app:ssh", 0.4, idx, (base,))
+    return RuleMatch(
         "ssh",
         "benign",
         "app:ssh",
@@ -103,7 +103,7 @@ def _nth_payload_index(v: FlowView, d: int, n: int) -> int:
     return -1
 
 
-def socks(v: FlowView) -> Match | None:
+def socks(v: FlowView) -> RuleMatch | None:
     """SOCKS4/4a/5: the inspector's decoded request, or the SOCKS5 greeting and method reply."""
     r = v.rec
     if r.proto != 6:
@@ -117,7 +117,7 @@ def socks(v: FlowView) -> Match | None:
         nth = 1 if c[:1] == b"\x04" else 3 if s[:2] == b"\x05\x02" else 2
         idx = _nth_payload_index(v, 0, nth)
         idx = idx if idx >= 0 else v.first_payload_index(0)
-        return Match(
+        return RuleMatch(
             "socks",
             "proxy",
             "socks",
@@ -144,7 +144,7 @@ def socks(v: FlowView) -> Match | None:
         and (len(s) == 2 and (s[1] in c[2:] or s[1] == 0xFF))
     ):
         idx = v.first_payload_index(1)
-        return Match(
+        return RuleMatch(
             "socks",
             "proxy",
             "socks",
@@ -173,7 +173,7 @@ _HTTP_PROXY_FIRST = frozenset(b"CGPHDOgphdo\r")
 PROXY v2 signature: a client head starting otherwise fires nothing here without a CONNECT target."""
 
 
-def http_proxy(v: FlowView) -> Match | None:
+def http_proxy(v: FlowView) -> RuleMatch | None:
     """HTTP CONNECT, forward-proxy requests (absolute-form), and the HAProxy PROXY protocol."""
     r = v.rec
     m = r.meta
@@ -209,11 +209,11 @@ def http_proxy(v: FlowView) -> Match | None:
                     idx,
                 )
             )
-        return Match("http-proxy", "proxy", "http-proxy", conf, idx, tuple(evidence))
+        return RuleMatch("http-proxy", "proxy", "http-proxy", conf, idx, tuple(evidence))
     if _ABSOLUTE_FORM.match(c):
         line = c.split(b"\r\n")[0][:60].decode("ascii", "replace")
         idx = v.first_payload_index(0)
-        return Match(
+        return RuleMatch(
             "http-proxy",
             "proxy",
             "http-proxy",
@@ -233,7 +233,7 @@ def http_proxy(v: FlowView) -> Match | None:
         )
     if c.startswith((b"PROXY TCP4 ", b"PROXY TCP6 ", b"PROXY UNKNOWN")) or c.startswith(_PROXY_V2):
         idx = v.first_payload_index(0)
-        return Match(
+        return RuleMatch(
             "proxy-protocol",
             "proxy",
             "relay",
@@ -257,13 +257,13 @@ def http_proxy(v: FlowView) -> Match | None:
 _HTC = re.compile(rb"^(POST|GET) /index\.html\?crap=\d+ HTTP/1\.[01]\r\n")
 
 
-def httptunnel(v: FlowView) -> Match | None:
+def httptunnel(v: FlowView) -> RuleMatch | None:
     """httptunnel (htc/hts): TCP carried in HTTP POST/GET on ``/index.html?crap=<n>``."""
     c = v.head(0)
     if not c.startswith((b"POST ", b"GET ")) or not _HTC.match(c):
         return None
     idx = v.first_payload_index(0)
-    return Match(
+    return RuleMatch(
         "httptunnel",
         "tunnel",
         "http-tunnel",
@@ -296,7 +296,7 @@ _ENCAP_FAMILY = {
 }
 
 
-def encapsulation(v: FlowView) -> Match | None:
+def encapsulation(v: FlowView) -> RuleMatch | None:
     """A flow carried in GRE, VXLAN, Teredo or IP-in-IP (GTP-U, the mobile core's, is not one)."""
     tunnels = v.rec.tunnels
     if not tunnels:
@@ -305,7 +305,7 @@ def encapsulation(v: FlowView) -> Match | None:
         kind = layer.split(":", 1)[0].split("/", 1)[0]
         family = _ENCAP_FAMILY.get(kind)
         if family:
-            return Match(
+            return RuleMatch(
                 "encapsulation",
                 "tunnel",
                 family,
@@ -329,7 +329,7 @@ def encapsulation(v: FlowView) -> Match | None:
 _ETHERTYPES = (b"\x08\x00", b"\x86\xdd", b"\x08\x06", b"\x81\x00")
 
 
-def _vxlan_udp(v: FlowView) -> Match | None:
+def _vxlan_udp(v: FlowView) -> RuleMatch | None:
     """VXLAN on a port the packet decoder does not treat as VXLAN (Linux's default 8472)."""
     if v.rec.proto != 17:
         return None
@@ -339,7 +339,7 @@ def _vxlan_udp(v: FlowView) -> Match | None:
     if h[20:22] not in _ETHERTYPES:
         return None
     vni = int.from_bytes(h[4:7], "big")
-    return Match(
+    return RuleMatch(
         "encapsulation",
         "tunnel",
         "vxlan",
@@ -375,7 +375,7 @@ def _cell_regularity(v: FlowView) -> tuple[int, float, int]:
     return size, n / len(sizes), len(sizes)
 
 
-def tor(v: FlowView) -> Match | None:
+def tor(v: FlowView) -> RuleMatch | None:
     """Tor's link TLS: random ``www.<base32>.com`` SNI, matching certificate names, fixed cells."""
     m = v.rec.meta
     if m.app != "tls":
@@ -445,7 +445,7 @@ def tor(v: FlowView) -> Match | None:
                 min(31, len(v.rec.pkt_sizes) - 1),
             )
         )
-    return Match("tor", "circumvention", "tor", conf, decided, tuple(evidence))
+    return RuleMatch("tor", "circumvention", "tor", conf, decided, tuple(evidence))
 
 
 # -- known names -----------------------------------------------------------------------------------
@@ -467,7 +467,7 @@ register (``--register``), not here."""
 _KNOWN_SUFFIXES = tuple(suffix for suffix, _label, _family in KNOWN_NAMES)
 
 
-def known_names(v: FlowView) -> Match | None:
+def known_names(v: FlowView) -> RuleMatch | None:
     """A server name that belongs to a circumvention tool's infrastructure."""
     name = v.rec.meta.server_name.lower().rstrip(".")
     if not name or not name.endswith(_KNOWN_SUFFIXES):
@@ -475,7 +475,7 @@ def known_names(v: FlowView) -> Match | None:
     for suffix, label, family in KNOWN_NAMES:
         if name == suffix or name.endswith("." + suffix):
             idx = v.first_payload_index(0)
-            return Match(
+            return RuleMatch(
                 "known-name",
                 label,
                 family,

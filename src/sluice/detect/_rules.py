@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Match", "Rule", "ev", "hexs"]
+__all__ = ["Rule", "RuleMatch", "ev", "hexs"]
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ from sluice.features.view import FlowView
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
+class RuleMatch:
     """A fingerprint rule that fired on a flow."""
 
     rule: str
@@ -29,7 +29,7 @@ class Match:
     """The facts that made the rule fire."""
 
 
-Rule = Callable[[FlowView], "Match | None"]
+Rule = Callable[[FlowView], "RuleMatch | None"]
 
 
 def ev(

@@ -16,7 +16,7 @@ __all__ = ["RULES"]
 import math
 import re
 
-from sluice.detect._rules import Match, Rule, ev, hexs
+from sluice.detect._rules import Rule, RuleMatch, ev, hexs
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
 
@@ -96,7 +96,7 @@ _OVPN_RESET_BYTES = frozenset(op << 3 for op in (*_OVPN_CLIENT_RESET, *_OVPN_SER
 direction has no role, and the rule cannot fire."""
 
 
-def openvpn(v: FlowView) -> Match | None:
+def openvpn(v: FlowView) -> RuleMatch | None:
     """OpenVPN hard-reset exchange over UDP or TCP (plain, tls-auth, tls-crypt, tls-crypt-v2)."""
     at = 0 if v.rec.proto == 17 else 2 if v.rec.proto == 6 else -1
     if at < 0:
@@ -191,7 +191,7 @@ def openvpn(v: FlowView) -> Match | None:
                     decided,
                 )
             )
-    return Match("openvpn", "vpn", "openvpn", conf, decided, tuple(evidence))
+    return RuleMatch("openvpn", "vpn", "openvpn", conf, decided, tuple(evidence))
 
 
 # -- WireGuard -------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def openvpn(v: FlowView) -> Match | None:
 _WG_TYPES = {1: ("initiation", 148), 2: ("response", 92), 3: ("cookie reply", 64)}
 
 
-def wireguard(v: FlowView) -> Match | None:
+def wireguard(v: FlowView) -> RuleMatch | None:
     """WireGuard handshake (types 1/2 with index echo) or transport data (type 4) over UDP."""
     if v.rec.proto != 17:
         return None
@@ -264,7 +264,7 @@ def wireguard(v: FlowView) -> Match | None:
                 decided,
             )
         )
-    return Match("wireguard", "vpn", "wireguard", conf, decided, tuple(evidence))
+    return RuleMatch("wireguard", "vpn", "wireguard", conf, decided, tuple(evidence))
 
 
 # -- OpenVPN static-key mode ------------------------------------------------------------------------
@@ -279,7 +279,7 @@ _STATIC_ENTROPY = 0.85
 """First payloads' entropy, as a fraction of the most their length allows."""
 
 
-def openvpn_static(v: FlowView) -> Match | None:
+def openvpn_static(v: FlowView) -> RuleMatch | None:
     """OpenVPN's static-key mode over UDP: no opcode, but HMAC + IV + CBC blocks in every datagram.
 
     With ``--secret`` every datagram is ``HMAC || IV || AES-CBC(packet id, time, payload)``, so
@@ -305,7 +305,7 @@ def openvpn_static(v: FlowView) -> Match | None:
         if entropy < _STATIC_ENTROPY * math.log2(min(first, 256)):
             return None
     sizes = sorted({n for _i, _d, n in lens})
-    return Match(
+    return RuleMatch(
         "openvpn_static",
         "vpn",
         "openvpn",
@@ -337,7 +337,7 @@ def openvpn_static(v: FlowView) -> Match | None:
 _TS_MAGIC = "TS\N{SPEECH BALLOON}".encode()
 
 
-def tailscale(v: FlowView) -> Match | None:
+def tailscale(v: FlowView) -> RuleMatch | None:
     """Tailscale's disco messages (magic ``TS💬``) on its WireGuard UDP flows."""
     if v.rec.proto != 17:
         return None
@@ -345,7 +345,7 @@ def tailscale(v: FlowView) -> Match | None:
     for d in (0, 1):
         if v.head(d).startswith(magic):
             idx = v.first_payload_index(d)
-            return Match(
+            return RuleMatch(
                 "tailscale",
                 "vpn",
                 "commercial:tailscale",
@@ -393,12 +393,12 @@ def _ike(head: bytes, length: int) -> tuple[str, bool] | None:
     return _IKE_EXCHANGES[pkt[18]], marker
 
 
-def ipsec(v: FlowView) -> Match | None:
+def ipsec(v: FlowView) -> RuleMatch | None:
     """IKE (UDP, with or without the NAT-T non-ESP marker), ESP and AH (IP protocols 50/51)."""
     r = v.rec
     if r.proto in (50, 51):
         name = "ESP" if r.proto == 50 else "AH"
-        return Match(
+        return RuleMatch(
             "ipsec",
             "vpn",
             "ipsec",
@@ -448,14 +448,14 @@ def ipsec(v: FlowView) -> Match | None:
                 idx,
             )
         )
-    return Match("ipsec", "vpn", "ipsec", 0.97, idx, tuple(evidence))
+    return RuleMatch("ipsec", "vpn", "ipsec", 0.97, idx, tuple(evidence))
 
 
 NAT_T_PORT = 4500
 """The UDP port RFC 3948 assigns to ESP-in-UDP and IKE behind NAT."""
 
 
-def _esp_in_udp(v: FlowView) -> Match | None:
+def _esp_in_udp(v: FlowView) -> RuleMatch | None:
     """ESP in UDP on the NAT-T port (a flow seen without its IKE exchange)."""
     r = v.rec
     if NAT_T_PORT not in (r.client_port, r.server_port):
@@ -466,7 +466,7 @@ def _esp_in_udp(v: FlowView) -> Match | None:
     seq = int.from_bytes(h[4:8], "big")
     if not 1 <= seq < 1 << 31 or r.c2s_first_payload_len < 24:
         return None
-    return Match(
+    return RuleMatch(
         "ipsec",
         "vpn",
         "ipsec",
@@ -489,7 +489,7 @@ def _esp_in_udp(v: FlowView) -> Match | None:
 # -- PPTP, GRE, tinc, FortiGate ----------------------------------------------------------------------
 
 
-def pptp(v: FlowView) -> Match | None:
+def pptp(v: FlowView) -> RuleMatch | None:
     """PPTP control connection (magic cookie) and PPP carried in enhanced GRE."""
     r = v.rec
     if r.proto != 6 and r.proto != 47:
@@ -497,7 +497,7 @@ def pptp(v: FlowView) -> Match | None:
     head = v.head(0)
     if r.proto == 6 and len(head) >= 8 and head[2:4] == b"\x00\x01" and head[4:8] == b"\x1a\x2b\x3c\x4d":
         idx = v.first_payload_index(0)
-        return Match(
+        return RuleMatch(
             "pptp",
             "vpn",
             "pptp",
@@ -516,7 +516,7 @@ def pptp(v: FlowView) -> Match | None:
             ),
         )
     if r.proto == 47 and head[:2] == b"\xff\x03":
-        return Match(
+        return RuleMatch(
             "pptp",
             "vpn",
             "pptp",
@@ -540,7 +540,7 @@ def pptp(v: FlowView) -> Match | None:
 _TINC_ID = re.compile(rb"^0 [A-Za-z0-9_]{1,64} 17(\.\d+)?\n")
 
 
-def tinc(v: FlowView) -> Match | None:
+def tinc(v: FlowView) -> RuleMatch | None:
     """tinc's meta protocol: both peers open with an ID request ``0 <name> 17.<minor>``."""
     if v.rec.proto != 6 or not v.head(0).startswith(b"0 "):
         return None  # _TINC_ID needs "0 " at the start of the client's head
@@ -549,7 +549,7 @@ def tinc(v: FlowView) -> Match | None:
         return None
     idx = v.first_payload_index(1 if hits[1] else 0)
     conf = 0.97 if hits[1] else 0.85
-    return Match(
+    return RuleMatch(
         "tinc",
         "vpn",
         "tinc",
@@ -569,7 +569,7 @@ def tinc(v: FlowView) -> Match | None:
     )
 
 
-def fortinet(v: FlowView) -> Match | None:
+def fortinet(v: FlowView) -> RuleMatch | None:
     """FortiGate SSL-VPN: the gateway's factory certificate names Fortinet/FortiGate."""
     m = v.rec.meta
     if not m.cert_subject and not m.cert_issuer:
@@ -578,7 +578,7 @@ def fortinet(v: FlowView) -> Match | None:
     if "OU=FortiGate" not in text and "O=Fortinet" not in text:
         return None
     idx = v.first_payload_index(1)
-    return Match(
+    return RuleMatch(
         "fortinet",
         "vpn",
         "fortinet",

@@ -51,7 +51,7 @@ from typing import Protocol
 
 from sluice.detect._service_names import name_service
 from sluice.detect.fet import FetDetector, FetResult
-from sluice.detect.fingerprints import FingerprintDetector, Match
+from sluice.detect.fingerprints import FingerprintDetector, RuleMatch
 from sluice.detect.verdict import DETECTABLE_CLASSES, Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.view import FlowView
@@ -363,7 +363,7 @@ class Combiner:
             )
         return out
 
-    def _from_match(self, key: str, rec: FlowRecord, m: Match) -> Verdict:
+    def _from_match(self, key: str, rec: FlowRecord, m: RuleMatch) -> Verdict:
         return Verdict(
             rec.flow_id,
             key,

@@ -31,7 +31,7 @@ from sluice.detect.combiner import DEFAULT_FET_VETO, Combiner
 from sluice.detect.dataset import LabeledFlows, group_folds, trainable
 from sluice.detect.model import BENIGN, FlowModel, ModelScorer
 from sluice.detect.verdict import DETECTABLE_CLASSES
-from sluice.features.flow import FlowFeatures
+from sluice.features.extractor import FlowFeatures
 
 DEFAULT_LEAVE_OUT: tuple[tuple[str, ...], ...] = (
     ("shadowsocks-plugin/",),

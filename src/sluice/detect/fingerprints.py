@@ -3,7 +3,7 @@
 Theory of operation: every rule is a pure function of one :class:`~sluice.flows.record.FlowRecord`
 (through :class:`~sluice.features.view.FlowView`): it reads the first bytes of each direction's
 first payload, packet sizes and directions, and the application metadata, and either returns a
-:class:`Match` (class, family, confidence, the packet index at which it had what it needed, and
+:class:`RuleMatch` (class, family, confidence, the packet index at which it had what it needed, and
 its evidence) or ``None``. Rules never see addresses or ports, except the structural context a
 protocol defines for itself (an IP protocol number, a tunnel header). All rules run on every flow;
 the strongest match is the fingerprint verdict. The rule set is versioned: a change in what fires
@@ -16,7 +16,7 @@ __all__ = [
     "FINGERPRINTS_VERSION",
     "RULE_NAMES",
     "FingerprintDetector",
-    "Match",
+    "RuleMatch",
     "match_record",
 ]
 
@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from sluice.detect import _commercial, _covert, _crypto, _proxy, _vpn
 from sluice.detect._base import check_is_fitted, constructor_params
-from sluice.detect._rules import Match, Rule
+from sluice.detect._rules import Rule, RuleMatch
 from sluice.detect.verdict import DETECTABLE_CLASSES, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.view import FlowView
@@ -46,7 +46,9 @@ RULE_NAMES: tuple[str, ...] = tuple(name for name, _ in _ALL_RULES)
 """Names of every rule, in the order they run."""
 
 
-def match_record(rec: FlowRecord | FlowView, rules: Sequence[tuple[str, Rule]] = _ALL_RULES) -> list[Match]:
+def match_record(
+    rec: FlowRecord | FlowView, rules: Sequence[tuple[str, Rule]] = _ALL_RULES
+) -> list[RuleMatch]:
     """Every rule that fires on ``rec``, strongest first (findings before benign at equal strength).
 
     Args:
@@ -97,7 +99,7 @@ class FingerprintDetector:
         self.threshold_: float | None = float(self.threshold)
         return self
 
-    def best(self, rec: FlowRecord | FlowView) -> Match | None:
+    def best(self, rec: FlowRecord | FlowView) -> RuleMatch | None:
         """The strongest match on one record (or its view), or None."""
         check_is_fitted(self, "rules_")
         assert self.rules_ is not None

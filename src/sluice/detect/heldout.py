@@ -44,7 +44,7 @@ from sluice.detect.evaluate import EvalResult
 from sluice.detect.model import BENIGN, FlowModel
 from sluice.detect.verdict import DETECTABLE_CLASSES
 from sluice.errors import ConfigError
-from sluice.features.flow import FlowFeatures
+from sluice.features.extractor import FlowFeatures
 
 SPLIT_FORMAT = "sluice-heldout-split"
 """``format`` of a frozen split file."""

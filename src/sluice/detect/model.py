@@ -51,11 +51,12 @@ import numpy as np
 import numpy.typing as npt
 
 from sluice import __version__
-from sluice.detect._base import constructor_params
+from sluice.detect._base import NotFittedError, constructor_params
 from sluice.detect.combiner import Opinion
 from sluice.detect.verdict import Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
-from sluice.features.flow import EARLY_PACKETS, FEATURE_NAMES, FEATURE_SET_VERSION, FlowFeatures
+from sluice.features.extractor import FlowFeatures
+from sluice.features.flow import EARLY_PACKETS, FEATURE_NAMES, FEATURE_SET_VERSION
 from sluice.flows.record import FlowRecord
 from sluice.io.limits import MAX_MODEL_BYTES, LimitExceeded, env_limit, read_bounded
 
@@ -73,10 +74,6 @@ _PARALLEL_ROWS = 256
 """Predictions of fewer rows than this run on one thread."""
 
 Array = npt.NDArray[np.float64]
-
-
-class NotFittedError(ValueError):
-    """A model method that needs learned state was called before ``fit``."""
 
 
 def _sha256(data: bytes) -> str:

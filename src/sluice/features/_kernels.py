@@ -33,7 +33,7 @@ U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
 
 EARLY = 8
-"""Packets the shape columns read (``sluice.features.flow.EARLY_PACKETS``)."""
+"""Packets the shape columns read (``sluice.flows.table.EARLY_PACKETS``)."""
 COL_IAT = 5 + EARLY
 """First inter-arrival column (filled from ``iat_logs``)."""
 COL_AFTER_IAT = COL_IAT + EARLY

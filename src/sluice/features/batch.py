@@ -140,9 +140,7 @@ def feature_matrix(records: Sequence[FlowRecord]) -> F64:
         bad.update((np.searchsorted(off, wrong, side="right") - 1).tolist())
     flat_sizes = np.fromiter(chain.from_iterable(sizes), dtype=np.int64, count=total)
     ks = [min(EARLY_PACKETS, x) for x in ns]
-    first = np.fromiter(
-        chain.from_iterable(t[:EARLY_PACKETS] for t in iats), dtype=np.float64, count=sum(ks)
-    )
+    first = np.fromiter(chain.from_iterable(t[:EARLY_PACKETS] for t in iats), dtype=np.float64, count=sum(ks))
     # log1p(max(0.0, t) * 1e6): max(0.0, t) is t when t > 0.0, else 0.0 (also for -0.0 and nan)
     scaled = np.where(first > 0.0, first, 0.0) * 1e6
     iat_logs = np.fromiter(map(math.log1p, scaled.tolist()), dtype=np.float64, count=len(scaled))

@@ -22,7 +22,7 @@ from sluice.errors import DecodeError
 from sluice.flows.app import AppInspector
 from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig, FlowState, FlowTable
-from sluice.io.source import RawPacket
+from sluice.wire.frame import RawPacket
 from sluice.wire.packet import Packet, decode_packet
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,9 @@ class FragmentTracker:
     MAX_DATAGRAM_BYTES = 65535
 
     def __init__(
-        self, limit: int = MAX_FRAGMENT_DATAGRAMS, budget_bytes: int = FRAGMENT_BUDGET_BYTES,
+        self,
+        limit: int = MAX_FRAGMENT_DATAGRAMS,
+        budget_bytes: int = FRAGMENT_BUDGET_BYTES,
         anomalies: Counter[str] | None = None,
     ) -> None:
         self.limit = limit
@@ -229,9 +231,7 @@ class PacketLoop:
             insp = st.inspector = AppInspector(pkt.proto, cport, sport)
         self.inspect_payload(insp, d, payload, seq, flags)
 
-    def inspect_payload(
-        self, insp: AppInspector, d: int, payload: bytes, seq: int, flags: int
-    ) -> None:
+    def inspect_payload(self, insp: AppInspector, d: int, payload: bytes, seq: int, flags: int) -> None:
         """Feed one payload to an inspector, counting a dissector's refusal."""
         if insp.done:
             return

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sluice.batch.kernels import byte_stats
 from sluice.flows.app import AppInspector
 from sluice.flows.record import HEAD_BYTES, FlowRecord, format_addr
+from sluice.flows.stats import byte_stats
 from sluice.wire.packet import Packet
 from sluice.wire.transport import TcpFlags
 
@@ -47,6 +47,8 @@ IDLE_TIMEOUT_S = 120.0
 ACTIVE_TIMEOUT_S = 1800.0
 MAX_FLOWS = 1_000_000
 EARLY_PACKETS = 8
+"""Packets an early record holds by default, and the packets the per-packet feature columns
+read (:mod:`sluice.features.flow` takes it from here: one definition)."""
 SEQUENCE_PACKETS = 32
 INSPECT_PACKETS = 32
 
@@ -102,11 +104,7 @@ def format_tunnels(tun: TunnelContext, a_is_client: bool) -> str:
         return ""
     return "|".join(
         f"{kind}{'/' + str(ident) if ident else ''}:"
-        + (
-            f"{format_addr(s)}>{format_addr(d)}"
-            if a_is_client
-            else f"{format_addr(d)}>{format_addr(s)}"
-        )
+        + (f"{format_addr(s)}>{format_addr(d)}" if a_is_client else f"{format_addr(d)}>{format_addr(s)}")
         for kind, s, d, ident in tun
     )
 
@@ -226,9 +224,7 @@ class FlowTable:
         self.clock = -math.inf
         """The capture clock: the latest packet time seen (timestamps may go backwards)."""
 
-    def add(
-        self, pkt: Packet, ts: float, wirelen: int, out: list[FlowRecord]
-    ) -> tuple[FlowState, int]:
+    def add(self, pkt: Packet, ts: float, wirelen: int, out: list[FlowRecord]) -> tuple[FlowState, int]:
         """Account one decoded IP packet; append records it ends (and the early one) to ``out``.
 
         Returns:

@@ -12,7 +12,7 @@ Operation, marks and failure modes are in ``docs/gateway-notes.md``.
 
 from __future__ import annotations
 
-from sluice.gateway.engine import GatewayEngine, GatewayStats, Verdict, mark_for, run_queue
+from sluice.gateway.engine import GatewayEngine, GatewayStats, QueueVerdict, mark_for, run_queue
 from sluice.gateway.rules import (
     DEFAULT_CHAIN,
     DEFAULT_PACKETS,
@@ -37,8 +37,8 @@ __all__ = [
     "MARK_THROTTLE",
     "GatewayEngine",
     "GatewayStats",
+    "QueueVerdict",
     "RuleSet",
-    "Verdict",
     "is_installed",
     "mark_for",
     "run_queue",

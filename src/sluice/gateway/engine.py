@@ -25,7 +25,7 @@ __all__ = [
     "MAX_PENDING",
     "GatewayEngine",
     "GatewayStats",
-    "Verdict",
+    "QueueVerdict",
     "mark_for",
     "run_queue",
 ]
@@ -45,8 +45,8 @@ from sluice.detect.combiner import Combiner
 from sluice.features.flow import EARLY_PACKETS
 from sluice.gateway.rules import MARK_ALLOW, MARK_DROP, MARK_MASK, MARK_RESET, MARK_THROTTLE
 from sluice.gateway.shaper import ThrottleClass, throttle_classes, throttle_mark
-from sluice.io.source import LinkType, RawPacket
 from sluice.policy.model import Action, Decision, Mode, Policy
+from sluice.wire.frame import LinkType, RawPacket
 from sluice.wire.transport import TcpFlags
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def mark_for(decision: Decision, classes: Mapping[str, ThrottleClass] | None = N
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class QueueVerdict:
     """What to do with one queued packet."""
 
     mark: int
@@ -186,7 +186,7 @@ class GatewayEngine:
         self.decider.reload(policy, matcher)
         self.stats.reloads += 1
 
-    def handle(self, raw: bytes, linktype: int = LinkType.RAW, ts: float | None = None) -> Verdict:
+    def handle(self, raw: bytes, linktype: int = LinkType.RAW, ts: float | None = None) -> QueueVerdict:
         """The verdict for one queued IP datagram (never raises on bad input).
 
         Args:
@@ -199,19 +199,19 @@ class GatewayEngine:
         step = self.decider.step(RawPacket(now, linktype, raw, len(raw)))
         if step is None:
             self.stats.undecodable += 1
-            v = Verdict(0)
+            v = QueueVerdict(0)
         else:
             decision = step.decision
             if decision is not None and self.log is not None:
                 self.log.write(decision)
             decided = decision if decision is not None else step.earlier
             if decided is None:
-                v = Verdict(0)
+                v = QueueVerdict(0)
             else:
                 mark = mark_for(decided, self._classes)
                 if step.tunnelled and mark == MARK_ALLOW:
                     mark = 0  # the outer connection carries other flows: keep looking at them
-                v = Verdict(mark, decision)
+                v = QueueVerdict(mark, decision)
         marked = self.stats.marked
         marked[v.mark] = marked.get(v.mark, 0) + 1
         return v
@@ -224,7 +224,7 @@ def warm_up(policy: Policy, matcher: RegisterLookup | Matcher | None, detector: 
     first prediction (seconds on a cold cache), while the client's handshake waits in the queue.
     Call it before announcing the gateway ready (and before forking workers, who inherit it).
     """
-    from sluice.synth.packets import ipv4, tcp
+    from sluice.wire.encode import ipv4, tcp
 
     cli, srv = "192.0.2.1", "192.0.2.2"
     engine = GatewayEngine(policy, matcher, None, detector=detector)

@@ -71,11 +71,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from enum import IntEnum
 from types import TracebackType
 
 from sluice.errors import CaptureError, ConfigError
 from sluice.io.source import LinkType, RawPacket, SourceStats
+from sluice.wire.ethernet import ArpHrd
 
 SNAPLEN_MAX = 262144
 """Largest snapshot length, in bytes (libpcap's ``MAXIMUM_SNAPLEN``)."""
@@ -119,20 +119,11 @@ _ANC_BUFSIZE = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_AUXDATA.si
 _VLAN_KEYWORD = re.compile(r"\bvlan\b")
 
 
-class Arphrd(IntEnum):
-    """``ARPHRD_*`` device types (include/uapi/linux/if_arp.h) that sluice captures from."""
-
-    ETHER = 1
-    RAWIP = 519
-    LOOPBACK = 772
-    NONE = 0xFFFE
-
-
 _LINKTYPE_OF_ARPHRD = {
-    Arphrd.ETHER: LinkType.ETHERNET,
-    Arphrd.LOOPBACK: LinkType.ETHERNET,
-    Arphrd.NONE: LinkType.RAW,
-    Arphrd.RAWIP: LinkType.RAW,
+    ArpHrd.ETHER: LinkType.ETHERNET,
+    ArpHrd.LOOPBACK: LinkType.ETHERNET,
+    ArpHrd.NONE: LinkType.RAW,
+    ArpHrd.RAWIP: LinkType.RAW,
 }
 _DLT_NAME = {LinkType.ETHERNET: "EN10MB", LinkType.RAW: "RAW"}
 
@@ -428,7 +419,7 @@ class LiveSource:
         """Link type from the bound interface's ARPHRD type; also records its index."""
         hatype = int(sock.getsockname()[3])
         try:
-            self._hatype = Arphrd(hatype)
+            self._hatype = ArpHrd(hatype)
         except ValueError:
             raise CaptureError(
                 "capture.unsupported_link_type",
@@ -560,7 +551,7 @@ class LiveSource:
         pkttype: int,
     ) -> RawPacket | None:
         """Turn one received frame into a :class:`RawPacket`, or ``None`` to skip it."""
-        if self._hatype == Arphrd.LOOPBACK and pkttype == socket.PACKET_OUTGOING:
+        if self._hatype == ArpHrd.LOOPBACK and pkttype == socket.PACKET_OUTGOING:
             return None  # loopback frames are seen again as incoming
         ts: float | None = None
         aux: tuple[int, ...] | None = None

@@ -16,13 +16,13 @@ import heapq
 from pathlib import Path
 
 from sluice.io.pcap_writer import PcapngWriter
-from sluice.io.source import LinkType
 from sluice.synth._rand import seeded
 from sluice.synth.flows import FlowSpec, build_flow, client_mac, server_address
 from sluice.synth.payloads import PayloadPool
 from sluice.synth.scenario import GATEWAY_MAC, RESOLVER_V4, RESOLVER_V6, SOCKS_PROXY
 from sluice.synth.sessions import EthernetFraming, Framing, RawIpFraming, TunnelFraming
 from sluice.synth.truth import GroundTruth
+from sluice.wire.frame import LinkType
 
 DEMO_SEED = 20240703
 """Seed of the demo capture."""

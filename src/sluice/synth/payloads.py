@@ -66,7 +66,6 @@ import random
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Literal
 
 from sluice.synth._quic import (
@@ -86,24 +85,10 @@ from sluice.synth._tls import (
     tls_app_records,
     tls_exchange,
 )
+from sluice.wire.dns import DnsType
 
 # ---------------------------------------------------------------------------------------------
 # DNS (RFC 1035)
-
-
-class DnsType(IntEnum):
-    """DNS resource record types."""
-
-    A = 1
-    NS = 2
-    CNAME = 5
-    SOA = 6
-    PTR = 12
-    MX = 15
-    TXT = 16
-    AAAA = 28
-    OPT = 41
-    HTTPS = 65
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,6 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 
 from sluice.errors import ConfigError
-from sluice.io.source import LinkType
 from sluice.synth._rand import seeded
 from sluice.synth.flows import (
     BUILDERS,
@@ -46,6 +45,7 @@ from sluice.synth.flows import (
 from sluice.synth.payloads import PayloadPool
 from sluice.synth.sessions import EthernetFraming, Frame
 from sluice.synth.truth import GroundTruth
+from sluice.wire.frame import LinkType
 
 DEFAULT_MIX: dict[str, float] = {
     "https": 0.30,

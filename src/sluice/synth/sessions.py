@@ -41,7 +41,6 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from sluice.io.source import LinkType
 from sluice.synth._rand import seeded
 from sluice.synth.packets import (
     GTPU_PORT,
@@ -68,6 +67,7 @@ from sluice.synth.packets import (
     udp,
     vxlan,
 )
+from sluice.wire.frame import LinkType
 
 Frame = tuple[float, bytes]
 """One captured frame: timestamp in seconds and the link-layer bytes."""

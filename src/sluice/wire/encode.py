@@ -1,4 +1,7 @@
-"""Packet encoders: link layers, IPv4/IPv6, TCP/UDP/ICMP and tunnels, as bytes.
+"""Packet encoders: link layers, IPv4/IPv6, TCP/UDP/ICMP and tunnels, as bytes (the push side
+of the decoders in :mod:`sluice.wire.ethernet`, :mod:`~sluice.wire.ip`,
+:mod:`~sluice.wire.transport` and :mod:`~sluice.wire.tunnel`; ``sluice.synth.packets`` re-exports
+them for the fixture and benchmark writers).
 
 Theory of operation
 -------------------
@@ -68,35 +71,15 @@ __all__ = [
 import ipaddress
 import struct
 from collections.abc import Sequence
-from enum import IntEnum
 from functools import lru_cache
 
-from sluice.wire.ethernet import EtherType
+from sluice.wire.ethernet import ArpHrd, EtherType, SllPacketType
 from sluice.wire.ip import IpProto
 from sluice.wire.transport import TcpFlags as TcpFlag
 from sluice.wire.tunnel import GTPU_PORT, TEREDO_PORT, VXLAN_PORT
 
 Address = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
 """An IP address: text, packed 4/16 bytes, or an :mod:`ipaddress` object."""
-
-
-
-class SllPacketType(IntEnum):
-    """Linux cooked-capture packet types."""
-
-    HOST = 0  #: addressed to this host
-    BROADCAST = 1
-    MULTICAST = 2
-    OTHERHOST = 3
-    OUTGOING = 4  #: sent by this host
-
-
-class ArpHrd(IntEnum):
-    """ARPHRD_* hardware types for Linux cooked captures."""
-
-    ETHER = 1
-    NONE = 0xFFFE
-    LOOPBACK = 772
 
 
 def internet_checksum(data: bytes) -> int:

@@ -7,8 +7,10 @@ the next layer. Sans-IO: bytes in, records out.
 from __future__ import annotations
 
 __all__ = [
+    "ArpHrd",
     "EtherType",
     "LinkHeader",
+    "SllPacketType",
     "decode_bsd_null",
     "decode_ethernet",
     "decode_linux_sll",
@@ -44,6 +46,26 @@ class EtherType(IntEnum):
     MPLS_MULTICAST = 0x8848
     TEB = 0x6558  #: transparent Ethernet bridging (Ethernet inside GRE)
     PPPOE_SESSION = 0x8864  #: PPPoE session stage (RFC 2516), PPP inside
+
+
+class ArpHrd(IntEnum):
+    """``ARPHRD_*`` device types (include/uapi/linux/if_arp.h): a Linux cooked capture's hardware
+    type, and the devices a live capture reads from."""
+
+    ETHER = 1
+    RAWIP = 519
+    LOOPBACK = 772
+    NONE = 0xFFFE
+
+
+class SllPacketType(IntEnum):
+    """Linux cooked-capture packet types (``PACKET_*``, include/uapi/linux/if_packet.h)."""
+
+    HOST = 0  #: addressed to this host
+    BROADCAST = 1
+    MULTICAST = 2
+    OTHERHOST = 3
+    OUTGOING = 4  #: sent by this host
 
 
 _TAG_TYPES = frozenset((EtherType.VLAN, EtherType.QINQ, EtherType.QINQ_OLD))

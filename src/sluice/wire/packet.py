@@ -15,7 +15,6 @@ __all__ = ["MAX_TUNNEL_DEPTH", "Packet", "decode_packet"]
 from dataclasses import dataclass
 
 from sluice.errors import DecodeError
-from sluice.io.source import LinkType
 from sluice.wire.ethernet import (
     EtherType,
     LinkHeader,
@@ -24,6 +23,7 @@ from sluice.wire.ethernet import (
     decode_linux_sll,
     decode_linux_sll2,
 )
+from sluice.wire.frame import LinkType
 from sluice.wire.ip import Fragment, IpProto, decode_ipv4, decode_ipv6
 from sluice.wire.transport import decode_icmp, decode_tcp, decode_udp
 from sluice.wire.tunnel import (
