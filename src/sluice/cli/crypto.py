@@ -7,11 +7,15 @@ __all__ = ["crypto"]
 import sys
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
 from sluice.crypto.scan import score_text
+
+if TYPE_CHECKING:
+    from sluice.registry.matcher import Matcher
 
 MAX_FETCH_BYTES = 4 * 1024 * 1024
 """Most bytes read from one URL."""
@@ -34,17 +38,61 @@ def crypto() -> None:
     """Crypto assets: wallet addresses and crypto content in text."""
 
 
+def _load_register(db: str) -> Matcher:
+    """The register's entries as a matcher (wallets are what the scan looks up)."""
+    from sluice.registry.matcher import Matcher
+    from sluice.registry.model import RegistryError
+    from sluice.registry.store import open_store
+
+    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).is_file():
+        click.echo(f"error: no register at {db} [registry.store_unavailable]", err=True)
+        sys.exit(2)
+    try:
+        store = open_store(db)
+        try:
+            return Matcher.from_store(store)
+        finally:
+            store.close()
+    except RegistryError as exc:
+        click.echo(f"error: {exc} [{exc.reason}]", err=True)
+        sys.exit(3)
+
+
+def _register_rows(matcher: Matcher, address: Any) -> list[dict[str, Any]]:
+    """The register entries an address found is (``register`` field of its JSONL object)."""
+    return [
+        {
+            "source": m.entry.source,
+            "indicator": m.entry.indicator,
+            "reason": m.reason.code,
+            "basis_text": [str(b) for b in m.entry.basis],
+        }
+        for m in matcher.address_matches(address)
+    ]
+
+
 @crypto.command("scan")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format jsonl.")
-def scan(sources: tuple[str, ...], fmt: str, as_json: bool) -> None:
+@click.option(
+    "--db",
+    envvar="SLUICE_REGISTRY_DB",
+    default=None,
+    help="Register (SQLite file or postgresql:// URL) whose wallet entries to flag"
+    " [default: $SLUICE_REGISTRY_DB; none: not checked].",
+)
+def scan(sources: tuple[str, ...], fmt: str, as_json: bool, db: str | None) -> None:
     """Score FILES or URLs for crypto-asset content and list the wallet addresses they carry.
 
     JSONL: one object per address (kind "address": file, offset in characters, chain, address,
-    checksum verified|unchecksummed|none) and one per input (kind "page": file, score 0-1, label
-    crypto|other, evidence). Exit codes: 0 ok, 3 an input could not be read.
+    checksum verified|unchecksummed|none, register: the register's wallet entries it is, [] for
+    none, null when no register was given) and one per input (kind "page": file, score 0-1,
+    label crypto|other, evidence, register: how many addresses found are register wallets, null
+    without a register). Exit codes: 0 ok, 2 no such register, 3 an input or the register could
+    not be read.
     """
+    matcher = _load_register(db) if db else None
     failed = False
     for src in sources:
         try:
@@ -55,11 +103,20 @@ def scan(sources: tuple[str, ...], fmt: str, as_json: bool) -> None:
             continue
         page = score_text(text)
         if fmt == "jsonl" or as_json:
+            n_reg = 0
             for h in page.addresses:
-                row = {"kind": "address", "file": src, "offset": h.offset, **h.address.to_dict()}
+                row: dict[str, Any] = {
+                    "kind": "address",
+                    "file": src,
+                    "offset": h.offset,
+                    **h.address.to_dict(),
+                }
+                row["register"] = _register_rows(matcher, h.address) if matcher is not None else None
+                n_reg += bool(row["register"])
                 sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
             row2 = {"kind": "page", "file": src, "score": page.score, "label": page.label,
-                    "evidence": list(page.evidence)}  # fmt: skip
+                    "evidence": list(page.evidence),
+                    "register": n_reg if matcher is not None else None}  # fmt: skip
             sys.stdout.buffer.write(orjson.dumps(row2) + b"\n")
             continue
         click.echo(f"{src}\t{page.label}\t{page.score:.2f}")
@@ -68,6 +125,8 @@ def scan(sources: tuple[str, ...], fmt: str, as_json: bool) -> None:
         for h in page.addresses:
             a = h.address
             click.echo(f"  address  {a.chain:12} {a.address}  @{h.offset}  checksum {a.checksum}")
+            for r in _register_rows(matcher, a) if matcher is not None else ():
+                click.echo(f"    REGISTER [{r['source']}] {r['indicator']}  {'; '.join(r['basis_text'])}")
     sys.stdout.flush()
     if failed:
         sys.exit(3)

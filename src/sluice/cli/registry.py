@@ -208,7 +208,8 @@ def check_cmd(
     fail_on_findings: bool,
     as_json: bool,
 ) -> None:
-    """Show the entries that apply to each HOST, URL or IP, with their legal basis."""
+    """Show the entries that apply to each HOST, URL, IP or wallet address (chain:address), with
+    their legal basis."""
     try:
         results = service.check(_db(ctx), list(items), source=source)
     except RegistryError as exc:
@@ -503,3 +504,8 @@ def proposals_reject_cmd(
 ) -> None:
     """Reject proposal ID(s): they never become entries."""
     _decide(ctx, ids, False, reviewer, reason, "json" if as_json else fmt)
+
+
+from sluice.cli.snapshot import snapshot_group  # noqa: E402 - after the group it joins
+
+registry.add_command(snapshot_group)

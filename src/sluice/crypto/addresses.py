@@ -288,6 +288,8 @@ def validate(text: str, chain: str | None = None) -> Address:
     """
     text = text.strip()
     want = canon_chain(chain) if chain is not None else ""
+    if not text:
+        raise AddressError("address.empty", "")
     candidates = _VALIDATORS[want] if want else _by_shape(text)
     errors: list[AddressError] = []
     for check in candidates:

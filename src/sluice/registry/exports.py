@@ -14,6 +14,10 @@ squid     ``dstdomain d`` / ``.d``                     ``dst`` ACL              
 hosts     ``0.0.0.0 d`` (masks: the name only)         skipped                      skipped
 ========  ===========================================  =======================================
 
+Wallet entries (``chain:address``) are not network indicators: every target leaves them out,
+counted as ``wallet.not_network_indicator`` (they are matched in content, see
+:meth:`~sluice.registry.matcher.Matcher.find_wallets`).
+
 Names below a mask are dropped (the mask covers them, and unbound, squid and dnsmasq would
 otherwise either warn or let the more specific name *un*-block its subtree); overlapping networks
 are merged (``nft`` interval sets refuse overlaps).  Every output is checked by the real tool in
@@ -65,6 +69,7 @@ class _Sets:
         self.domains: set[str] = set()
         self.urls: set[str] = set()
         nets: list[Net] = []
+        wallets = 0
         for e in entries:
             if e.kind is Kind.DOMAIN_MASK:
                 self.masks.add(e.indicator[2:])
@@ -72,8 +77,13 @@ class _Sets:
                 self.domains.add(e.indicator)
             elif e.kind is Kind.URL:
                 self.urls.add(e.indicator)
-            else:
+            elif e.kind is Kind.WALLET:
+                wallets += 1
+            elif e.kind in (Kind.IP, Kind.SUBNET):
                 nets.append(ipaddress.ip_network(e.indicator))
+            else:  # a kind this module does not know is never written as something else
+                _count(res.skipped, f"{e.kind.value}.not_expressible")
+        _count(res.skipped, "wallet.not_network_indicator", wallets)
         self.masks = {m for m in self.masks if not self._under_mask(m, proper=True)}
         covered = {d for d in self.domains if self._under_mask(d, proper=False)}
         if covered:

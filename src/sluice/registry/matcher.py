@@ -12,7 +12,12 @@ Semantics (what the register's users expect; the reason code says which rule fir
 * ``url`` entry: the canonical URL, exactly (``url.exact``); a URL query also gets every
   domain/mask/IP entry that applies to its host;
 * ``ip`` entry: that address (``ip.exact``); ``subnet`` entry: every address in it
-  (``ip.subnet``); all that apply are returned, the longest prefix first.
+  (``ip.subnet``); all that apply are returned, the longest prefix first;
+* ``wallet`` entry ``chain:address``: that address on that chain (``wallet.exact``), the query
+  and the entry both in the canonical form of :mod:`sluice.registry.wallets` (EIP-55 case,
+  lower-case Bech32 and CashAddr, TON's bounceable spelling), with or without the chain prefix;
+  in content (:meth:`Matcher.find_wallets`), every checksum-valid address
+  :func:`sluice.crypto.addresses.find_addresses` finds that is an entry.
 
 The batch API takes arrays (Python sequences, numpy ``S``/``U``/object arrays, or Arrow string
 arrays) and returns :class:`BatchMatches`, three aligned arrays of (query index, entry index,
@@ -31,13 +36,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sluice.crypto.addresses import Address, find_addresses
 from sluice.registry import _kernels as K
 from sluice.registry._ipindex import IpIndex
 from sluice.registry.model import Entry, Kind, LegalBasis, basis_from_json
 from sluice.registry.names import BadIndicator, canon_host, display_indicator, split_url
 from sluice.registry.store import RegistryStore
+from sluice.registry.wallets import canon_wallet, looks_like_wallet
 
-__all__ = ["BatchMatches", "Match", "MatchReason", "Matcher"]
+__all__ = ["BatchMatches", "Match", "MatchReason", "Matcher", "WalletHit"]
 
 _KIND_CODE = {k: i for i, k in enumerate(Kind)}
 _KINDS = tuple(Kind)
@@ -58,6 +65,8 @@ class MatchReason(enum.IntEnum):
     """The address is the entry's address."""
     SUBNET = 6
     """The address is in the entry's subnet."""
+    WALLET = 7
+    """The wallet address is the entry's (same chain, canonical form)."""
 
     @property
     def code(self) -> str:
@@ -72,6 +81,7 @@ _REASON_CODES = {
     MatchReason.URL: "url.exact",
     MatchReason.IP: "ip.exact",
     MatchReason.SUBNET: "ip.subnet",
+    MatchReason.WALLET: "wallet.exact",
 }
 
 
@@ -85,6 +95,18 @@ class Match:
     """Which rule applied."""
     entry: Entry
     """The entry, with its source and legal basis."""
+
+
+@dataclass(frozen=True, slots=True)
+class WalletHit:
+    """A wallet address found in content that is a register entry."""
+
+    offset: int
+    """Where it starts (bytes content: byte offset; text: character offset)."""
+    address: Address
+    """The address as found and validated (chain, type, checksum status)."""
+    matches: tuple[Match, ...]
+    """The entries it is (one per source)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +200,9 @@ class Matcher:
         host_names: dict[bytes, list[int]] = {}
         url_names: dict[bytes, list[int]] = {}
         ip_rows: list[tuple[str, int]] = []
+        self._wallets: dict[str, list[int]] = {}
         dom, mask, url = _KIND_CODE[Kind.DOMAIN], _KIND_CODE[Kind.DOMAIN_MASK], _KIND_CODE[Kind.URL]
+        wallet = _KIND_CODE[Kind.WALLET]
         for i, (k, b) in enumerate(zip(kinds, enc, strict=True)):
             if k == dom:
                 host_names.setdefault(b, []).append(i)
@@ -186,6 +210,8 @@ class Matcher:
                 host_names.setdefault(b[2:], []).append(i)
             elif k == url:
                 url_names.setdefault(b, []).append(i)
+            elif k == wallet:
+                self._wallets.setdefault(indicators[i], []).append(i)
             else:
                 ip_rows.append((indicators[i], i))
         self._hosts = _NameSet(host_names, self.kind)
@@ -214,6 +240,7 @@ class Matcher:
         own = self.kind.nbytes + self.source_id.nbytes + self.basis_id.nbytes
         own += self._ind_off.nbytes + len(self._ind_buf)
         own += sum(len(b) + 50 for b in self._bases_json)
+        own += sum(len(k) + 90 for k in self._wallets)  # dict slot, key object, list of one
         return own + self._hosts.nbytes + self._urls.nbytes + self._ips.nbytes
 
     def entry(self, i: int) -> Entry:
@@ -377,12 +404,69 @@ class Matcher:
         rest = self.match_ip(host) if _is_ip(host) else self.match_host(host)
         return out + [Match(url, m.reason, m.entry) for m in rest]
 
+    # -- wallets --
+
+    @property
+    def n_wallets(self) -> int:
+        """Distinct wallet indicators loaded."""
+        return len(self._wallets)
+
+    def match_wallet(self, text: str) -> list[Match]:
+        """Entries of one wallet address (``address`` or ``chain:address``, any spelling).
+
+        Returns:
+            The entries (one per source); [] when ``text`` is no valid address or no entry.
+        """
+        try:
+            w = canon_wallet(text, explicit=False)
+        except BadIndicator:
+            return []
+        return [Match(text, MatchReason.WALLET, self.entry(i)) for i in self._wallets.get(w.indicator, ())]
+
+    def address_matches(self, address: Address) -> list[Match]:
+        """Entries of an address :func:`~sluice.crypto.addresses.find_addresses` reported."""
+        if not self._wallets:
+            return []
+        try:
+            w = canon_wallet(address.address, address.chain, explicit=False)
+        except BadIndicator:
+            return []
+        ids = self._wallets.get(w.indicator, ())
+        return [Match(address.address, MatchReason.WALLET, self.entry(i)) for i in ids]
+
+    def find_wallets(self, content: str | bytes) -> list[WalletHit]:
+        """Every register wallet in a payload, page or file (in order of offset).
+
+        Args:
+            content: text or bytes (see :func:`~sluice.crypto.addresses.find_addresses`: only
+                checksum-valid addresses are found; a Solana address only next to its name).
+
+        Returns:
+            One :class:`WalletHit` per address found that is an entry; [] when the register
+            holds no wallet (the content is not scanned then).
+        """
+        if not self._wallets:
+            return []
+        out = []
+        for h in find_addresses(content):
+            got = self.address_matches(h.address)
+            if got:
+                out.append(WalletHit(h.offset, h.address, tuple(got)))
+        return out
+
     def match(self, item: str) -> list[Match]:
-        """Entries that apply to a host name, a URL (``scheme://...``) or an address."""
+        """Entries that apply to a host name, a URL (``scheme://...``), an IP or a wallet address."""
         if "://" in item:
             return self.match_url(item)
         if _is_ip(item.strip()):
             return self.match_ip(item.strip())
+        if looks_like_wallet(item):
+            try:
+                canon_wallet(item, explicit=False)
+            except BadIndicator:
+                pass
+            else:
+                return self.match_wallet(item)
         return self.match_host(item)
 
 

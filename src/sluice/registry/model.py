@@ -1,6 +1,7 @@
 """The register's records: entry kinds, legal basis, entries, audit and import records.
 
-An *entry* is one indicator (a domain name, a domain mask, a URL, an IP address or a subnet) that
+An *entry* is one indicator (a domain name, a domain mask, a URL, an IP address, a subnet or a
+crypto wallet address) that
 one *source* (a list such as ``rkn`` or ``hagezi-fake``) names, with the legal basis the source
 gives for it.  Entries are keyed by ``(source, kind, indicator)``; the same indicator named by two
 sources is two entries.  Indicators are stored in one canonical ASCII form (IDNA/punycode, lower
@@ -63,6 +64,9 @@ class Kind(enum.StrEnum):
     """One IPv4 or IPv6 address."""
     SUBNET = "subnet"
     """An IPv4 or IPv6 network in CIDR notation."""
+    WALLET = "wallet"
+    """A crypto wallet address, ``chain:address`` (:mod:`sluice.registry.wallets`); matched in
+    content, never a network indicator (exports skip it)."""
 
 
 class AuditAction(enum.StrEnum):
@@ -98,7 +102,7 @@ class LegalBasis:
         return " / ".join(parts) if parts else "(no decision given)"
 
 
-KIND_LETTER = {"domain": "a", "domain-mask": "b", "ip": "c", "subnet": "d", "url": "e"}
+KIND_LETTER = {"domain": "a", "domain-mask": "b", "ip": "c", "subnet": "d", "url": "e", "wallet": "f"}
 """Kind -> the letter that starts an entry *key* (letter + canonical indicator).
 
 Keys are how imports and syncs handle entries in bulk; the letters sort as the kinds' names

@@ -293,6 +293,10 @@ def display_indicator(kind: Kind, indicator: str) -> str:
     Returns:
         The Unicode form, or "" when it equals ``indicator``.
     """
+    if kind is Kind.WALLET:
+        from sluice.registry.wallets import entry_checksum, wallet_display
+
+        return wallet_display(indicator, entry_checksum(indicator))
     if "xn--" not in indicator:
         return ""
     if kind is Kind.URL:

@@ -49,6 +49,7 @@ from sluice.registry.model import (
 from sluice.registry.names import BadIndicator, canon_host, canon_ip, canon_mask, canon_url
 from sluice.registry.store import RegistryStore
 from sluice.registry.sync import sync_result
+from sluice.registry.wallets import canon_wallet
 
 __all__ = [
     "ReviewOutcome",
@@ -135,6 +136,8 @@ def canonical_proposal(p: Proposal) -> Proposal:
             ind = canon_mask(t if t.startswith("*.") else "*." + t)
         elif kind is Kind.URL:
             ind = canon_url(p.indicator)
+        elif kind is Kind.WALLET:
+            ind = canon_wallet(p.indicator).indicator
         else:
             kind, ind = canon_ip(p.indicator)
     except BadIndicator as exc:

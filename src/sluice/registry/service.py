@@ -34,6 +34,7 @@ from sluice.registry.names import (
 )
 from sluice.registry.store import open_store
 from sluice.registry.sync import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED, import_files
+from sluice.registry.wallets import canon_wallet, entry_checksum, looks_like_wallet
 
 __all__ = [
     "canonical_indicator",
@@ -84,25 +85,34 @@ def import_paths(
         store.close()
 
 
-def _match_dict(m: Match) -> dict[str, Any]:
+def match_dict(m: Match, shown: str = "") -> dict[str, Any]:
+    """One match as ``registry check`` gives it (JSON-ready).
+
+    ``shown``: the entry's stored display form, when the caller looked it up (wallets: it carries
+    the ``(unchecksummed)`` mark of an address a source wrote without its checksum).
+    """
     e = m.entry
-    return {
+    out = {
         "reason": m.reason.code,
         "kind": e.kind.value,
         "indicator": e.indicator,
-        "shown": e.shown,
+        "shown": shown or e.shown,
         "source": e.source,
         "basis": [{"authority": b.authority, "number": b.number, "date": b.date} for b in e.basis],
         "basis_text": [str(b) for b in e.basis],
     }
+    if e.kind is Kind.WALLET:
+        out["checksum"] = entry_checksum(e.indicator, shown or e.display)
+    return out
 
 
 def check(db: str, items: Sequence[str], *, source: str | None = None) -> list[dict[str, Any]]:
-    """Entries that apply to each host, URL or address.
+    """Entries that apply to each host, URL, IP address or wallet address (``chain:address``).
 
     Returns:
         One dict per item: ``{"query", "matches": [{reason, kind, indicator, shown, source,
-        basis, basis_text}]}``.
+        basis, basis_text}]}`` (wallet matches also give ``checksum``: verified,
+        unchecksummed or none).
 
     Raises:
         RegistryError: store failure.
@@ -110,13 +120,22 @@ def check(db: str, items: Sequence[str], *, source: str | None = None) -> list[d
     store = open_store(db)
     try:
         matcher = Matcher.from_store(store, source)
+        out = []
+        for it in items:
+            ms = matcher.match(it)
+            shown: dict[tuple[str, str], str] = {}
+            if any(m.entry.kind is Kind.WALLET for m in ms):
+                for e in store.lookup(ms[0].entry.indicator):
+                    shown[(e.source, e.indicator)] = e.display
+            got = [match_dict(m, shown.get((m.entry.source, m.entry.indicator), "")) for m in ms]
+            out.append({"query": it, "matches": got})
     finally:
         store.close()
-    return [{"query": it, "matches": [_match_dict(m) for m in matcher.match(it)]} for it in items]
+    return out
 
 
 def canonical_indicator(text: str) -> tuple[Kind, str]:
-    """The canonical form of an indicator a person typed (mask, URL, address or name).
+    """The canonical form of an indicator a person typed (mask, URL, address, wallet or name).
 
     Raises:
         RegistryError: ``registry.bad_indicator``.
@@ -130,7 +149,14 @@ def canonical_indicator(text: str) -> tuple[Kind, str]:
         try:
             return canon_ip(t)
         except BadIndicator:
-            return Kind.DOMAIN, canon_host(t)
+            pass
+        if looks_like_wallet(t):
+            try:
+                return Kind.WALLET, canon_wallet(t, explicit=False).indicator
+            except BadIndicator:
+                if ":" in t and "." not in t:  # chain:address that does not validate
+                    raise
+        return Kind.DOMAIN, canon_host(t)
     except BadIndicator as exc:
         raise RegistryError("registry.bad_indicator", str(exc)) from exc
 
@@ -168,7 +194,9 @@ def history(db: str, indicator: str) -> dict[str, Any]:
     events.sort(key=lambda ev: (ev.at, ev.import_id))
     return {
         "indicator": canon,
-        "shown": display_indicator(kind, canon) or canon,
+        "shown": next((e.display for e in current if e.display), "")
+        or display_indicator(kind, canon)
+        or canon,
         "events": [
             {
                 "at": ev.at,

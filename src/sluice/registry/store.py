@@ -33,6 +33,10 @@ same proposal are serialised.  :class:`SqliteStore` is the default (a file path)
 :class:`~sluice.registry.pgstore.PostgresStore` serves several gateways from one PostgreSQL
 database.
 
+``kind`` is plain TEXT (no CHECK constraint or enum) in both databases: the ``wallet`` kind
+(issue 17) needed no migration; its key letter is ``f``, after ``url``'s ``e`` as ``wallet``
+sorts after ``url``.
+
 Older schemas are migrated in place, in one transaction, when a store is opened: version 1
 (decisions as JSON on every entry and audit row, time stamps repeated on each) to 2, and 2 to 3
 (the review columns of ``audit`` and the ``proposals`` table; nothing else changes).  Any other
@@ -105,13 +109,13 @@ class Added(NamedTuple):
 
 KEY_SQL = (
     "(CASE kind WHEN 'domain' THEN 'a' WHEN 'domain-mask' THEN 'b' WHEN 'ip' THEN 'c'"
-    " WHEN 'subnet' THEN 'd' ELSE 'e' END || indicator)"
+    " WHEN 'subnet' THEN 'd' WHEN 'wallet' THEN 'f' ELSE 'e' END || indicator)"
 )
 """SQL of an entry's key: kind letter (as ``importers._common.KIND_LETTER``) + indicator."""
 
 _KIND_OF_KEY = (
     "CASE substr(?2, 1, 1) WHEN 'a' THEN 'domain' WHEN 'b' THEN 'domain-mask' WHEN 'c' THEN 'ip'"
-    " WHEN 'd' THEN 'subnet' ELSE 'url' END"
+    " WHEN 'd' THEN 'subnet' WHEN 'f' THEN 'wallet' ELSE 'url' END"
 )
 _IMPORT_COLS = (
     "id, source, fmt, path, sha256, at, rows, entries, added, removed, changed, rejected, dump_time"

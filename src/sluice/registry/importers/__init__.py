@@ -23,6 +23,7 @@ from sluice.registry.importers.lists import LIST_FORMATS, parse_list
 from sluice.registry.importers.rkn_csv import parse_rkn_csv
 from sluice.registry.importers.rkn_xml import parse_rkn_xml
 from sluice.registry.importers.rpz import parse_rpz
+from sluice.registry.importers.wallets import SDN_PHRASE, WALLET_FORMATS, parse_sdn, parse_wallets_csv
 from sluice.registry.model import RegistryError
 from sluice.registry.names import BadIndicator, canon_ip
 
@@ -35,12 +36,15 @@ __all__ = [
     "parse_rkn_csv",
     "parse_rkn_xml",
     "parse_rpz",
+    "parse_sdn",
+    "parse_wallets_csv",
 ]
 
-FORMATS = ("rkn-csv", "rkn-xml", "hosts", "adblock", "rpz", "domains", "cidrs", "drop")
+FORMATS = ("rkn-csv", "rkn-xml", "hosts", "adblock", "rpz", "domains", "cidrs", "drop", *WALLET_FORMATS)
 """Every input format (``auto`` picks one with :func:`detect_format`)."""
 
 _DUMP_PART = re.compile(r"dump(?:-\d+)?\.csv$")
+_WALLETS_HEADER = re.compile(r'"?chain"?\s*,\s*"?address"?\s*(?:,|$)', re.IGNORECASE)
 
 
 def detect_format(data: bytes, path: str = "") -> str:
@@ -61,6 +65,11 @@ def detect_format(data: bytes, path: str = "") -> str:
         return "rkn-xml"
     lines = [ln.strip() for ln in head.splitlines()[:200]]
     data_lines = [ln for ln in lines if ln and ln[0] not in "#!;["]
+    first_data = next((ln.strip() for ln in first.splitlines()[:200] if ln.strip()[:1] not in ("", "#")), "")
+    if _WALLETS_HEADER.match(first_data):
+        return "wallets"
+    if SDN_PHRASE.search(head):
+        return "sdn"
     for ln in lines:
         up = ln.upper().split(";")[0].split()
         if ln.startswith(("$ORIGIN", "$TTL")) or "SOA" in up[1:4]:
@@ -141,6 +150,10 @@ def parse_files(
             result = parse_rpz(data, path, source=source, progress=prog)
         elif f in LIST_FORMATS:
             result = parse_list(data, f, path, source=source, progress=prog)
+        elif f == "wallets":
+            result = parse_wallets_csv(data, path, source=source, progress=prog)
+        elif f == "sdn":
+            result = parse_sdn(data, path, source=source, progress=prog)
         done += len(data)
     assert result is not None
     result.path = ";".join(str(p) for p in paths)

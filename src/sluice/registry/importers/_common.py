@@ -83,6 +83,7 @@ DELIBERATE_REJECTS = frozenset(
         "rpz.tcp_only_not_imported",
         "rpz.unsupported_trigger",
         "rpz.include_not_followed",
+        "sdn.unsupported_chain",
     }
 )
 """Reject reasons of well-formed rules a format deliberately leaves out (an Adblock ``@@``
