@@ -42,8 +42,8 @@ python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python_bin" -m venv .venv
 fi
-extras="bench,mirrors,console"
-[ "$mode" = "--test" ] && extras="test,bench,lab,mirrors,console"
+extras="bench,mirrors,console,cluster"
+[ "$mode" = "--test" ] && extras="test,bench,lab,mirrors,console,cluster"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[${extras}]"
 echo "sluice installed in .venv ($(.venv/bin/sluice --version))" >&2

@@ -17,6 +17,7 @@ from sluice.batch.flows import batch_flows
 from sluice.cli.main import cli
 from sluice.flows.record import RECORD_COLUMNS
 from sluice.flows.table import FlowConfig
+from sluice.io.flowlog import EXPORT_COLUMNS, export_row, split_csv_list
 from sluice.io.source import LinkType
 from tests.flows.test_app import app_sessions
 from tests.flows.test_table import Frame, write_capture
@@ -59,9 +60,11 @@ def test_jsonl_matches_batch_records(capture: Path) -> None:
     res = run("--format", "jsonl", str(capture))
     assert res.exit_code == 0, res.output
     rows = jsonl(res.stdout)
-    want = [json.loads(json.dumps(r.to_dict())) for r in batch_flows(str(capture), FlowConfig()).records]
+    records = batch_flows(str(capture), FlowConfig()).records
+    want = [json.loads(json.dumps(export_row(r))) for r in records]
     assert rows == want
-    assert all(tuple(r) == RECORD_COLUMNS for r in rows)
+    assert all(tuple(r) == EXPORT_COLUMNS for r in rows)
+    assert tuple(rows[0])[: len(RECORD_COLUMNS)] == RECORD_COLUMNS
     assert {r["app"] for r in rows} >= {"tls", "quic", "dns", "http", "ssh", "socks"}
     assert "packets" in res.stderr and "anomalies:" in res.stderr
 
@@ -92,12 +95,13 @@ def test_csv_format(capture: Path, tmp_path: Path) -> None:
     res = run("--format", "csv", str(capture))
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
-    assert tuple(rows[0]) == RECORD_COLUMNS
+    assert tuple(rows[0]) == EXPORT_COLUMNS
     ref = jsonl(run("--format", "jsonl", str(capture)).stdout)
     assert len(rows) == len(ref)
     for got, want in zip(rows, ref, strict=True):
-        assert got["pkt_sizes"] == " ".join(str(v) for v in want["pkt_sizes"])
-        assert got["alpn"] == " ".join(want["alpn"])
+        assert split_csv_list(got["pkt_sizes"]) == want["pkt_sizes"]
+        assert split_csv_list(got["alpn"]) == want["alpn"]
+        assert got["tls_cipher"] == ("" if want["tls_cipher"] is None else str(want["tls_cipher"]))
         assert got["client"] == want["client"] and int(got["c2s_bytes"]) == want["c2s_bytes"]
 
 
@@ -108,16 +112,25 @@ def test_parquet_format_typed_columns(capture: Path, tmp_path: Path) -> None:
     assert res.stdout == ""
     table = pq.read_table(out)
     schema = table.schema
-    assert tuple(schema.names) == RECORD_COLUMNS
+    assert tuple(schema.names) == EXPORT_COLUMNS
     for name in ("pkt_sizes", "pkt_dirs", "vlans"):
         assert schema.field(name).type == pa.list_(pa.int64()), name
     assert schema.field("pkt_iats").type == pa.list_(pa.float64())
     for name in ("alpn", "cert_san", "dns_answers"):
         assert schema.field(name).type == pa.list_(pa.string()), name
-    assert schema.field("early").type == pa.bool_() and schema.field("first_ts").type == pa.float64()
+    assert schema.field("early").type == pa.bool_()
+    assert schema.field("first_ts").type == pa.timestamp("us", tz="UTC")  # JSONL keeps Unix seconds
     assert schema.field("client").type == pa.string() and schema.field("c2s_bytes").type == pa.int64()
     ref = jsonl(run("--format", "jsonl", str(capture)).stdout)
-    assert table.to_pylist() == ref
+    got = table.to_pylist()
+    for row in got:
+        for name in ("first_ts", "last_ts"):
+            row[name] = row[name].timestamp()
+    assert len(got) == len(ref)
+    for g, w in zip(got, ref, strict=True):
+        assert abs(g.pop("first_ts") - w.pop("first_ts")) <= 1e-6
+        assert abs(g.pop("last_ts") - w.pop("last_ts")) <= 1e-6
+        assert g == w
 
 
 def test_parquet_needs_out(capture: Path) -> None:
@@ -287,7 +300,7 @@ def test_parquet_of_a_capture_without_flows(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert out.exists(), "no Parquet file written for a capture without flows"
     table = pq.read_table(out)
-    assert table.num_rows == 0 and tuple(table.schema.names) == RECORD_COLUMNS
+    assert table.num_rows == 0 and tuple(table.schema.names) == EXPORT_COLUMNS
     assert table.schema.field("pkt_sizes").type == pa.list_(pa.int64())
 
 

@@ -8,6 +8,7 @@ reassembles each TCP direction with :class:`StreamReassembler`, reads the first 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import re
 import warnings
@@ -477,3 +478,93 @@ def test_dtls_client_hellos_against_ndpi() -> None:
     dtls13 = dtls_client_hellos(NDPI / "dtls.pcap")[frozenset({("127.0.0.1", 11111), ("127.0.0.1", 40983)})]
     assert dtls13.supported_versions == (0xFEFC,)
     assert ja4(dtls13, "d")[:3] == "dd3"  # nDPI prints d2: it also counts legacy_version
+
+
+# --------------------------------------------------------------------------- variants
+
+
+@pytest.mark.parametrize(
+    ("alpn_bytes", "expected"),
+    [  # JA4.md "ALPN Extension Value": the published examples of the hex rule
+        (b"\xab", "ab"),
+        (b"\xab\xcd", "ad"),
+        (b"\x30\xab", "3b"),
+        (b"\x30\x31\xab\xcd", "3d"),
+        (b"\x30\xab\xcd\x31", "01"),
+    ],
+)
+def test_spec_alpn_hex_examples(alpn_bytes: bytes, expected: str) -> None:
+    assert ja4(_hello(alpn=(alpn_bytes.decode("latin-1"),)))[8:10] == expected
+
+
+def test_ndpi_variant_only_when_asked() -> None:
+    hello = _hello(alpn=("http/1.1", "h2"))
+    assert ja4(hello)[8:10] == "h1"
+    assert ja4(hello, variant="ndpi")[8:10] == "ht"
+    assert ja4_raw(hello, variant="ndpi").startswith("t13d1516ht_")
+    ip_sni = dataclasses.replace(_hello(), sni="192.0.2.7")
+    assert ja4(ip_sni)[3] == "d" and ja4(ip_sni, variant="ndpi")[3] == "i"
+    with pytest.raises(ValueError, match="variant"):
+        ja4(hello, variant="wireshark")  # type: ignore[arg-type]
+
+
+@pytest.mark.corpus
+def test_ndpi_variant_reproduces_ndpi_alpn_over_corpus() -> None:
+    """Where nDPI's JA4 differs from the spec only in the ALPN characters, the nDPI variant matches it."""
+    _need_corpus()
+    alpn_only = matched = spec_exact = 0
+    for capture in _corpus_captures():
+        ours = handshakes(capture)
+        for flow in ndpi_flows(capture.with_name(capture.name + ".out")):
+            seen = ours.get(flow.key)
+            if flow.ja4 is None or flow.proto != "TCP" or seen is None or seen.hello is None:
+                continue
+            spec = ja4(seen.hello)
+            spec_exact += spec == flow.ja4
+            if spec[:8] + spec[10:] == flow.ja4[:8] + flow.ja4[10:] and spec[8:10] != flow.ja4[8:10]:
+                alpn_only += 1
+                matched += ja4(seen.hello, variant="ndpi")[8:10] == flow.ja4[8:10]
+    print(
+        f"JA4 spec = nDPI on {spec_exact} flows; {alpn_only} differ only in ALPN; "
+        f"the nDPI variant matches {matched}"
+    )
+    assert alpn_only >= 20
+    assert matched >= alpn_only - 2
+
+
+def _ja4plus_values(path: Path) -> dict[frozenset[Endpoint], str]:
+    """JA4 of each TCP ClientHello as the ``ja4plus`` package (a second implementation) computes it."""
+    scapy_all = pytest.importorskip("scapy.all")
+    fp_mod = pytest.importorskip("ja4plus.fingerprinters.ja4")
+    fingerprinter = fp_mod.JA4Fingerprinter()
+    out: dict[frozenset[Endpoint], str] = {}
+    with scapy_all.PcapReader(str(path)) as reader:
+        for pkt in reader:
+            value = fingerprinter.process_packet(pkt)
+            tcp = pkt.getlayer(scapy_all.TCP)
+            ip = pkt.getlayer(scapy_all.IP) or pkt.getlayer(scapy_all.IPv6)
+            if value and tcp is not None and ip is not None:
+                out.setdefault(frozenset(((ip.src, tcp.sport), (ip.dst, tcp.dport))), value)
+    return out
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("name", SAMPLE_CAPTURES)
+def test_ja4_matches_second_implementation(name: str) -> None:
+    """sluice's default JA4 equals what ``ja4plus`` computes on the same captures.
+
+    tshark on this machine (4.0) has no ``tls.handshake.ja4`` field (added in 4.2), so the second
+    implementation is the ``ja4plus`` package; skipped when it is not installed.
+    """
+    _need_corpus()
+    pytest.importorskip("ja4plus", reason="ja4plus (a second JA4 implementation) not installed")
+    theirs = _ja4plus_values(NDPI / name)
+    ours = handshakes(NDPI / name)
+    compared = 0
+    for key, value in theirs.items():
+        seen = next((h for k, h in ours.items() if {(str(a), p) for a, p in k} == set(key)), None)
+        if seen is None or seen.hello is None:
+            continue
+        compared += 1
+        assert ja4(seen.hello) == value, (name, sorted(key))
+    assert compared > 0

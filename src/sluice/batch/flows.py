@@ -22,6 +22,7 @@ __all__ = ["BatchResult", "batch_flows"]
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,9 @@ from sluice.flows.table import FlowConfig, flow_key
 from sluice.io.limits import ReadLimits
 from sluice.io.source import RawPacket
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 _SYN = 0x02
 
 
@@ -46,6 +50,19 @@ class BatchResult:
     """Final records in flow-id order (then early ones, when asked for)."""
     summary: RunSummary
     """Packets, flows and anomalies."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The records as a pandas DataFrame (needs the ``pandas`` extra); see :mod:`sluice.io.frames`.
+
+        Returns:
+            One row per record, timestamps as ``datetime64[us, UTC]``, absent values ``<NA>``.
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
+        from sluice.io.frames import flows_frame
+
+        return flows_frame(self.records)
 
 
 def _addr_words(addr: bytes) -> tuple[int, int]:

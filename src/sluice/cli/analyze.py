@@ -126,10 +126,10 @@ def _explain_text(f: FlowVerdict) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(("table", "jsonl", "parquet")),
+    type=click.Choice(("table", "jsonl", "parquet", "eve")),
     default="table",
     show_default=True,
-    help="Output format of the flow rows.",
+    help="Output format of the flow rows (eve: Suricata EVE JSON lines, an alert per finding).",
 )
 @click.option(
     "--out",
@@ -187,8 +187,8 @@ def analyze(
     """
     if fmt == "parquet" and not out_path:
         raise click.UsageError("--format parquet needs --out FILE")
-    if with_decisions and (explain_id is not None or fmt == "parquet"):
-        raise click.UsageError("--decisions excludes --explain and --format parquet")
+    if with_decisions and (explain_id is not None or fmt in ("parquet", "eve")):
+        raise click.UsageError("--decisions excludes --explain and --format parquet/eve")
     if policy_file and not with_decisions:
         raise click.UsageError("--policy needs --decisions")
     from sluice.decide import open_register
@@ -297,6 +297,11 @@ def _emit(
             try:
                 if fmt == "table":
                     _write_table(out, res, multi)
+                elif fmt == "eve":
+                    from sluice.io.eve import verdict_events
+
+                    for f in res.flows:
+                        out.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in verdict_events(f))
                 else:
                     for f in res.flows:
                         out.write(json.dumps(f.to_dict(), separators=(",", ":")) + "\n")
@@ -309,7 +314,7 @@ def _emit(
     if as_json:
         click.echo(json.dumps({"summary": summary, "runs": res.runs}, indent=2))
     else:
-        click.echo(_summary_text(summary), err=fmt == "jsonl" and not out_path)
+        click.echo(_summary_text(summary), err=fmt in ("jsonl", "eve") and not out_path)
 
 
 def _write_parquet(res: AnalysisResult, path: str) -> None:

@@ -37,6 +37,14 @@ EXIT_USAGE, EXIT_IO = 2, 3
 @click.option("--mode", type=click.Choice([m.value for m in Mode]), help="Only enforced or shadow rules.")
 @click.option("--limit", type=click.IntRange(min=1), help="Print at most N decisions (the latest).")
 @click.option("--json", "as_json", is_flag=True, help="Print decisions as JSON lines (summary on stderr).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "jsonl", "eve")),
+    default=None,
+    help="text (default), jsonl (as --json) or eve: Suricata EVE JSON lines, an alert per decision "
+    "and a drop per enforced block (summary on stderr).",
+)
 def decisions(
     log_dir: str,
     since: str | None,
@@ -46,9 +54,19 @@ def decisions(
     mode: str | None,
     limit: int | None,
     as_json: bool,
+    fmt: str | None,
 ) -> None:
     """Print the decisions of a log, oldest first, with counts by rule and action."""
     from pathlib import Path
+
+    import orjson
+
+    from sluice.io.eve import decision_events
+
+    if as_json and fmt not in (None, "jsonl"):
+        raise click.UsageError("--json is --format jsonl; give one of them")
+    fmt = "jsonl" if as_json else (fmt or "text")
+    as_json = fmt != "text"
 
     if not Path(log_dir).is_dir():
         click.echo(f"sluice decisions: error: no decision log at {log_dir}", err=True)
@@ -73,7 +91,10 @@ def decisions(
     counts = Counter((d.rule, d.action.value, d.mode.value) for d in found)
     shown = found[-limit:] if limit else found
     for d in shown:
-        if as_json:
+        if fmt == "eve":
+            for ev in decision_events(d):
+                click.echo(orjson.dumps(ev).decode())
+        elif as_json:
             click.echo(json.dumps(d.to_dict(), ensure_ascii=False, separators=(",", ":")))
         else:
             reg = f" register:{d.register[0].source}:{d.register[0].indicator}" if d.register else ""

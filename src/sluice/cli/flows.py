@@ -83,7 +83,13 @@ def _summary_text(name: str, s: RunSummary, seconds: float) -> str:
 @click.command("flows")
 @click.argument("captures", nargs=-1, type=click.Path(dir_okay=True, path_type=str))
 @click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format. jsonl/parquet: absent values null, Community ID, TLS names; parquet "
+    "times as timestamp[us, UTC]; csv lists as JSON arrays; eve: Suricata EVE JSON lines.",
 )
 @click.option(
     "--out",
@@ -244,7 +250,8 @@ def _run_file(
     limits: ReadLimits,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    extra = {"capture": os.path.basename(path)} if multi else None
+    named = multi or getattr(writer, "names_capture", False)  # EVE flow_id includes the capture
+    extra = {"capture": os.path.basename(path)} if named else None
     show = progress and os.path.isfile(path) and os.path.getsize(path) >= PROGRESS_MIN_BYTES
     bar = _Progress(show, os.path.basename(path))
     if stream:

@@ -24,6 +24,8 @@ from sluice.flows.record import FlowRecord
 from sluice.flows.table import FlowConfig
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sluice.registry.matcher import Match
 
 
@@ -98,6 +100,19 @@ class AnalysisResult:
     """One row per flow."""
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per capture: packets, flows, anomalies, and seconds spent on flows and on verdicts."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The flows and their verdicts as a pandas DataFrame (needs the ``pandas`` extra).
+
+        Returns:
+            One row per flow: see :func:`sluice.io.frames.verdicts_frame`.
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
+        from sluice.io.frames import verdicts_frame
+
+        return verdicts_frame(self.flows)
 
 
 def analyze_captures(

@@ -1,22 +1,100 @@
-"""Writing flow records: an aligned table for people, JSONL, CSV and Parquet for programs."""
+"""Writing flow records: an aligned table for people, JSONL, CSV, Parquet and Suricata EVE for programs.
+
+Output conventions (the columns are :data:`EXPORT_COLUMNS`):
+
+* every row carries ``community_id`` (Community ID v1, :mod:`sluice.io.community_id`; null for
+  ICMP, whose type and code are not recorded) and, beside the numbers, ``tls_version_name``
+  (``"TLS 1.3"``) and ``tls_cipher_name`` (IANA's name, ``"TLS_AES_128_GCM_SHA256"``);
+* absent values are null in JSONL and Parquet (an empty cell in CSV), never ``-1``, ``0`` or
+  ``""``: see :data:`NULL_WHEN`; the in-memory :class:`FlowRecord` keeps its sentinels;
+* time: ``first_ts``/``last_ts`` are Unix seconds (floats) in JSONL and CSV, and
+  ``timestamp[us, UTC]`` in Parquet;
+* lists (``alpn``, ``dns_answers``, ``cert_san``, ``pkt_sizes`` …) are JSON arrays in CSV cells
+  (``["h2","http/1.1"]``), so ``json.loads(cell)`` splits them back whatever they contain;
+* ``eve`` writes Suricata EVE JSON lines (:mod:`sluice.io.eve`).
+"""
 
 from __future__ import annotations
 
-__all__ = ["FORMATS", "FlowWriter", "open_flow_writer"]
+__all__ = [
+    "EXPORT_COLUMNS",
+    "FORMATS",
+    "NULL_WHEN",
+    "FlowWriter",
+    "export_row",
+    "open_flow_writer",
+    "split_csv_list",
+]
 
 import csv
+import dataclasses
+import json
 from collections.abc import Iterable
 from typing import IO, Any, Protocol
 
 import orjson
 
-from sluice.flows.record import RECORD_COLUMNS, FlowRecord
+from sluice.flows.record import RECORD_COLUMNS, AppMeta, FlowRecord
+from sluice.io.eve import flow_events, record_community_id
+from sluice.io.rows import NULL_WHEN
+from sluice.io.tls_names import tls_cipher_name, tls_version_name
 
-FORMATS = ("table", "jsonl", "csv", "parquet")
+FORMATS = ("table", "jsonl", "csv", "parquet", "eve")
+
+_STRING_COLUMNS = frozenset(
+    {"server_name"}
+    | {f.name for cls in (FlowRecord, AppMeta) for f in dataclasses.fields(cls) if f.type == "str"}
+)
+_TS_COLUMNS = ("first_ts", "last_ts")
+EXPORT_COLUMNS: tuple[str, ...] = (*RECORD_COLUMNS, "community_id", "tls_version_name", "tls_cipher_name")
+"""Column order of exported flow rows (JSONL, CSV, Parquet)."""
+
+
+def export_row(r: FlowRecord, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The exported form of a record: :meth:`FlowRecord.to_dict` with nulls, Community ID and names.
+
+    Args:
+        r: the record.
+        extra: columns put first (``capture`` with several captures).
+
+    Returns:
+        A flat dict in :data:`EXPORT_COLUMNS` order (after ``extra``).
+    """
+    row = {**(extra or {}), **r.to_dict()}
+    for name, sentinel in NULL_WHEN.items():
+        if row[name] == sentinel:
+            row[name] = None
+    for name in _STRING_COLUMNS:
+        if row.get(name) == "":
+            row[name] = None
+    row["community_id"] = record_community_id(r)
+    row["tls_version_name"] = tls_version_name(r.meta.tls_version)
+    row["tls_cipher_name"] = tls_cipher_name(r.meta.tls_cipher)
+    return row
+
+
+def split_csv_list(cell: str) -> list[Any]:
+    """A list column of sluice's CSV back as a list (the inverse of how it is written).
+
+    Args:
+        cell: the CSV cell (a JSON array, or empty).
+
+    Returns:
+        The list.
+    """
+    return list(json.loads(cell)) if cell else []
+
 
 _TABLE_COLUMNS = (
-    ("flow_id", 6), ("proto", 5), ("client", 24), ("server", 24), ("packets", 8),
-    ("bytes", 10), ("duration", 9), ("app", 6), ("server_name", 40),
+    ("flow_id", 6),
+    ("proto", 5),
+    ("client", 24),
+    ("server", 24),
+    ("packets", 8),
+    ("bytes", 10),
+    ("duration", 9),
+    ("app", 6),
+    ("server_name", 40),
 )
 _PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
 
@@ -57,8 +135,7 @@ class _TableWriter:
                 r.meta.server_name or "-",
             )
             self.out.write(
-                " ".join(c.ljust(w) for c, (_n, w) in zip(cells, _TABLE_COLUMNS, strict=True)).rstrip()
-                + "\n"
+                " ".join(c.ljust(w) for c, (_n, w) in zip(cells, _TABLE_COLUMNS, strict=True)).rstrip() + "\n"
             )
 
     def close(self) -> None:
@@ -71,8 +148,7 @@ class _JsonlWriter:
 
     def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
         for r in records:
-            row = {**(extra or {}), **r.to_dict()}
-            self.out.write(orjson.dumps(row).decode() + "\n")
+            self.out.write(orjson.dumps(export_row(r, extra)).decode() + "\n")
 
     def close(self) -> None:
         self.out.flush()
@@ -80,7 +156,7 @@ class _JsonlWriter:
 
 def _flat(value: Any) -> Any:
     if isinstance(value, list):
-        return " ".join(str(v) for v in value)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return value
 
 
@@ -91,11 +167,30 @@ class _CsvWriter:
 
     def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
         for r in records:
-            row = {**(extra or {}), **r.to_dict()}
+            row = export_row(r, extra)
             if self.writer is None:
-                self.writer = csv.DictWriter(self.out, fieldnames=[*(extra or {}), *RECORD_COLUMNS])
+                self.writer = csv.DictWriter(self.out, fieldnames=[*(extra or {}), *EXPORT_COLUMNS])
                 self.writer.writeheader()
             self.writer.writerow({k: _flat(v) for k, v in row.items()})
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class _EveWriter:
+    """Suricata EVE JSON lines (final records only; ``extra["capture"]`` names the capture)."""
+
+    names_capture = True
+    """The caller passes ``capture`` even for one capture: it is part of the EVE ``flow_id``."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
+        capture = str((extra or {}).get("capture", ""))
+        for r in records:
+            for ev in flow_events(r, capture):
+                self.out.write(orjson.dumps(ev).decode() + "\n")
 
     def close(self) -> None:
         self.out.flush()
@@ -113,7 +208,10 @@ class _ParquetWriter:
 
     def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
         for r in records:
-            self.rows.append({**(extra or {}), **r.to_dict()})
+            row = export_row(r, extra)
+            for name in _TS_COLUMNS:  # Arrow takes timestamp[us] as integer microseconds
+                row[name] = round(row[name] * 1_000_000)
+            self.rows.append(row)
             if len(self.rows) >= self.ROW_GROUP:
                 self._flush()
 
@@ -135,35 +233,44 @@ class _ParquetWriter:
         if self.writer is None:  # no flows: still write a valid, empty file with the full schema
             import pyarrow.parquet as pq
 
-            pq.write_table(_schema(dict.fromkeys(RECORD_COLUMNS)).empty_table(), self.path)
+            pq.write_table(_schema(dict.fromkeys(EXPORT_COLUMNS)).empty_table(), self.path)
         else:
             self.writer.close()
 
 
 _ARROW_TYPES = {
-    "int": "int64", "float": "float64", "str": "string", "bool": "bool",
-    "tuple[int, ...]": "list<int64>", "tuple[float, ...]": "list<float64>",
+    "int": "int64",
+    "float": "float64",
+    "str": "string",
+    "bool": "bool",
+    "tuple[int, ...]": "list<int64>",
+    "tuple[float, ...]": "list<float64>",
     "tuple[str, ...]": "list<string>",
 }
 
 
 def _schema(first_row: dict[str, Any]) -> Any:
     """Arrow schema of flat flow rows, from the record's type annotations."""
-    import dataclasses
-
     import pyarrow as pa
 
-    from sluice.flows.record import AppMeta
-
     types = {f.name: str(f.type) for cls in (FlowRecord, AppMeta) for f in dataclasses.fields(cls)}
-    types.update(duration="float", server_name="str")
+    types.update(
+        duration="float", server_name="str", community_id="str", tls_version_name="str", tls_cipher_name="str"
+    )
     arrow = {
-        "int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
-        "list<int64>": pa.list_(pa.int64()), "list<float64>": pa.list_(pa.float64()),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "string": pa.string(),
+        "bool": pa.bool_(),
+        "list<int64>": pa.list_(pa.int64()),
+        "list<float64>": pa.list_(pa.float64()),
         "list<string>": pa.list_(pa.string()),
     }
     fields = []
     for name, value in first_row.items():
+        if name in _TS_COLUMNS:
+            fields.append(pa.field(name, pa.timestamp("us", tz="UTC")))
+            continue
         kind = _ARROW_TYPES.get(types.get(name, ""), "")
         if not kind:
             kind = "int64" if isinstance(value, int) else "string"
@@ -189,4 +296,6 @@ def open_flow_writer(fmt: str, out: IO[str] | None, path: str | None) -> FlowWri
         return _JsonlWriter(out)
     if fmt == "csv":
         return _CsvWriter(out)
+    if fmt == "eve":
+        return _EveWriter(out)
     raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
