@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -23,5 +24,9 @@ def _seeded() -> None:
     random.seed(1234)
 
 
+# "ci" (the default): the same examples on every run, so a red CI is a real change, never luck.
+# "explore": new random examples each run, ten times as many (hypothesis prints the seed and a
+# reproduce_failure blob on failure): SLUICE_HYPOTHESIS=explore .venv/bin/python -m pytest tests
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.load_profile("ci")
+settings.register_profile("explore", derandomize=False, deadline=None, print_blob=True, max_examples=1000)
+settings.load_profile(os.environ.get("SLUICE_HYPOTHESIS", "ci"))
