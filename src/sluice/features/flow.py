@@ -2,8 +2,9 @@
 
 Theory of operation: a gateway that must decide early has the first ``EARLY_PACKETS`` packets of a
 flow, the first bytes of each direction's first payload and the handshake metadata the
-inspectors decoded. :class:`FlowFeatures` turns exactly that into a float matrix whose columns
-(``feature_names_``) are stable: a model stores them and refuses a matrix with other columns.
+inspectors decoded. :class:`~sluice.features.extractor.FlowFeatures` turns exactly that into a float
+matrix whose columns (``feature_names_``) are stable: a model stores them and refuses a matrix with
+other columns.
 
 Never used: addresses, port numbers, whole-flow counters (bytes, duration, packet totals) and
 names (SNI, Host, certificate subjects) as text. The lab uses fixed addresses and ports, so a
@@ -33,7 +34,6 @@ __all__ = [
     "EARLY_PACKETS",
     "FEATURE_NAMES",
     "MASKED",
-    "FlowFeatures",
     "bursts",
     "feature_row",
     "mask_handshake",
@@ -44,8 +44,8 @@ __all__ = [
 import itertools
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -276,45 +276,6 @@ def _unmasked_row(rec: FlowRecord) -> list[float]:
     out += _meta_features(rec)
     out += _burst_features(view)
     return out
-
-
-class FlowFeatures:
-    """Early-flow feature extractor (stateless; ``fit`` only records the column names).
-
-    Attributes:
-        feature_names_: the column names, set by ``fit``.
-    """
-
-    feature_names_: tuple[str, ...]
-
-    def __init__(self) -> None:
-        pass
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments (none)."""
-        return {}
-
-    def fit(self, records: Sequence[FlowRecord] | None = None, y: object = None) -> Self:
-        """Set ``feature_names_``; nothing is learned from the data."""
-        self.feature_names_ = FEATURE_NAMES
-        return self
-
-    def transform(self, records: Sequence[FlowRecord]) -> npt.NDArray[np.float64]:
-        """The feature matrix.
-
-        Args:
-            records: flow records (early or final; only their first packets are read).
-
-        Returns:
-            float64 array of shape ``(len(records), len(FEATURE_NAMES))``.
-        """
-        from sluice.features.batch import feature_matrix  # imports this module
-
-        return feature_matrix(records)
-
-    def fit_transform(self, records: Sequence[FlowRecord], y: object = None) -> npt.NDArray[np.float64]:
-        """``fit`` then ``transform``."""
-        return self.fit(records).transform(records)
 
 
 def _tuple(value: Any) -> tuple[Any, ...]:
