@@ -20,15 +20,16 @@ from click.testing import CliRunner
 
 from sluice.batch.flows import batch_flows
 from sluice.cli.main import cli
+from sluice.decisions.eve import decision_events
 from sluice.flows.table import FlowConfig
 from sluice.io.community_id import community_id
-from sluice.io.eve import decision_events, eve_flow_id, eve_timestamp, flow_events
+from sluice.io.eve import eve_flow_id, eve_timestamp, flow_events
 from sluice.policy.model import Action, Decision, Mode
 
 MIX = Path(__file__).parents[1] / "data" / "pcaps" / "mix40.pcap.gz"
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4}")
 EVENT_TYPES = {"flow", "tls", "dns", "http", "alert", "drop"}
-SUB_OBJECT = {  # key -> (type, required) per event type
+SUB_OBJECT: dict[str, dict[str, tuple[type, bool]]] = {  # key -> (type, required) per event type
     "flow": {"pkts_toserver": (int, True), "pkts_toclient": (int, True), "bytes_toserver": (int, True),
              "bytes_toclient": (int, True), "start": (str, True), "end": (str, True), "age": (int, True),
              "state": (str, True), "reason": (str, True), "alerted": (bool, True)},
@@ -59,13 +60,14 @@ def check_eve(ev: dict[str, Any]) -> None:
     if "community_id" in ev:
         assert re.fullmatch(r"1:[A-Za-z0-9+/]{27}=", ev["community_id"])
     sub = ev[kind]
-    for key, (typ, required) in SUB_OBJECT[kind].items():
+    layout: dict[str, tuple[type, bool]] = SUB_OBJECT[kind]
+    for key, (typ, required) in layout.items():
         if required:
             assert key in sub, (kind, key)
         if key in sub:
             assert isinstance(sub[key], typ), (kind, key, sub[key])
             assert sub[key] not in ("", None, -1), (kind, key)
-    assert not set(sub) - set(SUB_OBJECT[kind]), set(sub) - set(SUB_OBJECT[kind])
+    assert not set(sub) - set(layout), set(sub) - set(layout)
     if kind == "flow":
         assert TS.fullmatch(sub["start"]) and TS.fullmatch(sub["end"])
         assert sub["state"] in ("new", "established", "closed")
@@ -135,7 +137,7 @@ def test_suricatalog_reads_the_output(tmp_path: Path, mix_events: list[dict[str,
     """suricatalog's reader and filters take sluice's EVE as they take Suricata's."""
     log_mod = pytest.importorskip("suricatalog.log", reason="suricatalog (an EVE consumer) not installed")
     filt = pytest.importorskip("suricatalog.filter")
-    from suricatalog.time import parse_timestamp
+    parse_timestamp = pytest.importorskip("suricatalog.time").parse_timestamp
 
     eve = tmp_path / "eve.json"
     events = [*mix_events, *decision_events(_decision(Action.BLOCK, True))]

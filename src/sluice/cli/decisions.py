@@ -61,7 +61,7 @@ def decisions(
 
     import orjson
 
-    from sluice.io.eve import decision_events
+    from sluice.decisions.eve import decision_events
 
     if as_json and fmt not in (None, "jsonl"):
         raise click.UsageError("--json is --format jsonl; give one of them")

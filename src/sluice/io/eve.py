@@ -19,9 +19,8 @@ sluice writes, per final flow record (early records have no EVE counterpart and 
   ``dns`` {type "answer", rrname, rrtype, rcode, answers};
 * ``http`` when a request was seen: ``http`` {hostname, url, http_method, http_user_agent,
   status, protocol};
-* ``alert`` for an analysed flow whose verdict is a finding, and for every policy decision:
-  ``alert`` {action, gid, signature_id, rev, signature, category, severity, metadata}; a
-  decision that blocks or resets enforced traffic also gives a ``drop`` event.
+* ``alert`` and ``drop`` events for verdicts and decisions are written by
+  :mod:`sluice.decisions.eve`, above the detect and policy layers.
 
 Every event carries ``community_id`` (:mod:`sluice.io.community_id`), so EVE consumers join it
 with Zeek's and Suricata's own logs. sluice's own ``flow_id`` counts flows within a run; the EVE
@@ -32,15 +31,20 @@ capture share it. Absent values are left out, as Suricata does.
 from __future__ import annotations
 
 __all__ = [
-    "decision_events",
+    "APP_PROTO",
+    "PROTO_NAMES",
+    "PROTO_NUMBERS",
+    "common_fields",
+    "drop_empty",
+    "endpoint_community_id",
     "eve_flow_id",
     "eve_timestamp",
     "flow_events",
-    "verdict_events",
+    "record_community_id",
+    "signature_id",
 ]
 
 import hashlib
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -49,13 +53,11 @@ from sluice.io.community_id import PORT_PROTOCOLS, community_id
 from sluice.io.tls_names import tls_cipher_name
 
 if TYPE_CHECKING:
-    from sluice.detect.service import FlowVerdict
     from sluice.flows.record import FlowRecord
-    from sluice.policy.model import Decision
 
-_PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP", 132: "SCTP", 47: "GRE", 50: "ESP"}
-_PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58, "sctp": 132, "gre": 47, "esp": 50}
-_APP_PROTO = {"tls": "tls", "quic": "quic", "gquic": "quic", "dns": "dns", "http": "http", "ssh": "ssh"}
+PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP", 132: "SCTP", 47: "GRE", 50: "ESP"}
+PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58, "sctp": 132, "gre": 47, "esp": 50}
+APP_PROTO = {"tls": "tls", "quic": "quic", "gquic": "quic", "dns": "dns", "http": "http", "ssh": "ssh"}
 _REASONS = {"idle": "timeout", "active": "timeout", "evicted": "forced", "end": "shutdown"}
 # TLS version names as Suricata's EVE writes them (output-json-tls.c: "TLS 1.2", "SSLv3").
 _EVE_TLS_VERSIONS = {
@@ -65,11 +67,7 @@ _EVE_TLS_VERSIONS = {
 _DNS_TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
               33: "SRV", 65: "HTTPS", 64: "SVCB", 255: "ANY"}  # fmt: skip
 _DNS_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-_SEVERITY = {"block": 1, "reset": 1, "throttle": 2, "log": 2, "allow": 3}
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
-_KEY = re.compile(
-    r"(?P<proto>\S+) \[?(?P<src>[^\]\s]+?)\]?:(?P<sport>\d+) > \[?(?P<dst>[^\]\s]+?)\]?:(?P<dport>\d+)"
-)
 
 
 def eve_timestamp(ts: float) -> str:
@@ -98,7 +96,7 @@ def eve_flow_id(capture: str, flow_id: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 13
 
 
-def _community_id(proto: int, src: str, sport: int, dst: str, dport: int) -> str | None:
+def endpoint_community_id(proto: int, src: str, sport: int, dst: str, dport: int) -> str | None:
     if proto not in PORT_PROTOCOLS and proto in (1, 58):
         return None  # ICMP type/code are not kept in flow records: no value rather than a wrong one
     try:
@@ -116,7 +114,7 @@ def record_community_id(r: FlowRecord) -> str | None:
     Returns:
         The ``1:…`` value, or None.
     """
-    return _community_id(r.proto, r.client, r.client_port, r.server, r.server_port)
+    return endpoint_community_id(r.proto, r.client, r.client_port, r.server, r.server_port)
 
 
 def _state(r: FlowRecord) -> str:
@@ -130,19 +128,19 @@ def _state(r: FlowRecord) -> str:
     return "new"
 
 
-def _common(r: FlowRecord, capture: str, event_type: str, ts: float) -> dict[str, Any]:
+def common_fields(r: FlowRecord, capture: str, event_type: str, ts: float) -> dict[str, Any]:
     ev: dict[str, Any] = {
         "timestamp": eve_timestamp(ts),
         "flow_id": eve_flow_id(capture, r.flow_id),
         "event_type": event_type,
         "src_ip": r.client,
         "dest_ip": r.server,
-        "proto": _PROTO_NAMES.get(r.proto, str(r.proto)),
+        "proto": PROTO_NAMES.get(r.proto, str(r.proto)),
     }
     if r.proto in PORT_PROTOCOLS:
         ev["src_port"], ev["dest_port"] = r.client_port, r.server_port
-    if r.meta.app in _APP_PROTO:
-        ev["app_proto"] = _APP_PROTO[r.meta.app]
+    if r.meta.app in APP_PROTO:
+        ev["app_proto"] = APP_PROTO[r.meta.app]
     cid = record_community_id(r)
     if cid:
         ev["community_id"] = cid
@@ -151,14 +149,14 @@ def _common(r: FlowRecord, capture: str, event_type: str, ts: float) -> dict[str
     return ev
 
 
-def _drop_empty(obj: dict[str, Any]) -> dict[str, Any]:
+def drop_empty(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v not in (None, "", [], ())}
 
 
 def _app_events(r: FlowRecord, capture: str) -> list[dict[str, Any]]:
     m, out = r.meta, []
     if m.app in ("tls", "quic", "gquic") and (m.sni or m.ja4 or m.tls_versions):
-        tls = _drop_empty({
+        tls = drop_empty({
             "sni": m.sni,
             "version": _EVE_TLS_VERSIONS.get(m.tls_version) if m.tls_version else None,
             "ja4": m.ja4,
@@ -167,24 +165,24 @@ def _app_events(r: FlowRecord, capture: str) -> list[dict[str, Any]]:
             "client_alpns": list(m.alpn),
             "cipher_suite": tls_cipher_name(m.tls_cipher),
         })  # fmt: skip
-        out.append({**_common(r, capture, "tls", r.first_ts), "tls": tls})
+        out.append({**common_fields(r, capture, "tls", r.first_ts), "tls": tls})
     if m.dns_query:
         rrtype = _DNS_TYPES.get(m.dns_qtype, str(m.dns_qtype)) if m.dns_qtype else None
-        query = _drop_empty({"type": "query", "rrname": m.dns_query, "rrtype": rrtype})
-        out.append({**_common(r, capture, "dns", r.first_ts), "dns": query})
+        query = drop_empty({"type": "query", "rrname": m.dns_query, "rrtype": rrtype})
+        out.append({**common_fields(r, capture, "dns", r.first_ts), "dns": query})
         if m.dns_rcode >= 0:
-            answer = _drop_empty({
+            answer = drop_empty({
                 "type": "answer",
                 "rrname": m.dns_query,
                 "rrtype": rrtype,
                 "rcode": _DNS_RCODES.get(m.dns_rcode, str(m.dns_rcode)),
                 "answers": [{"rrname": m.dns_query, "rdata": a} for a in m.dns_answers],
             })  # fmt: skip
-            out.append({**_common(r, capture, "dns", r.last_ts), "dns": answer})
+            out.append({**common_fields(r, capture, "dns", r.last_ts), "dns": answer})
     if m.http_method or m.http_host:
         parts = urlsplit(m.http_url) if m.http_url else None
         url = (parts.path or "/") + (f"?{parts.query}" if parts and parts.query else "") if parts else None
-        http = _drop_empty({
+        http = drop_empty({
             "hostname": m.http_host,
             "url": url,
             "http_method": m.http_method,
@@ -192,7 +190,7 @@ def _app_events(r: FlowRecord, capture: str) -> list[dict[str, Any]]:
             "status": m.http_status or None,
             "server": m.http_server,
         })  # fmt: skip
-        out.append({**_common(r, capture, "http", r.first_ts), "http": http})
+        out.append({**common_fields(r, capture, "http", r.first_ts), "http": http})
     return out
 
 
@@ -221,106 +219,16 @@ def flow_events(r: FlowRecord, capture: str = "", *, alerted: bool = False) -> l
         "reason": _REASONS.get(r.end_reason, "unknown"),
         "alerted": alerted,
     }
-    return [*_app_events(r, capture), {**_common(r, capture, "flow", r.first_ts), "flow": flow}]
+    return [*_app_events(r, capture), {**common_fields(r, capture, "flow", r.first_ts), "flow": flow}]
 
 
-def _signature_id(name: str) -> int:
-    """A stable signature id in 9,000,000-9,999,999 (a range no public rule set uses) for a name."""
+def signature_id(name: str) -> int:
+    """A stable signature id in 9,000,000-9,999,999 (a range no public rule set uses) for a name.
+
+    Args:
+        name: what the alert is about (``rule:block-vpn``).
+
+    Returns:
+        The id.
+    """
     return 9_000_000 + int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % 1_000_000
-
-
-def verdict_events(fv: FlowVerdict) -> list[dict[str, Any]]:
-    """EVE events of an analysed flow: flow and application events, and an ``alert`` for a finding.
-
-    Args:
-        fv: one row of an :class:`~sluice.detect.service.AnalysisResult`.
-
-    Returns:
-        Event dicts.
-    """
-    v, r = fv.verdict, fv.record
-    finding = v.is_finding
-    events = flow_events(r, fv.capture, alerted=finding)
-    if finding:
-        name = f"{v.label}/{v.family}" if v.family else v.label
-        alert = {
-            "action": "allowed",
-            "gid": 1,
-            "signature_id": _signature_id(f"verdict:{name}"),
-            "rev": 1,
-            "signature": f"SLUICE {v.label} {v.family or ''}".rstrip() + f" ({v.detector})",
-            "category": v.label,
-            "severity": 2,
-            "metadata": _drop_empty({
-                "family": [v.family] if v.family else [],
-                "service": [v.service] if v.service else [],
-                "confidence": [f"{v.confidence:.4f}"],
-                "detector": [v.detector],
-                "evidence": [f"{e.code}: {e.feature}={e.observed}" for e in v.evidence][:8],
-                "register": [f"{h.source}:{h.indicator}" for h in fv.register],
-            }),
-        }  # fmt: skip
-        events.insert(len(events) - 1, {**_common(r, fv.capture, "alert", r.first_ts), "alert": alert})
-    return events
-
-
-def decision_events(d: Decision) -> list[dict[str, Any]]:
-    """EVE events of one policy decision: an ``alert``, and a ``drop`` when traffic is blocked.
-
-    The endpoints come from the decision's flow key (``tcp 10.0.0.1:5000 > 10.0.0.2:443``).
-
-    Args:
-        d: the decision.
-
-    Returns:
-        One or two event dicts.
-    """
-    ev: dict[str, Any] = {
-        "timestamp": eve_timestamp(d.time),
-        "flow_id": eve_flow_id(d.capture, d.flow_id),
-        "event_type": "alert",
-    }
-    m = _KEY.fullmatch(d.flow_key)
-    if m:
-        proto = _PROTO_NUMBERS.get(m["proto"], int(m["proto"]) if m["proto"].isdigit() else 0)
-        sport, dport = int(m["sport"]), int(m["dport"])
-        ev.update(src_ip=m["src"], dest_ip=m["dst"], proto=_PROTO_NAMES.get(proto, str(proto)))
-        if proto in PORT_PROTOCOLS:
-            ev.update(src_port=sport, dest_port=dport)
-        cid = _community_id(proto, m["src"], sport, m["dst"], dport)
-        if cid:
-            ev["community_id"] = cid
-    if d.app in _APP_PROTO:
-        ev["app_proto"] = _APP_PROTO[d.app]
-    action = d.action.value
-    blocked = d.enforced and action in ("block", "reset")
-    cls = f"{d.verdict_class}/{d.family}" if d.family else d.verdict_class
-    ev["alert"] = {
-        "action": "blocked" if blocked else "allowed",
-        "gid": 1,
-        "signature_id": _signature_id(f"rule:{d.rule}"),
-        "rev": 1,
-        "signature": f"SLUICE policy {d.rule}: {action}" + (f" {cls}" if cls else ""),
-        "category": d.verdict_class or "policy",
-        "severity": _SEVERITY.get(action, 3),
-        "metadata": _drop_empty({
-            "rule": [d.rule],
-            "sluice_action": [action],
-            "mode": [d.mode.value],
-            "enforced": [str(d.enforced).lower()],
-            "stage": [d.stage] if d.stage else [],
-            "server_name": [d.server_name] if d.server_name else [],
-            "evidence": list(d.evidence),
-            "register": [f"{r.source}:{r.indicator}" for r in d.register],
-            "policy": [d.policy] if d.policy else [],
-        }),
-    }  # fmt: skip
-    if d.capture:
-        ev["capture"] = d.capture
-    events = [ev]
-    if blocked:
-        drop = {k: v for k, v in ev.items() if k != "alert"}
-        drop["event_type"] = "drop"
-        drop["drop"] = {"reason": "rules"}
-        events.append(drop)
-    return events

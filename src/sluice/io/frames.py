@@ -10,18 +10,53 @@ names, verdict class and family) as ``category``. List columns stay Python lists
 
 from __future__ import annotations
 
-__all__ = ["CATEGORY_COLUMNS", "flows_frame", "verdicts_frame"]
+__all__ = ["CATEGORY_COLUMNS", "VerdictRow", "flows_frame", "verdicts_frame"]
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from sluice.flows.record import FlowRecord
 from sluice.io.flowlog import EXPORT_COLUMNS, export_row
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sluice.detect.service import FlowVerdict
-    from sluice.flows.record import FlowRecord
+
+class _AsDict(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class _VerdictLike(Protocol):
+    @property
+    def label(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def decided_at(self) -> int: ...
+    @property
+    def detector(self) -> str: ...
+    @property
+    def model_digest(self) -> str: ...
+    @property
+    def evidence(self) -> Sequence[_AsDict]: ...
+
+
+class VerdictRow(Protocol):
+    """What :func:`verdicts_frame` reads of a row (``sluice.detect.service.FlowVerdict``)."""
+
+    @property
+    def capture(self) -> str: ...
+    @property
+    def record(self) -> FlowRecord: ...
+    @property
+    def verdict(self) -> _VerdictLike: ...
+    @property
+    def register(self) -> Sequence[_AsDict]: ...
+
 
 CATEGORY_COLUMNS = (
     "capture", "end_reason", "app", "quic_version", "tls_version_name", "tls_cipher_name",
@@ -76,7 +111,7 @@ def flows_frame(records: Iterable[FlowRecord]) -> pd.DataFrame:
     return _frame([export_row(r) for r in records], EXPORT_COLUMNS)
 
 
-def verdicts_frame(flows: Iterable[FlowVerdict]) -> pd.DataFrame:
+def verdicts_frame(flows: Iterable[VerdictRow]) -> pd.DataFrame:
     """One row per analysed flow: capture, the flow's columns, then the verdict's.
 
     Args:

@@ -241,20 +241,18 @@ def _infrastructure(
         for a in addrs:
             by_addr.setdefault(a, set()).add(n)
     for s in seeds:
-        strong = sorted(c.domain for c in cands.values() if c.seed == s and c.traits.name.holds)
-        anchors: dict[str, list[str]] = {a: ["the blocked site"] for a in seed_addr.get(s, ())}
-        for d in strong:  # every strong name on an address vouches for the others there
+        strong = {c.domain for c in cands.values() if c.seed == s and c.traits.name.holds}
+        anchor = {a: "the blocked site" for a in seed_addr.get(s, ())}
+        for d in strong:
             for a in obs.get(d, ()):
-                anchors.setdefault(a, []).append(d)
-        for a, vias in anchors.items():
+                anchor.setdefault(a, d)
+        for a, via in anchor.items():
             names = by_addr.get(a, set())
             if len(names) > 50:
                 continue  # shared hosting or a CDN: says nothing
-            for n in sorted(names - {s}):
-                others = [v for v in vias if v != n]
-                if not others:
+            for n in names - {s}:
+                if n == via:
                     continue
-                via = others[0]
                 c = cands.get((s, n))
                 if c is None:
                     c = cands[(s, n)] = Candidate(
