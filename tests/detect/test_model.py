@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from sluice.cli.model import model as model_cli
+from sluice.detect._base import NotFittedError
 from sluice.detect.combiner import Combiner
 from sluice.detect.dataset import LabeledFlows, group_folds, load_labeled
 from sluice.detect.model import (
     DEFAULT_MODEL_DIR,
     FlowModel,
     ModelScorer,
-    NotFittedError,
     load_model,
     save_model,
 )

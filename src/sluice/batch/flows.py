@@ -85,6 +85,7 @@ def batch_flows(
     progress: Callable[[float, str], None] | None = None,
     workers: int | None = None,
     limits: ReadLimits | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> BatchResult:
     """Flows of one capture file by the batch path.
 
@@ -98,6 +99,11 @@ def batch_flows(
         workers: processes for the per-flow work (inspection, records); default: one per core
             for large captures, 1 for small ones. Results do not depend on it.
         limits: gzip ratio and in-memory size limits (default: from the environment).
+        shard: ``(i, n)``: only the flows whose symmetric 5-tuple hash falls in bucket ``i`` of
+            ``n`` (:mod:`sluice.cluster`). The whole capture is still read, so timeouts see the
+            capture's clock; ``flow_id`` is then the index of the flow's first packet in the
+            capture, and only shard 0 counts the packets and the read and decode anomalies, so
+            the shards' summaries add up to the whole capture's.
 
     Raises:
         CaptureError: the file cannot be read as a capture at all.
@@ -149,7 +155,13 @@ def batch_flows(
     summary.ip_packets = len(valid)
     if progress is not None:
         progress(0.4, "flows")
-    records = _flows(ix, c, valid, cfg, loop, ctx_ids, slow_payload, reassembled, early, workers, progress)
+    if shard is not None and shard[0] > 0:  # shard 0 alone counts what every shard read
+        summary.packets = summary.ip_packets = summary.non_ip = 0
+        summary.anomalies.clear()
+        summary.malformed.clear()
+    records = _flows(
+        ix, c, valid, cfg, loop, ctx_ids, slow_payload, reassembled, early, workers, progress, shard
+    )
     summary.flows = sum(1 for r in records if not r.early)
     # the streaming path emits (and counts) an early record for every flow that reaches K packets
     summary.early_records = (
@@ -214,14 +226,19 @@ def _flows(
     early: bool,
     workers: int | None,
     progress: Callable[[float, str], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> list[FlowRecord]:
     m = len(valid)
     n = len(ix)
     fwd = np.zeros(n, np.bool_)
     h = np.zeros(m, np.uint64)
     K.canonical_hash(valid, c.src_hi, c.src_lo, c.sport, c.dst_hi, c.dst_lo, c.dport, c.proto, c.ctx, fwd, h)
-    order = np.argsort(h, kind="stable")
     clock = np.maximum.accumulate(ix.ts[valid]) if m else np.zeros(0)
+    final_clock = float(clock[-1]) if m else 0.0
+    if shard is not None:  # a flow's packets share their canonical key, hence its hash
+        keep = (h >> np.uint64(32)) % np.uint64(shard[1]) == np.uint64(shard[0])
+        valid, h, clock = valid[keep], h[keep], clock[keep]
+    order = np.argsort(h, kind="stable")
     pkt_flow = np.full(n, -1, np.int64)
     pkt_idx = np.zeros(n, np.int64)
     pkt_dir = np.zeros(n, np.int64)
@@ -265,7 +282,6 @@ def _flows(
         )
         if nf >= 0:
             break
-    final_clock = float(clock[-1]) if m else 0.0
     reason = _end_reasons(cfg, final_clock, flow_reason[:nf], flow_maxts[:nf])
     flow_first = flow_first[:nf]
     flow_client_a = flow_client_a[:nf]
@@ -301,9 +317,13 @@ def _flows(
         cfg=cfg,
         early=early,
     )
-    return build_records(
+    records = build_records(
         work, loop, workers, None if progress is None else lambda f: progress(0.5 + 0.5 * f, "inspect")
     )
+    if shard is not None:
+        for rec in records:
+            rec.flow_id = int(first_of[rec.flow_id])
+    return records
 
 
 def _group_ids(

@@ -166,6 +166,17 @@ def _explain_text(f: FlowVerdict) -> str:
     show_default=True,
     help="With --decisions: packets of each connection the gateway queues (as `gateway run --packets`).",
 )
+@click.option(
+    "--cluster",
+    help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N (N worker "
+    "processes). Split by capture, large captures by flow hash; the same rows as a serial run.",
+)
+@click.option(
+    "--shard-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    help="With --cluster: keep each shard's Parquet file here (a directory the workers can "
+    "write; default: a temporary directory, removed).",
+)
 def analyze(
     captures: tuple[str, ...],
     register_db: str | None,
@@ -180,6 +191,8 @@ def analyze(
     with_decisions: bool,
     policy_file: str | None,
     packets: int,
+    cluster: str | None = None,
+    shard_dir: str | None = None,
 ) -> None:
     """Judge every flow of CAPTURE files: class, family, confidence, evidence, register matches.
 
@@ -191,6 +204,8 @@ def analyze(
         raise click.UsageError("--decisions excludes --explain and --format parquet/eve")
     if policy_file and not with_decisions:
         raise click.UsageError("--policy needs --decisions")
+    if cluster and with_decisions:
+        raise click.UsageError("--cluster excludes --decisions")
     from sluice.decide import open_register
 
     combiner = load_combiner(model_dir, no_model, "sluice analyze", fet_veto)
@@ -205,9 +220,14 @@ def analyze(
         _decisions(list(captures), policy_file, combiner, register, packets, fmt, out_path, as_json)
         return
     try:
-        res = analyze_captures(
-            list(captures), combiner, register=register.for_flow if register is not None else None
-        )
+        if cluster:
+            res = _on_cluster(
+                cluster, list(captures), (model_dir, no_model, fet_veto), register_db, shard_dir
+            )
+        else:
+            res = analyze_captures(
+                list(captures), combiner, register=register.for_flow if register is not None else None
+            )
     except CaptureError as exc:
         click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
         sys.exit(EXIT_IO)
@@ -219,6 +239,31 @@ def analyze(
     _emit(res, fmt, out_path, multi, summary, as_json)
     if fail_on_findings and summary["findings"]:
         sys.exit(EXIT_FINDINGS)
+
+
+def _on_cluster(
+    spec: str,
+    captures: list[str],
+    detector: tuple[str | None, bool, float | None],
+    register_db: str | None,
+    shard_dir: str | None,
+) -> AnalysisResult:
+    """``--cluster``: :func:`sluice.cluster.analyze_on_cluster` (each worker loads model and register)."""
+    import os
+    import tempfile
+
+    from sluice.cluster import analyze_on_cluster, open_client
+
+    reg = os.path.abspath(register_db) if register_db and "://" not in register_db else register_db
+    try:
+        with tempfile.TemporaryDirectory(prefix="sluice-shards-") as tmp, open_client(spec) as client:
+            res, _run = analyze_on_cluster(
+                client, captures, detector=detector, register=reg, shard_dir=shard_dir or tmp
+            )
+    except ConfigError as exc:
+        click.echo(f"sluice analyze: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    return res
 
 
 def _decisions(

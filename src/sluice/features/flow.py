@@ -2,7 +2,9 @@
 
 Theory of operation: a gateway that must decide early has the first ``EARLY_PACKETS`` packets of a
 flow, the first bytes of each direction's first payload and the handshake metadata the
-inspectors decoded. :class:`~sluice.features.extractor.FlowFeatures` turns exactly that into a float matrix.
+inspectors decoded. :class:`~sluice.features.extractor.FlowFeatures` turns exactly that into a float
+matrix whose columns (``feature_names_``) are stable: a model stores them and refuses a matrix with
+other columns.
 
 Never used: addresses, port numbers, whole-flow counters (bytes, duration, packet totals) and
 names (SNI, Host, certificate subjects) as text. The lab uses fixed addresses and ports, so a

@@ -241,18 +241,20 @@ def _infrastructure(
         for a in addrs:
             by_addr.setdefault(a, set()).add(n)
     for s in seeds:
-        strong = {c.domain for c in cands.values() if c.seed == s and c.traits.name.holds}
-        anchor = {a: "the blocked site" for a in seed_addr.get(s, ())}
-        for d in strong:
+        strong = sorted(c.domain for c in cands.values() if c.seed == s and c.traits.name.holds)
+        anchors: dict[str, list[str]] = {a: ["the blocked site"] for a in seed_addr.get(s, ())}
+        for d in strong:  # every strong name on an address vouches for the others there
             for a in obs.get(d, ()):
-                anchor.setdefault(a, d)
-        for a, via in anchor.items():
+                anchors.setdefault(a, []).append(d)
+        for a, vias in anchors.items():
             names = by_addr.get(a, set())
             if len(names) > 50:
                 continue  # shared hosting or a CDN: says nothing
-            for n in names - {s}:
-                if n == via:
+            for n in sorted(names - {s}):
+                others = [v for v in vias if v != n]
+                if not others:
                     continue
+                via = others[0]
                 c = cands.get((s, n))
                 if c is None:
                     c = cands[(s, n)] = Candidate(
