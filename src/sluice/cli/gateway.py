@@ -121,6 +121,21 @@ def teardown_command(chain: str, no_ipv6: bool, shape_devs: tuple[str, ...]) -> 
     show_default=True,
     help="Seconds between checks for a new register import (0: only on SIGHUP).",
 )
+@click.option(
+    "--no-register-push",
+    is_flag=True,
+    help="With a postgresql:// register: do not LISTEN for imports (poll only).",
+)
+@click.option(
+    "--register-snapshot",
+    help="Load the register from a signed snapshot (file or http(s) URL) instead of --register; "
+    "checked every --register-poll seconds, a snapshot that does not verify keeps the old one.",
+)
+@click.option(
+    "--snapshot-key",
+    type=click.Path(dir_okay=False),
+    help="The snapshot publisher's Ed25519 public key (PEM).",
+)
 @click.option("--log", "log_dir", type=click.Path(file_okay=False), help="Decision log directory.")
 @click.option("--fsync", default="always", show_default=True, help="Decision log fsync policy.")
 @model_options
@@ -137,6 +152,9 @@ def run_command(
     policy_file: str,
     register_db: str | None,
     register_poll: float,
+    no_register_push: bool,
+    register_snapshot: str | None,
+    snapshot_key: str | None,
     log_dir: str | None,
     fsync: str,
     model_dir: str | None,
@@ -163,11 +181,16 @@ def run_command(
     rs = _ruleset(queue, queue_bypass, packets, chain, workers)
     if no_detect and (model_dir or no_model):
         raise click.UsageError("--no-detect excludes --model and --no-model")
+    if register_snapshot and (register_db or not snapshot_key):
+        raise click.UsageError("--register-snapshot needs --snapshot-key and excludes --register")
     config = GatewayConfig(
         policy_file,
         rs,
         register=register_db or None,
         register_poll_s=register_poll,
+        register_push=not no_register_push,
+        register_snapshot=register_snapshot,
+        snapshot_key=snapshot_key,
         log_dir=log_dir,
         fsync=fsync,
         ipv6=not no_ipv6,

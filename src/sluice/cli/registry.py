@@ -504,3 +504,8 @@ def proposals_reject_cmd(
 ) -> None:
     """Reject proposal ID(s): they never become entries."""
     _decide(ctx, ids, False, reviewer, reason, "json" if as_json else fmt)
+
+
+from sluice.cli.snapshot import snapshot_group  # noqa: E402 - after the group it joins
+
+registry.add_command(snapshot_group)

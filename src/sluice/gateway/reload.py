@@ -15,6 +15,12 @@ the loader refuses, or an exception nobody expected (a deeply nested TOML file r
 ``RecursionError``, a database driver's own error) — is reported, counted (:attr:`Reloader.refused`,
 :attr:`Reloader.errors`, the engine's ``reload_failures``), the last good state is kept, and the
 next request or register change is loaded as usual.
+
+Push: :meth:`Reloader.push` (called by :class:`~sluice.registry.notify.RegisterListener` on a
+PostgreSQL notification) wakes the thread for a revision check at once instead of at the next
+poll; the poll stays as the fallback. The register may also come from a signed snapshot
+(:mod:`sluice.registry.snapshot`): its "revision" is then the file's identity, and a snapshot
+that does not verify is refused like any other load.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 __all__ = ["Reloader"]
 
 import threading
+import time
 import traceback
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
@@ -64,17 +71,21 @@ class Reloader:
         self.poll_s = poll_s
         self._report = report
         self._wake = threading.Event()
+        self._asked = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._ready: tuple[Policy | None, Register | None, str] | None = None
         self._thread: threading.Thread | None = None
         self._seen: Hashable = self._current_revision()
+        self._refused: Hashable = None
         self.loads = 0
         """Successful loads handed over so far."""
         self.refused = 0
         """Loads refused (the old policy or register was kept)."""
         self.errors = 0
         """Loads or revision checks that failed with an unexpected exception (state kept)."""
+        self.pushes = 0
+        """Wake-ups by :meth:`push`."""
 
     def start(self) -> None:
         """Start the loader thread (a daemon)."""
@@ -90,6 +101,12 @@ class Reloader:
 
     def request(self) -> None:
         """Re-read the policy and the register soon (safe in a signal handler)."""
+        self._asked.set()
+        self._wake.set()
+
+    def push(self) -> None:
+        """Check the register's revision now (a change was announced); the policy is not re-read."""
+        self.pushes += 1
         self._wake.set()
 
     def apply(self, engine: GatewayEngine) -> bool:
@@ -122,10 +139,12 @@ class Reloader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            asked = self._wake.wait(self.poll_s if self._revision is not None else None)
+            self._wake.wait(self.poll_s if self._revision is not None else None)
             if self._stop.is_set():
                 return
             self._wake.clear()
+            asked = self._asked.is_set()
+            self._asked.clear()
             try:
                 self._once(asked)
             except Exception as exc:  # the thread must outlive any failure: keep the last good state
@@ -137,11 +156,13 @@ class Reloader:
     def _once(self, asked: bool) -> None:
         """One wake-up: check the revision, load what changed or was asked for."""
         rev = self._current_revision()
-        changed = rev is not None and rev != self._seen
+        # a revision that was refused is not tried again until it changes (or SIGHUP asks)
+        changed = rev is not None and rev != self._seen and rev != self._refused
         if asked or changed:
             self._load(policy=asked, revision=rev)
 
     def _load(self, *, policy: bool, revision: Hashable) -> None:
+        t0 = time.monotonic()
         try:
             new_policy = self._load_policy() if policy else None
             if new_policy is not None:
@@ -149,6 +170,7 @@ class Reloader:
             new_matcher = self._load_matcher() if self._load_matcher is not None else None
         except (SluiceError, OSError) as exc:
             self.refused += 1
+            self._refused = revision
             self._report(f"sluice gateway: reload refused, keeping the old policy and register: {exc}")
             return
         self._seen = revision
@@ -162,3 +184,8 @@ class Reloader:
                 parts.append(f"register ({len(new_matcher)} entries)")
             self._ready = (new_policy, new_matcher, ", ".join(parts) or "nothing")
         self.loads += 1
+        if new_matcher is not None and not policy:  # a register change: say when it is ready
+            self._report(
+                f"sluice gateway: loaded register ({len(new_matcher)} entries) in "
+                f"{time.monotonic() - t0:.3f} s, applied from the next packet"
+            )

@@ -17,8 +17,9 @@ from __future__ import annotations
 __all__ = ["EXIT_IO", "EXIT_USAGE", "GatewayConfig", "GatewayFailure", "run_gateway"]
 
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,13 @@ class GatewayConfig:
     register: str | None = None
     """The register (SQLite file or ``postgresql://`` URL); None: none."""
     register_poll_s: float = 2.0
-    """Seconds between checks for a new register import (0: only on SIGHUP)."""
+    """Seconds between checks for a new register import (0: only on SIGHUP, or a notification)."""
+    register_push: bool = True
+    """With a ``postgresql://`` register: ``LISTEN`` for imports and reload at once (polling stays)."""
+    register_snapshot: str | None = None
+    """A signed register snapshot (file or ``http(s)://`` URL) instead of ``register``."""
+    snapshot_key: str | None = None
+    """The snapshot publisher's Ed25519 public key (PEM); required with ``register_snapshot``."""
     log_dir: str | None = None
     """Decision log directory (one per worker below it with several workers)."""
     fsync: str = "always"
@@ -112,6 +119,66 @@ def _register_loader(url: str) -> Callable[[], RegisterLookup]:
     return load
 
 
+def _snapshot_loader(source: str, key_path: str) -> Callable[[], RegisterLookup]:
+    """Loads the snapshot at ``source`` after verifying it; never one older than the last loaded."""
+    from sluice.registry.snapshot import load_public_key
+
+    pub = load_public_key(key_path)
+    loaded = [0]
+
+    def load() -> RegisterLookup:
+        from sluice.decide.register import RegisterLookup
+        from sluice.registry.snapshot import read_snapshot
+
+        snap = read_snapshot(source, pub, min_version=loaded[0])
+        matcher, proposed = snap.matchers()
+        loaded[0] = snap.header.version
+        return RegisterLookup(matcher, proposed)
+
+    return load
+
+
+def _snapshot_revision(source: str) -> Callable[[], Hashable]:
+    """The snapshot's identity, cheap to ask: the file's inode, size and time, or the URL's ETag."""
+
+    def revision() -> Hashable:
+        if source.startswith(("http://", "https://")):
+            import urllib.request
+
+            req = urllib.request.Request(source, method="HEAD")  # noqa: S310 - http(s) only
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                h = resp.headers
+                return (h.get("ETag"), h.get("Last-Modified"), h.get("Content-Length"))
+        st = os.stat(source)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    return revision
+
+
+def _register_source(
+    cfg: GatewayConfig,
+) -> tuple[Callable[[], RegisterLookup] | None, Callable[[], Hashable] | None]:
+    """The register's loader and revision check (None, None: no register)."""
+    if cfg.register_snapshot:
+        if not cfg.snapshot_key:
+            raise GatewayFailure("--register-snapshot needs --snapshot-key", EXIT_USAGE)
+        try:
+            load = _snapshot_loader(cfg.register_snapshot, cfg.snapshot_key)
+        except SluiceError as exc:
+            raise GatewayFailure(f"cannot read the snapshot key: {exc}", EXIT_USAGE) from None
+        return load, _snapshot_revision(cfg.register_snapshot)
+    if cfg.register:
+        return _register_loader(cfg.register), _revision(cfg.register)
+    return None, None
+
+
+def _pushes(cfg: GatewayConfig) -> bool:
+    url = cfg.register or ""
+    return (
+        cfg.register_push and not cfg.register_snapshot and url.startswith(("postgresql://", "postgres://"))
+    )
+
+
 def _open_log(log_dir: str, fsync: str) -> DecisionLog:
     from sluice.decisions.log import DecisionLog
 
@@ -162,9 +229,10 @@ def run_gateway(
 
     pol = _load_policy(config.policy_file)
     register = None
-    if config.register:
+    load_register, _rev = _register_source(config)
+    if load_register is not None:
         try:
-            register = _register_loader(config.register)()
+            register = load_register()
         except SluiceError as exc:
             raise GatewayFailure(f"cannot open the register: {exc}", EXIT_IO) from None
     detector = load_detector()
@@ -253,15 +321,26 @@ class _Server:
         )
         tag = "sluice gateway: " if workers == 1 else f"sluice gateway: worker {index}: "
         say = self.say
-        url = cfg.register
+        load_register, revision = _register_source(cfg)
+        push = _pushes(cfg)
         reloader = Reloader(
             lambda: load_policy(cfg.policy_file),
-            _register_loader(url) if url else None,
-            _revision(url) if url and cfg.register_poll_s > 0 else None,
-            poll_s=cfg.register_poll_s or 2.0,
+            load_register,
+            revision if cfg.register_poll_s > 0 or push else None,
+            poll_s=cfg.register_poll_s or (3600.0 if push else 2.0),
             report=lambda msg: say(msg.replace("sluice gateway: ", tag, 1)),
         )
         reloader.start()
+        listener = None
+        if push and cfg.register:
+            from sluice.registry.notify import RegisterListener
+
+            listener = RegisterListener(
+                cfg.register,
+                lambda _import_id: reloader.push(),
+                report=lambda msg: say(msg.replace("sluice gateway: ", tag, 1)),
+            )
+            listener.start()
         cpu0 = [0.0]
 
         def bound() -> None:
@@ -281,6 +360,8 @@ class _Server:
         except OSError as exc:
             raise GatewayFailure(f"cannot bind queue {q}: {exc}", EXIT_IO) from None
         finally:
+            if listener is not None:
+                listener.stop()
             reloader.stop()
             engine.stats.reload_failures = reloader.refused + reloader.errors
             if log is not None:

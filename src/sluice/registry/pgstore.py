@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from sluice.registry import notify
 from sluice.registry.model import LETTER_KIND, RegistryError
 from sluice.registry.store import (
     KEY_SQL,
@@ -132,6 +133,7 @@ class PostgresStore(_SqlStore):
                     for stmt in _PG_MIGRATE_V2:
                         cur.execute(stmt)
                 version = self._version(cur)
+                notify.install(cur)  # every import row notifies listening gateways
         except psycopg.Error as exc:
             raise RegistryError("registry.store_unavailable", str(exc).strip(), url) from exc
         if version != str(SCHEMA_VERSION):
