@@ -1,8 +1,8 @@
 """Scale-out on existing engines: captures on a Dask cluster (:mod:`sluice.cluster.run`).
 
 The register's distribution to many gateways lives beside the register
-(:mod:`sluice.registry.notify`, :mod:`sluice.registry.snapshot`); the decision stream in
-:mod:`sluice.cluster.stream`.
+(:mod:`sluice.registry.notify`, :mod:`sluice.registry.snapshot`); the decision stream through
+NATS JetStream in :mod:`sluice.cluster.stream` (``python -m sluice.cluster.stream ship|collect``).
 """
 
 from sluice.cluster.run import (
