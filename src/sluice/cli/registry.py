@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
+from sluice.cli._context import REGISTRY_DB_KEY, registry_db
 from sluice.registry import service
 from sluice.registry.exports import EXPORT_TARGETS
 from sluice.registry.impact import MAX_NAMES, ImpactReport
@@ -41,7 +42,6 @@ _USAGE_REASONS = frozenset(
         "registry.no_proposal",
     }
 )
-_DB_KEY = "sluice.registry.db"
 
 
 def _fail(exc: RegistryError, as_json: bool) -> NoReturn:
@@ -55,7 +55,7 @@ def _fail(exc: RegistryError, as_json: bool) -> NoReturn:
 
 
 def _db(ctx: click.Context) -> str:
-    return str(ctx.meta[_DB_KEY])
+    return registry_db(ctx)
 
 
 @click.group(name="registry")
@@ -69,7 +69,7 @@ def _db(ctx: click.Context) -> str:
 @click.pass_context
 def registry(ctx: click.Context, db: str) -> None:
     """The register of blocked resources: import lists, check, audit, export."""
-    ctx.meta[_DB_KEY] = db
+    ctx.meta[REGISTRY_DB_KEY] = db
 
 
 def _print_summary(s: ImportSummary, show_rejected: int) -> None:

@@ -51,7 +51,7 @@ def keygen_cmd(private_path: str, public_path: str) -> None:
 @click.pass_context
 def publish_cmd(ctx: click.Context, key_path: str, out_path: str, as_json: bool) -> None:
     """Write a signed snapshot of the register (--db) to OUT (atomically replaced)."""
-    from sluice.cli.registry import _db
+    from sluice.cli._context import registry_db as _db
     from sluice.registry import open_store
     from sluice.registry.model import RegistryError
     from sluice.registry.snapshot import SnapshotError, load_private_key, publish_snapshot

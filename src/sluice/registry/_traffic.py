@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from sluice.io.flowlog import split_csv_list
 from sluice.registry.model import RegistryError
 from sluice.registry.names import BadIndicator, canon_host
 
@@ -100,7 +101,12 @@ def _int(v: object) -> int:
 
 
 def _answers(v: object) -> list[str]:
-    if isinstance(v, str):  # CSV: lists are space-joined
+    if isinstance(v, str):  # CSV: a JSON array (older sluice: space-joined)
+        if v.lstrip().startswith("["):
+            try:
+                return [str(x) for x in split_csv_list(v)]
+            except ValueError:
+                return []
         return v.split()
     if isinstance(v, list | tuple):
         return [str(x) for x in v]
