@@ -54,8 +54,9 @@ TOP_KEYS = ("version", "description", "mode", "default", "rule")
 DEFAULT_KEYS = ("action", "mode", "rate_kbit")
 """Keys the ``[default]`` table may have."""
 REGISTER_KINDS = ("domain", "domain-mask", "url", "ip", "subnet")
-"""Values of ``register_kind`` (those of :class:`sluice.registry.Kind`; not imported to keep the
-policy light to load)."""
+"""Values of ``register_kind``: the kinds of :class:`sluice.registry.Kind` a flow can match (not
+imported, to keep the policy light to load). ``wallet`` entries name crypto addresses found in
+content, never a flow's name or address, so a rule cannot select them."""
 MAX_RATE_KBIT = 100_000_000
 """Largest throttle rate accepted (100 Gbit/s)."""
 
