@@ -10,7 +10,6 @@ block) and the pcap savefile format (draft-ietf-opsawg-pcap §4, §5).
 from __future__ import annotations
 
 import gzip
-import os
 import random
 import struct
 import tempfile
