@@ -26,7 +26,7 @@ def test_check_prints_errors_with_lines_and_exits_2(tmp_path: Path) -> None:
     good.write_text(default_policy_text())
     res = CliRunner().invoke(policy, ["check", str(good), "--json"])
     assert res.exit_code == 0
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)  # stdout only: another thread's stderr may land in res.output
     assert out["ok"] and [r["name"] for r in out["rules"]] == ["register-block", "findings-log"]
 
 
