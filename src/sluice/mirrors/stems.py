@@ -22,6 +22,8 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sluice.registry.names import public_suffixes
+
 __all__ = [
     "FILLER_WORDS",
     "HOMOGLYPHS",
@@ -86,13 +88,6 @@ _CYR = re.compile(r"[а-яё]")
 _ANY_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
-@functools.lru_cache(maxsize=1)
-def _psl() -> object:
-    from publicsuffixlist import PublicSuffixList
-
-    return PublicSuffixList()
-
-
 @dataclass(frozen=True, slots=True)
 class NameParts:
     """A host name split by the public suffix list."""
@@ -125,7 +120,7 @@ def name_parts(name: str) -> NameParts:
     if not labels:
         return NameParts((), "", "")
     text = ".".join(labels)
-    suffix = str(_psl().publicsuffix(text) or labels[-1])  # type: ignore[attr-defined]
+    suffix = str(public_suffixes().publicsuffix(text) or labels[-1])
     n_suf = suffix.count(".") + 1
     if len(labels) <= n_suf:
         return NameParts((), "", suffix)

@@ -27,9 +27,13 @@ import functools
 import ipaddress
 import re
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from sluice.registry.model import Kind
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 __all__ = [
     "BadIndicator",
@@ -307,3 +311,12 @@ def display_indicator(kind: Kind, indicator: str) -> str:
     else:
         shown = display_host(indicator)
     return "" if shown == indicator else shown
+
+
+@functools.cache
+def public_suffixes() -> PublicSuffixList:
+    """The public suffix list (the copy packaged with ``publicsuffixlist``), parsed once per
+    process for every user: the register's breadth check, service discovery, mirror stems."""
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()

@@ -29,13 +29,11 @@ import contextlib
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from publicsuffixlist import PublicSuffixList
 
 from sluice.registry.importers import ParseResult, parse_files
 from sluice.registry.importers._common import (
@@ -55,6 +53,7 @@ from sluice.registry.model import (
     basis_from_json,
     basis_to_json,
 )
+from sluice.registry.names import public_suffixes
 from sluice.registry.store import BULK_CHANGES, Added, RegistryStore
 
 __all__ = [
@@ -107,11 +106,6 @@ def _stem(path: str | Path) -> str:
     return "stdin" if str(path) in STDIN_NAMES else Path(str(path)).stem
 
 
-@lru_cache(maxsize=1)
-def _public_suffixes() -> PublicSuffixList:
-    return PublicSuffixList()
-
-
 def check_breadth(result: ParseResult, force: bool = False) -> None:
     """Refuse entries that block everything unless ``force``.
 
@@ -125,7 +119,7 @@ def check_breadth(result: ParseResult, force: bool = False) -> None:
     """
     if force:
         return
-    psl = _public_suffixes()
+    psl = public_suffixes()
     broad: list[str] = []
     for k in result.columns().keys:
         if k[0] == "b" and psl.is_public(k[3:]):

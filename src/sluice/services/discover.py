@@ -34,12 +34,12 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sluice.detect.verdict import DETECTABLE_CLASSES
 from sluice.errors import ConfigError
+from sluice.registry.names import public_suffixes
 
 if TYPE_CHECKING:
     from sluice.registry.model import Proposal
@@ -195,13 +195,6 @@ class Candidate:
         }
 
 
-@cache
-def _psl() -> Any:
-    from publicsuffixlist import PublicSuffixList
-
-    return PublicSuffixList()
-
-
 def registrable(name: str) -> str:
     """The registrable domain of a host name (public suffix list); ``""`` for an address or a
     bare suffix."""
@@ -213,7 +206,7 @@ def registrable(name: str) -> str:
         return ""
     except ValueError:
         pass
-    return str(_psl().privatesuffix(n) or "")
+    return str(public_suffixes().privatesuffix(n) or "")
 
 
 def _network(addr: str) -> str:
