@@ -107,8 +107,12 @@ def main() -> None:
         "runs": args.runs,
         "heavy_modules_loaded_by_cli_main": _heavy_loaded(),
         "commands": {
-            name: {"median_s": round(med, 3), "min_s": round(lo, 3), "max_s": round(hi, 3),
-                   "ratio_to_python": round(med / base, 2)}
+            name: {
+                "median_s": round(med, 3),
+                "min_s": round(lo, 3),
+                "max_s": round(hi, 3),
+                "ratio_to_python": round(med / base, 2),
+            }
             for name, (med, lo, hi) in results.items()
         },
     }
@@ -116,12 +120,16 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         return
     print(f"{out['date']}; {out['machine']}; Python {out['python']}; load {out['load_average']}")
-    print(f"{args.runs} runs each after {args.warmup} warm-up runs; heavy modules loaded by "
-          f"`import sluice.cli.main`: {' '.join(out['heavy_modules_loaded_by_cli_main']) or 'none'}")
+    print(
+        f"{args.runs} runs each after {args.warmup} warm-up runs; heavy modules loaded by "
+        f"`import sluice.cli.main`: {' '.join(out['heavy_modules_loaded_by_cli_main']) or 'none'}"
+    )
     print(f"{'command':<26} {'median s':>9} {'min s':>7} {'max s':>7} {'x python':>9}")
     for name, r in out["commands"].items():
-        print(f"{name:<26} {r['median_s']:>9.3f} {r['min_s']:>7.3f} {r['max_s']:>7.3f} "
-              f"{r['ratio_to_python']:>9.2f}")
+        print(
+            f"{name:<26} {r['median_s']:>9.3f} {r['min_s']:>7.3f} {r['max_s']:>7.3f} "
+            f"{r['ratio_to_python']:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,27 +19,17 @@ a finding.
 
 from __future__ import annotations
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
 
+import importlib
 import os
 import sys
 import traceback
 
 import click
+from click.utils import make_default_short_help
 
 from sluice import __version__
-from sluice.cli.analyze import analyze
-from sluice.cli.crypto import crypto
-from sluice.cli.decisions import decisions
-from sluice.cli.flows import flows_command
-from sluice.cli.gateway import gateway
-from sluice.cli.lab import lab
-from sluice.cli.mirrors import mirrors
-from sluice.cli.model import model
-from sluice.cli.policy import policy
-from sluice.cli.registry import registry
-from sluice.cli.serve import serve
-from sluice.cli.services import services
 from sluice.errors import CaptureError, ConfigError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
@@ -50,20 +40,98 @@ DEBUG_ENV = "SLUICE_DEBUG"
 _debug = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "analyze": (
+        "sluice.cli.analyze",
+        "analyze",
+        "Judge every flow of CAPTURE files: class, family, confidence, evidence, register matches.",
+    ),
+    "crypto": ("sluice.cli.crypto", "crypto", "Crypto assets: wallet addresses and crypto content in text."),
+    "decisions": (
+        "sluice.cli.decisions",
+        "decisions",
+        "Print the decisions of a log, oldest first, with counts by rule and action.",
+    ),
+    "flows": (
+        "sluice.cli.flows",
+        "flows_command",
+        "Print one row per flow of CAPTURE files (pcap, pcapng, optionally .gz) or an interface.",
+    ),
+    "gateway": (
+        "sluice.cli.gateway",
+        "gateway",
+        "Inline enforcement: NFQUEUE, decisions in the conntrack mark (needs root).",
+    ),
+    "lab": ("sluice.cli.lab", "lab", "Real VPN, proxy, tunnel and ordinary traffic, captured and labeled."),
+    "mirrors": (
+        "sluice.cli.mirrors",
+        "mirrors",
+        "Mirror discovery: copies of blocked sites by name, design, content and function.",
+    ),
+    "model": ("sluice.cli.model", "model", "Train, evaluate and describe the early-flow model."),
+    "policy": ("sluice.cli.policy", "policy", "Check policy files and try them on captures (dry runs)."),
+    "registry": (
+        "sluice.cli.registry",
+        "registry",
+        "The register of blocked resources: import lists, check, audit, export.",
+    ),
+    "serve": (
+        "sluice.cli.serve",
+        "serve",
+        "Start the console: web pages and the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json).",
+    ),
+    "services": (
+        "sluice.cli.services",
+        "services",
+        "The catalogue of VPN, proxy and circumvention services, and of shared infrastructure.",
+    ),
+}
+"""Every command: name -> (module, attribute, one-line help for ``sluice --help``).
+
+A command's module is imported only when the command runs (or its own ``--help`` is asked for):
+the modules behind ``analyze`` or ``model`` pull numba, LightGBM and pyarrow, which ``sluice
+--help`` and ``sluice registry check`` must not wait for. The one-line help is kept here for the
+same reason; ``tests/cli/test_startup.py`` checks it against each command's own.
+"""
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported when used (see :data:`COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module, attr, _ = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module), attr)
+        if not isinstance(command, click.Command):  # pragma: no cover - a wrong COMMANDS entry
+            raise TypeError(f"{module}.{attr} is not a click command")
+        self.commands[cmd_name] = command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            if name in COMMANDS and name not in self.commands:
+                text = make_default_short_help(COMMANDS[name][2], limit)
+            else:
+                text = self.commands[name].get_short_help_str(limit)
+            rows.append((name, text))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sluice")
 @click.option("--debug", is_flag=True, help=f"Print the traceback of an internal error (or {DEBUG_ENV}=1).")
 def cli(debug: bool) -> None:
     """sluice: traffic policy engine (register, recognition, explained decisions)."""
     global _debug
     _debug = debug
-
-
-for _command in (flows_command, registry, lab, analyze, model, policy, decisions, gateway, services):
-    cli.add_command(_command)
-cli.add_command(mirrors)
-cli.add_command(crypto)
-cli.add_command(serve)
 
 
 def main() -> None:
