@@ -27,7 +27,6 @@ import sys
 import traceback
 
 import click
-from click.utils import make_default_short_help
 
 from sluice import __version__
 from sluice.errors import CaptureError, ConfigError
@@ -116,10 +115,8 @@ class _LazyGroup(click.Group):
         limit = formatter.width - 6 - max(map(len, names))
         rows = []
         for name in names:
-            if name in COMMANDS and name not in self.commands:
-                text = make_default_short_help(COMMANDS[name][2], limit)
-            else:
-                text = self.commands[name].get_short_help_str(limit)
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name][2])
+            text = command.get_short_help_str(limit)
             rows.append((name, text))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
