@@ -146,6 +146,13 @@ def teardown_command(chain: str, no_ipv6: bool, shape_devs: tuple[str, ...]) -> 
 @_no6
 @click.option("--no-setup", is_flag=True, help="Do not install the netfilter rules (they are in place).")
 @_shape_dev
+@click.option(
+    "--metrics",
+    "metrics_addr",
+    metavar="[ADDR:]PORT",
+    help="Serve Prometheus /metrics and /healthz on this address (a bare PORT: 127.0.0.1 only; "
+    "[::1]:PORT for IPv6; no authentication). Default: off.",
+)
 def run_command(
     queue: int,
     workers: int,
@@ -167,6 +174,7 @@ def run_command(
     no_ipv6: bool,
     no_setup: bool,
     shape_devs: tuple[str, ...],
+    metrics_addr: str | None,
 ) -> None:
     """Decide the connections forwarded through this machine; stop with SIGTERM, reload with SIGHUP.
 
@@ -174,8 +182,11 @@ def run_command(
     the policy file and the register. Both load in the background and apply to new connections.
     Throttled connections are shaped on the egress of each --shape-dev (default, when the policy
     throttles: every interface that is up); the shaper stays when the gateway exits. With
-    --workers N, N processes serve queues Q..Q+N-1 and log to LOG/worker-I each.
+    --workers N, N processes serve queues Q..Q+N-1 and log to LOG/worker-I each. --metrics
+    serves Prometheus metrics (decisions by action and class, latency, queue drops, register
+    version and entries, reloads) and a health check, /healthz (200 when serving, 503 when not).
     """
+    from sluice.gateway.metrics import parse_address
     from sluice.gateway.service import GatewayConfig, GatewayFailure, run_gateway
 
     rs = _ruleset(queue, queue_bypass, packets, chain, workers)
@@ -183,6 +194,10 @@ def run_command(
         raise click.UsageError("--no-detect excludes --model and --no-model")
     if register_snapshot and (register_db or not snapshot_key):
         raise click.UsageError("--register-snapshot needs --snapshot-key and excludes --register")
+    try:
+        metrics = parse_address(metrics_addr) if metrics_addr is not None else None
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metrics") from None
     config = GatewayConfig(
         policy_file,
         rs,
@@ -196,6 +211,7 @@ def run_command(
         ipv6=not no_ipv6,
         install_rules=not no_setup,
         shape_devs=shape_devs,
+        metrics=metrics,
     )
 
     def load_detector() -> Combiner | None:

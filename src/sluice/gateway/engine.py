@@ -35,6 +35,7 @@ import signal
 import socket
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from sluice.decide.decider import DECIDED_CACHE, MAX_PENDING, Decider, DeciderSt
 from sluice.decide.register import RegisterLookup
 from sluice.detect.combiner import Combiner
 from sluice.features.flow import EARLY_PACKETS
+from sluice.gateway.metrics import LATENCY_BUCKETS_S
 from sluice.gateway.rules import MARK_ALLOW, MARK_DROP, MARK_MASK, MARK_RESET, MARK_THROTTLE
 from sluice.gateway.shaper import ThrottleClass, throttle_classes, throttle_mark
 from sluice.policy.model import Action, Decision, Mode, Policy
@@ -95,6 +97,20 @@ class GatewayStats(DeciderStats):
     """Policy or register reloads applied."""
     reload_failures: int = 0
     """Reloads that failed (refused, or an unexpected error): the last good state was kept."""
+    actions: dict[str, int] = field(default_factory=dict)
+    """Decisions by ``action|mode|class`` (class empty when no detector judged the connection)."""
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    """Decisions per latency bucket (:data:`LATENCY_BUCKETS_S`, then the rest): the time the
+    engine spent on the packet that decided the connection."""
+    latency_seconds: float = 0.0
+    """The sum of those times."""
+
+    def observe(self, decision: Decision, seconds: float) -> None:
+        """Count a decision made in ``seconds``."""
+        key = f"{decision.action.value}|{decision.mode.value}|{decision.verdict_class}"
+        self.actions[key] = self.actions.get(key, 0) + 1
+        self.latency[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_seconds += seconds
 
     def to_dict(self, anomalies: dict[str, int] | None = None) -> dict[str, Any]:
         """JSON-friendly form (with the packet path's anomaly counters, when given)."""
@@ -107,6 +123,7 @@ class GatewayStats(DeciderStats):
             "detector_seconds": round(self.detector_seconds, 3),
             "reloads": self.reloads,
             "reload_failures": self.reload_failures,
+            "actions": dict(sorted(self.actions.items())),
             "anomalies": dict(sorted((anomalies or {}).items())),
         }
 
@@ -194,6 +211,7 @@ class GatewayEngine:
             linktype: its framing, for replaying captures (:class:`LinkType`).
             ts: its time (default: the engine's clock).
         """
+        t0 = time.perf_counter()
         self.stats.packets += 1
         now = self._clock() if ts is None else ts
         step = self.decider.step(RawPacket(now, linktype, raw, len(raw)))
@@ -202,8 +220,10 @@ class GatewayEngine:
             v = QueueVerdict(0)
         else:
             decision = step.decision
-            if decision is not None and self.log is not None:
-                self.log.write(decision)
+            if decision is not None:
+                if self.log is not None:
+                    self.log.write(decision)
+                self.stats.observe(decision, time.perf_counter() - t0)
             decided = decision if decision is not None else step.earlier
             if decided is None:
                 v = QueueVerdict(0)

@@ -86,6 +86,8 @@ class Reloader:
         """Loads or revision checks that failed with an unexpected exception (state kept)."""
         self.pushes = 0
         """Wake-ups by :meth:`push`."""
+        self.last_error: str | None = None
+        """Why the last load or revision check failed; None once one succeeds (or none failed)."""
 
     def start(self) -> None:
         """Start the loader thread (a daemon)."""
@@ -149,6 +151,7 @@ class Reloader:
                 self._once(asked)
             except Exception as exc:  # the thread must outlive any failure: keep the last good state
                 self.errors += 1
+                self.last_error = repr(exc)
                 self._report(f"sluice gateway: reload failed, keeping the old policy and register: {exc!r}")
                 if self.errors <= 10:
                     self._report(traceback.format_exc().rstrip())
@@ -170,10 +173,12 @@ class Reloader:
             new_matcher = self._load_matcher() if self._load_matcher is not None else None
         except (SluiceError, OSError) as exc:
             self.refused += 1
+            self.last_error = str(exc)
             self._refused = revision
             self._report(f"sluice gateway: reload refused, keeping the old policy and register: {exc}")
             return
         self._seen = revision
+        self.last_error = None
         with self._lock:
             if self._ready is not None and new_policy is None:  # not applied yet: keep its policy
                 new_policy = self._ready[0]

@@ -19,6 +19,7 @@ __all__ = ["EXIT_IO", "EXIT_USAGE", "GatewayConfig", "GatewayFailure", "run_gate
 import json
 import os
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from sluice.decide.register import RegisterLookup
     from sluice.decisions.log import DecisionLog
     from sluice.detect.combiner import Combiner
+    from sluice.gateway.metrics import GatewayMonitor, MetricsServer
     from sluice.policy.model import Policy
 
 EXIT_USAGE, EXIT_IO = 2, 3
@@ -73,6 +75,9 @@ class GatewayConfig:
     """Install the netfilter rules (False: they are in place)."""
     shape_devs: tuple[str, ...] = ()
     """Interfaces the throttle shaper runs on (empty: every interface that is up)."""
+    metrics: tuple[str, int] | None = None
+    """Serve ``/metrics`` and ``/healthz`` on this (host, port) (None: off); see
+    :mod:`sluice.gateway.metrics`."""
 
     @property
     def workers(self) -> int:
@@ -133,9 +138,33 @@ def _snapshot_loader(source: str, key_path: str) -> Callable[[], RegisterLookup]
         snap = read_snapshot(source, pub, min_version=loaded[0])
         matcher, proposed = snap.matchers()
         loaded[0] = snap.header.version
-        return RegisterLookup(matcher, proposed)
+        lookup = RegisterLookup(matcher, proposed)
+        _SNAPSHOT_VERSIONS[lookup] = snap.header.version
+        return lookup
 
     return load
+
+
+_SNAPSHOT_VERSIONS: weakref.WeakKeyDictionary[RegisterLookup, int] = weakref.WeakKeyDictionary()
+"""The version of each register loaded from a snapshot (for the metrics)."""
+
+
+def _noting_version(
+    cfg: GatewayConfig, load: Callable[[], RegisterLookup], monitor: GatewayMonitor | None
+) -> Callable[[], RegisterLookup]:
+    """``load``, telling ``monitor`` the version of what it loaded (import id or snapshot version)."""
+    if monitor is None:
+        return load
+    store_revision = _revision(cfg.register) if cfg.register and not cfg.register_snapshot else None
+
+    def noted() -> RegisterLookup:
+        before = store_revision() if store_revision is not None else None  # an import after: next poll
+        lookup = load()
+        version = before if store_revision is not None else _SNAPSHOT_VERSIONS.get(lookup)
+        monitor.note_register(lookup, version)
+        return lookup
+
+    return noted
 
 
 def _snapshot_revision(source: str) -> Callable[[], Hashable]:
@@ -229,8 +258,10 @@ def run_gateway(
 
     pol = _load_policy(config.policy_file)
     register = None
+    monitor, metrics = _start_metrics(config)
     load_register, _rev = _register_source(config)
     if load_register is not None:
+        load_register = _noting_version(config, load_register, monitor)
         try:
             register = load_register()
         except SluiceError as exc:
@@ -252,6 +283,7 @@ def run_gateway(
     except ConfigError as exc:
         raise GatewayFailure(str(exc), EXIT_USAGE) from None
     server = _Server(config, pol, register, detector, log, shaping, decide_after_for(config.packets), say)
+    server.monitor, server.metrics = monitor, metrics  # the endpoint stops when serving ends
     queue = config.rules.queue
     mode = "fail-open" if config.rules.bypass else "fail-closed"
     detect = "off" if detector is None else ("layers 1-2" if detector.model is None else "layers 1-3")
@@ -263,6 +295,28 @@ def run_gateway(
         say(json.dumps({"stats": server.serve(0, ready)}))
         return 0
     return _run_workers(server, f"({mode}, {workers} workers), policy {pol.digest}, detectors {detect}")
+
+
+def _start_metrics(cfg: GatewayConfig) -> tuple[GatewayMonitor | None, MetricsServer | None]:
+    """The metrics endpoint, serving before anything else starts (its health says not ready)."""
+    if cfg.metrics is None:
+        return None, None
+    from sluice.gateway.metrics import GatewayMonitor, MetricsServer
+
+    if cfg.workers > 1:
+        raise GatewayFailure("--metrics serves one queue process: not yet with --workers", EXIT_USAGE)
+    monitor = GatewayMonitor(
+        cfg.rules, ipv6=cfg.ipv6, register_configured=bool(cfg.register or cfg.register_snapshot)
+    )
+    host, port = cfg.metrics
+    try:
+        server = MetricsServer(monitor, host, port)
+    except ConfigError as exc:
+        raise GatewayFailure(str(exc), EXIT_USAGE) from None
+    except OSError as exc:
+        raise GatewayFailure(f"cannot serve metrics on {host}:{port}: {exc.strerror}", EXIT_IO) from None
+    server.start()
+    return monitor, server
 
 
 class _Server:
@@ -287,6 +341,10 @@ class _Server:
         self.shaping = shaping
         self.decide_after = decide_after
         self.say = say
+        self.monitor: GatewayMonitor | None = None
+        """What the metrics endpoint reads (None: no endpoint)."""
+        self.metrics: MetricsServer | None = None
+        """The metrics endpoint, stopped when serving ends."""
 
     def serve(self, index: int, ready: Callable[[], None]) -> dict[str, Any]:
         """Serve queue ``queue + index`` until SIGTERM; this process's counters.
@@ -322,6 +380,9 @@ class _Server:
         tag = "sluice gateway: " if workers == 1 else f"sluice gateway: worker {index}: "
         say = self.say
         load_register, revision = _register_source(cfg)
+        monitor = self.monitor
+        if load_register is not None:
+            load_register = _noting_version(cfg, load_register, monitor)
         push = _pushes(cfg)
         reloader = Reloader(
             lambda: load_policy(cfg.policy_file),
@@ -331,6 +392,8 @@ class _Server:
             report=lambda msg: say(msg.replace("sluice gateway: ", tag, 1)),
         )
         reloader.start()
+        if monitor is not None:
+            monitor.engine, monitor.reloader = engine, reloader
         listener = None
         if push and cfg.register:
             from sluice.registry.notify import RegisterListener
@@ -345,6 +408,8 @@ class _Server:
 
         def bound() -> None:
             cpu0[0] = time.process_time()
+            if monitor is not None:
+                monitor.ready = True
             ready()
 
         def before_packet() -> object:
@@ -360,6 +425,10 @@ class _Server:
         except OSError as exc:
             raise GatewayFailure(f"cannot bind queue {q}: {exc}", EXIT_IO) from None
         finally:
+            if monitor is not None:
+                monitor.ready = False
+            if self.metrics is not None:
+                self.metrics.stop()
             if listener is not None:
                 listener.stop()
             reloader.stop()
