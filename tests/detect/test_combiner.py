@@ -159,16 +159,18 @@ def test_fet_veto_with_the_shipped_model_on_threema() -> None:
         assert p_benign[i] < 0.99 and veto[i].label == "circumvention"
 
 
-def test_cli_fet_veto_option() -> None:
+def test_cli_fet_veto_option(tmp_path: Path) -> None:
     cap = NDPI / "threema.pcap"
     if not cap.exists():
         pytest.skip(f"../shared not present: {cap} missing")
     runner = CliRunner()
     counts = {}
     for opt in ("1", "0.99"):
-        got = runner.invoke(analyze, [str(cap), "--fet-veto", opt, "--json"])
+        got = runner.invoke(
+            analyze, [str(cap), "--fet-veto", opt, "--summary-json", str(tmp_path / "s.json")]
+        )
         assert got.exit_code == 0, got.output
-        counts[opt] = json.loads(got.output[got.output.index('{\n  "summary"') :])["summary"]["findings"]
+        counts[opt] = json.loads((tmp_path / "s.json").read_text())["summary"]["findings"]
     assert counts["0.99"] < counts["1"]
     assert runner.invoke(analyze, [str(cap), "--fet-veto", "0"]).exit_code == 2
 
@@ -201,9 +203,12 @@ def test_cli_table_jsonl_parquet_and_explain(tmp_path: Path) -> None:
     assert table.column("class").to_pylist() == ["vpn"]
     got = runner.invoke(analyze, [cap, "--explain", "0"])
     assert got.exit_code == 0 and "openvpn.session_echo" in got.output and "@pkt 1" in got.output
-    got = runner.invoke(analyze, [cap, "--fail-on-findings", "--json"])
+    got = runner.invoke(
+        analyze, [cap, "--fail-on-findings", "--json", "--summary-json", str(tmp_path / "s.json")]
+    )
     assert got.exit_code == 1
-    assert json.loads(got.output[got.output.index("{") :])["summary"]["findings"] == 1
+    assert [json.loads(line)["class"] for line in got.stdout.splitlines()] == ["vpn"]  # --json: JSON lines
+    assert json.loads((tmp_path / "s.json").read_text())["summary"]["findings"] == 1
 
 
 def test_cli_errors() -> None:
@@ -238,13 +243,15 @@ def test_cli_register_matches(tmp_path: Path) -> None:
 
 
 @pytest.mark.corpus
-def test_cli_runs_on_the_whole_shared_corpus() -> None:
+def test_cli_runs_on_the_whole_shared_corpus(tmp_path: Path) -> None:
     if not NDPI.is_dir():
         pytest.skip(f"../shared not present: {NDPI} missing")
     caps = sorted(str(p) for p in NDPI.iterdir() if p.suffix in (".pcap", ".pcapng"))
-    got = CliRunner().invoke(analyze, [*caps, "--format", "jsonl", "--json"])
+    got = CliRunner().invoke(
+        analyze, [*caps, "--format", "jsonl", "--summary-json", str(tmp_path / "s.json")]
+    )
     assert got.exit_code == 0, got.output[-2000:]
-    summary = json.loads(got.output[got.output.index('{\n  "summary"') :])["summary"]
+    summary = json.loads((tmp_path / "s.json").read_text())["summary"]
     assert summary["flows"] > 1500 and summary["findings"] > 100
 
 

@@ -13,12 +13,17 @@ from __future__ import annotations
 __all__ = ["analyze"]
 
 import json
+import os
 import sys
+from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from sluice.cli._detect import load_combiner, model_options
+from sluice.cli._filter import FILTER_HELP, filtered_paths
+from sluice.cli._output import JSON_RULE, Col, CsvRows, listing_format, print_table, write_summary_json
+from sluice.cli._output import progress as progress_bar
 from sluice.detect.service import AnalysisResult, FlowVerdict, analyze_captures, summarize
 from sluice.errors import CaptureError, ConfigError, SluiceError
 from sluice.gateway.rules import DEFAULT_PACKETS
@@ -28,21 +33,16 @@ if TYPE_CHECKING:
     from sluice.detect.combiner import Combiner
 
 EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
+FORMATS = ("table", "jsonl", "csv", "parquet", "eve")
 _PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
-_COLUMNS = (
-    ("flow", 10),
-    ("proto", 5),
-    ("client", 22),
-    ("server", 22),
-    ("pkts", 9),
-    ("app", 5),
-    ("server_name", 28),
-    ("class", 13),
-    ("family", 14),
-    ("conf", 5),
-    ("at", 3),
-    ("evidence", 0),
-)
+
+
+def _cols(multi: bool) -> list[Col]:
+    cols = [
+        Col("flow"), Col("proto"), Col("client"), Col("server"), Col("pkts"), Col("app"),
+        Col("server_name"), Col("class"), Col("family"), Col("conf"), Col("at"), Col("evidence"),
+    ]  # fmt: skip
+    return [Col("capture"), *cols] if multi else cols
 
 
 def _ep(addr: str, port: int, v6: bool) -> str:
@@ -58,13 +58,14 @@ def _row(f: FlowVerdict, multi: bool) -> list[str]:
     if f.register:
         ev += f" register:{f.register[0].source}"
     return [
-        (f"{f.capture}:" if multi else "") + str(r.flow_id),
+        *([f.capture] if multi else []),
+        str(r.flow_id),
         _PROTO.get(r.proto, str(r.proto)),
         _ep(r.client, r.client_port, v6),
         _ep(r.server, r.server_port, v6),
         f"{r.c2s_packets}/{r.s2c_packets}",
         r.meta.app or "-",
-        (r.meta.server_name or "-")[:28],
+        r.meta.server_name or "-",
         v.label,
         v.family or "-",
         f"{v.confidence:.2f}",
@@ -74,10 +75,7 @@ def _row(f: FlowVerdict, multi: bool) -> list[str]:
 
 
 def _write_table(out: IO[str], res: AnalysisResult, multi: bool) -> None:
-    out.write(" ".join(n.ljust(w) for n, w in _COLUMNS).rstrip() + "\n")
-    for f in res.flows:
-        cells = _row(f, multi)
-        out.write(" ".join(c.ljust(w) for c, (_n, w) in zip(cells, _COLUMNS, strict=True)).rstrip() + "\n")
+    print_table(_cols(multi), [_row(f, multi) for f in res.flows], out)
 
 
 def _summary_text(summary: dict[str, Any]) -> str:
@@ -126,10 +124,11 @@ def _explain_text(f: FlowVerdict) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(("table", "jsonl", "parquet", "eve")),
-    default="table",
-    show_default=True,
-    help="Output format of the flow rows (eve: Suricata EVE JSON lines, an alert per finding).",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format of the flow rows [default: table]: table, jsonl, csv (lists and evidence "
+    "as JSON arrays), parquet (needs --out), eve (Suricata EVE JSON lines, an alert per finding). "
+    "The summary goes to stderr unless the rows are a table on stdout.",
 )
 @click.option(
     "--out",
@@ -144,7 +143,19 @@ def _explain_text(f: FlowVerdict) -> str:
     "(or CAPTURE:FLOW_ID with several captures) instead of the rows.",
 )
 @model_options
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (on stdout, after rows).")
+@click.option("--json", "as_json", is_flag=True, help=f"Rows as JSON lines: {JSON_RULE}.")
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Also write the summary (counts by class and family, runs) as JSON to FILE.",
+)
+@click.option(
+    "--filter",
+    "bpf",
+    metavar="EXPR",
+    help=FILTER_HELP,
+)
+@click.option("--progress/--no-progress", default=True, help="Progress on stderr (terminals only).")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when any flow is a finding.")
 @click.option(
     "--decisions",
@@ -187,6 +198,9 @@ def analyze(
     no_model: bool,
     fet_veto: float | None,
     as_json: bool,
+    summary_json: str | None,
+    bpf: str | None,
+    progress: bool,
     fail_on_findings: bool,
     with_decisions: bool,
     policy_file: str | None,
@@ -196,16 +210,43 @@ def analyze(
 ) -> None:
     """Judge every flow of CAPTURE files: class, family, confidence, evidence, register matches.
 
-    A summary by class and family follows the rows (stderr for jsonl, stdout for the table).
+    A summary by class and family follows the rows (on stdout after a table, else on stderr).
     """
+    fmt = listing_format(fmt, as_json)
     if fmt == "parquet" and not out_path:
         raise click.UsageError("--format parquet needs --out FILE")
-    if with_decisions and (explain_id is not None or fmt in ("parquet", "eve")):
-        raise click.UsageError("--decisions excludes --explain and --format parquet/eve")
+    if with_decisions and (explain_id is not None or fmt in ("parquet", "eve", "csv")):
+        raise click.UsageError("--decisions excludes --explain and --format parquet/eve/csv")
     if policy_file and not with_decisions:
         raise click.UsageError("--policy needs --decisions")
-    if cluster and with_decisions:
-        raise click.UsageError("--cluster excludes --decisions")
+    if cluster and (with_decisions or bpf):
+        raise click.UsageError("--cluster excludes --decisions and --filter")
+    with ExitStack() as stack:
+        paths = filtered_paths(stack, captures, bpf, "sluice analyze")
+        _analyze(paths, captures, register_db, fmt, out_path, explain_id, model_dir, no_model, fet_veto,
+                 summary_json, progress, fail_on_findings, with_decisions, policy_file, packets, cluster,
+                 shard_dir)  # fmt: skip
+
+
+def _analyze(
+    paths: list[str],
+    captures: tuple[str, ...],
+    register_db: str | None,
+    fmt: str,
+    out_path: str | None,
+    explain_id: str | None,
+    model_dir: str | None,
+    no_model: bool,
+    fet_veto: float | None,
+    summary_json: str | None,
+    progress: bool,
+    fail_on_findings: bool,
+    with_decisions: bool,
+    policy_file: str | None,
+    packets: int,
+    cluster: str | None,
+    shard_dir: str | None,
+) -> None:
     from sluice.decide import open_register
 
     combiner = load_combiner(model_dir, no_model, "sluice analyze", fet_veto)
@@ -217,7 +258,7 @@ def analyze(
             click.echo(f"sluice analyze: error: cannot open the register: {exc}", err=True)
             sys.exit(EXIT_IO)
     if with_decisions:
-        _decisions(list(captures), policy_file, combiner, register, packets, fmt, out_path, as_json)
+        _decisions(paths, policy_file, combiner, register, packets, fmt, out_path, summary_json)
         return
     try:
         if cluster:
@@ -225,20 +266,36 @@ def analyze(
                 cluster, list(captures), (model_dir, no_model, fet_veto), register_db, shard_dir
             )
         else:
-            res = analyze_captures(
-                list(captures), combiner, register=register.for_flow if register is not None else None
-            )
+            res = _analyze_each(paths, combiner, register, progress)
     except CaptureError as exc:
         click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
         sys.exit(EXIT_IO)
+    names = dict(zip(paths, captures, strict=True))
+    res.runs = {names.get(k, k): v for k, v in res.runs.items()}
     multi = len(captures) > 1
     if explain_id is not None:
         _explain(res, explain_id, multi)
         return
     summary = summarize(res.flows)
-    _emit(res, fmt, out_path, multi, summary, as_json)
+    _emit(res, fmt, out_path, multi, summary, summary_json)
     if fail_on_findings and summary["findings"]:
         sys.exit(EXIT_FINDINGS)
+
+
+def _analyze_each(
+    paths: list[str], combiner: Combiner, register: RegisterLookup | None, show: bool
+) -> AnalysisResult:
+    """:func:`analyze_captures` capture by capture, with a progress bar over the captures."""
+    res = AnalysisResult()
+    lookup = register.for_flow if register is not None else None
+    with progress_bar("analyze", len(paths), enabled=show) as bar:
+        for i, path in enumerate(paths):
+            bar.update(i, text=f"analyze {os.path.basename(path)}")
+            one = analyze_captures([path], combiner, register=lookup)
+            res.flows.extend(one.flows)
+            res.runs.update(one.runs)
+        bar.update(len(paths))
+    return res
 
 
 def _on_cluster(
@@ -274,7 +331,7 @@ def _decisions(
     packets: int,
     fmt: str,
     out_path: str | None,
-    as_json: bool,
+    summary_json: str | None,
 ) -> None:
     """``--decisions``: the dry run's table (or one JSON line per flow), then its counts."""
     from sluice.cli.policy import outcome_table, summary_text
@@ -309,10 +366,16 @@ def _decisions(
     except OSError as exc:
         click.echo(f"sluice analyze: error: cannot write {out_path}: {exc.strerror}", err=True)
         sys.exit(EXIT_IO)
-    if as_json:
-        click.echo(json.dumps({"summary": res.summary(), "runs": res.runs}, indent=2))
-    else:
-        click.echo(summary_text(res), err=fmt == "jsonl" and not out_path)
+    _summary_out(summary_json, {"summary": res.summary(), "runs": res.runs})
+    click.echo(summary_text(res), err=fmt != "table" and not out_path)
+
+
+def _summary_out(path: str | None, doc: dict[str, Any]) -> None:
+    try:
+        write_summary_json(path, doc)
+    except OSError as exc:
+        click.echo(f"sluice analyze: error: cannot write {path}: {exc.strerror}", err=True)
+        sys.exit(EXIT_IO)
 
 
 def _explain(res: AnalysisResult, explain_id: str, multi: bool) -> None:
@@ -331,7 +394,12 @@ def _explain(res: AnalysisResult, explain_id: str, multi: bool) -> None:
 
 
 def _emit(
-    res: AnalysisResult, fmt: str, out_path: str | None, multi: bool, summary: dict[str, Any], as_json: bool
+    res: AnalysisResult,
+    fmt: str,
+    out_path: str | None,
+    multi: bool,
+    summary: dict[str, Any],
+    summary_json: str | None,
 ) -> None:
     try:
         if fmt == "parquet":
@@ -347,6 +415,10 @@ def _emit(
 
                     for f in res.flows:
                         out.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in verdict_events(f))
+                elif fmt == "csv":
+                    rows = CsvRows(out)
+                    for f in res.flows:
+                        rows.write(f.to_dict())
                 else:
                     for f in res.flows:
                         out.write(json.dumps(f.to_dict(), separators=(",", ":")) + "\n")
@@ -356,10 +428,8 @@ def _emit(
     except OSError as exc:
         click.echo(f"sluice analyze: error: cannot write {out_path}: {exc.strerror}", err=True)
         sys.exit(EXIT_IO)
-    if as_json:
-        click.echo(json.dumps({"summary": summary, "runs": res.runs}, indent=2))
-    else:
-        click.echo(_summary_text(summary), err=fmt in ("jsonl", "eve") and not out_path)
+    _summary_out(summary_json, {"summary": summary, "runs": res.runs})
+    click.echo(_summary_text(summary), err=fmt != "table" and not out_path)
 
 
 def _write_parquet(res: AnalysisResult, path: str) -> None:

@@ -8,12 +8,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from sluice.batch.flows import batch_flows
+from sluice.cli._output import Col, Progress, TableStream, print_table
+from sluice.cli._output import progress as progress_bar
 from sluice.errors import CaptureError, ConfigError
 from sluice.flows.loop import PacketLoop, RunSummary
 from sluice.flows.record import FlowRecord
@@ -23,35 +25,75 @@ from sluice.io.flowlog import FORMATS, open_flow_writer
 from sluice.io.limits import ReadLimits
 from sluice.io.source import PacketSource
 
+if TYPE_CHECKING:
+    from sluice.io.bpf import FilteredSource, PacketFilter
+
 PROGRESS_MIN_BYTES = 50 * 1024 * 1024
 
 
-class _Progress:
-    """A one-line progress display on stderr (only when stderr is a terminal)."""
+_PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
+_ENDPOINT_W = 47
+"""Width of an endpoint column when rows stream: ``[IPv6]:port`` at its longest."""
 
-    def __init__(self, enabled: bool, label: str) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.label = label
-        self.last = 0.0
 
-    def update(self, done: int, total: int | None, packets: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < 0.2:
+def flow_cols(multi: bool, endpoint_width: int = 0) -> list[Col]:
+    """Columns of the flows table (``capture`` first with several captures)."""
+    cols = [
+        Col("flow_id"), Col("proto"), Col("client", endpoint_width), Col("server", endpoint_width),
+        Col("packets"), Col("bytes", right=True), Col("duration", right=True), Col("app"),
+        Col("server_name"),
+    ]  # fmt: skip
+    return [Col("capture"), *cols] if multi else cols
+
+
+def _endpoint(addr: str, port: int, version: int) -> str:
+    if not port:
+        return addr
+    return f"[{addr}]:{port}" if version == 6 else f"{addr}:{port}"
+
+
+def flow_cells(r: FlowRecord) -> list[str]:
+    """One flow's table cells (without the capture)."""
+    return [
+        str(r.flow_id) + ("e" if r.early else ""),
+        _PROTO.get(r.proto, str(r.proto)),
+        _endpoint(r.client, r.client_port, r.ip_version),
+        _endpoint(r.server, r.server_port, r.ip_version),
+        f"{r.c2s_packets}/{r.s2c_packets}",
+        str(r.c2s_bytes + r.s2c_bytes),
+        f"{r.duration:.3f}",
+        r.meta.app or "-",
+        r.meta.server_name or "-",
+    ]
+
+
+class _FlowTable:
+    """The ``table`` format: every row of the batch path at the end (columns fitted to the
+    content), the streaming path's rows as they come (fixed widths)."""
+
+    def __init__(self, out: IO[str], multi: bool) -> None:
+        self.out = out
+        self.multi = multi
+        self.rows: list[list[str]] = []
+        self.stream: TableStream | None = None
+
+    def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
+        capture = [str((extra or {}).get("capture", ""))] if self.multi else []
+        if isinstance(records, Sequence):
+            self.rows.extend(capture + flow_cells(r) for r in records)
             return
-        self.last = now
-        pct = f"{100 * done / total:5.1f}%" if total else ""
-        click.echo(f"\r{self.label} {pct} {packets:,} packets", err=True, nl=False)
-
-    def stage(self, fraction: float, name: str) -> None:
-        if self.enabled:
-            click.echo(f"\r{self.label} {100 * fraction:5.1f}% {name:8}", err=True, nl=False)
+        if self.stream is None:
+            self.stream = TableStream(flow_cols(self.multi, _ENDPOINT_W), self.out)
+        for r in records:
+            self.stream.row(capture + flow_cells(r))
 
     def close(self) -> None:
-        if self.enabled:
-            click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+        if self.rows:
+            print_table(flow_cols(self.multi), self.rows, self.out)
+        self.out.flush()
 
 
-def _stream(source: PacketSource, loop: PacketLoop, progress: _Progress, early: bool) -> Iterator[FlowRecord]:
+def _stream(source: PacketSource, loop: PacketLoop, progress: Progress, early: bool) -> Iterator[FlowRecord]:
     out: list[FlowRecord] = []
     done_fn = getattr(source, "progress", None)
     for n, raw in enumerate(source):
@@ -61,7 +103,7 @@ def _stream(source: PacketSource, loop: PacketLoop, progress: _Progress, early: 
             out.clear()
         if n % 4096 == 0 and done_fn is not None:
             done, total = done_fn()
-            progress.update(done, total, n)
+            progress.update(done, total)
     loop.finish(out)
     loop.summary.merge_counts(source.stats.anomalies)
     yield from (r for r in out if early or not r.early)
@@ -122,7 +164,14 @@ def _summary_text(name: str, s: RunSummary, seconds: float) -> str:
     help="Flows held in memory at most (streaming path).",
 )
 @click.option("--interface", "-i", help="Capture live from this interface (streaming path).")
-@click.option("--filter", "bpf", help="BPF filter for live capture (tcpdump syntax).")
+@click.option(
+    "--filter",
+    "bpf",
+    metavar="EXPR",
+    help="Only packets matching this pcap-filter(7) expression ('tcp port 443'), for live "
+    "capture and for files alike (as `tcpdump -r FILE EXPR`; compiled by libpcap). Flow ids "
+    "then count the packets that passed.",
+)
 @click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop live capture after SECONDS.")
 @click.option("--count", type=click.IntRange(1), help="Stop live capture after N packets.")
 @click.option(
@@ -189,8 +238,10 @@ def flows_command(
     """
     if not captures and not interface:
         raise click.UsageError("give at least one CAPTURE file, or --interface")
-    if cluster and (interface or stream):
-        raise click.UsageError("--cluster runs the batch path over files: not with --interface or --stream")
+    if cluster and (interface or stream or bpf):
+        raise click.UsageError(
+            "--cluster runs the batch path over files: not with --interface, --stream or --filter"
+        )
     if fmt == "parquet" and not out_path:
         raise click.UsageError("--format parquet needs --out FILE")
     config = FlowConfig(
@@ -217,11 +268,13 @@ def flows_command(
                 sys.exit(3)
     if fmt != "parquet":
         out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout  # noqa: SIM115
-    writer = open_flow_writer(fmt, out, out_path)
+    multi = len(captures) > 1
+    writer: Any = _FlowTable(out, multi) if fmt == "table" and out is not None else None
+    writer = writer or open_flow_writer(fmt, out, out_path)
     summaries: dict[str, Any] = {}
     failed = False
-    multi = len(captures) > 1
     try:
+        pfilter = _packet_filter(bpf) if bpf and captures else None
         if interface:
             summaries[interface] = _run_live(interface, bpf, duration, count, config, writer, early, strict)
         if cluster:
@@ -230,7 +283,7 @@ def flows_command(
         for path in captures:
             try:
                 summaries[path] = _run_file(
-                    path, config, writer, stream, early, strict, progress, multi, limits
+                    path, config, writer, stream, early, strict, progress, multi, limits, pfilter
                 )
             except CaptureError as exc:
                 click.echo(f"sluice flows: error: {exc} [{exc.reason}]", err=True)
@@ -256,6 +309,12 @@ def flows_command(
         sys.exit(3)
 
 
+def _packet_filter(expr: str) -> PacketFilter:
+    from sluice.io.bpf import PacketFilter
+
+    return PacketFilter(expr)
+
+
 def _run_file(
     path: str,
     config: FlowConfig,
@@ -266,25 +325,61 @@ def _run_file(
     progress: bool,
     multi: bool,
     limits: ReadLimits,
+    pfilter: PacketFilter | None = None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     named = multi or getattr(writer, "names_capture", False)  # EVE flow_id includes the capture
     extra = {"capture": os.path.basename(path)} if named else None
     show = progress and os.path.isfile(path) and os.path.getsize(path) >= PROGRESS_MIN_BYTES
-    bar = _Progress(show, os.path.basename(path))
-    if stream:
-        loop = PacketLoop(config, strict=strict)
-        with open_capture(path, limits) as reader:
-            writer.write(_stream(reader, loop, bar, early), extra)
-        summary = loop.summary
-    else:
-        result = batch_flows(path, config, strict=strict, early=early, progress=bar.stage, limits=limits)
-        writer.write(result.records, extra)
-        summary = result.summary
-    bar.close()
+    kept = ""
+    with progress_bar(os.path.basename(path), enabled=show) as bar:
+        if stream:
+            loop = PacketLoop(config, strict=strict)
+            with open_capture(path, limits) as reader:
+                source: Any = reader if pfilter is None else _filtered(reader, pfilter)
+                writer.write(_stream(source, loop, bar, early), extra)
+            summary = loop.summary
+            if pfilter is not None:
+                kept = _kept_text(pfilter.expr, source.packets_kept, source.packets_read)
+        elif pfilter is None:
+            result = batch_flows(
+                path, config, strict=strict, early=early, progress=_stages(bar), limits=limits
+            )
+            writer.write(result.records, extra)
+            summary = result.summary
+        else:
+            from sluice.io.bpf import filtered_captures
+
+            with filtered_captures([path], pfilter, limits) as (rep,):
+                result = batch_flows(
+                    rep.filtered_path, config, strict=strict, early=early, progress=_stages(bar)
+                )
+            result.summary.merge_counts(rep.anomalies)
+            writer.write(result.records, extra)
+            summary = result.summary
+            kept = _kept_text(pfilter.expr, rep.packets_kept, rep.packets_read)
     seconds = time.perf_counter() - t0
-    click.echo(_summary_text(path, summary, seconds), err=True)
+    click.echo(_summary_text(path, summary, seconds) + kept, err=True)
     return {**summary.to_dict(), "seconds": round(seconds, 3)}
+
+
+def _filtered(reader: PacketSource, pfilter: PacketFilter) -> FilteredSource:
+    from sluice.io.bpf import FilteredSource
+
+    return FilteredSource(reader, pfilter)
+
+
+def _kept_text(expr: str, kept: int, read: int) -> str:
+    return f"\n  filter {expr!r}: {kept:,} of {read:,} packets passed"
+
+
+def _stages(bar: Progress) -> Callable[[float, str], None]:
+    """The batch path's progress callback (fraction done, stage name) drawn on ``bar``."""
+
+    def stage(fraction: float, name: str) -> None:
+        bar.update(100 * fraction, 100, name)
+
+    return stage
 
 
 def _run_cluster(
@@ -331,7 +426,8 @@ def _run_live(
     source = LiveSource(interface, bpf_filter=bpf, max_packets=count, duration_s=duration)
     loop = PacketLoop(config, strict=strict)
     try:
-        writer.write(_stream(source, loop, _Progress(False, interface), early))
+        with progress_bar(interface, enabled=False) as bar:
+            writer.write(_stream(source, loop, bar, early))
     finally:
         source.close()
     seconds = time.perf_counter() - t0

@@ -15,9 +15,9 @@ Opening (:class:`LiveSource` does all of it in ``__init__``, so every error is r
    link-layer header (``tun``: ``ARPHRD_NONE``, ``ARPHRD_RAWIP``) give :attr:`LinkType.RAW`. Other
    types are refused (``capture.unsupported_link_type``); libpcap would use cooked mode for them.
 2. The filter is compiled by ``tcpdump -ddd -y <DLT> -s <snaplen> -- <filter>`` (decimal classic
-   BPF, one instruction per line) and attached with ``SO_ATTACH_FILTER``. The kernel runs it before
-   queueing, and its return value truncates the frame to ``snaplen``. Without a filter the program
-   is just ``ret #snaplen``.
+   BPF, one instruction per line; :mod:`sluice.io.bpf`) and attached with ``SO_ATTACH_FILTER``.
+   The kernel runs it before queueing, and its return value truncates the frame to
+   ``snaplen``. Without a filter the program is just ``ret #snaplen``.
 3. ``SO_TIMESTAMPNS`` (the kernel's receive time, as ``SCM_TIMESTAMPNS`` ancillary data) and
    ``PACKET_AUXDATA`` (original length, VLAN tag) are enabled; ``PACKET_ADD_MEMBERSHIP`` with
    ``PACKET_MR_PROMISC`` sets promiscuous mode, which the kernel undoes when the socket closes.
@@ -62,36 +62,23 @@ __all__ = [
 
 import ctypes
 import errno
-import os
 import re
-import shutil
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 
 from sluice.errors import CaptureError, ConfigError
+from sluice.io.bpf import SNAPLEN_MAX, BpfInsn, compile_bpf, run_bpf
 from sluice.io.source import LinkType, RawPacket, SourceStats
 from sluice.wire.ethernet import ArpHrd
 
-SNAPLEN_MAX = 262144
-"""Largest snapshot length, in bytes (libpcap's ``MAXIMUM_SNAPLEN``)."""
 RCVBUF_BYTES = 4 * 1024 * 1024
 """Socket receive buffer requested, in bytes (the kernel doubles it for bookkeeping)."""
 STATS_INTERVAL_S = 1.0
 """How often kernel drop counters are read while packets keep arriving, in seconds."""
-TCPDUMP_TIMEOUT_S = 10.0
-"""Longest time a filter compilation by tcpdump may take, in seconds."""
-TCPDUMP_FALLBACK_PATH = "/usr/sbin:/usr/bin:/sbin:/usr/local/sbin"
-"""Where tcpdump is looked for when it is not on ``PATH`` (``os.pathsep``-separated)."""
-BPF_MAXINSNS = 4096
-"""Longest classic BPF program the kernel accepts, in instructions."""
-
-BpfInsn = tuple[int, int, int, int]
-"""One classic BPF instruction: ``(code, jt, jf, k)`` as in ``struct sock_filter``."""
 
 # Linux ABI constants (include/uapi/linux/if_packet.h, if_ether.h, asm-generic/socket.h).
 _ETH_P_ALL = 0x0003
@@ -125,190 +112,6 @@ _LINKTYPE_OF_ARPHRD = {
     ArpHrd.NONE: LinkType.RAW,
     ArpHrd.RAWIP: LinkType.RAW,
 }
-_DLT_NAME = {LinkType.ETHERNET: "EN10MB", LinkType.RAW: "RAW"}
-
-
-def compile_bpf(expr: str, linktype: LinkType, snaplen: int = SNAPLEN_MAX) -> tuple[BpfInsn, ...]:
-    """Compile a pcap filter expression to classic BPF with ``tcpdump -ddd``.
-
-    Args:
-        expr: filter in pcap-filter(7) syntax, e.g. ``"udp port 53"``.
-        linktype: link type of the frames the program will see (ETHERNET or RAW).
-        snaplen: value the program returns for accepted frames (bytes to keep).
-
-    Returns:
-        The program as ``(code, jt, jf, k)`` tuples.
-
-    Raises:
-        ConfigError: ``bpf_filter`` when tcpdump is missing, rejects the expression (with
-            tcpdump's message) or prints something that is not a BPF program.
-    """
-    dlt = _DLT_NAME.get(linktype)
-    if dlt is None:
-        raise ConfigError("bpf_filter", f"filters are not supported on link type {linktype}")
-    tcpdump = _find_tcpdump()
-    cmd = [tcpdump, "-ddd", "-y", dlt, "-s", str(snaplen), "--", expr]
-    env = {"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            timeout=TCPDUMP_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError("bpf_filter", f"running {tcpdump} failed: {exc}") from exc
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        msg = "; ".join(ln.removeprefix("tcpdump: ") for ln in lines)
-        raise ConfigError("bpf_filter", msg or f"tcpdump exited with status {proc.returncode}")
-    return _parse_ddd(proc.stdout)
-
-
-def _find_tcpdump() -> str:
-    """Path of the tcpdump binary, also looking in the sbin directories PATH may lack."""
-    found = shutil.which("tcpdump")
-    if found is None:
-        found = shutil.which("tcpdump", path=TCPDUMP_FALLBACK_PATH)
-    if found is None:
-        raise ConfigError(
-            "bpf_filter",
-            "tcpdump is not installed; it compiles capture filters and must be installed to use "
-            "one (Debian/Ubuntu: apt-get install tcpdump), or capture without a filter",
-        )
-    return found
-
-
-def _parse_ddd(text: str) -> tuple[BpfInsn, ...]:
-    """Parse ``tcpdump -ddd`` output: a count, then ``code jt jf k`` per line."""
-    try:
-        nums = [int(tok) for tok in text.split()]
-    except ValueError:
-        nums = []
-    if not nums or not 1 <= nums[0] <= BPF_MAXINSNS or len(nums) != 1 + 4 * nums[0]:
-        raise ConfigError("bpf_filter", f"unexpected tcpdump -ddd output: {text[:80]!r}")
-    prog = tuple((nums[i], nums[i + 1], nums[i + 2], nums[i + 3]) for i in range(1, len(nums), 4))
-    for code, jt, jf, k in prog:
-        if not (0 <= code < 1 << 16 and 0 <= jt < 256 and 0 <= jf < 256 and 0 <= k < 1 << 32):
-            raise ConfigError("bpf_filter", f"instruction out of range in tcpdump output: {code}")
-    return prog
-
-
-def run_bpf(program: Sequence[BpfInsn], data: bytes, wirelen: int) -> int:
-    """Run a classic BPF program on one frame in user space, as libpcap's ``bpf_filter`` does.
-
-    Args:
-        program: instructions, e.g. from :func:`compile_bpf`.
-        data: the captured bytes.
-        wirelen: the frame's length on the wire (``len`` and ``BPF_LEN`` loads).
-
-    Returns:
-        The program's result: 0 rejects the frame, otherwise the number of bytes to keep. A load
-        past the end of ``data``, a division by zero or a malformed instruction also give 0.
-    """
-    a = x = 0
-    mem = [0] * 16
-    pc = 0
-    n = len(program)
-    buflen = len(data)
-    mask = 0xFFFFFFFF
-    while 0 <= pc < n:
-        code, jt, jf, k = program[pc]
-        pc += 1
-        cls = code & 0x07
-        if cls == 0x06:  # RET
-            rval = code & 0x18
-            return k if rval == 0x00 else a if rval == 0x10 else x
-        if cls == 0x05:  # JMP
-            op = code & 0xF0
-            if op == 0x00:
-                pc += k
-                continue
-            v = x if code & 0x08 else k
-            if op == 0x10:
-                cond = a == v
-            elif op == 0x20:
-                cond = a > v
-            elif op == 0x30:
-                cond = a >= v
-            elif op == 0x40:
-                cond = (a & v) != 0
-            else:
-                return 0
-            pc += jt if cond else jf
-        elif cls in (0x00, 0x01):  # LD, LDX
-            mode = code & 0xE0
-            if mode == 0x00:
-                val = k
-            elif mode == 0x80:
-                val = wirelen & mask
-            elif mode == 0x60:
-                if k >= 16:
-                    return 0
-                val = mem[k]
-            elif mode == 0xA0 and code == 0xB1:  # LDX MSH: 4 * (P[k] & 0xf)
-                if k >= buflen:
-                    return 0
-                val = (data[k] & 0x0F) << 2
-            elif mode in (0x20, 0x40) and cls == 0x00:
-                off = (k + x) & mask if mode == 0x40 else k
-                size = {0x00: 4, 0x08: 2, 0x10: 1}.get(code & 0x18, 0)
-                if size == 0 or off + size > buflen:
-                    return 0
-                val = int.from_bytes(data[off : off + size], "big")
-            else:
-                return 0
-            if cls == 0x00:
-                a = val
-            else:
-                x = val
-        elif cls in (0x02, 0x03):  # ST, STX
-            if k >= 16:
-                return 0
-            mem[k] = a if cls == 0x02 else x
-        elif cls == 0x04:  # ALU
-            alu = _alu(code & 0xF0, a, x if code & 0x08 else k)
-            if alu is None:
-                return 0
-            a = alu
-        elif code & 0xF8 == 0x00:  # TAX
-            x = a
-        elif code & 0xF8 == 0x80:  # TXA
-            a = x
-        else:
-            return 0
-    return 0
-
-
-def _alu(op: int, a: int, v: int) -> int | None:
-    """One BPF ALU operation on 32-bit values; ``None`` for division by zero or a bad op."""
-    mask = 0xFFFFFFFF
-    if op == 0x00:
-        return (a + v) & mask
-    if op == 0x10:
-        return (a - v) & mask
-    if op == 0x20:
-        return (a * v) & mask
-    if op in (0x30, 0x90):
-        if v == 0:
-            return None
-        return a // v if op == 0x30 else a % v
-    if op == 0x40:
-        return a | v
-    if op == 0x50:
-        return a & v
-    if op == 0x60:
-        return (a << v) & mask if v < 32 else 0
-    if op == 0x70:
-        return a >> v if v < 32 else 0
-    if op == 0x80:
-        return -a & mask
-    if op == 0xA0:
-        return a ^ v
-    return None
 
 
 def _attach_filter(sock: socket.socket, program: Sequence[BpfInsn]) -> None:

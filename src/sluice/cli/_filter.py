@@ -1,0 +1,43 @@
+"""``--filter EXPR`` on commands that read capture files: filtered copies, then the usual work."""
+
+from __future__ import annotations
+
+__all__ = ["FILTER_HELP", "filtered_paths"]
+
+import sys
+from contextlib import ExitStack
+
+import click
+
+from sluice.errors import CaptureError, ConfigError
+
+FILTER_HELP = (
+    "Only packets matching this pcap-filter(7) expression ('tcp port 443'), as `tcpdump -r FILE "
+    "EXPR` selects them (libpcap's compiler); flow ids then count the packets that passed."
+)
+"""``--help`` text of ``--filter`` on file commands."""
+
+
+def filtered_paths(stack: ExitStack, captures: tuple[str, ...], bpf: str | None, prog: str) -> list[str]:
+    """The captures, or with a filter their filtered copies (removed when ``stack`` closes).
+
+    Each copy has its capture's base name, so rows name captures as without a filter. The packets
+    kept are reported on stderr. A rejected expression exits 2, an unreadable capture 3.
+    """
+    if not bpf:
+        return list(captures)
+    from sluice.io.bpf import filtered_captures
+
+    try:
+        reports = stack.enter_context(filtered_captures(captures, bpf))
+    except ConfigError as exc:
+        click.echo(f"{prog}: error: {exc}", err=True)
+        sys.exit(2)
+    except CaptureError as exc:
+        click.echo(f"{prog}: error: {exc} [{exc.reason}]", err=True)
+        sys.exit(3)
+    for r in reports:
+        click.echo(
+            f"{r.path}: filter {bpf!r}: {r.packets_kept:,} of {r.packets_read:,} packets passed", err=True
+        )
+    return [r.filtered_path for r in reports]
