@@ -334,7 +334,7 @@ def _decisions(
     summary_json: str | None,
 ) -> None:
     """``--decisions``: the dry run's table (or one JSON line per flow), then its counts."""
-    from sluice.cli.policy import outcome_table, summary_text
+    from sluice.cli.policy import summary_text, write_outcomes
     from sluice.decide import decide_after_for, replay_captures
     from sluice.policy import default_policy, load_policy
 
@@ -353,16 +353,16 @@ def _decisions(
     except CaptureError as exc:
         click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
         sys.exit(EXIT_IO)
-    if fmt == "table":
-        text = outcome_table(res, len(captures) > 1) + "\n"
-    else:
-        text = "".join(json.dumps(o.to_dict(), separators=(",", ":")) + "\n" for o in res.outcomes)
     try:
-        if out_path:
-            with open(out_path, "w", encoding="utf-8") as out:
-                out.write(text)
-        else:
-            click.echo(text, nl=False)
+        out = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
+        try:
+            if fmt == "table":
+                write_outcomes(out, res, len(captures) > 1)
+            else:
+                out.writelines(json.dumps(o.to_dict(), separators=(",", ":")) + "\n" for o in res.outcomes)
+        finally:
+            if out is not sys.stdout:
+                out.close()
     except OSError as exc:
         click.echo(f"sluice analyze: error: cannot write {out_path}: {exc.strerror}", err=True)
         sys.exit(EXIT_IO)

@@ -15,25 +15,36 @@ __all__ = ["policy"]
 
 import json
 import sys
+from collections.abc import Iterable
+from contextlib import ExitStack
+from typing import IO
 
 import click
 
 from sluice.cli._detect import load_combiner, model_options
+from sluice.cli._filter import FILTER_HELP, filtered_paths
+from sluice.cli._output import (
+    JSON_RULE,
+    Col,
+    CsvRows,
+    listing_format,
+    print_table,
+    render_plain,
+    write_summary_json,
+)
+from sluice.cli._output import progress as progress_bar
 from sluice.errors import CaptureError, ConfigError, SluiceError
 from sluice.gateway.rules import DEFAULT_PACKETS
 from sluice.policy import Decision, FlowOutcome, Mode, ReplayResult, check_policy, load_policy
 from sluice.policy.loader import PolicyError, read_policy_text
 
 EXIT_USAGE, EXIT_IO = 2, 3
-_COLUMNS = (
-    ("flow", 10),
-    ("flow_key", 46),
-    ("server_name", 26),
-    ("class", 20),
-    ("at", 14),
-    ("rule", 18),
-    ("action", 0),
-)
+FORMATS = ("table", "jsonl", "csv", "eve")
+
+
+def _cols(multi: bool) -> list[Col]:
+    cols = [Col(n) for n in ("flow", "flow_key", "server_name", "class", "at", "rule", "action")]
+    return [Col("capture"), *cols] if multi else cols
 
 
 @click.group("policy")
@@ -91,6 +102,15 @@ def check(file: str, as_json: bool) -> None:
         sys.exit(EXIT_USAGE)
 
 
+@policy.command("show-default")
+def show_default() -> None:
+    """Print the policy sluice ships and uses when none is given (sluice/policy/default.toml in
+    the package): a starting point for your own (`sluice policy show-default > my-policy.toml`)."""
+    from sluice.policy import default_policy_text
+
+    click.echo(default_policy_text(), nl=False)
+
+
 @policy.command("test")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
@@ -100,10 +120,11 @@ def check(file: str, as_json: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(("table", "jsonl")),
-    default="table",
-    show_default=True,
-    help="Output format of the decisions.",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format of the decisions [default: table]: table (a row per flow, then the "
+    "offline-only ones), jsonl or csv (the decisions, offline-only ones after), eve (Suricata EVE "
+    "alerts and drops). The counts go to stderr unless the rows are a table.",
 )
 @model_options
 @click.option(
@@ -119,7 +140,14 @@ def check(file: str, as_json: bool) -> None:
     type=click.Path(file_okay=False, path_type=str),
     help="Also write the decisions the gateway would have made to this decision log directory.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON (after the decisions).")
+@click.option("--json", "as_json", is_flag=True, help=f"Decisions as JSON lines: {JSON_RULE}.")
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Also write the counts (per rule, action and stage) as JSON to FILE.",
+)
+@click.option("--filter", "bpf", metavar="EXPR", help=FILTER_HELP)
+@click.option("--progress/--no-progress", default=True, help="Progress on stderr (terminals only).")
 def test_command(
     file: str,
     captures: tuple[str, ...],
@@ -131,10 +159,18 @@ def test_command(
     packets: int,
     log_dir: str | None,
     as_json: bool,
+    summary_json: str | None,
+    bpf: str | None,
+    progress: bool,
 ) -> None:
     """Replay CAPTURE files packet by packet through the gateway's Decider with the policy FILE;
     print what the gateway would have decided for every flow (nothing is enforced), counts per
-    rule and per action, and apart, what only the whole flow decides (offline only)."""
+    rule and per action, and apart, what only the whole flow decides (offline only).
+
+    Replayed decisions carry the capture's time (the flow's first packet), so in the --log they
+    keep it: `sluice decisions --since 1h` on such a log counts back from its newest decision
+    (see `sluice decisions --help`, --clock)."""
+    fmt = listing_format(fmt, as_json)
     try:
         pol = load_policy(file)
     except ConfigError as exc:
@@ -153,50 +189,69 @@ def test_command(
             click.echo(f"sluice policy: error: cannot open the register: {exc}", err=True)
             sys.exit(EXIT_IO)
     combiner = load_combiner(model_dir, no_model, "sluice policy", fet_veto)
-    try:
-        res = replay_captures(
-            pol, list(captures), combiner, register=register, decide_after=decide_after_for(packets)
-        )
-    except CaptureError as exc:
-        click.echo(f"sluice policy: error: {exc} [{exc.reason}]", err=True)
-        sys.exit(EXIT_IO)
+    with ExitStack() as stack:
+        paths = filtered_paths(stack, captures, bpf, "sluice policy")
+        label = f"policy test: replaying {len(paths)} capture{'s' if len(paths) > 1 else ''}"
+        try:
+            with progress_bar(label, None, enabled=progress):
+                res = replay_captures(
+                    pol, paths, combiner, register=register, decide_after=decide_after_for(packets)
+                )
+        except CaptureError as exc:
+            click.echo(f"sluice policy: error: {exc} [{exc.reason}]", err=True)
+            sys.exit(EXIT_IO)
     if log_dir:
         _write_log(log_dir, res)
     multi = len(captures) > 1
-    if fmt == "jsonl":
-        for d in res.decisions + [o.offline for o in res.offline_only]:
-            click.echo(json.dumps(d.to_dict(), ensure_ascii=False, separators=(",", ":")))
+    if fmt == "table":
+        write_outcomes(sys.stdout, res, multi)
     else:
-        click.echo(outcome_table(res, multi))
-    if as_json:
-        click.echo(json.dumps(res.summary(), indent=2))
-    else:
-        click.echo(summary_text(res), err=fmt == "jsonl")
+        write_decisions(sys.stdout, fmt, res.decisions + [o.offline for o in res.offline_only])
+    try:
+        write_summary_json(summary_json, res.summary())
+    except OSError as exc:
+        click.echo(f"sluice policy: error: cannot write {summary_json}: {exc.strerror}", err=True)
+        sys.exit(EXIT_IO)
+    click.echo(summary_text(res), err=fmt != "table")
 
 
-def _line(cells: list[str]) -> str:
-    return " ".join(c.ljust(w) for c, (_, w) in zip(cells, _COLUMNS, strict=True)).rstrip()
+def write_decisions(out: IO[str], fmt: str, found: Iterable[Decision]) -> None:
+    """Decisions as ``jsonl``, ``csv`` (lists as JSON arrays) or ``eve`` (alerts and drops)."""
+    rows = CsvRows(out) if fmt == "csv" else None
+    for d in found:
+        if fmt == "eve":
+            from sluice.decisions.eve import decision_events
+
+            out.writelines(
+                json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in decision_events(d)
+            )
+        elif rows is not None:
+            rows.write(d.to_dict())
+        else:
+            out.write(json.dumps(d.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+    out.flush()
 
 
-def outcome_table(res: ReplayResult, multi: bool) -> str:
+def _jline(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def write_outcomes(out: IO[str], res: ReplayResult, multi: bool) -> None:
     """One row per flow with the gateway's decision, then the offline-only rows apart."""
-    lines = [_line([n for n, _ in _COLUMNS])]
-    for o in res.outcomes:
-        lines.append(_line(_row(o, o.inline, multi)))
+    print_table(_cols(multi), [_row(o, o.inline, multi) for o in res.outcomes], out)
     off = res.offline_only
     if off:
-        lines.append("")
-        lines.append("offline only (the whole flow decides otherwise; the gateway would not):")
-        lines.extend(_line(_row(o, o.offline, multi)) for o in off)
-    return "\n".join(lines)
+        out.write("\noffline only (the whole flow decides otherwise; the gateway would not):\n")
+        print_table(_cols(multi), [_row(o, o.offline, multi) for o in off], out)
+    out.flush()
 
 
 def _row(o: FlowOutcome, d: Decision | None, multi: bool) -> list[str]:
-    flow = (f"{o.capture}:" if multi else "") + str(o.record.flow_id)
+    flow = [o.capture, str(o.record.flow_id)] if multi else [str(o.record.flow_id)]
     if d is None:
-        name = (o.record.meta.server_name or "-")[:26]
+        name = o.record.meta.server_name or "-"
         return [
-            flow,
+            *flow,
             o.verdict.flow_key,
             name,
             "-",
@@ -210,7 +265,7 @@ def _row(o: FlowOutcome, d: Decision | None, multi: bool) -> list[str]:
         action += " (shadow)"
     if d.register:
         action += f"  register:{d.register[0].source}:{d.register[0].indicator}"
-    return [flow, d.flow_key, (d.server_name or "-")[:26], cls, f"{d.stage}@{d.decided_at}", d.rule, action]
+    return [*flow, d.flow_key, d.server_name or "-", cls, f"{d.stage}@{d.decided_at}", d.rule, action]
 
 
 def summary_text(res: ReplayResult) -> str:
@@ -220,10 +275,10 @@ def summary_text(res: ReplayResult) -> str:
     lines = [
         f"{s['flows']} flows (dry run: nothing enforced): {s['decided']} decided as the gateway "
         f"would ({stages}), {s['undecided']} undecided (too few packets: they pass)",
-        "  rule                  action    mode     decided  matched",
     ]
-    for r in res.rules:
-        lines.append(f"  {r.name:<21} {r.action.value:<9} {r.mode.value:<8} {r.decided:>7}  {r.matched:>7}")
+    cols = [Col("rule"), Col("action"), Col("mode"), Col("decided", right=True), Col("matched", right=True)]
+    rows = [[r.name, r.action.value, r.mode.value, r.decided, r.matched] for r in res.rules]
+    lines += ["  " + line for line in render_plain(cols, rows).splitlines()]
     lines.append("  by action: " + (", ".join(f"{k} {v}" for k, v in res.by_action.items()) or "-"))
     off = s["offline_only"]
     by_off = ", ".join(f"{k} {v}" for k, v in off["by_action"].items()) or "-"
