@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from sluice.cli._output import Col, render_plain
+from sluice.cli._output import progress as progress_bar
 from sluice.detect.combiner import DEFAULT_FET_VETO
 from sluice.errors import ConfigError
 
@@ -25,6 +27,25 @@ EXIT_USAGE, EXIT_IO = 2, 3
 def _fail(cmd: str, exc: Exception, code: int) -> None:
     click.echo(f"sluice model {cmd}: error: {exc}", err=True)
     sys.exit(code)
+
+
+def _num(value: object, absent: str) -> str:
+    """A metric for people: a rounded number, or what its absence means (never ``None``)."""
+    if value is None:
+        return absent
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+_ABSENT = {
+    "recall": "n/a (no positives)",
+    "fpr": "n/a (no benign flows)",
+}
+
+
+def _metric_text(key: str, value: object) -> str:
+    return _num(value, _ABSENT["fpr"] if "fpr" in key else _ABSENT["recall"] if "recall" in key else "n/a")
 
 
 def _load(cmd: str, datasets: tuple[str, ...]) -> Any:
@@ -69,8 +90,15 @@ def model() -> None:
 @click.option("--threshold", type=float, default=None, help="P(not benign) of a finding (default 0.7).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--progress/--no-progress", default=True, help="Progress on stderr (terminals only).")
 def train(
-    datasets: tuple[str, ...], out_dir: str, folds: int, threshold: float | None, seed: int, as_json: bool
+    datasets: tuple[str, ...],
+    out_dir: str,
+    folds: int,
+    threshold: float | None,
+    seed: int,
+    as_json: bool,
+    progress: bool,
 ) -> None:
     """Train a model on labeled flow tables (``sluice lab dataset``, ``sluice model ndpi-benign``)."""
     from sluice.detect.dataset import trainable
@@ -78,17 +106,22 @@ def train(
     from sluice.detect.model import FlowModel, save_model
     from sluice.features.extractor import FlowFeatures
 
-    data = _load("train", datasets)
     params: dict[str, Any] = {"seed": seed}
     if threshold is not None:
         params["threshold"] = threshold
-    idx = trainable(data)
-    try:
-        X = FlowFeatures().fit().transform([data.records[i] for i in idx])
-        fitted = FlowModel(**params).fit(X, [data.labels[i] for i in idx])
-        metrics = summary(cross_validate(data, fitted.get_params(), folds, seed)) if folds >= 2 else {}
-    except ConfigError as exc:
-        _fail("train", exc, EXIT_USAGE)
+    with progress_bar("model train: reading", 4, enabled=progress) as bar:
+        data = _load("train", datasets)
+        idx = trainable(data)
+        try:
+            bar.update(1, text=f"model train: features of {len(idx):,} flows")
+            X = FlowFeatures().fit().transform([data.records[i] for i in idx])
+            bar.update(2, text="model train: fitting")
+            fitted = FlowModel(**params).fit(X, [data.labels[i] for i in idx])
+            bar.update(3, text=f"model train: {folds}-fold cross-validation" if folds >= 2 else "model train")
+            metrics = summary(cross_validate(data, fitted.get_params(), folds, seed)) if folds >= 2 else {}
+            bar.update(4)
+        except ConfigError as exc:
+            _fail("train", exc, EXIT_USAGE)
     training = {
         "datasets": [Path(d).name for d in datasets],
         "flows": len(idx),
@@ -105,8 +138,9 @@ def train(
         click.echo(json.dumps(manifest, indent=2))
         return
     click.echo(f"{out_dir}: {len(idx)} flows, {len(fitted.classes_)} classes, digest {fitted.digest[:16]}")
-    for key, value in metrics.items():
-        click.echo(f"  {key:24} {value if not isinstance(value, float) else round(value, 5)}")
+    rows = [[key, _metric_text(key, value)] for key, value in metrics.items()]
+    if rows:
+        click.echo(render_plain([Col("metric"), Col("value")], rows), nl=False)
 
 
 @model.command("evaluate")
@@ -233,7 +267,9 @@ def evaluate(
     click.echo(f"report: {md}")
     for name, s in heads.items():
         if "recall_combined" in s:
-            click.echo(f"  {name}: recall {s['recall_combined']}, benign FPR {s['benign_fpr_combined']}")
+            recall = _metric_text("recall", s["recall_combined"])
+            fpr = _metric_text("fpr", s["benign_fpr_combined"])
+            click.echo(f"  {name}: recall {recall}, benign FPR {fpr}")
 
 
 def _held_out_section(
@@ -274,7 +310,8 @@ def _held_out_section(
 @model.command("ndpi-benign")
 @click.argument("corpus", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=str), required=True)
-def ndpi_benign(corpus: str, out_path: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON document.")
+def ndpi_benign(corpus: str, out_path: str, as_json: bool) -> None:
     """Write the flows nDPI calls benign in its test captures (CORPUS) as a labeled dataset."""
     from sluice.detect.dataset import build_ndpi_benign
 
@@ -282,7 +319,17 @@ def ndpi_benign(corpus: str, out_path: str) -> None:
         counts = build_ndpi_benign(corpus, out_path)
     except OSError as exc:
         _fail("ndpi-benign", exc, EXIT_IO)
-    click.echo(json.dumps(counts))
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    click.echo(
+        f"{out_path}: {counts.get('flows', 0):,} benign flows from {counts.get('captures', 0)} captures"
+    )
+    if counts.get("capture_error"):
+        click.echo(f"  {counts['capture_error']} captures could not be read")
+    dropped = sorted((k.removeprefix("dropped."), n) for k, n in counts.items() if k.startswith("dropped."))
+    if dropped:
+        click.echo("  dropped: " + ", ".join(f"{k} {n:,}" for k, n in dropped))
 
 
 @model.command("show")
