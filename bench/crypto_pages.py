@@ -67,19 +67,57 @@ POOL_RE = re.compile(
 )
 HARD_RE = re.compile(r"cryptograph|encrypt|\bcrypto\b|financ|stock|currenc|\btokens?\b|\bhash", re.I)
 CRYPTO_PACKAGES = frozenset(
-    """python3-bip32utils python3-electrum electrum python3-trezor trezor litecoind litecoin-qt libcava-java
-    bruteforce-wallet libsecp256k1-1 libsecp256k1-dev python3-duniterpy python-duniterpy-doc silkaj monero
-    monero-tests golang-github-btcsuite-btcd-btcec-dev python3-rlp python-rlp-doc base58 python3-base58
-    python3-bitcoinlib python3-pyethash python3-opentimestamps sia python3-btchip ledger-wallets-udev
-    python3-mnemonic""".split()
+    [
+        "python3-bip32utils",
+        "python3-electrum",
+        "electrum",
+        "python3-trezor",
+        "trezor",
+        "litecoind",
+        "litecoin-qt",
+        "libcava-java",
+        "bruteforce-wallet",
+        "libsecp256k1-1",
+        "libsecp256k1-dev",
+        "python3-duniterpy",
+        "python-duniterpy-doc",
+        "silkaj",
+        "monero",
+        "monero-tests",
+        "golang-github-btcsuite-btcd-btcec-dev",
+        "python3-rlp",
+        "python-rlp-doc",
+        "base58",
+        "python3-base58",
+        "python3-bitcoinlib",
+        "python3-pyethash",
+        "python3-opentimestamps",
+        "sia",
+        "python3-btchip",
+        "ledger-wallets-udev",
+        "python3-mnemonic",
+    ]
 )
 """Packages whose description was labelled ``crypto`` (by reading; the rest of the selection is ``other``)."""
 BORDERLINE = frozenset(
-    """libsecp256k1-1 libsecp256k1-dev base58 python3-base58 libencode-base58-perl fonts-sora
-    node-trust-keyto python3-rlp python-rlp-doc golang-github-btcsuite-btcd-btcec-dev sia
-    python3-opentimestamps libcava-java libstorj0""".split()
+    [
+        "libsecp256k1-1",
+        "libsecp256k1-dev",
+        "base58",
+        "python3-base58",
+        "libencode-base58-perl",
+        "fonts-sora",
+        "node-trust-keyto",
+        "python3-rlp",
+        "python-rlp-doc",
+        "golang-github-btcsuite-btcd-btcec-dev",
+        "sia",
+        "python3-opentimestamps",
+        "libcava-java",
+        "libstorj0",
+    ]
 )
-"""Descriptions whose label is arguable (a general tool for a crypto format; a font or storage net named after one)."""
+"""Descriptions whose label is arguable (a general tool for a crypto format; a font named after one)."""
 DOC_CRYPTO = ("litecoind", "monero")
 DOC_RELABEL = {"librandomx0": "crypto"}
 """Drawn as ``other`` by the doc sample, read and relabelled (RandomX: Monero's proof of work, "mining")."""
@@ -119,7 +157,9 @@ def translation_files(cache: Path) -> dict[str, Path]:
 def installed_version(pkg: str) -> str:
     """The installed version of ``pkg`` ('' when not installed)."""
     try:
-        status, _, version = _run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}|${Version}", pkg]).partition("|")
+        status, _, version = _run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}|${Version}", pkg]).partition(
+            "|"
+        )
     except subprocess.CalledProcessError:
         return ""
     return version if status.startswith("ii") else ""
@@ -136,9 +176,7 @@ def member_bytes(pkg: str, version: str, member: str, cache: Path) -> bytes:
         _run(["apt-get", "download", f"{pkg}={version}"], cwd=debs)
         deb = next(iter(debs.glob(f"{pkg}_{version.split(':')[-1]}_*.deb")))
     tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True).stdout
-    return subprocess.run(
-        ["tar", "-xO", "." + member], input=tar, check=True, capture_output=True
-    ).stdout
+    return subprocess.run(["tar", "-xO", "." + member], input=tar, check=True, capture_output=True).stdout
 
 
 def _decode_member(member: str, data: bytes) -> bytes:
@@ -151,7 +189,9 @@ def catalogue_strings(member: str, data: bytes, lang: str) -> list[str]:
     return [s if lang == "ru" else i for i, s in pairs]
 
 
-def fetch_text(row: LabelledText, cache: Path, translations: dict[str, dict[str, tuple[str, str]]]) -> str | None:
+def fetch_text(
+    row: LabelledText, cache: Path, translations: dict[str, dict[str, tuple[str, str]]]
+) -> str | None:
     """The text a manifest row points to (None: no longer there)."""
     parts = row.locator.split("|")
     if row.source.startswith("deb-desc-"):
@@ -210,8 +250,10 @@ def build(cache: Path) -> list[LabelledText]:
         data = Path(member).read_bytes()
         for lang in ("ru", "en"):
             chunks = chunk_entries(catalogue_strings(member, data, lang))
-            idxs = range(len(chunks)) if pkg == ELECTRUM_PO[0] else sorted(
-                rnd.sample(range(len(chunks)), min(MAX_CHUNKS, len(chunks)))
+            idxs = (
+                range(len(chunks))
+                if pkg == ELECTRUM_PO[0]
+                else sorted(rnd.sample(range(len(chunks)), min(MAX_CHUNKS, len(chunks))))
             )
             label = "crypto" if pkg == ELECTRUM_PO[0] else "other"
             rows += [_row(f"po-{lang}", f"{pkg}|{version}|{member}|{i}", label, chunks[i]) for i in idxs]
@@ -226,7 +268,9 @@ def build(cache: Path) -> list[LabelledText]:
     for pkg in DOC_CRYPTO:
         version = installed_version(pkg)
         for f in docs[pkg]:
-            if re.search(r"README|release-notes|\.md|PROTOCOL|NETWORKS", f.name) and not f.name.endswith(".html"):
+            if re.search(r"README|release-notes|\.md|PROTOCOL|NETWORKS", f.name) and not f.name.endswith(
+                ".html"
+            ):
                 text = _decode_member(f.name, f.read_bytes()).decode("utf-8", errors="replace")
                 rows.append(_row("doc", f"{pkg}|{version}|{f}", "crypto", text))
     readme = re.compile(r"^(README|NEWS)(\.md|\.txt|\.rst)?(\.gz)?$", re.I)
@@ -265,7 +309,12 @@ def evaluate(rows: list[LabelledText], cache: Path, split: str) -> dict[str, obj
             changed += 1
             continue
         scored.append((row, score_text(text).score))
-    report: dict[str, object] = {"split": split, "threshold": THRESHOLD, "missing": missing, "changed": changed}
+    report: dict[str, object] = {
+        "split": split,
+        "threshold": THRESHOLD,
+        "missing": missing,
+        "changed": changed,
+    }
     groups: dict[str, list[tuple[LabelledText, float]]] = defaultdict(list)
     for row, s in scored:
         groups[row.source].append((row, s))
@@ -278,10 +327,12 @@ def evaluate(rows: list[LabelledText], cache: Path, split: str) -> dict[str, obj
             report[key] = {"n": len(use), "tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn,
                            "precision": c.precision, "recall": c.recall, "fpr": c.fpr}  # fmt: skip
             print(
-                f"{key:32} n={len(use):4} crypto={c.tp + c.fn:3}  tp={c.tp:3} fp={c.fp:3} fn={c.fn:3} tn={c.tn:4}"
+                f"{key:32} n={len(use):4} crypto={c.tp + c.fn:3}  tp={c.tp:3} fp={c.fp:3} fn={c.fn:3}"
+                f" tn={c.tn:4}"
                 f"  precision {_fmt(c.precision)}  recall {_fmt(c.recall)}  fpr {_fmt(c.fpr)}"
             )
     print(f"missing {missing}, changed {changed}")
+    report["scores"] = {r.id: s for r, s in scored}
     report["errors"] = [
         {"id": r.id, "label": r.label, "score": s}
         for r, s in sorted(scored, key=lambda rs: rs[0].id)

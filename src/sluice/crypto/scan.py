@@ -7,8 +7,8 @@ wallet addresses (:func:`sluice.crypto.addresses.find_addresses`). Each distinct
 weight once (a page repeating "bitcoin" 50 times is no more crypto than one saying it 3 times);
 the score is ``1 - exp(-sum / SCALE)``, so it is 0 for none, about 0.5 for two strong terms, and
 near 1 for many. A page is ``crypto`` at :data:`THRESHOLD` or above. Every item that counted is
-listed as evidence with its weight. This is the baseline any learned model has to beat; it has
-not been evaluated on labelled pages yet (no labelled set was assembled).
+listed as evidence with its weight. This is the baseline any learned model has to beat; measured
+on the labelled set of ``bench/crypto_pages.py`` (see docs/crypto-notes.md, "Pages: evaluation").
 """
 
 from __future__ import annotations
