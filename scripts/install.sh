@@ -14,7 +14,7 @@ apt_packages=(python3 python3-venv python3-pip python3-dev gcc libgomp1 tcpdump 
 if [ "$mode" = "--test" ]; then
   apt_packages+=(tshark postgresql bind9-utils unbound nftables iptables squid dnsmasq-base
                  dnsutils curl openssl procps libnetfilter-queue-dev iperf3 wrk
-                 chromium nats-server)
+                 chromium nats-server systemd)
   if [ -f scripts/lab-packages.txt ]; then
     while read -r pkg; do
       case "$pkg" in ''|'#'*) ;; *) apt_packages+=("$pkg") ;; esac

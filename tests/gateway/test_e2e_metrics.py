@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +156,24 @@ def test_metrics_port_in_use_is_refused_before_the_rules(server: Topo, material:
     finally:
         blocker.kill()
         blocker.communicate(timeout=10)
+
+
+def test_ready_is_told_to_systemd(
+    server: Topo, material: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Type=notify: READY=1 arrives on $NOTIFY_SOCKET once the queue is bound (not before)."""
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(path)
+        s.settimeout(60)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        lines: list[str] = []
+        gw = start_gateway(
+            server, ["--queue", "3", "--policy", str(material["dir"] / "enforce.toml")], lines=lines
+        )
+        try:
+            assert s.recv(100) == b"READY=1"
+            assert "ready on queue 3" in lines[-1]
+            assert _curl(server, ALLOWED) == "200"
+        finally:
+            stop_gateway(gw)

@@ -22,6 +22,7 @@ from sluice.cli._detect import load_combiner, model_options
 from sluice.errors import ConfigError
 from sluice.gateway.rules import DEFAULT_CHAIN, DEFAULT_PACKETS, RuleSet, setup, teardown
 from sluice.gateway.shaper import remove_shaper
+from sluice.gateway.unit import DEFAULT_UNIT_DIR, DEFAULT_UNIT_NAME, STATE_DIR
 
 if TYPE_CHECKING:
     from sluice.detect.combiner import Combiner
@@ -223,6 +224,99 @@ def run_command(
         _fail(exc.message, exc.exit_code)
     if code:
         sys.exit(code)
+
+
+@gateway.command(
+    "install-service",
+    context_settings={"ignore_unknown_options": True},
+)
+@click.option(
+    "--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="Policy file (TOML)."
+)
+@click.option("--register", "register_db", help="Register (SQLite file or postgresql:// URL).")
+@click.option(
+    "--fail-open/--fail-closed",
+    default=False,
+    show_default=True,
+    help="Whether undecided traffic passes (open) or is dropped (closed) while no gateway runs; "
+    "sets --queue-bypass and the restart policy.",
+)
+@click.option(
+    "--log",
+    "log_dir",
+    default=f"{STATE_DIR}/decisions",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Decision log directory.",
+)
+@click.option(
+    "--unit-dir",
+    default=DEFAULT_UNIT_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the unit file goes.",
+)
+@click.option("--name", default=DEFAULT_UNIT_NAME, show_default=True, help="The unit's name.")
+@click.option(
+    "--exec",
+    "executable",
+    type=click.Path(dir_okay=False),
+    help="The sluice program the unit runs (default: this installation's).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the unit; write nothing.")
+@click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
+def install_service_command(
+    policy_file: str,
+    register_db: str | None,
+    fail_open: bool,
+    log_dir: str,
+    unit_dir: str,
+    name: str,
+    executable: str | None,
+    dry_run: bool,
+    run_args: tuple[str, ...],
+) -> None:
+    """Write a hardened systemd unit that runs `gateway run` (then: systemctl daemon-reload and
+    systemctl enable --now NAME).
+
+    RUN_ARGS (after --) are more `gateway run` options, e.g. -- --queue 3 --metrics 9108. The
+    unit restarts a failed gateway: at once and forever when fail-closed (traffic stops while it
+    is down), at most 5 times in 10 minutes when fail-open; never after a configuration error.
+    """
+    import os
+    from pathlib import Path
+
+    from sluice.gateway.unit import ServiceSpec, install_unit, render_unit
+
+    exe = executable or str(Path(sys.executable).with_name("sluice"))
+    for what, file in (("policy", policy_file), ("program", exe)):
+        if not os.path.isfile(file):
+            _fail(f"{what} {file} not found", EXIT_IO)
+    register = register_db
+    if register and "://" not in register:
+        if not os.path.isfile(register):
+            _fail(f"no register at {register} (create it with sluice registry import first)", EXIT_IO)
+        register = os.path.abspath(register)
+    try:
+        spec = ServiceSpec(
+            os.path.abspath(exe),
+            os.path.abspath(policy_file),
+            register,
+            fail_open=fail_open,
+            log_dir=os.path.abspath(log_dir),
+            extra_args=tuple(a for a in run_args if a != "--"),
+            name=name,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if dry_run:
+        click.echo(render_unit(spec), nl=False)
+        return
+    try:
+        path = install_unit(spec, unit_dir)
+    except OSError as exc:
+        _fail(f"cannot write the unit into {unit_dir}: {exc.strerror}", EXIT_IO)
+    click.echo(f"wrote {path}; now: systemctl daemon-reload && systemctl enable --now {spec.name}")
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m sluice.cli.gateway` until main attaches it

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sluice.errors import ConfigError, SluiceError
 from sluice.gateway.rules import RuleSet, setup
 from sluice.gateway.shaper import Shaping
+from sluice.gateway.unit import sd_notify
 
 if TYPE_CHECKING:
     from sluice.decide.register import RegisterLookup
@@ -411,6 +412,8 @@ class _Server:
             if monitor is not None:
                 monitor.ready = True
             ready()
+            if workers == 1:
+                sd_notify("READY=1")  # under systemd (Type=notify): started once the queue is bound
 
         def before_packet() -> object:
             # one worker re-installs the shaper itself; with several, the parent does
@@ -456,10 +459,15 @@ def _run_workers(server: _Server, what: str) -> int:
             say(f"sluice gateway: shaper not updated: {exc}")
 
     last = queue + workers - 1
+
+    def ready() -> None:
+        say(f"sluice gateway: ready on queues {queue}-{last} {what}")
+        sd_notify("READY=1")
+
     code, reports = supervise(
         workers,
         server.serve,
-        on_ready=lambda: say(f"sluice gateway: ready on queues {queue}-{last} {what}"),
+        on_ready=ready,
         on_hup=reshape,
         report=say,
         describe=lambda i: f"worker {i} (queue {queue + i})",
