@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
+from sluice.cli._output import Col, print_table
 from sluice.cli.discover import discover_command
 from sluice.errors import ConfigError
 from sluice.services.catalogue import Catalogue, RangeRef, Service, SharedEntry, SharedInfra, load_catalogue
@@ -83,18 +84,22 @@ def list_cmd(ctx: click.Context, fmt: str, as_json: bool) -> None:
     click.echo(f"{len(cat.services)} services, {len(cat.shared_infra)} shared infrastructure entries")
     click.echo(f"catalogue: {cat.origin} (reviewed {cat.reviewed or '-'})")
     click.echo("")
-    click.echo(f"{'id':<16} {'class/family':<36} {'names':>5} {'ranges':>6} {'asns':>4}  brand / protocols")
+    cols = [Col("id"), Col("class/family"), Col("names", right=True), Col("ranges", right=True)]
+    cols += [Col("asns", right=True), Col("brand / protocols")]
+    rows: list[list[object]] = []
     for s in cat.services:
         names = len(s.domains) + len(s.names) + len(s.cert_orgs)
-        click.echo(
-            f"{s.id:<16} {s.label + '/' + s.family:<36} {names:>5} {len(s.ranges):>6} {len(s.asns):>4}"
-            f"  {s.brand} [{', '.join(s.protocols) or '-'}]"
-        )
+        brand = f"{s.brand} [{', '.join(s.protocols) or '-'}]"
+        rows.append([s.id, f"{s.label}/{s.family}", names, len(s.ranges), len(s.asns), brand])
+    print_table(cols, rows)
     click.echo("")
     click.echo("shared infrastructure (an address here never names a service, never block it by address):")
-    for e in cat.shared_infra:
-        asns = ", ".join(f"AS{a.asn}" for a in e.asns) or "-"
-        click.echo(f"  {e.id:<14} {e.kind:<8} {len(e.ranges):>3} ranges  {asns:<22} {e.operator}")
+    cols = [Col("id"), Col("kind"), Col("ranges", right=True), Col("asns"), Col("operator")]
+    shared = [
+        [e.id, e.kind, len(e.ranges), ",".join(f"AS{a.asn}" for a in e.asns) or "-", e.operator]
+        for e in cat.shared_infra
+    ]
+    print_table(cols, shared)
 
 
 def _range_shared(cat: Catalogue, r: RangeRef) -> SharedInfra | None:
