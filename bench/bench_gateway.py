@@ -121,7 +121,7 @@ def _register(d: Path, entries: int) -> Path:
     lst = d / "domains.txt"
     lst.write_text("\n".join(sorted(names)) + "\nblocked.example\n")
     db = d / "register.sqlite"
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         import_files(store, [lst], "domains", source="bench")
     finally:

@@ -214,12 +214,12 @@ def main() -> None:
         small = Path(tmp) / "small.csv"
         build_dump(small, 2000, seed=9)
         t = time.perf_counter()
-        warm = SqliteStore(Path(tmp) / "warm.db")
+        warm = SqliteStore(Path(tmp) / "warm.db", create=True)
         import_files(warm, [small])
         Matcher.from_store(warm).match_hosts(["warm.up"])
         warm.close()
         print(f"warm-up (kernels from numba's cache or compiled): {time.perf_counter() - t:.1f} s")
-        store = SqliteStore(Path(tmp) / "reg.db")
+        store = SqliteStore(Path(tmp) / "reg.db", create=True)
         t, c = time.perf_counter(), time.process_time()
         s = import_files(store, [dump])
         t_import, c_import = time.perf_counter() - t, time.process_time() - c

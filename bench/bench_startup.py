@@ -61,7 +61,7 @@ def _register(d: Path) -> Path:
     db = d / "register.sqlite"
     lst = d / "list.txt"
     lst.write_text("".join(f"blocked{i}.example\n" for i in range(1000)))
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         import_files(store, [lst], "domains", source="bench")
     finally:

@@ -25,7 +25,7 @@ SLUICE = str(Path(sys.executable).with_name("sluice"))
 @pytest.fixture
 def register(tmp_path: Path) -> Path:
     db = tmp_path / "reg.sqlite"
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         (tmp_path / "a.txt").write_text("blocked.example\n*.mask.example\nбанк.рф\n")
         (tmp_path / "b.txt").write_text("10.0.0.0/8\n192.0.2.7\n")

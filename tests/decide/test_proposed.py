@@ -37,7 +37,7 @@ mode = "shadow"
 
 def _store(tmp_path: Path) -> tuple[str, int]:
     db = str(tmp_path / "reg.db")
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         pid = propose(store, Proposal(Kind.DOMAIN, "psiphon.ca", "vpn-services", "Psiphon's domain"))
     finally:

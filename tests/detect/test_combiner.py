@@ -228,7 +228,7 @@ def test_cli_register_matches(tmp_path: Path) -> None:
     lst = tmp_path / "tor.txt"
     lst.write_text("www.t3i3ru.com\n")
     db = str(tmp_path / "r.db")
-    store = open_store(db)
+    store = open_store(db, create=True)
     import_files(store, [str(lst)], source="test-list", fmt="domains")
     store.close()
     cap = NDPI / "tor.pcap"

@@ -51,7 +51,7 @@ def make_cert(d: Path) -> tuple[Path, Path]:
 def make_register(d: Path, lists: Sequence[tuple[str, str, str]]) -> Path:
     """A register ``d/register.sqlite`` with each (text, format, source) imported as a list."""
     db = d / "register.sqlite"
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         for i, (text, fmt, source) in enumerate(lists):
             path = d / f"list-{i}.txt"

@@ -182,7 +182,7 @@ def material(tmp_path: Path) -> dict[str, Path]:
 
 def test_import_blocks_on_three_gateways(pg: object, material: dict[str, Path]) -> None:
     url: str = pg.new_database()  # type: ignore[attr-defined]
-    store = open_store(url)
+    store = open_store(url, create=True)
     try:
         import_files(store, [material["dir"] / "base.txt"], "domains", source="fleet")
     finally:
@@ -245,7 +245,7 @@ def test_import_blocks_on_three_gateways(pg: object, material: dict[str, Path]) 
 def test_snapshot_gateway_keeps_old_register_on_bad_file(material: dict[str, Path]) -> None:
     d = material["dir"]
     db = d / "reg.sqlite"
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         import_files(store, [d / "new.txt"], "domains", source="fleet")
     finally:

@@ -56,7 +56,7 @@ def test_propose_then_accept_cites_blocked_entry(tmp_path: Path) -> None:
     db = tmp_path / "reg.sqlite"
     lst = tmp_path / "blocked.txt"
     lst.write_text("fonbet.ru\n")
-    store = open_store(db)
+    store = open_store(db, create=True)
     import_files(store, [lst], "domains", source="rkn-test")
     store.close()
     seeds_addr = tmp_path / "obs2.txt"

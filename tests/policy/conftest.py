@@ -31,7 +31,7 @@ def register_db(tmp_path: Path) -> str:
     src = tmp_path / "testlist.txt"
     src.write_text(HOSTS)
     db = str(tmp_path / "register.db")
-    summary = import_files(open_store(db), [src], "hosts", source="testlist")
+    summary = import_files(open_store(db, create=True), [src], "hosts", source="testlist")
     assert summary.added == 3
     return db
 

@@ -92,7 +92,7 @@ def _toml(value: object) -> str:
 
 
 def test_proposed_entries_match_only_proposed_rules(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "reg.db")
+    store = open_store(tmp_path / "reg.db", create=True)
     try:
         pid = propose(store, Proposal(Kind.DOMAIN, "psiphon.ca", "vpn-services", "Psiphon's domain"))
         pol = parse_policy(SHADOW)

@@ -115,10 +115,10 @@ def pg_server() -> Iterator[PgServer]:
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryStore]:
     """An empty register, on SQLite and on a real PostgreSQL server."""
     if request.param == "sqlite":
-        st: RegistryStore = SqliteStore(tmp_path / "reg.db")
+        st: RegistryStore = SqliteStore(tmp_path / "reg.db", create=True)
     else:
         server: PgServer = request.getfixturevalue("pg_server")
-        st = open_store(server.new_database())
+        st = open_store(server.new_database(), create=True)
     try:
         yield st
     finally:
@@ -127,7 +127,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistrySt
 
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
-    st = SqliteStore(tmp_path / "reg.db")
+    st = SqliteStore(tmp_path / "reg.db", create=True)
     try:
         yield st
     finally:

@@ -13,7 +13,8 @@ from .conftest import shared_file
 
 
 def _run(db: Path, *args: str) -> tuple[int, str, str]:
-    res = CliRunner().invoke(registry, ["--db", str(db), *args])
+    """``sluice registry CMD --register DB ARGS`` (the register after the subcommand)."""
+    res = CliRunner().invoke(registry, [*args[:1], "--register", str(db), *args[1:]])
     return res.exit_code, res.stdout, res.stderr
 
 
@@ -62,6 +63,9 @@ def test_exit_codes(tmp_path: Path) -> None:
     code, _, err = _run(db, "history", "bad name!")
     assert code == 2 and "registry.bad_indicator" in err
     code, _, err = _run(tmp_path / "no" / "such" / "dir.db", "stats")
+    assert code == 2 and "registry.no_register" in err and "sluice registry init" in err
+    (tmp_path / "notes.txt").write_text("not a database\n" * 200)
+    code, _, err = _run(tmp_path / "notes.txt", "stats")
     assert code == 3 and "registry.store_unavailable" in err
     code, _, err = _run(db, "export", "--to", "hosts", "--out", str(tmp_path / "no" / "x"))
     assert code == 3

@@ -23,7 +23,7 @@ def _run(db: Path, *args: str) -> tuple[int, str, str]:
 
 
 def _seed(db: Path) -> list[int]:
-    st = SqliteStore(db)
+    st = SqliteStore(db, create=True)
     try:
         return [
             propose(

@@ -143,7 +143,7 @@ def test_concurrent_imports_of_one_source(
         pytest.importorskip("psycopg")
         server: PgServer = request.getfixturevalue("pg_server")
         db = server.new_database()
-    open_store(db).close()
+    open_store(db, create=True).close()
     versions = [_version(tmp_path, n) for n in range(4)]
     files = {str(v): _keys(v) for v in versions}
     for rnd in range(3):  # several races, each on the state the previous one left
@@ -179,7 +179,7 @@ def test_kill_9_mid_import_leaves_before_or_after(
         db = server.new_database()
     versions = [_version(tmp_path, n) for n in range(2)]
     files = {str(v): _keys(v) for v in versions}
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         import_files(store, [versions[0]], "domains", source="race")
     finally:

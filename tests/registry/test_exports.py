@@ -38,17 +38,17 @@ SMALL = [
 
 @pytest.fixture(scope="module")
 def real_entries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Entry]]:
-    store = SqliteStore(tmp_path_factory.mktemp("reg") / "r.db")
+    store = SqliteStore(tmp_path_factory.mktemp("reg") / "r.db", create=True)
     data = shared_file("zi_dump_2018-05-05_PARTIAL.csv").read_bytes()
     dump = tmp_path_factory.mktemp("d") / "dump.csv"
     dump.write_bytes(data[: data.rindex(b"\n") + 1])
     import_files(store, [dump])
-    for name in (
-        "hagezi_fake_adblock_2022-07-24.txt",
-        "hagezi_fake_hosts_2022-07-24.txt",
-        "spamhaus_drop_2024-02-27_via_SecOps.txt",
+    for name, source in (
+        ("hagezi_fake_adblock_2022-07-24.txt", "hagezi-fake-adblock"),
+        ("hagezi_fake_hosts_2022-07-24.txt", "hagezi-fake-hosts"),
+        ("spamhaus_drop_2024-02-27_via_SecOps.txt", "spamhaus-drop"),  # this copy has no header
     ):
-        import_files(store, [shared_file(name)])
+        import_files(store, [shared_file(name)], source=source)
     yield list(store.entries())
     store.close()
 

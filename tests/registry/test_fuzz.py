@@ -73,7 +73,7 @@ def test_refused_import_changes_nothing(cut: int, tail: bytes, tmp_path: Path) -
     data = _sample("zi_dump_2016-06-13.csv")
     good = tmp_path / "dump.csv"
     good.write_bytes(data[: data.rindex(b"\n") + 1])
-    store = SqliteStore(tmp_path / f"r{cut}.db")
+    store = SqliteStore(tmp_path / f"r{cut}.db", create=True)
     try:
         import_files(store, [good])
         before = store.source_state("rkn")

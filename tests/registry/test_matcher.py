@@ -217,7 +217,7 @@ def test_from_store_and_memory(tmp_path: Path) -> None:
     from sluice.registry.store import SqliteStore
     from sluice.registry.sync import import_files
 
-    st_ = SqliteStore(tmp_path / "r.db")
+    st_ = SqliteStore(tmp_path / "r.db", create=True)
     import_files(st_, [shared_file("hagezi_fake_adblock_2022-07-24.txt")])
     m = Matcher.from_store(st_)
     st_.close()

@@ -159,7 +159,7 @@ def test_bulk_sync_is_one_transaction_and_back_to_wal(
     import sluice.registry.store as store_mod
 
     monkeypatch.setattr(store_mod, "BULK_CHANGES", 0)  # every sync counts as large
-    st = SqliteStore(tmp_path / "reg.db")
+    st = SqliteStore(tmp_path / "reg.db", create=True)
     try:
         dump = tmp_path / "dump.csv"
         rows = [f"10.0.{i // 256}.{i % 256};;;суд;1;2020-01-01" for i in range(300)]

@@ -200,7 +200,7 @@ def test_concurrent_accept_sqlite(tmp_path: Path) -> None:
     from sluice.registry.store import SqliteStore
 
     db = tmp_path / "reg.db"
-    st = SqliteStore(db)
+    st = SqliteStore(db, create=True)
     try:
         pid = propose(st, _vpn("race.examplevpn.net"), now=T0)
         outs = _race(str(db), pid, tmp_path)
@@ -213,7 +213,7 @@ def test_concurrent_accept_postgres(pg_server: PgServer, tmp_path: Path) -> None
     from sluice.registry.store import open_store
 
     url = pg_server.new_database()
-    st = open_store(url)
+    st = open_store(url, create=True)
     try:
         pid = propose(st, _vpn("race.examplevpn.net"), now=T0)
         outs = _race(url, pid, tmp_path)

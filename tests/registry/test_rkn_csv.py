@@ -63,7 +63,7 @@ def test_2018_dump_complete_lines_give_masks_and_subnets(tmp_path: Path) -> None
 
 def test_cut_at_line_end_is_refused_as_row_drop(tmp_path: Path) -> None:
     data = shared_file("zi_dump_2016-06-13.csv").read_bytes()
-    store = SqliteStore(tmp_path / "r.db")
+    store = SqliteStore(tmp_path / "r.db", create=True)
     full = tmp_path / "dump.csv"
     full.write_bytes(data)
     import_files(store, [full])

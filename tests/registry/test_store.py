@@ -100,7 +100,7 @@ def test_audit_is_append_only_postgres(pg_server: object, tmp_path: Path) -> Non
     from sluice.registry.pgstore import PostgresStore
 
     assert hasattr(pg_server, "new_database")
-    st = PostgresStore(pg_server.new_database())
+    st = PostgresStore(pg_server.new_database(), create=True)
     try:
         import_files(st, [_dump(tmp_path / "dump.csv", ROWS)])
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
@@ -140,7 +140,7 @@ def test_real_dump_on_both_stores(store: RegistryStore) -> None:
 
 def test_store_unavailable(tmp_path: Path) -> None:
     with pytest.raises(RegistryError) as err:
-        SqliteStore(tmp_path / "missing-dir" / "reg.db")
+        SqliteStore(tmp_path / "missing-dir" / "reg.db", create=True)
     assert err.value.reason == "registry.store_unavailable"
     (tmp_path / "not-a-db").write_bytes(b"hello, this is not sqlite" * 100)
     with pytest.raises(RegistryError):

@@ -235,6 +235,7 @@ def test_command_ranks_explains_and_proposes_into_the_review_queue(tmp_path: Pat
     assert "1 candidate services from 6 flows" in got.output and "1. acme-vpn.test" in got.output
     assert "share the certificate CN=*.acme-vpn.test" in got.output
     db = tmp_path / "reg.db"
+    open_store(str(db), create=True).close()  # --propose needs a register that exists
     got = runner.invoke(discover_command, [str(jl), "--format", "json", "--propose", "--register", str(db)])
     assert got.exit_code == 0, got.output
     doc = json.loads(got.output)

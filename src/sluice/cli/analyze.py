@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from sluice.cli._context import register_option
 from sluice.cli._detect import load_combiner, model_options
 from sluice.cli._filter import FILTER_HELP, filtered_paths
 from sluice.cli._output import JSON_RULE, Col, CsvRows, listing_format, print_table, write_summary_json
@@ -116,10 +117,9 @@ def _explain_text(f: FlowVerdict) -> str:
 
 @click.command("analyze")
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
-@click.option(
-    "--register",
-    "register_db",
-    help="Match server names and addresses against this register (SQLite file or postgresql:// URL).",
+@register_option(
+    help_text="Match server names and addresses against this register (SQLite file or postgresql://"
+    " URL; it must exist) [env: SLUICE_REGISTRY]."
 )
 @click.option(
     "--format",
@@ -256,7 +256,7 @@ def _analyze(
             register = open_register(register_db)
         except SluiceError as exc:
             click.echo(f"sluice analyze: error: cannot open the register: {exc}", err=True)
-            sys.exit(EXIT_IO)
+            sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
     if with_decisions:
         _decisions(paths, policy_file, combiner, register, packets, fmt, out_path, summary_json)
         return

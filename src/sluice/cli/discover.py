@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from sluice.cli._context import register_option
 from sluice.errors import CaptureError, ConfigError, SluiceError
 
 EXIT_USAGE, EXIT_IO = 2, 3
@@ -61,7 +62,7 @@ def _text(rank: int, c: dict[str, Any]) -> str:
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--propose", is_flag=True, help="Put each candidate's entries in the register's review queue.")
-@click.option("--register", "register_db", envvar="SLUICE_REGISTRY", help="The register (with --propose).")
+@register_option(help_text="The register (with --propose; it must exist) [env: SLUICE_REGISTRY].")
 def discover_command(
     inputs: tuple[str, ...],
     min_findings: int,
@@ -95,7 +96,7 @@ def discover_command(
             ids = _propose(cands, inputs, register_db, proposals_for)
         except SluiceError as exc:
             click.echo(f"sluice services discover: error: {exc}", err=True)
-            sys.exit(EXIT_IO)
+            sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
         for doc, got in zip(docs, ids, strict=True):
             doc["proposals"] = got
     if fmt == "json":

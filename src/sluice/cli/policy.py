@@ -21,6 +21,7 @@ from typing import IO
 
 import click
 
+from sluice.cli._context import register_option
 from sluice.cli._detect import load_combiner, model_options
 from sluice.cli._filter import FILTER_HELP, filtered_paths
 from sluice.cli._output import (
@@ -114,8 +115,9 @@ def show_default() -> None:
 @policy.command("test")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
-@click.option(
-    "--register", "register_db", help="Register to match against (SQLite file or postgresql:// URL)."
+@register_option(
+    help_text="Register to match against (SQLite file or postgresql:// URL; it must exist)"
+    " [env: SLUICE_REGISTRY]."
 )
 @click.option(
     "--format",
@@ -187,7 +189,7 @@ def test_command(
             register = open_register(register_db)
         except SluiceError as exc:
             click.echo(f"sluice policy: error: cannot open the register: {exc}", err=True)
-            sys.exit(EXIT_IO)
+            sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
     combiner = load_combiner(model_dir, no_model, "sluice policy", fet_veto)
     with ExitStack() as stack:
         paths = filtered_paths(stack, captures, bpf, "sluice policy")

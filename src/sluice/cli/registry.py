@@ -1,10 +1,13 @@
 """``sluice registry``: import, check, history, export, stats, the review queue and impact previews.
 
 A thin shell: it parses options, calls :mod:`sluice.registry.service`, and formats the result.
-Exit codes: 0 OK, 1 findings (``check --fail-on-findings``), 2 usage or configuration error,
-3 I/O error (file missing or unreadable, input refused as damaged or truncated, store
-unreachable).  Every command takes ``--json``.  The register is ``--db`` (a SQLite file, or a
-``postgresql://`` URL), default ``$SLUICE_REGISTRY_DB`` or ``./sluice-registry.db``.
+Exit codes: 0 OK, 1 findings (``check --fail-on-findings``), 2 usage or configuration error
+(no register at the path given, no source name), 3 I/O error (file missing or unreadable, input
+refused as damaged or truncated, a fetch refused or failed, store unreachable).  Every command
+takes ``--json``.  The register is ``--register`` (a SQLite file, or a ``postgresql://`` URL),
+after the subcommand or before it, default ``$SLUICE_REGISTRY`` or ``./sluice-registry.db``
+(``--db`` and ``$SLUICE_REGISTRY_DB`` are deprecated names of the same); only ``init`` and
+``import`` create one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
-from sluice.cli._context import REGISTRY_DB_KEY, registry_db
+from sluice.cli._context import DEFAULT_REGISTER, register_option, registry_db, store_group_register
 from sluice.registry import service
 from sluice.registry.exports import EXPORT_TARGETS
 from sluice.registry.impact import MAX_NAMES, ImpactReport
@@ -40,6 +43,13 @@ _USAGE_REASONS = frozenset(
         "registry.bad_state",
         "registry.bad_proposal",
         "registry.no_proposal",
+        "registry.no_register",
+        "registry.no_source",
+        "registry.bad_source",
+        "registry.unknown_source",
+        "registry.source_exists",
+        "registry.bad_url",
+        "registry.bad_interval",
     }
 )
 
@@ -58,18 +68,46 @@ def _db(ctx: click.Context) -> str:
     return registry_db(ctx)
 
 
+_register = register_option(param=None, default=DEFAULT_REGISTER)
+"""``--register`` on a subcommand (kept in ``ctx.meta`` for :func:`_db`)."""
+
+
 @click.group(name="registry")
 @click.option(
-    "--db",
-    envvar="SLUICE_REGISTRY_DB",
-    default="sluice-registry.db",
-    show_default=True,
-    help="Register store: a SQLite file path or a postgresql:// URL.",
+    "--register",
+    "register_given",
+    default=None,
+    metavar="PATH|URL",
+    help="The register for every subcommand (also accepted after it) [env: SLUICE_REGISTRY;"
+    f" default: {DEFAULT_REGISTER}].",
 )
+@click.option("--db", "db_given", default=None, hidden=True, help="Deprecated: --register.")
 @click.pass_context
-def registry(ctx: click.Context, db: str) -> None:
-    """The register of blocked resources: import lists, check, audit, export."""
-    ctx.meta[REGISTRY_DB_KEY] = db
+def registry(ctx: click.Context, register_given: str | None, db_given: str | None) -> None:
+    """The register of blocked resources: import lists, check, audit, export.
+
+    The register is --register PATH|URL (or $SLUICE_REGISTRY), before or after the subcommand.
+    Only `init` and `import` create one; every other command refuses a path with no register.
+    """
+    store_group_register(ctx, register_given, db_given)
+
+
+@registry.command("init")
+@_register
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def init_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Create an empty register (or say that one is there already)."""
+    try:
+        out = service.init(_db(ctx))
+    except RegistryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False))
+    elif out["created"]:
+        click.echo(f"created the register {out['register']} (schema version {out['schema_version']})")
+    else:
+        click.echo(f"{out['register']} is a register already ({out['entries']} entries): left as it is")
 
 
 def _print_summary(s: ImportSummary, show_rejected: int) -> None:
@@ -92,6 +130,7 @@ def _print_summary(s: ImportSummary, show_rejected: int) -> None:
 
 
 @registry.command("import")
+@_register
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.option(
     "--format",
@@ -101,7 +140,12 @@ def _print_summary(s: ImportSummary, show_rejected: int) -> None:
     show_default=True,
     help="Input format (several FILES: parts of one RKN CSV dump).",
 )
-@click.option("--source", default="", help="List name (default: rkn, or the file's name).")
+@click.option(
+    "--source",
+    default="",
+    help="The list's name, the same for every copy of it (default: the name its header declares:"
+    " rkn for RKN dumps, the '# Title:' of a list, an RPZ zone's origin; required when none).",
+)
 @click.option(
     "--max-drop",
     type=click.FloatRange(0.0, 1.0),
@@ -196,6 +240,7 @@ def import_cmd(
 
 
 @registry.command("check")
+@_register
 @click.argument("items", nargs=-1, required=True)
 @click.option("--source", default=None, help="Only this list.")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when anything matches.")
@@ -231,6 +276,7 @@ def check_cmd(
 
 
 @registry.command("history")
+@_register
 @click.argument("indicator")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -257,6 +303,7 @@ def history_cmd(ctx: click.Context, indicator: str, as_json: bool) -> None:
 
 
 @registry.command("export")
+@_register
 @click.option("--to", "target", type=click.Choice(EXPORT_TARGETS), required=True)
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="Output file (default: standard output)."
@@ -300,6 +347,7 @@ def export_cmd(
 
 
 @registry.command("stats")
+@_register
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
@@ -404,6 +452,7 @@ def _proposal_line(p: dict[str, Any]) -> str:
 
 
 @proposals_group.command("list")
+@_register
 @click.option("--state", default=None, help="proposed, accepted or rejected.")
 @click.option("--limit", type=click.IntRange(1), default=None)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -428,6 +477,7 @@ def proposals_list_cmd(
 
 
 @proposals_group.command("show")
+@_register
 @click.argument("pid", type=click.IntRange(1), metavar="ID")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -489,6 +539,7 @@ def _review_options(f: Any) -> Any:
 
 
 @proposals_group.command("accept")
+@_register
 @_review_options
 def proposals_accept_cmd(
     ctx: click.Context, ids: tuple[int, ...], reviewer: str, reason: str, fmt: str, as_json: bool
@@ -498,12 +549,204 @@ def proposals_accept_cmd(
 
 
 @proposals_group.command("reject")
+@_register
 @_review_options
 def proposals_reject_cmd(
     ctx: click.Context, ids: tuple[int, ...], reviewer: str, reason: str, fmt: str, as_json: bool
 ) -> None:
     """Reject proposal ID(s): they never become entries."""
     _decide(ctx, ids, False, reviewer, reason, "json" if as_json else fmt)
+
+
+# -- sources: list, rename, remove; lists fetched from URLs --
+
+
+@registry.group("sources")
+def sources_group() -> None:
+    """The register's sources (lists): list, rename, remove, and lists fetched from URLs.
+
+    Also `sluice registry source ...`.
+    """
+
+
+@sources_group.command("list")
+@_register
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sources_list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Every source: entries per kind, its last import, where it comes from (file or URL)."""
+    try:
+        items = service.sources_list(_db(ctx))
+    except RegistryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False))
+        return
+    if not items:
+        click.echo("no sources (sluice registry import, or sluice registry source add)")
+    for it in items:
+        kinds = ", ".join(f"{k} {n}" for k, n in it["entries"].items()) or "no entries"
+        click.echo(f"{it['name']}: {it['total']} entries ({kinds})")
+        imp = it["last_import"]
+        if imp is not None:
+            click.echo(
+                f"  last import #{imp['id']} {imp['at']} ({imp['format']}): {imp['rows']} rows,"
+                f" +{imp['added']} -{imp['removed']} ~{imp['changed']}"
+            )
+        if it["origin"]:
+            click.echo(f"  origin: {it['origin']}")
+        f = it["fetch"]
+        if f is not None:
+            every = f"every {f['every_s']:g} s" if f["every_s"] else "every fetch"
+            last = f"last {f['status']} {f['checked_at']}" if f["checked_at"] else "never fetched"
+            click.echo(f"  fetched {every}, {f['fmt']}; {last}{': ' + f['detail'] if f['detail'] else ''}")
+
+
+@sources_group.command("rename")
+@click.argument("old")
+@click.argument("new")
+@_register
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sources_rename_cmd(ctx: click.Context, old: str, new: str, as_json: bool) -> None:
+    """Rename source OLD to NEW: its entries move (audited: removed from OLD, added to NEW)."""
+    try:
+        out = service.sources_rename(_db(ctx), old, new)
+    except RegistryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False))
+        return
+    click.echo(
+        f"renamed {old} to {new}: {out['moved']} entries (import #{out['added_import']} added them"
+        f" to {new}, #{out['removed_import']} removed them from {old})"
+    )
+
+
+@sources_group.command("remove")
+@click.argument("name")
+@_register
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sources_remove_cmd(ctx: click.Context, name: str, dry_run: bool, as_json: bool) -> None:
+    """Remove source NAME: every entry of it (audited, as an import of nothing) and its URL."""
+    try:
+        summary = service.sources_remove(_db(ctx), name, dry_run=dry_run)
+    except RegistryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
+        return
+    verb = "would remove" if dry_run else f"removed (import #{summary.import_id})"
+    click.echo(f"{name}: {verb} {summary.removed} entries")
+
+
+@sources_group.command("add")
+@click.argument("name")
+@click.argument("url")
+@_register
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="The list's format.")
+@click.option(
+    "--every",
+    default="0",
+    show_default=True,
+    help="Fetch it again after this long (90, 30m, 12h, 1d; 0: at every `registry fetch`).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sources_add_cmd(ctx: click.Context, name: str, url: str, fmt: str, every: str, as_json: bool) -> None:
+    """Fetch source NAME from URL (http or https), like Pi-hole's adlists; then `registry fetch`."""
+    try:
+        out = service.source_add(_db(ctx), name, url, fmt, every)
+    except RegistryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False))
+    else:
+        click.echo(f"{name}: {fmt} from {url}, every {every}; fetch it with: sluice registry fetch {name}")
+
+
+registry.add_command(sources_group, "source")
+
+
+@registry.command("fetch")
+@click.argument("names", nargs=-1)
+@_register
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the last good copies are kept (default: REGISTER.sources/ beside a SQLite register).",
+)
+@click.option("--max-bytes", type=click.IntRange(1), default=service.FETCH_MAX_BYTES, show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1), default=service.FETCH_TIMEOUT_S,
+              show_default=True, help="Seconds a download may take in all.")  # fmt: skip
+@click.option("--max-drop", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MAX_DROP, show_default=True)
+@click.option(
+    "--max-removed", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MAX_REMOVED, show_default=True
+)
+@click.option("--force", is_flag=True, help="Accept what the import guards refuse (as `import --force`).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def fetch_cmd(
+    ctx: click.Context,
+    names: tuple[str, ...],
+    cache_dir: Path | None,
+    max_bytes: int,
+    timeout_s: float,
+    max_drop: float,
+    max_removed: float,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Download the sources added with `registry source add` and import what changed.
+
+    NAMES: these sources now; none: every source whose --every has passed. Asks conditionally
+    (ETag, If-Modified-Since): "not modified" changes nothing. A download that is too large, too
+    slow, incomplete or refused by the import guards changes nothing either: the last good copy
+    is kept, the bad one saved as NAME.rejected, and the refusal reported (exit 3).
+    """
+    try:
+        outs = service.fetch(
+            _db(ctx),
+            list(names),
+            cache_dir,
+            max_bytes=max_bytes,
+            timeout_s=timeout_s,
+            max_drop=max_drop,
+            max_removed=max_removed,
+            force=force,
+        )
+    except RegistryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps([o.as_dict() for o in outs], ensure_ascii=False))
+    else:
+        if not outs:
+            click.echo("no sources to fetch (sluice registry source add NAME URL --format F)")
+        for o in outs:
+            click.echo(_fetch_line(o))
+    if any(not o.ok for o in outs):
+        sys.exit(EXIT_IO)
+
+
+def _fetch_line(o: Any) -> str:
+    if o.status == "imported":
+        s = o.summary
+        return (
+            f"{o.name}: imported {o.bytes} bytes (import #{s.import_id}): +{s.added} -{s.removed}"
+            f" ~{s.changed}, {len(s.rejected)} rejected lines"
+        )
+    if o.status in ("refused", "failed"):
+        kept = f"; kept the last good copy {o.good_copy}" if o.good_copy else "; no good copy yet"
+        bad = f"; the download is in {o.rejected_copy}" if o.rejected_copy else ""
+        return f"{o.name}: {o.status.upper()}: {o.detail} [{o.reason}]{kept}{bad}"
+    if o.status == "not-modified":
+        return f"{o.name}: not modified (HTTP 304): nothing changed"
+    if o.status == "unchanged":
+        return f"{o.name}: unchanged ({o.bytes} bytes, same digest): nothing changed"
+    return f"{o.name}: not due ({o.detail})"
 
 
 from sluice.cli.snapshot import snapshot_group  # noqa: E402 - after the group it joins

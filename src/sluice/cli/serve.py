@@ -1,7 +1,7 @@
 """``sluice serve``: the console (web pages and HTTP API) over a register and a decision log.
 
-Exit codes: 0 OK, 2 usage error (bad address, console extra missing), 3 the register or the
-console database cannot be opened.
+Exit codes: 0 OK, 2 usage error (bad address, console extra missing, no register at the path
+given), 3 the register or the console database cannot be opened.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import sys
 
 import click
 
-from sluice.errors import SluiceError
+from sluice.cli._context import DEFAULT_REGISTER, register_option
+from sluice.errors import ConfigError, SluiceError
 
 EXIT_USAGE, EXIT_IO = 2, 3
 ROLES = ("viewer", "reviewer", "admin")
@@ -27,12 +28,10 @@ def _bind(text: str) -> tuple[str, int]:
 
 
 @click.command("serve")
-@click.option(
-    "--register",
-    "register_db",
-    default="register.db",
-    show_default=True,
-    help="The register: SQLite file or postgresql:// URL (the console's users live there too).",
+@register_option(
+    default=DEFAULT_REGISTER,
+    help_text="The register: SQLite file or postgresql:// URL; it must exist (sluice registry init)"
+    " [env: SLUICE_REGISTRY]. The console's users live there too.",
 )
 @click.option("--log", "log_dir", default="decisions", show_default=True, help="Decision log directory.")
 @click.option("--bind", default="127.0.0.1:8470", show_default=True, help="Address and port to listen on.")
@@ -100,7 +99,7 @@ def serve(
         console = Console(cfg)
     except SluiceError as exc:
         click.echo(f"sluice serve: error: {exc}", err=True)
-        sys.exit(EXIT_IO)
+        sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
     if add_user or set_password:
         name = add_user or set_password or ""
         password = os.environ.get("SLUICE_PASSWORD") or click.prompt(

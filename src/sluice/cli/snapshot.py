@@ -13,6 +13,8 @@ import sys
 
 import click
 
+from sluice.cli._context import DEFAULT_REGISTER, register_option
+
 EXIT_USAGE, EXIT_IO = 2, 3
 
 
@@ -41,6 +43,7 @@ def keygen_cmd(private_path: str, public_path: str) -> None:
 
 
 @snapshot_group.command("publish")
+@register_option(param=None, default=DEFAULT_REGISTER)
 @click.option(
     "--key", "key_path", required=True, type=click.Path(dir_okay=False), help="Ed25519 private key (PEM)."
 )
@@ -50,10 +53,10 @@ def keygen_cmd(private_path: str, public_path: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 @click.pass_context
 def publish_cmd(ctx: click.Context, key_path: str, out_path: str, as_json: bool) -> None:
-    """Write a signed snapshot of the register (--db) to OUT (atomically replaced)."""
+    """Write a signed snapshot of the register (--register) to OUT (atomically replaced)."""
     from sluice.cli._context import registry_db as _db
     from sluice.registry import open_store
-    from sluice.registry.model import RegistryError
+    from sluice.registry.model import RegisterNotFound, RegistryError
     from sluice.registry.snapshot import SnapshotError, load_private_key, publish_snapshot
 
     try:
@@ -72,7 +75,7 @@ def publish_cmd(ctx: click.Context, key_path: str, out_path: str, as_json: bool)
             store.close()
     except (RegistryError, OSError) as exc:
         click.echo(f"sluice registry snapshot: error: {exc}", err=True)
-        sys.exit(EXIT_IO)
+        sys.exit(EXIT_USAGE if isinstance(exc, RegisterNotFound) else EXIT_IO)
     if as_json:
         click.echo(_header_json(header))
     else:

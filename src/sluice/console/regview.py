@@ -100,7 +100,7 @@ class RegisterView:
 
     def __init__(self, target: str) -> None:
         self.target = target
-        open_store(target).close()  # creates or migrates the register's tables
+        open_store(target).close()  # refuses a missing register (RegisterNotFound), migrates an older one
         self.db = Database(target)
         self._matcher: tuple[int, Matcher] | None = None
         self._lock = threading.Lock()

@@ -27,13 +27,14 @@ __all__ = [
     "LegalBasis",
     "Proposal",
     "ProposalState",
+    "RegisterNotFound",
     "RegistryError",
     "RejectedLine",
     "basis_from_json",
     "basis_to_json",
 ]
 
-from sluice.errors import SluiceError
+from sluice.errors import ConfigError, SluiceError
 
 
 class RegistryError(SluiceError):
@@ -49,6 +50,28 @@ class RegistryError(SluiceError):
         self.path = path
         self.detail = detail
         super().__init__(f"{path}: {detail}" if path else detail)
+
+
+CREATE_COMMANDS = "sluice registry init --register {path}, or sluice registry import --register {path} FILE"
+"""How a register is made (the two commands that create one), for messages."""
+
+
+class RegisterNotFound(RegistryError, ConfigError):
+    """The register named does not exist (``registry.no_register``): a usage error (exit 2).
+
+    Only ``registry init`` and ``registry import`` create a register; every other command opens
+    an existing one, so a mistyped path is an error instead of an empty register that matches
+    nothing.  Also a :class:`~sluice.errors.ConfigError` (of the ``--register`` option), so a
+    command that does not catch it exits 2.
+    """
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        how = CREATE_COMMANDS.format(path=path)
+        self.reason = "registry.no_register"
+        self.path = path
+        self.option = "--register"
+        self.detail = detail or f"no register here (create one with {how})"
+        Exception.__init__(self, f"{path}: {self.detail}")
 
 
 class Kind(enum.StrEnum):

@@ -17,10 +17,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sluice.registry import notify
-from sluice.registry.model import LETTER_KIND, RegistryError
+from sluice.registry.model import LETTER_KIND, RegisterNotFound, RegistryError
 from sluice.registry.store import (
     KEY_SQL,
     KNOWN_VERSIONS,
+    NOT_A_REGISTER,
     SCHEMA_VERSION,
     Added,
     ImportMeta,
@@ -90,7 +91,11 @@ class PostgresStore(_SqlStore):
         url: ``postgresql://user:password@host:port/dbname`` (libpq syntax, so
             ``?host=/path/to/socket`` works for Unix sockets).
 
+        create: create the register's tables when the database has none (``registry init``,
+            ``registry import``); otherwise such a database is refused.
+
     Raises:
+        RegisterNotFound: ``registry.no_register`` (no tables, and not ``create``).
         RegistryError: ``registry.store_unavailable`` when psycopg is missing, the server is
             unreachable or the database holds another schema version.
     """
@@ -103,7 +108,7 @@ class PostgresStore(_SqlStore):
         " FROM entries WHERE source = %s) t"
     )
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = False) -> None:
         try:
             import psycopg
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -118,6 +123,8 @@ class PostgresStore(_SqlStore):
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext('sluice.registry.schema'))")
                 version = self._version(cur)
+                if version is None and not create:
+                    raise RegisterNotFound(url, NOT_A_REGISTER.format(path=url))
                 if version is None:  # made as version 2, then migrated as any version 2
                     for stmt in _PG_SCHEMA:
                         cur.execute(stmt)
@@ -136,6 +143,9 @@ class PostgresStore(_SqlStore):
                 notify.install(cur)  # every import row notifies listening gateways
         except psycopg.Error as exc:
             raise RegistryError("registry.store_unavailable", str(exc).strip(), url) from exc
+        except RegisterNotFound:
+            self.conn.close()
+            raise
         if version != str(SCHEMA_VERSION):
             self.conn.close()
             raise RegistryError(

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sluice.registry import proposals
+from sluice.registry import fetch as fetching
+from sluice.registry import proposals, sources
 from sluice.registry.exports import ExportResult, export_entries
 from sluice.registry.impact import (
     MAX_NAMES,
@@ -32,7 +33,14 @@ from sluice.registry.names import (
     canon_url,
     display_indicator,
 )
-from sluice.registry.store import open_store
+from sluice.registry.store import (
+    SCHEMA_VERSION,
+    RegistryStore,
+    SqliteStore,
+    create_store,
+    open_store,
+    register_exists,
+)
 from sluice.registry.sync import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED, import_files
 from sluice.registry.wallets import canon_wallet, entry_checksum, looks_like_wallet
 
@@ -41,12 +49,18 @@ __all__ = [
     "check",
     "decide",
     "export",
+    "fetch",
     "history",
     "impact",
     "import_paths",
     "import_preview",
+    "init",
     "proposal_show",
     "proposals_list",
+    "source_add",
+    "sources_list",
+    "sources_remove",
+    "sources_rename",
     "stats",
 ]
 
@@ -68,7 +82,11 @@ def import_paths(
     Raises:
         RegistryError: input refused or store failure; the register is unchanged.
     """
-    store = open_store(db)
+    store: RegistryStore
+    if dry_run and not register_exists(db):
+        store = SqliteStore(":memory:", create=True)  # what the first import would add
+    else:
+        store = open_store(db, create=not dry_run)
     try:
         return import_files(
             store,
@@ -83,6 +101,24 @@ def import_paths(
         )
     finally:
         store.close()
+
+
+def init(db: str) -> dict[str, Any]:
+    """Create an empty register at ``db`` (``registry init``), or report the one there.
+
+    Returns:
+        ``{"register", "created", "schema_version", "entries"}``.
+
+    Raises:
+        RegistryError: ``registry.store_unavailable`` (cannot be created or opened).
+    """
+    existed = register_exists(db)
+    store = create_store(db)
+    try:
+        entries = sum(sum(k.values()) for k in store.stats().values())
+    finally:
+        store.close()
+    return {"register": db, "created": not existed, "schema_version": SCHEMA_VERSION, "entries": entries}
 
 
 def match_dict(m: Match, shown: str = "") -> dict[str, Any]:
@@ -371,3 +407,78 @@ def import_preview(
     """
     result = parse_files(paths, fmt, source=source)
     return impact([(Kind(k), i) for k, i in result.entries], flows, own=own, max_names=max_names)
+
+
+# -- sources and lists fetched from URLs --
+
+FETCH_MAX_BYTES = fetching.DEFAULT_MAX_BYTES
+FETCH_TIMEOUT_S = fetching.DEFAULT_TIMEOUT_S
+
+
+def sources_list(db: str) -> list[dict[str, Any]]:
+    """Every source with its entries per kind, last import and origin (see
+    :func:`sluice.registry.sources.list_sources`)."""
+    store = open_store(db)
+    try:
+        return sources.list_sources(store)
+    finally:
+        store.close()
+
+
+def sources_rename(db: str, old: str, new: str) -> dict[str, Any]:
+    """Rename a source (audited; see :func:`sluice.registry.sources.rename_source`).
+
+    Returns:
+        ``{"old", "new", "moved", "added_import", "removed_import"}``.
+    """
+    store = open_store(db)
+    try:
+        gained, lost = sources.rename_source(store, old, new)
+    finally:
+        store.close()
+    return {
+        "old": old,
+        "new": new,
+        "moved": gained.added,
+        "added_import": gained.import_id,
+        "removed_import": lost.import_id,
+    }
+
+
+def sources_remove(db: str, name: str, *, dry_run: bool = False) -> ImportSummary:
+    """Remove a source's entries and URL (audited; see :func:`sluice.registry.sources.remove_source`)."""
+    store = open_store(db)
+    try:
+        return sources.remove_source(store, name, dry_run=dry_run)
+    finally:
+        store.close()
+
+
+def source_add(db: str, name: str, url: str, fmt: str, every: str = "0") -> dict[str, Any]:
+    """Fetch ``name`` from ``url`` (``registry source add``); ``every``: ``12h`` ...
+
+    Returns:
+        The source's settings.
+    """
+    every_s = fetching.parse_every(every)
+    store = open_store(db)
+    try:
+        f = fetching.add_source(store, name, url, fmt, every_s)
+    finally:
+        store.close()
+    return {"name": name, "url": f.url, "format": f.fmt, "every_s": f.every_s}
+
+
+def fetch(
+    db: str,
+    names: Sequence[str],
+    cache_dir: str | Path | None = None,
+    **limits: Any,
+) -> list[fetching.FetchOutcome]:
+    """Fetch sources and import what changed (see :func:`sluice.registry.fetch.fetch_sources`);
+    ``cache_dir`` None: :func:`~sluice.registry.fetch.cache_dir_for` the register."""
+    store = open_store(db)
+    try:
+        return fetching.fetch_sources(store, names, cache_dir or fetching.cache_dir_for(db), **limits)
+    finally:
+        store.close()

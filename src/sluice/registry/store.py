@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Five tables hold the register (schema version 3):
+Six tables hold the register (schema version 3):
 
 * ``bases``: every distinct set of decisions once, as a JSON array of
   ``[authority, number, date]`` (:func:`~sluice.registry.model.basis_to_json`); rows are only
@@ -16,6 +16,9 @@ Five tables hold the register (schema version 3):
   did it (whose time is the change's time); and one row per review event (proposed, accepted,
   rejected) with its own time, who (``actor``: detector or reviewer), why (``note``) and the
   proposal (``proposal_id``; ``import_id`` is 0, or the import an acceptance wrote).
+* ``meta``: the schema version, and settings (:meth:`RegistryStore.settings`): the URL, format,
+  interval and HTTP validators of each list fetched from a URL (``source:NAME``, JSON; see
+  :mod:`sluice.registry.fetch`).
 * ``proposals``: the review queue (:mod:`sluice.registry.proposals`): indicators detectors
   propose, their evidence and impact preview (JSON), state ``proposed -> accepted | rejected``
   and the decision.  At most one open proposal per ``(detector, kind, indicator)`` (a partial
@@ -29,7 +32,12 @@ rows.  A failure anywhere rolls all of it back, so a crash half-way leaves the p
 register as it was.  Review changes run inside
 :meth:`RegistryStore.review`, one exclusive transaction (a sync started inside it joins it), so an
 acceptance, its audit row and the entry it adds commit together, and two reviewers deciding the
-same proposal are serialised.  :class:`SqliteStore` is the default (a file path);
+same proposal are serialised.
+
+Opening never creates a register unless asked (``create=True``: ``registry init`` and ``registry
+import`` only, :func:`create_store`): a missing file, or a database without the register's
+tables, raises :class:`~sluice.registry.model.RegisterNotFound` and leaves nothing behind (SQLite
+is opened with ``mode=rw``).  :class:`SqliteStore` is the default (a file path);
 :class:`~sluice.registry.pgstore.PostgresStore` serves several gateways from one PostgreSQL
 database.
 
@@ -47,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from itertools import repeat
@@ -63,6 +72,7 @@ from sluice.registry.model import (
     Kind,
     Proposal,
     ProposalState,
+    RegisterNotFound,
     RegistryError,
     basis_from_json,
 )
@@ -73,8 +83,17 @@ __all__ = [
     "ImportMeta",
     "RegistryStore",
     "SqliteStore",
+    "create_store",
+    "is_postgres",
     "open_store",
+    "register_exists",
 ]
+
+NOT_A_REGISTER = (
+    "not a sluice register (the database has no register tables; create one with"
+    " sluice registry init --register {path})"
+)
+"""Message of a database that exists but holds no register."""
 
 SCHEMA_VERSION = 3
 """Version of the table layout, stored in ``meta``."""
@@ -224,6 +243,18 @@ class RegistryStore(Protocol):
         self, action: AuditAction, p: Proposal, actor: str, note: str, at: str, import_id: int = 0
     ) -> None:
         """Append one review event (proposed, accepted, rejected) to the audit table."""
+        ...
+
+    def settings(self, prefix: str) -> dict[str, str]:
+        """The register's settings (``meta`` rows) whose key starts with ``prefix``."""
+        ...
+
+    def put_setting(self, key: str, value: str) -> None:
+        """Set one setting (committed at once, or with the transaction it runs in)."""
+        ...
+
+    def delete_setting(self, key: str) -> None:
+        """Remove one setting (nothing when absent)."""
         ...
 
     def close(self) -> None:
@@ -392,6 +423,31 @@ class _SqlStore:
         for s, k, n in rows:
             out.setdefault(s, {})[k] = int(n)
         return out
+
+    # -- settings: ``meta`` rows other than ``schema_version`` (per-source fetch state) --
+
+    def settings(self, prefix: str) -> dict[str, str]:
+        """The register's settings (``meta`` rows) whose key starts with ``prefix``."""
+        rows = self._all(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)
+        )
+        return {str(k): str(v) for k, v in rows}
+
+    def put_setting(self, key: str, value: str) -> None:
+        """Set one setting (committed at once, or with the transaction it runs in)."""
+        if key == "schema_version":
+            raise ValueError("schema_version is not a setting")
+        self._exec(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def delete_setting(self, key: str) -> None:
+        """Remove one setting (nothing when absent)."""
+        if key == "schema_version":
+            raise ValueError("schema_version is not a setting")
+        self._exec("DELETE FROM meta WHERE key = ?", (key,))
 
     # -- the review queue (writes inside ``review()``) --
 
@@ -707,18 +763,30 @@ class SqliteStore(_SqlStore):
     """The register in one SQLite file (WAL mode).
 
     Args:
-        path: the database file (created with its tables when absent).
+        path: the database file.
+        create: make the file and its tables when absent (``registry init``, ``registry
+            import``); otherwise a missing file, or a database without the register's tables,
+            is refused and nothing is created.
 
     Raises:
+        RegisterNotFound: ``registry.no_register`` (no ``create``, and no register there).
         RegistryError: ``registry.store_unavailable`` when the file cannot be opened or is not a
             register of a known schema version.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
         self.path = str(path)
+        if not create and (self.path == ":memory:" or not os.path.exists(self.path)):
+            raise RegisterNotFound(self.path)
+        # without create, open read-write but never create the file (SQLite's URI mode=rw)
+        target = self.path if create else Path(self.path).absolute().as_uri() + "?mode=rw"
         try:
             self.conn = sqlite3.connect(
-                self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                target,
+                timeout=SQLITE_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=not create,
             )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -726,10 +794,16 @@ class SqliteStore(_SqlStore):
             self.conn.execute("PRAGMA temp_store=MEMORY")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._tx = False
-            if self._version() != str(SCHEMA_VERSION):
+            version = self._version()
+            if version is None and not create:
+                self.conn.close()
+                raise RegisterNotFound(self.path, NOT_A_REGISTER.format(path=self.path))
+            if version != str(SCHEMA_VERSION):
                 self._upgrade()
             version = self._version()
         except sqlite3.Error as exc:
+            if not create and not os.path.exists(self.path):
+                raise RegisterNotFound(self.path) from exc
             raise RegistryError("registry.store_unavailable", str(exc), self.path) from exc
         if version != str(SCHEMA_VERSION):
             self.conn.close()
@@ -879,21 +953,51 @@ class SqliteStore(_SqlStore):
         self.conn.close()
 
 
-def open_store(target: str | Path) -> RegistryStore:
+def open_store(target: str | Path, *, create: bool = False) -> RegistryStore:
     """Open the register named by a path (SQLite) or a ``postgresql://`` URL.
+
+    Only ``create`` makes a new register; every reader and every writer other than ``registry
+    init`` and ``registry import`` opens an existing one, so a mistyped path fails instead of
+    giving an empty register that matches nothing.
 
     Args:
         target: file path, or ``postgresql://user@host/db`` (``postgres://`` also accepted).
+        create: create the register (file and tables, or the tables in the database) when
+            there is none.
 
     Returns:
         The store.
 
     Raises:
+        RegisterNotFound: ``registry.no_register`` (no register there, and not ``create``).
         RegistryError: ``registry.store_unavailable``.
     """
     t = str(target)
-    if t.startswith(("postgresql://", "postgres://")):
+    if is_postgres(t):
         from sluice.registry.pgstore import PostgresStore
 
-        return PostgresStore(t)
-    return SqliteStore(t)
+        return PostgresStore(t, create=create)
+    return SqliteStore(t, create=create)
+
+
+def create_store(target: str | Path) -> RegistryStore:
+    """Open the register at ``target``, creating it when absent (``open_store(create=True)``)."""
+    return open_store(target, create=True)
+
+
+def is_postgres(target: str | Path) -> bool:
+    """Whether ``target`` names a PostgreSQL register (a ``postgresql://`` URL)."""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def register_exists(target: str | Path) -> bool:
+    """Whether a register is at ``target`` (opened and closed; nothing is created).
+
+    Raises:
+        RegistryError: ``registry.store_unavailable`` (unreachable, unknown schema version).
+    """
+    try:
+        open_store(target).close()
+    except RegisterNotFound:
+        return False
+    return True

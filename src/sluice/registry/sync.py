@@ -39,7 +39,6 @@ from sluice.registry.importers import ParseResult, parse_files
 from sluice.registry.importers._common import (
     DELIBERATE_REJECTS,
     MAX_INPUT_BYTES,
-    STDIN_NAMES,
     EntryColumns,
     Progress,
 )
@@ -90,20 +89,28 @@ BROADEST_V6_PREFIX = 16
 allocations (RIRs receive /12s, large ISPs /19-/32); ``::/0`` or a /15 blocks everything."""
 
 
-def default_source(fmt: str, paths: Sequence[str | Path]) -> str:
-    """The source name an import uses when none is given.
+def default_source(result: ParseResult, paths: Sequence[str | Path]) -> str:
+    """The source name of an import given none: the one its input declares, else an error.
 
-    Both RKN formats are the one register ``rkn``; any other list is named after its first
-    file (``hagezi_fake_hosts_2022-07-24.txt`` gives ``hagezi_fake_hosts_2022-07-24``), and
-    ``stdin`` when read from standard input.
+    Both RKN formats are the one register ``rkn``; other lists name themselves in their header
+    where their format has one (:func:`~sluice.registry.importers.declared_source`).  The file's
+    name is never used: ``hagezi_fake_hosts_2022-07-24.txt`` would make each day's copy a new
+    source, and the import-as-sync would never remove anything.
+
+    Raises:
+        RegistryError: ``registry.no_source`` saying how to give one.
     """
-    if fmt in ("rkn-csv", "rkn-xml"):
-        return "rkn"
-    return _stem(paths[0]) if paths else fmt
-
-
-def _stem(path: str | Path) -> str:
-    return "stdin" if str(path) in STDIN_NAMES else Path(str(path)).stem
+    if result.source:
+        return result.source
+    what = ";".join(str(p) for p in paths) or "the input"
+    raise RegistryError(
+        "registry.no_source",
+        f"no source name: this {result.fmt} input declares none in its header. Give one that stays"
+        " the same from copy to copy: --source NAME (sluice registry import), a '# Title: NAME'"
+        " header line in the list, or sluice registry source add NAME URL for a list fetched"
+        " from a URL. `sluice registry sources list` shows the names in use",
+        what,
+    )
 
 
 def check_breadth(result: ParseResult, force: bool = False) -> None:
@@ -373,7 +380,7 @@ def import_files(
         paths: the input file(s) (several for the parts of a split RKN CSV dump); ``-`` or
             ``/dev/stdin`` read standard input, pipes are read like files (once).
         fmt: a format of :data:`~sluice.registry.importers.FORMATS` or ``auto``.
-        source: the list name (default: :func:`default_source`).
+        source: the list name (default: the one the input declares, see :func:`default_source`).
         max_drop: see :func:`sync_result`.
         max_removed: see :func:`sync_result`.
         force: see :func:`sync_result`.
@@ -389,10 +396,9 @@ def import_files(
         RegistryError: input refused (damaged, truncated, binary, row drop ...) or store
             failure; the register is unchanged in every case.
     """
-    list_name = source or (_stem(paths[0]) if paths else "")
     digest = hashlib.sha256()  # fed by the one read of each file, as parse_files reads it
-    result = parse_files(paths, fmt, source=list_name, max_bytes=max_bytes, progress=progress, digest=digest)
-    src = source or default_source(result.fmt, paths)
+    result = parse_files(paths, fmt, source=source, max_bytes=max_bytes, progress=progress, digest=digest)
+    src = source or default_source(result, paths)
     return sync_result(
         store,
         result,

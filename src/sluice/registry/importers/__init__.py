@@ -2,7 +2,8 @@
 
 :func:`parse_files` reads one or more files of one format (several files are the parts of one
 split dump, ``dump-00.csv`` ...), refuses damaged input before anything changes and returns one
-result; :func:`detect_format` guesses the format from a file's first bytes.
+result; :func:`detect_format` guesses the format from a file's first bytes;
+:func:`declared_source` reads the list's own name from its header, where the format has one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sluice.registry.names import BadIndicator, canon_ip
 __all__ = [
     "FORMATS",
     "ParseResult",
+    "declared_source",
     "detect_format",
     "parse_files",
     "parse_list",
@@ -89,6 +91,51 @@ def detect_format(data: bytes, path: str = "") -> str:
     return "domains"
 
 
+_TITLE = re.compile(r"^[#!;]\s*Title\s*:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+_SPAMHAUS = re.compile(r"^;\s*Spamhaus\s+(E?DROP)\b", re.MULTILINE | re.IGNORECASE)
+_RPZ_ORIGIN = re.compile(r"^\$ORIGIN\s+(\S+)", re.MULTILINE | re.IGNORECASE)
+_RPZ_SOA_OWNER = re.compile(r"^([^\s;$@]\S*)\s+(?:\S+\s+){0,3}SOA\s", re.MULTILINE | re.IGNORECASE)
+_DATE_LIKE = re.compile(r"\d{4}[-_./]?\d{2}[-_./]?\d{2}(?:[T _-]?\d{2}[:.]?\d{2}(?:[:.]?\d{2})?)?")
+_FIXED_SOURCE = {"rkn-csv": "rkn", "rkn-xml": "rkn", "sdn": "ofac-sdn"}
+
+
+def source_slug(text: str) -> str:
+    """A stable source name from a list's title: lower case, dates dropped, ``-`` between words.
+
+    ``HaGeZi's Fake DNS Blocklist`` gives ``hagezis-fake-dns-blocklist``; a date in the title
+    (``... 2024-02-27``) is dropped, so next week's copy is the same source.
+    """
+    t = _DATE_LIKE.sub(" ", text.lower()).replace("'", "").replace("\u2019", "")
+    return re.sub(r"[^\w.]+", "-", t).strip("-.")
+
+
+def declared_source(data: bytes, fmt: str) -> str:
+    """The source name an input declares in its header ("" when its format or copy has none).
+
+    RKN dumps are ``rkn`` and OFAC SDN lists ``ofac-sdn``; a list with a ``# Title:`` (hosts,
+    domains, CIDRs, wallets CSV) or ``! Title:`` (Adblock) header is named after the title
+    (:func:`source_slug`); Spamhaus lists are ``spamhaus-drop`` or ``spamhaus-edrop``; an RPZ
+    zone is its origin (``$ORIGIN``, or the owner of its SOA record).  Never the file's name:
+    dated file names would make each day's copy a new source, and nothing would be removed.
+
+    Args:
+        data: the input's bytes (the first 64 KiB are read).
+        fmt: its format.
+    """
+    if fmt in _FIXED_SOURCE:
+        return _FIXED_SOURCE[fmt]
+    head = data[:65536].decode("utf-8", "replace")
+    if fmt == "rpz":
+        m = _RPZ_ORIGIN.search(head) or _RPZ_SOA_OWNER.search(head)
+        return m.group(1).rstrip(".").lower() if m else ""
+    if fmt == "drop":
+        sp = _SPAMHAUS.search(head)
+        if sp is not None:
+            return f"spamhaus-{sp.group(1).lower()}"
+    m = _TITLE.search(head)
+    return source_slug(m.group(1)) if m else ""
+
+
 def _is_ip(text: str) -> bool:
     try:
         canon_ip(text)
@@ -111,7 +158,8 @@ def parse_files(
     Args:
         paths: the files (several only for the parts of a split RKN CSV dump).
         fmt: one of :data:`FORMATS` or ``auto``.
-        source: the list name (authority of list decisions).
+        source: the list name (authority of list decisions); "" takes the name the first
+            file declares (:func:`declared_source`, kept in ``result.source``; "" when none).
         max_bytes: size limit per file.
         progress: called with bytes processed over all files.
         digest: a hash object fed every byte read, file after file (the import's digest).
@@ -140,6 +188,8 @@ def parse_files(
         path = str(p)
         data = read_input(path, max_bytes, digest)
         f = detect_format(data, path) if fmt == "auto" else fmt
+        if i == 0 and not source:
+            source = declared_source(data, f)
         if i > 0 and f != "rkn-csv":
             raise RegistryError("registry.bad_format", "later parts must be RKN CSV", path)
         if f == "rkn-csv":
@@ -157,5 +207,6 @@ def parse_files(
         done += len(data)
     assert result is not None
     result.path = ";".join(str(p) for p in paths)
+    result.source = source
     check_damage(result)
     return result

@@ -129,6 +129,7 @@ class ParseResult:
         dump_time: the dump's own time stamp (``Updated:`` header ...).
         declared: entry count a list header declares (``# Domains: 14043``), when it does.
         path: file being parsed (for rejected lines).
+        source: the source name it was parsed as (set by ``parse_files``; "" when none).
     """
 
     __slots__ = (
@@ -146,6 +147,7 @@ class ParseResult:
         "rejected",
         "rows",
         "seq_base",
+        "source",
     )
 
     def __init__(
@@ -171,6 +173,8 @@ class ParseResult:
         self._bases: list[LegalBasis] = []
         self._basis_ids: dict[LegalBasis, int] = {}
         self._cols: EntryColumns | None = None
+        self.source = ""
+        """The source name the input was parsed as (given, or declared in its header)."""
         self.seq_base = 0
         """Row-order offset of the next part of a split dump (see :meth:`add_rows`)."""
 
