@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from sluice.cli._context import register_option
 from sluice.crypto.scan import score_text
 
 if TYPE_CHECKING:
@@ -41,12 +42,9 @@ def crypto() -> None:
 def _load_register(db: str) -> Matcher:
     """The register's entries as a matcher (wallets are what the scan looks up)."""
     from sluice.registry.matcher import Matcher
-    from sluice.registry.model import RegistryError
+    from sluice.registry.model import RegisterNotFound, RegistryError
     from sluice.registry.store import open_store
 
-    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).is_file():
-        click.echo(f"error: no register at {db} [registry.store_unavailable]", err=True)
-        sys.exit(2)
     try:
         store = open_store(db)
         try:
@@ -55,7 +53,7 @@ def _load_register(db: str) -> Matcher:
             store.close()
     except RegistryError as exc:
         click.echo(f"error: {exc} [{exc.reason}]", err=True)
-        sys.exit(3)
+        sys.exit(2 if isinstance(exc, RegisterNotFound) else 3)
 
 
 def _register_rows(matcher: Matcher, address: Any) -> list[dict[str, Any]]:
@@ -75,12 +73,10 @@ def _register_rows(matcher: Matcher, address: Any) -> list[dict[str, Any]]:
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format jsonl.")
-@click.option(
-    "--db",
-    envvar="SLUICE_REGISTRY_DB",
-    default=None,
-    help="Register (SQLite file or postgresql:// URL) whose wallet entries to flag"
-    " [default: $SLUICE_REGISTRY_DB; none: not checked].",
+@register_option(
+    param="db",
+    help_text="Register (SQLite file or postgresql:// URL) whose wallet entries to flag"
+    " [env: SLUICE_REGISTRY; none: not checked].",
 )
 def scan(sources: tuple[str, ...], fmt: str, as_json: bool, db: str | None) -> None:
     """Score FILES or URLs for crypto-asset content and list the wallet addresses they carry.

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from sluice.cli._context import register_option
+
 if TYPE_CHECKING:
     from sluice.mirrors.discover import Candidate
 
@@ -158,7 +160,7 @@ def candidates_cmd(fmt: str, as_json: bool, fail_on_findings: bool, limit: int, 
 
 @mirrors.command("propose")
 @_common
-@click.option("--register", "register_db", envvar="SLUICE_REGISTRY", required=True, help="The register.")
+@register_option(required=True)
 @click.option("--propose-min-score", type=float, default=0.8, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Show what would be proposed; write nothing.")
 @click.option("--json", "as_json", is_flag=True)
@@ -167,7 +169,7 @@ def propose_cmd(
 ) -> None:
     """Put the good candidates in the register's review queue, citing the blocked entry they copy."""
     from sluice.mirrors.discover import proposals_for
-    from sluice.registry.model import RegistryError
+    from sluice.registry.model import RegisterNotFound, RegistryError
     from sluice.registry.proposals import propose
     from sluice.registry.store import open_store
 
@@ -175,7 +177,7 @@ def propose_cmd(
     try:
         store = open_store(register_db)
     except RegistryError as exc:
-        _fail(EXIT_IO, exc.reason, str(exc), as_json)
+        _fail(EXIT_USAGE if isinstance(exc, RegisterNotFound) else EXIT_IO, exc.reason, str(exc), as_json)
     try:
         blocked = {}
         for s in {c.seed for c in found}:
