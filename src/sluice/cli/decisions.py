@@ -25,6 +25,7 @@ import click
 from sluice.cli._output import JSON_RULE, Col, listing_format, print_table, render_plain
 from sluice.cli.policy import write_decisions
 from sluice.decisions import DecisionFilter, ReadStats, parse_since, read_decisions
+from sluice.decisions.store import is_postgres_url
 from sluice.errors import ConfigError
 from sluice.policy.model import Action, Decision, Mode
 
@@ -39,7 +40,7 @@ CLOCKS = ("auto", "wall", "capture")
     default="decisions",
     show_default=True,
     type=click.Path(file_okay=False, path_type=str),
-    help="Decision log directory.",
+    help="Decision log directory, or a decisions store (sluice collect): its directory or postgresql:// URL.",
 )
 @click.option(
     "--since",
@@ -85,7 +86,7 @@ def decisions(
 ) -> None:
     """Print the decisions of a log, oldest first, with counts by rule and action."""
     fmt = listing_format("table" if fmt == "text" else fmt, as_json)
-    if not Path(log_dir).is_dir():
+    if not is_postgres_url(log_dir) and not Path(log_dir).is_dir():
         click.echo(f"sluice decisions: error: no decision log at {log_dir}", err=True)
         sys.exit(EXIT_IO)
     try:

@@ -1,49 +1,76 @@
-"""Decisions to one place: gateway decision logs shipped through NATS JetStream into PostgreSQL.
+"""Decisions to one place: decision logs published to NATS JetStream, collected into a store.
 
 Theory of operation:
 
-* **ship** (one per gateway or analysis box): reads the decision log's segments (which are never
-  renamed, :mod:`sluice.decisions.log`) from a cursor ``(segment, byte offset)`` kept in a state
-  file, and publishes every complete line to ``sluice.decisions.<producer>`` with the header
-  ``Nats-Msg-Id: <producer>/<segment>/<offset>`` - a key that names the record, not the attempt.
-  The cursor moves (write to a temporary file, fsync, rename) only after JetStream acknowledged
-  every message before it, so a shipper killed at any point publishes again what it may have
-  sent: at least once. JetStream drops a repeated ``Nats-Msg-Id`` within its duplicate window.
-* **collect**: a durable pull consumer (``sluice-collect``, explicit acks) fetches batches,
-  inserts them into ``stream_decisions`` keyed by the same id (``ON CONFLICT DO NOTHING``) in one
-  transaction, and acknowledges only after the commit. A collector killed before its acks gets
-  the batch again (after ``ack_wait``), and the key makes the replay a no-op: nothing lost,
-  nothing counted twice.
+* **publish** (``sluice publish``, one per gateway or analysis box): reads a decision log's
+  segments (never renamed, :mod:`sluice.decisions.log`) - or a JSON-lines file of decisions -
+  from a cursor ``(segment, byte offset)`` kept in a state file, and publishes every complete
+  line to ``sluice.decisions.<producer>`` with the header
+  ``Nats-Msg-Id: <producer>/<dir>/<segment>/<offset>``: a key that names the record, not the
+  attempt. The cursor moves (temporary file, fsync, rename) only after JetStream acknowledged
+  every message before it, so a publisher killed at any point publishes again what it may have
+  sent: at least once. JetStream drops a repeated ``Nats-Msg-Id`` within its duplicate window,
+  and the store drops it after that (below).
+* **collect** (``sluice collect``): a durable pull consumer (``sluice-collect``, explicit acks)
+  fetches messages, gathers them for up to ``flush_rows`` records or ``flush_s`` seconds, hands
+  them to a sink (:mod:`sluice.cluster.sinks`: Parquet directory or PostgreSQL) that stores each
+  key at most once, and acknowledges them only after the sink returned. A collector killed
+  between the two gets the messages again (after ``ack_wait``) and the key makes the replay a
+  no-op: nothing lost, nothing counted twice.
+* **Faults**: a broker away is reconnected to for ever (fetches fail meanwhile; nothing is
+  acknowledged that was not stored). A store away (:class:`~sluice.cluster.sinks.StoreUnavailable`)
+  keeps the batch in memory, unacknowledged; the collector retries it with exponential backoff
+  (``retry_s`` doubling up to ``retry_max_s``), tells JetStream the messages are still being
+  worked on (so they are not redelivered meanwhile), reports each failure and the recovery, and
+  fetches nothing new until the batch is stored.
+
+For tests, ``SLUICE_COLLECT_EXIT_BEFORE_ACK=N`` makes the collector exit (status 17) right after
+its N-th stored batch and before acknowledging it: the crash the keys are there for.
 """
 
 from __future__ import annotations
 
-__all__ = ["STREAM", "collect", "ship"]
+__all__ = [
+    "DURABLE",
+    "STREAM",
+    "CollectConfig",
+    "CollectStats",
+    "collect",
+    "ship",
+    "stats_dict",
+    "stream_state",
+]
 
 import asyncio
 import contextlib
 import json
 import os
+import re
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sluice.cluster.sinks import Incoming, Sink, StoreUnavailable, open_sink
 from sluice.decisions.log import log_dirs, segments
+from sluice.errors import ConfigError
 
 STREAM = "SLUICE_DECISIONS"
 SUBJECTS = "sluice.decisions.>"
 DURABLE = "sluice-collect"
-BATCH = 256
-
-_SCHEMA = """CREATE TABLE IF NOT EXISTS stream_decisions (
-  key TEXT PRIMARY KEY, producer TEXT NOT NULL, record JSONB NOT NULL,
-  received TIMESTAMPTZ NOT NULL DEFAULT now())"""
+PUBLISH_BATCH = 256
+"""Messages published before waiting for their acknowledgements."""
+DUPLICATE_WINDOW_S = 600.0
+"""JetStream drops a repeated ``Nats-Msg-Id`` within this many seconds (the store after that)."""
+EXIT_BEFORE_ACK_ENV = "SLUICE_COLLECT_EXIT_BEFORE_ACK"
+_PRODUCER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 async def _stream(js: Any) -> None:
     from nats.js.api import StreamConfig
 
-    cfg = StreamConfig(name=STREAM, subjects=[SUBJECTS], duplicate_window=600.0)
+    cfg = StreamConfig(name=STREAM, subjects=[SUBJECTS], duplicate_window=DUPLICATE_WINDOW_S)
     try:
         await js.stream_info(STREAM)
     except Exception:  # not found: create it (another process may have, meanwhile)
@@ -51,6 +78,26 @@ async def _stream(js: Any) -> None:
             await js.add_stream(cfg)
         except Exception:
             await js.stream_info(STREAM)
+
+
+async def _connect(servers: str, report: Callable[[str], None] | None = None) -> Any:
+    """A NATS connection that reconnects for ever; the first connection is retried too."""
+    import nats
+
+    wait = 0.5
+    while True:
+        try:
+            return await nats.connect(
+                servers, max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=5
+            )
+        except Exception as exc:  # no server yet: retry with backoff
+            if report is not None:
+                report(f"broker unavailable ({type(exc).__name__}); retrying in {wait:g} s")
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 10.0)
+
+
+# -- publishing --
 
 
 def _load_cursor(state: Path) -> dict[str, list[Any]]:
@@ -70,19 +117,28 @@ def _save_cursor(state: Path, cursor: dict[str, list[Any]]) -> None:
     os.replace(tmp, state)
 
 
-def _pending(log: Path, producer: str, cursor: dict[str, list[Any]]) -> list[tuple[str, str, int, bytes]]:
-    """(directory, segment name, end offset, line) of complete lines after the cursor, in order."""
+def _sources(log: Path) -> list[tuple[str, list[Path]]]:
+    """(cursor name, files oldest first) of a log directory (and its ``worker-*`` ones) or a file."""
+    if log.is_file():
+        return [(".", [log])]
+    return [(str(d.relative_to(log)) if d != log else ".", segments(d)) for d in log_dirs(log)]
+
+
+def _pending(log: Path, cursor: dict[str, list[Any]]) -> list[tuple[str, str, int, bytes]]:
+    """(cursor name, file name, end offset, line) of complete lines after the cursor, in order."""
     out = []
-    for d in log_dirs(log):
-        rel = str(d.relative_to(log)) if d != log else "."
+    for rel, files in _sources(log):
         seg0, off0 = cursor.get(rel, ["", 0])
-        for seg in segments(d):
+        for seg in files:
             if seg.name < seg0:
                 continue
             start = off0 if seg.name == seg0 else 0
-            with open(seg, "rb") as f:
-                f.seek(start)
-                data = f.read()
+            try:
+                with open(seg, "rb") as f:
+                    f.seek(start)
+                    data = f.read()
+            except FileNotFoundError:  # rotated away meanwhile
+                continue
             pos = start
             for line in data.splitlines(keepends=True):
                 if not line.endswith(b"\n"):
@@ -94,18 +150,16 @@ def _pending(log: Path, producer: str, cursor: dict[str, list[Any]]) -> list[tup
 
 
 async def _ship(servers: str, log: Path, producer: str, state: Path, follow_s: float | None) -> int:
-    import nats
-
-    nc = await nats.connect(servers, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    nc = await _connect(servers)
     js = nc.jetstream()
     await _stream(js)
     cursor = _load_cursor(state)
     sent = 0
     try:
         while True:
-            todo = _pending(log, producer, cursor)
-            for i in range(0, len(todo), BATCH):
-                chunk = todo[i : i + BATCH]
+            todo = _pending(log, cursor)
+            for i in range(0, len(todo), PUBLISH_BATCH):
+                chunk = todo[i : i + PUBLISH_BATCH]
                 acks = [
                     js.publish(
                         f"sluice.decisions.{producer}",
@@ -123,11 +177,13 @@ async def _ship(servers: str, log: Path, producer: str, state: Path, follow_s: f
                     cursor[rel] = [seg, end]
                 _save_cursor(state, cursor)
                 sent += len(chunk)
-            if follow_s is None:
-                return sent
-            await asyncio.sleep(follow_s)
+            else:
+                if follow_s is None:
+                    return sent
+                await asyncio.sleep(follow_s)
     finally:
-        await nc.drain()
+        with contextlib.suppress(Exception):
+            await nc.drain()
 
 
 def ship(
@@ -137,115 +193,216 @@ def ship(
 
     Args:
         servers: NATS URL(s), comma-separated.
-        log: decision log directory (``worker-*`` subdirectories included).
+        log: decision log directory (``worker-*`` subdirectories included), or a JSON-lines file.
         producer: this box's name (in the subject and every record's key).
         state: the cursor file.
-        follow_s: keep following the log, checking every so many seconds (None: once).
+        follow_s: keep following the log, checking every so many seconds (None: stop when all
+            that is there is published).
+
+    Raises:
+        ConfigError: a producer name that cannot be a subject token.
     """
+    if not _PRODUCER.fullmatch(producer):
+        raise ConfigError("producer", f"{producer!r}: 1-64 letters, digits, '-' or '_'")
     return asyncio.run(_ship(servers, Path(log), producer, Path(state), follow_s))
 
 
-async def _collect(
-    servers: str, store_url: str, idle_s: float | None, report: Callable[[int, int], None] | None
-) -> int:
-    import nats
-    import psycopg
+# -- collecting --
+
+
+@dataclass(frozen=True, slots=True)
+class CollectConfig:
+    """How ``sluice collect`` runs."""
+
+    servers: str
+    """NATS URL(s), comma-separated."""
+    store: str = "decisions-store"
+    """Parquet store directory, or a ``postgresql://`` URL."""
+    fetch: int = 1000
+    """Messages asked for per fetch."""
+    flush_rows: int = 10_000
+    """A batch is stored when it has this many records ..."""
+    flush_s: float = 1.0
+    """... or when its first record has waited this long (seconds)."""
+    ack_wait_s: float = 30.0
+    """JetStream redelivers a message not acknowledged within this (seconds)."""
+    retry_s: float = 1.0
+    """First wait after a failed store (seconds); doubled each time ..."""
+    retry_max_s: float = 15.0
+    """... up to this (below ``ack_wait_s``)."""
+    idle_s: float | None = None
+    """Stop after this long without a message, everything stored (None: run until stopped)."""
+
+
+@dataclass
+class CollectStats:
+    """What a collector did."""
+
+    acked: int = 0
+    """Messages acknowledged (stored, or already in the store)."""
+    stored: int = 0
+    """Records new to the store."""
+    duplicates: int = 0
+    """Records the store already had (replays: redeliveries, republished lines)."""
+    batches: int = 0
+    """Batches stored."""
+    store_failures: int = 0
+    """Failed attempts to store a batch."""
+    store_down_s: float = 0.0
+    """Time spent waiting for the store (seconds)."""
+    busy_s: float = 0.0
+    """Seconds from the first message received to the last batch stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Msg:
+    msg: Any
+    incoming: Incoming
+
+
+def _incoming(m: Any) -> Incoming | None:
+    key = m.headers.get("Nats-Msg-Id") if m.headers else None
+    if not key:
+        return None  # not a sluice publisher's message: acknowledged, not stored
+    return Incoming(key, m.subject.rsplit(".", 1)[-1], bytes(m.data), int(m.metadata.sequence.stream))
+
+
+async def _store_batch(
+    sink: Sink, batch: list[_Msg], cfg: CollectConfig, st: CollectStats, report: Callable[[str], None]
+) -> None:
+    """Store, retrying with backoff until it works; then acknowledge."""
+    rows = [b.incoming for b in batch]
+    wait, down_since = cfg.retry_s, 0.0
+    while True:
+        try:
+            n = await asyncio.to_thread(sink.store, rows)
+            break
+        except StoreUnavailable as exc:
+            st.store_failures += 1
+            down_since = down_since or time.monotonic()
+            report(
+                f"store unavailable: {exc}; {len(rows)} records held, not acknowledged;"
+                f" retrying in {wait:g} s"
+            )
+            for b in batch:  # still being worked on: no redelivery meanwhile
+                with contextlib.suppress(Exception):
+                    await b.msg.in_progress()
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, cfg.retry_max_s)
+    if down_since:
+        down = time.monotonic() - down_since
+        st.store_down_s += down
+        report(f"store back after {down:.1f} s; batch of {len(rows)} stored")
+    st.batches += 1
+    st.stored += n
+    st.duplicates += len(rows) - n
+    limit = os.environ.get(EXIT_BEFORE_ACK_ENV)
+    if limit and st.batches >= int(limit):
+        os._exit(17)  # the fault the keys are for: stored, not acknowledged
+    for b in batch:
+        with contextlib.suppress(Exception):  # broker away: redelivered later, a no-op in the store
+            await b.msg.ack()
+    st.acked += len(batch)
+    report(f"stored {n} new of {len(rows)} (total {st.stored}, {st.duplicates} already there)")
+
+
+async def _collect(cfg: CollectConfig, sink: Sink, report: Callable[[str], None]) -> CollectStats:
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig
 
-    nc = await nats.connect(servers, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    nc = await _connect(cfg.servers, report)
     js = nc.jetstream()
     await _stream(js)
     sub = await js.pull_subscribe(
-        SUBJECTS, durable=DURABLE, config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=5.0)
+        SUBJECTS,
+        durable=DURABLE,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=cfg.ack_wait_s,
+            max_ack_pending=max(2 * cfg.flush_rows, 1000),
+        ),
     )
-    stored = 0
-    idle = 0.0
-    conn = psycopg.connect(store_url)
-    conn.execute(_SCHEMA)
-    conn.commit()
+    st = CollectStats()
+    batch: list[_Msg] = []
+    first = oldest = last = 0.0
+    idle_since = time.monotonic()
     try:
-        while idle_s is None or idle < idle_s:
+        while True:
+            now = time.monotonic()
+            if batch and (len(batch) >= cfg.flush_rows or now - oldest >= cfg.flush_s):
+                await _store_batch(sink, batch, cfg, st, report)
+                batch = []
+                last = time.monotonic()
+                continue
+            if not batch and cfg.idle_s is not None and now - idle_since >= cfg.idle_s:
+                break
+            timeout = max(0.05, min(1.0, cfg.flush_s - (now - oldest))) if batch else 1.0
             try:
-                msgs = await sub.fetch(BATCH, timeout=1.0)
+                msgs = await sub.fetch(min(cfg.fetch, cfg.flush_rows - len(batch)), timeout=timeout)
             except NatsTimeout:
-                idle += 1.0
                 continue
-            except Exception:  # broker away: reconnecting meanwhile
+            except Exception as exc:  # broker away: the client reconnects meanwhile
+                report(f"broker unavailable ({type(exc).__name__}); fetching again in 1 s")
                 await asyncio.sleep(1.0)
                 continue
-            idle = 0.0
-            rows = [
-                (m.headers["Nats-Msg-Id"], m.subject.rsplit(".", 1)[-1], m.data.decode())
-                for m in msgs
-                if m.headers and "Nats-Msg-Id" in m.headers
-            ]
-            try:
-                conn = conn if not conn.closed else psycopg.connect(store_url)
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO stream_decisions (key, producer, record) VALUES (%s, %s, %s)"
-                        " ON CONFLICT (key) DO NOTHING",
-                        rows,
-                    )
-                conn.commit()  # stored first, acknowledged after: a crash between replays the batch
-            except psycopg.Error:  # store down: no ack, the batch comes back after ack_wait
-                with contextlib.suppress(psycopg.Error):
-                    conn.close()
-                await asyncio.sleep(1.0)
-                continue
+            idle_since = time.monotonic()
+            first = first or idle_since
             for m in msgs:
-                await m.ack()
-            stored += len(rows)
-            if report is not None:
-                report(len(rows), stored)
+                inc = _incoming(m)
+                if inc is None:
+                    with contextlib.suppress(Exception):
+                        await m.ack()
+                    continue
+                if not batch:
+                    oldest = time.monotonic()
+                batch.append(_Msg(m, inc))
     finally:
-        await nc.drain()
-        conn.close()
-    return stored
+        with contextlib.suppress(Exception):
+            await nc.drain()
+    st.busy_s = max(0.0, last - first) if first else 0.0
+    return st
 
 
-def collect(
-    servers: str,
-    store_url: str,
-    *,
-    idle_s: float | None = None,
-    report: Callable[[int, int], None] | None = None,
-) -> int:
-    """Consume the decision stream into PostgreSQL (``stream_decisions``); messages handled.
+def collect(cfg: CollectConfig, report: Callable[[str], None] | None = None) -> CollectStats:
+    """Consume the decision stream into the store until stopped (or idle, see ``cfg.idle_s``).
 
     Args:
-        servers: NATS URL(s).
-        store_url: ``postgresql://`` URL of the decisions store.
-        idle_s: stop after this many seconds without a message (None: run until killed).
-        report: called with (batch size, total) after each committed batch.
+        cfg: where from, where to, batching and retry.
+        report: called with a line for each stored batch, failure and recovery.
+
+    Raises:
+        ConfigError: the store is written by another collector, or is not a directory.
     """
-    return asyncio.run(_collect(servers, store_url, idle_s, report))
+    say = report or (lambda _line: None)
+    sink = open_sink(cfg.store)
+    try:
+        return asyncio.run(_collect(cfg, sink, say))
+    finally:
+        sink.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m sluice.cluster.stream ship|collect ...`` (the processes the tests kill)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m sluice.cluster.stream")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("ship")
-    s.add_argument("--nats", required=True)
-    s.add_argument("--log", required=True)
-    s.add_argument("--producer", required=True)
-    s.add_argument("--state", required=True)
-    s.add_argument("--follow", type=float, default=None)
-    c = sub.add_parser("collect")
-    c.add_argument("--nats", required=True)
-    c.add_argument("--store", required=True)
-    c.add_argument("--idle", type=float, default=None)
-    a = ap.parse_args(argv)
-    if a.cmd == "ship":
-        print(json.dumps({"published": ship(a.nats, a.log, a.producer, a.state, a.follow)}), flush=True)
-    else:
-        done = collect(a.nats, a.store, idle_s=a.idle, report=lambda n, t: print(f"stored {t}", flush=True))
-        print(json.dumps({"collected": done}), flush=True)
+async def _state(servers: str) -> dict[str, int]:
+    nc = await _connect(servers)
+    try:
+        js = nc.jetstream()
+        si = await js.stream_info(STREAM)
+        out = {"messages": int(si.state.messages), "last_seq": int(si.state.last_seq)}
+        try:
+            ci = await js.consumer_info(STREAM, DURABLE)
+            out |= {"pending": int(ci.num_pending or 0), "ack_pending": int(ci.num_ack_pending or 0)}
+        except Exception:  # no collector yet
+            out |= {"pending": out["messages"], "ack_pending": 0}
+        return out
+    finally:
+        await nc.close()
 
 
-if __name__ == "__main__":
-    main()
+def stream_state(servers: str) -> dict[str, int]:
+    """The stream's messages and last sequence, and the collector's pending and unacknowledged
+    counts (for tests and ``sluice collect --status``)."""
+    return asyncio.run(_state(servers))
+
+
+def stats_dict(st: CollectStats) -> dict[str, Any]:
+    """JSON-friendly form of :class:`CollectStats`."""
+    return asdict(st)

@@ -35,6 +35,7 @@ import orjson
 
 from sluice.console.regview import MAX_PAGE, decode_cursor, encode_cursor
 from sluice.decisions import log_dirs, segments
+from sluice.decisions.store import is_store, read_store_file, record_at, store_files
 from sluice.policy.model import Decision
 
 __all__ = ["REFRESH_S", "DecisionIndex", "DecisionQuery", "client_of", "iso_time"]
@@ -215,7 +216,9 @@ class DecisionIndex:
             p: (sid, ino, done) for sid, p, ino, done in c.execute("SELECT id, path, ino, done FROM segs")
         }
         present: dict[str, tuple[Path, str]] = {}
-        if self.log_dir.is_dir():
+        if is_store(self.log_dir):  # a decisions store (sluice collect): its Parquet files
+            present = {str(p): (p, "") for p in store_files(self.log_dir)}
+        elif self.log_dir.is_dir():
             for d in log_dirs(self.log_dir):
                 writer = "" if d == self.log_dir else d.name
                 for seg in segments(d):
@@ -247,6 +250,8 @@ class DecisionIndex:
         c.execute("COMMIT")
 
     def _read(self, sid: int, seg: Path, done: int, writer: str) -> int:
+        if seg.suffix == ".parquet":
+            return self._read_parquet(sid, seg)
         try:
             fh = open(seg, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -273,6 +278,23 @@ class DecisionIndex:
                     batch = []
             added += self._flush(batch, sid, off)
         return added
+
+    def _read_parquet(self, sid: int, path: Path) -> int:
+        """Index a store file (written once, renamed into place): off is the row, writer the producer."""
+        batch: list[tuple[Any, ...]] = []
+        try:
+            size = path.stat().st_size
+            for row, producer, raw in read_store_file(path):
+                try:
+                    d = Decision.from_dict(orjson.loads(raw))
+                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
+                    self.skipped += 1
+                    continue
+                batch.append(self._row(d, sid, row, producer))
+        except (OSError, ValueError):  # gone, or not a readable Parquet file (ArrowInvalid)
+            self.skipped += 1
+            return 0
+        return self._flush(batch, sid, size)
 
     @staticmethod
     def _row(d: Decision, sid: int, start: int, writer: str) -> tuple[Any, ...]:
@@ -354,11 +376,14 @@ class DecisionIndex:
         if row is None:
             return None
         try:
-            with open(row[0], "rb") as fh:
-                fh.seek(int(row[1]))
-                line = fh.readline()
+            if row[0].endswith(".parquet"):
+                line = record_at(row[0], int(row[1]))
+            else:
+                with open(row[0], "rb") as fh:
+                    fh.seek(int(row[1]))
+                    line = fh.readline()
             out = Decision.from_dict(orjson.loads(line)).to_dict()
-        except (OSError, orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+        except (OSError, orjson.JSONDecodeError, KeyError, ValueError, TypeError, IndexError):
             return None
         out["id"] = did
         out["writer"] = row[2]

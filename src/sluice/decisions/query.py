@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = ["DecisionFilter", "ReadStats", "parse_since", "read_decisions"]
 
+import errno
 import heapq
 import math
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from sluice.decisions.log import log_dirs, segments
+from sluice.decisions.store import TABLE, is_postgres_url, is_store, read_store_file, store_files
 from sluice.errors import ConfigError
 from sluice.policy.model import Decision
 
@@ -114,8 +116,13 @@ def read_decisions(
     parse as a whole decision (a torn last line after a crash) is skipped and counted in
     ``stats.skipped``.
 
+    ``directory`` may also be a decisions store (:mod:`sluice.decisions.store`) that
+    ``sluice collect`` fills: a Parquet store directory (read day by day, each file in time
+    order; a file that cannot be read is skipped and counted as ``decisions.bad_file``) or a
+    ``postgresql://`` URL (read in time order; needs psycopg).
+
     Args:
-        directory: the log directory.
+        directory: the log directory, a Parquet store directory or a PostgreSQL URL.
         flt: which decisions to yield (default: all).
         stats: filled in as the read goes.
 
@@ -123,6 +130,12 @@ def read_decisions(
         The decisions.
     """
     st = stats if stats is not None else ReadStats()
+    if is_postgres_url(directory):
+        yield from _read_postgres(str(directory), flt, st)
+        return
+    if is_store(directory):
+        yield from _read_store(Path(directory), flt, st)
+        return
     dirs = [d for d in log_dirs(directory) if d == Path(directory) or segments(d)]
     if len(dirs) == 1:
         yield from _read_one(dirs[0], flt, st)
@@ -153,6 +166,56 @@ def _read_one(directory: Path, flt: DecisionFilter | None, st: ReadStats) -> Ite
                 d = _decision(raw, st)
                 if d is not None and (flt is None or flt.wants(d)):
                     yield d
+
+
+def _read_store(root: Path, flt: DecisionFilter | None, st: ReadStats) -> Iterator[Decision]:
+    import pyarrow as pa
+
+    f = flt or DecisionFilter()
+    for path in store_files(root, f.since, f.until):
+        try:
+            rows = list(read_store_file(path))
+        except (OSError, pa.ArrowException):
+            st.skip("decisions.bad_file")
+            continue
+        st.files += 1
+        for _row, _producer, raw in rows:
+            st.lines += 1
+            d = _decision(raw, st)
+            if d is not None and f.wants(d):
+                yield d
+
+
+def _read_postgres(url: str, flt: DecisionFilter | None, st: ReadStats) -> Iterator[Decision]:
+    import psycopg
+
+    f = flt or DecisionFilter()
+    sql = f"SELECT record::text FROM {TABLE}"  # noqa: S608 - a constant
+    where, params = [], []
+    if f.since is not None:
+        where.append("ts >= %s")
+        params.append(f.since)
+    if f.until is not None:
+        where.append("ts < %s")
+        params.append(f.until)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY ts, key"
+    try:
+        conn = psycopg.connect(url)
+    except psycopg.Error as exc:
+        raise OSError(errno.ECONNREFUSED, f"cannot connect to the decisions store: {exc}".strip()) from None
+    with conn, conn.cursor(name="sluice_decisions") as cur:
+        try:
+            cur.execute(sql, params)
+        except psycopg.errors.UndefinedTable:
+            return
+        st.files += 1
+        for (text,) in cur:
+            st.lines += 1
+            d = _decision(text.encode(), st)
+            if d is not None and f.wants(d):
+                yield d
 
 
 def _decision(raw: bytes, st: ReadStats) -> Decision | None:
