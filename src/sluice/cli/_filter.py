@@ -38,6 +38,6 @@ def filtered_paths(stack: ExitStack, captures: tuple[str, ...], bpf: str | None,
         sys.exit(3)
     for r in reports:
         click.echo(
-            f"{r.path}: filter {bpf!r}: {r.packets_kept:,} of {r.packets_read:,} packets passed", err=True
+            f"{r.path}: filter '{bpf}': {r.packets_kept:,} of {r.packets_read:,} packets passed", err=True
         )
     return [r.filtered_path for r in reports]

@@ -6,6 +6,7 @@ __all__ = ["crypto"]
 
 import sys
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ import click
 import orjson
 
 from sluice.cli._context import register_option
+from sluice.cli._output import Col, listing_format, print_table, render_plain
 from sluice.crypto.scan import score_text
 
 if TYPE_CHECKING:
@@ -69,16 +71,30 @@ def _register_rows(matcher: Matcher, address: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _indented(cols: list[Col], rows: Sequence[Sequence[object]]) -> None:
+    """A table under an input's line: drawn on a terminal, else plain and indented by two spaces."""
+    if sys.stdout.isatty():
+        print_table(cols, rows)
+    else:
+        click.echo("".join("  " + line + "\n" for line in render_plain(cols, rows).splitlines()), nl=False)
+
+
 @crypto.command("scan")
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Same as --format jsonl.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "jsonl"]),
+    default=None,
+    help="table (default: per input its score, evidence and addresses) or jsonl (below).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Rows as JSON lines (the same as --format jsonl).")
 @register_option(
     param="db",
     help_text="Register (SQLite file or postgresql:// URL) whose wallet entries to flag"
     " [env: SLUICE_REGISTRY; none: not checked].",
 )
-def scan(sources: tuple[str, ...], fmt: str, as_json: bool, db: str | None) -> None:
+def scan(sources: tuple[str, ...], fmt: str | None, as_json: bool, db: str | None) -> None:
     """Score FILES or URLs for crypto-asset content and list the wallet addresses they carry.
 
     JSONL: one object per address (kind "address": file, offset in characters, chain, address,
@@ -88,6 +104,7 @@ def scan(sources: tuple[str, ...], fmt: str, as_json: bool, db: str | None) -> N
     without a register). Exit codes: 0 ok, 2 no such register, 3 an input or the register could
     not be read.
     """
+    fmt = listing_format(fmt, as_json)
     matcher = _load_register(db) if db else None
     failed = False
     for src in sources:
@@ -98,7 +115,7 @@ def scan(sources: tuple[str, ...], fmt: str, as_json: bool, db: str | None) -> N
             failed = True
             continue
         page = score_text(text)
-        if fmt == "jsonl" or as_json:
+        if fmt == "jsonl":
             n_reg = 0
             for h in page.addresses:
                 row: dict[str, Any] = {
@@ -116,13 +133,17 @@ def scan(sources: tuple[str, ...], fmt: str, as_json: bool, db: str | None) -> N
             sys.stdout.buffer.write(orjson.dumps(row2) + b"\n")
             continue
         click.echo(f"{src}\t{page.label}\t{page.score:.2f}")
-        for e in page.evidence[:12]:
-            click.echo(f"  {e['kind']:8} {e['what']!s:30} ×{e['count']}  (+{e['weight']})")
+        ev = [[e["kind"], e["what"], f"×{e['count']}", f"+{e['weight']}"] for e in page.evidence[:12]]
+        if ev:
+            _indented([Col("evidence"), Col("what"), Col("count"), Col("weight")], ev)
+        rows: list[list[object]] = []
         for h in page.addresses:
             a = h.address
-            click.echo(f"  address  {a.chain:12} {a.address}  @{h.offset}  checksum {a.checksum}")
-            for r in _register_rows(matcher, a) if matcher is not None else ():
-                click.echo(f"    REGISTER [{r['source']}] {r['indicator']}  {'; '.join(r['basis_text'])}")
+            regs = _register_rows(matcher, a) if matcher is not None else []
+            reg = " | ".join(f"[{r['source']}] {r['indicator']}  {'; '.join(r['basis_text'])}" for r in regs)
+            rows.append([a.chain, a.address, f"@{h.offset}", a.checksum, f"REGISTER {reg}" if reg else "-"])
+        if rows:
+            _indented([Col("chain"), Col("address"), Col("offset"), Col("checksum"), Col("register")], rows)
     sys.stdout.flush()
     if failed:
         sys.exit(3)

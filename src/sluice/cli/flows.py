@@ -370,7 +370,7 @@ def _filtered(reader: PacketSource, pfilter: PacketFilter) -> FilteredSource:
 
 
 def _kept_text(expr: str, kept: int, read: int) -> str:
-    return f"\n  filter {expr!r}: {kept:,} of {read:,} packets passed"
+    return f"\n  filter '{expr}': {kept:,} of {read:,} packets passed"
 
 
 def _stages(bar: Progress) -> Callable[[float, str], None]:

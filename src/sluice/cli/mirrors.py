@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from sluice.cli._context import register_option
+from sluice.cli._output import JSON_RULE, Col, CsvRows, listing_format, print_table
 
 if TYPE_CHECKING:
     from sluice.mirrors.discover import Candidate
@@ -137,23 +138,34 @@ def mirrors() -> None:
 
 @mirrors.command("candidates")
 @_common
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Same as --format jsonl.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "jsonl", "csv"]),
+    default=None,
+    help="table (default), jsonl, or csv (traits and lists as JSON in their cells).",
+)
+@click.option("--json", "as_json", is_flag=True, help=f"Candidates as JSON lines: {JSON_RULE}.")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when a candidate passes the legal test.")
-def candidates_cmd(fmt: str, as_json: bool, fail_on_findings: bool, limit: int, **kw: object) -> None:
+def candidates_cmd(fmt: str | None, as_json: bool, fail_on_findings: bool, limit: int, **kw: object) -> None:
     """Ranked candidates for the blocked SEEDS, with the four traits and their values."""
-    as_json = as_json or fmt == "jsonl"
-    found = _run(as_json=as_json, **kw)  # type: ignore[arg-type]
-    if as_json:
+    fmt = listing_format(fmt, as_json)
+    found = _run(as_json=fmt != "table", **kw)  # type: ignore[arg-type]
+    if fmt == "jsonl":
         for c in found:
             click.echo(json.dumps(c.to_dict(), ensure_ascii=False))
+    elif fmt == "csv":
+        rows = CsvRows(sys.stdout)
+        for c in found:
+            rows.write(c.to_dict())
     else:
-        click.echo(f"{'score':>6}  {'seed':<24} {'candidate':<36} {'how':<13} traits held")
+        cols = [Col("score", right=True), Col("seed"), Col("candidate"), Col("how"), Col("traits held")]
+        table = []
         for c in found[:limit]:
-            held = ",".join(c.traits.held) or "-"
-            copy = "  COPY" if c.copy else ""
-            click.echo(f"{c.score:>6.3f}  {c.seed[:24]:<24} {c.domain[:36]:<36} {c.how:<13} {held}{copy}")
-        click.echo(f"{len(found)} candidates")
+            held = (",".join(c.traits.held) or "-") + ("  COPY" if c.copy else "")
+            table.append([f"{c.score:.3f}", c.seed, c.domain, c.how, held])
+        print_table(cols, table)
+        click.echo(f"{len(found)} candidates" + (f" ({limit} shown: --limit)" if len(found) > limit else ""))
     if fail_on_findings and any(c.copy for c in found):
         sys.exit(EXIT_FINDINGS)
 
@@ -205,6 +217,10 @@ def propose_cmd(
             )
         )
         return
-    for i, p in zip(ids or [0] * len(props), props, strict=True):
-        click.echo(f"{'#' + str(i) if i else '(dry run)':>10}  {p.indicator:<36} {p.reason}")
+    rows = [
+        ["#" + str(i) if i else "(dry run)", p.indicator, p.reason]
+        for i, p in zip(ids or [0] * len(props), props, strict=True)
+    ]
+    if rows:
+        print_table([Col("proposal", right=True), Col("indicator"), Col("reason")], rows)
     click.echo(f"{len(props)} proposals{' (dry run: nothing written)' if dry_run else ''}")
