@@ -218,8 +218,8 @@ def test_from_store_and_memory(tmp_path: Path) -> None:
     from sluice.registry.sync import import_files
 
     st_ = SqliteStore(tmp_path / "r.db", create=True)
-    import_files(st_, [shared_file("hagezi_fake_adblock_2022-07-24.txt")])
+    import_files(st_, [shared_file("hagezi_fake_adblock_2022-07-24.txt")])  # source: its '! Title:'
     m = Matcher.from_store(st_)
     st_.close()
     assert len(m) == 7355 and 0 < m.nbytes < 5_000_000
-    assert m.match("x.10xcryptotrade.uk")[0].entry.source == "hagezi_fake_adblock_2022-07-24"
+    assert m.match("x.10xcryptotrade.uk")[0].entry.source == "hagezis-fake-dns-blocklist"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from sluice.cli._context import register_option
 from sluice.cli._detect import load_combiner, model_options
 from sluice.errors import ConfigError
 from sluice.gateway.rules import DEFAULT_CHAIN, DEFAULT_PACKETS, RuleSet, setup, teardown
@@ -114,7 +115,12 @@ def teardown_command(chain: str, no_ipv6: bool, shape_devs: tuple[str, ...]) -> 
 @click.option(
     "--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="Policy file (TOML)."
 )
-@click.option("--register", "register_db", help="Register (SQLite file or postgresql:// URL).")
+@register_option()
+@click.option(
+    "--allow-empty-register",
+    is_flag=True,
+    help="Start even when the register has no entries (by default refused: it would enforce nothing).",
+)
 @click.option(
     "--register-poll",
     type=click.FloatRange(min=0),
@@ -159,6 +165,7 @@ def run_command(
     workers: int,
     policy_file: str,
     register_db: str | None,
+    allow_empty_register: bool,
     register_poll: float,
     no_register_push: bool,
     register_snapshot: str | None,
@@ -179,6 +186,8 @@ def run_command(
 ) -> None:
     """Decide the connections forwarded through this machine; stop with SIGTERM, reload with SIGHUP.
 
+    The ready line gives the register's entries by kind and its version (the last import, or the
+    snapshot's); a register with no entries is refused unless --allow-empty-register.
     A new import into the register is picked up within --register-poll seconds; SIGHUP re-reads
     the policy file and the register. Both load in the background and apply to new connections.
     Throttled connections are shaped on the egress of each --shape-dev (default, when the policy
@@ -203,6 +212,7 @@ def run_command(
         policy_file,
         rs,
         register=register_db or None,
+        allow_empty_register=allow_empty_register,
         register_poll_s=register_poll,
         register_push=not no_register_push,
         register_snapshot=register_snapshot,

@@ -76,6 +76,8 @@ class GatewayConfig:
     """Install the netfilter rules (False: they are in place)."""
     shape_devs: tuple[str, ...] = ()
     """Interfaces the throttle shaper runs on (empty: every interface that is up)."""
+    allow_empty_register: bool = False
+    """Start with a register that has no entries (refused otherwise: it would enforce nothing)."""
     metrics: tuple[str, int] | None = None
     """Serve ``/metrics`` and ``/healthz`` on this (host, port) (None: off); see
     :mod:`sluice.gateway.metrics`."""
@@ -261,12 +263,28 @@ def run_gateway(
     register = None
     monitor, metrics = _start_metrics(config)
     load_register, _rev = _register_source(config)
+    version: object = None
     if load_register is not None:
         load_register = _noting_version(config, load_register, monitor)
         try:
+            version = (
+                _revision(config.register)() if config.register and not config.register_snapshot else None
+            )
             register = load_register()
         except SluiceError as exc:
-            raise GatewayFailure(f"cannot open the register: {exc}", EXIT_IO) from None
+            code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO  # no register there: usage
+            raise GatewayFailure(f"cannot open the register: {exc}", code) from None
+        if config.register_snapshot:
+            version = _SNAPSHOT_VERSIONS.get(register)
+        if len(register) == 0 and not config.allow_empty_register:
+            where = config.register or config.register_snapshot
+            raise GatewayFailure(
+                f"the register {where} has no entries: the gateway would enforce nothing from it"
+                " (import a list first: sluice registry import --register REGISTER FILE),"
+                " or start anyway with --allow-empty-register",
+                EXIT_USAGE,
+            )
+    held = _register_text(register, version)
     detector = load_detector()
     warm_up(pol, register, detector)  # the first client must not wait for kernels and model to load
     workers = config.workers
@@ -291,11 +309,25 @@ def run_gateway(
     if workers == 1:
 
         def ready() -> None:
-            say(f"sluice gateway: ready on queue {queue} ({mode}), policy {pol.digest}, detectors {detect}")
+            say(
+                f"sluice gateway: ready on queue {queue} ({mode}), policy {pol.digest}, {held},"
+                f" detectors {detect}"
+            )
 
         say(json.dumps({"stats": server.serve(0, ready)}))
         return 0
-    return _run_workers(server, f"({mode}, {workers} workers), policy {pol.digest}, detectors {detect}")
+    return _run_workers(
+        server, f"({mode}, {workers} workers), policy {pol.digest}, {held}, detectors {detect}"
+    )
+
+
+def _register_text(register: RegisterLookup | None, version: object) -> str:
+    """The ready line's register: entries by kind and its version (last import id, or snapshot's)."""
+    if register is None:
+        return "no register"
+    kinds = register.matcher.kind_counts() if register.matcher is not None else {}
+    by_kind = ", ".join(f"{k} {n}" for k, n in kinds.items()) or "none"
+    return f"register {len(register)} entries ({by_kind}), version {version if version is not None else '?'}"
 
 
 def _start_metrics(cfg: GatewayConfig) -> tuple[GatewayMonitor | None, MetricsServer | None]:

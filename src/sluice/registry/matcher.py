@@ -234,6 +234,11 @@ class Matcher:
     def __len__(self) -> int:
         return int(self.kind.shape[0])
 
+    def kind_counts(self) -> dict[str, int]:
+        """Entries per kind (``{"domain": 3814, ...}``, kinds with none left out), in kind order."""
+        n = np.bincount(self.kind, minlength=len(_KINDS)) if len(self) else np.zeros(len(_KINDS), np.int64)
+        return {_KINDS[i].value: int(c) for i, c in enumerate(n.tolist()) if c}
+
     @property
     def nbytes(self) -> int:
         """Memory held by the matcher's arrays and buffers (bytes)."""

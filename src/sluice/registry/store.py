@@ -788,16 +788,16 @@ class SqliteStore(_SqlStore):
                 check_same_thread=False,
                 uri=not create,
             )
+            self._tx = False
+            version = self._version()  # before any PRAGMA: journal_mode=WAL writes to the file
+            if version is None and not create:
+                self.conn.close()
+                raise RegisterNotFound(self.path, NOT_A_REGISTER.format(path=self.path))
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             self.conn.execute("PRAGMA temp_store=MEMORY")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            self._tx = False
-            version = self._version()
-            if version is None and not create:
-                self.conn.close()
-                raise RegisterNotFound(self.path, NOT_A_REGISTER.format(path=self.path))
             if version != str(SCHEMA_VERSION):
                 self._upgrade()
             version = self._version()
