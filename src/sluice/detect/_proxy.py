@@ -16,6 +16,7 @@ from collections import Counter
 
 from sluice.detect._rules import Rule, RuleMatch, ev
 from sluice.features.view import FlowView, base32_like
+from sluice.wire.socks import SocksAuthMethod, socks_opening
 
 # -- SSH -------------------------------------------------------------------------------------------
 
@@ -103,18 +104,24 @@ def _nth_payload_index(v: FlowView, d: int, n: int) -> int:
     return -1
 
 
+_SOCKS5_MAX_METHODS = 9
+"""Methods a real client offers at most (IANA assigns 0-9 and private ones it never sends)."""
+
+
 def socks(v: FlowView) -> RuleMatch | None:
     """SOCKS4/4a/5: the inspector's decoded request, or the SOCKS5 greeting and method reply."""
     r = v.rec
     if r.proto != 6:
         return None
     target = r.meta.socks_target
-    if not target and v.head(0)[:1] != b"\x05":
+    opening = socks_opening(v.head(0), v.head(1))
+    if not target and opening.version != 5:
         return None  # no decoded request and no SOCKS5 greeting
-    c, s = v.head(0), v.head(1)
+    selection = opening.selection
     if target:
-        version = c[:1].hex() if c else "?"
-        nth = 1 if c[:1] == b"\x04" else 3 if s[:2] == b"\x05\x02" else 2
+        version = f"{opening.version:02x}" if opening.version is not None else "?"
+        userpass = selection is not None and selection.method == SocksAuthMethod.USERNAME_PASSWORD
+        nth = 1 if opening.version == 4 else 3 if userpass else 2
         idx = _nth_payload_index(v, 0, nth)
         idx = idx if idx >= 0 else v.first_payload_index(0)
         return RuleMatch(
@@ -135,13 +142,13 @@ def socks(v: FlowView) -> RuleMatch | None:
                 ),
             ),
         )
+    greeting = opening.greeting
     if (
-        len(c) >= 3
-        and c[0] == 5
-        and 1 <= c[1] <= 9
-        and len(c) == 2 + c[1]
-        and s[:1] == b"\x05"
-        and (len(s) == 2 and (s[1] in c[2:] or s[1] == 0xFF))
+        greeting is not None
+        and len(greeting.methods) <= _SOCKS5_MAX_METHODS
+        and selection is not None
+        and opening.selection_alone
+        and (selection.method in greeting.methods or selection.method == SocksAuthMethod.NO_ACCEPTABLE)
     ):
         idx = v.first_payload_index(1)
         return RuleMatch(
@@ -154,7 +161,7 @@ def socks(v: FlowView) -> RuleMatch | None:
                 ev(
                     "socks.greeting",
                     "c2s_head,s2c_head",
-                    f"{c.hex()} / {s.hex()}",
+                    f"{v.head(0).hex()} / {v.head(1).hex()}",
                     "05 <n> <n methods> answered by 05 <one of them>",
                     0.9,
                     "a SOCKS5 method negotiation",

@@ -19,116 +19,57 @@ import re
 from sluice.detect._rules import Rule, RuleMatch, ev, hexs
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
+from sluice.wire.ipsec import NAT_T_PORT, try_decode_esp_in_udp, try_decode_ike
+from sluice.wire.openvpn import (
+    CLIENT_HARD_RESETS,
+    SERVER_HARD_RESETS,
+    OpenVpnPacket,
+    control_layout,
+    hmac_size_by_length,
+    try_decode_openvpn,
+)
+from sluice.wire.wireguard import WireGuardMessage, WireGuardType, try_decode_wireguard
 
 # -- OpenVPN ---------------------------------------------------------------------------------------
 
-_OVPN_CLIENT_RESET = {
-    1: "P_CONTROL_HARD_RESET_CLIENT_V1",
-    7: "P_CONTROL_HARD_RESET_CLIENT_V2",
-    10: "P_CONTROL_HARD_RESET_CLIENT_V3",
+_OVPN_NAMES: dict[int, str] = {int(op): op.name for op in (*CLIENT_HARD_RESETS, *SERVER_HARD_RESETS)}
+_OVPN_OPCODES = {
+    "client": sorted(int(op) for op in CLIENT_HARD_RESETS),
+    "server": sorted(int(op) for op in SERVER_HARD_RESETS),
 }
-_OVPN_SERVER_RESET = {2: "P_CONTROL_HARD_RESET_SERVER_V1", 8: "P_CONTROL_HARD_RESET_SERVER_V2"}
-_PID1 = b"\x00\x00\x00\x01"
-_ZERO4 = bytes(4)
-_HMAC_SIZES = (20, 32, 16, 48)
 
 
-def _ovpn_packet(v: FlowView, d: int) -> tuple[bytes, int] | None:
-    """The OpenVPN packet at the start of direction ``d`` and its length (TCP: after the prefix)."""
-    head = v.head(d)
-    if v.rec.proto == 6:
-        if len(head) < 11:
-            return None
-        plen = int.from_bytes(head[:2], "big")
-        if not 14 <= plen <= 1700:
-            return None
-        return head[2:], plen
-    if v.rec.proto == 17 and len(head) >= 9:
-        return head, v.payload_len(d)
-    return None
-
-
-_T_MIN, _T_MAX = 946684800, 4102444800  # 2000-01-01 .. 2100-01-01, the packet-id timestamp
-
-
-def _pid_at(pkt: bytes, off: int) -> bool:
-    """A replay packet id of 1 followed by a plausible Unix time at ``off``."""
-    if len(pkt) < off + 8 or pkt[off : off + 4] != _PID1:
-        return False
-    return _T_MIN <= int.from_bytes(pkt[off + 4 : off + 8], "big") <= _T_MAX
-
-
-def _ovpn_shape(pkt: bytes, length: int, server: bool, peer_sid: bytes | None) -> str:
-    """Which control-channel protection the packet's layout shows ("" when none fits).
-
-    Client reset: ``op sid [hmac pid time | pid time hmac] acks=0 msg-pid=0``; server reset: the
-    same with one or more acks followed by the client's session id.
-    """
-    if _pid_at(pkt, 9):
-        return "tls-crypt"
-    for h in _HMAC_SIZES:
-        if _pid_at(pkt, 9 + h):
-            return f"tls-auth (HMAC {h} bytes)"
-    if not server:
-        if len(pkt) >= 14 and pkt[9] == 0 and pkt[10:14] == _ZERO4:
-            return "plain"
-    else:
-        n = pkt[9] if len(pkt) > 9 else 0
-        if 1 <= n <= 8 and len(pkt) >= 18 + 4 * n:
-            sid = pkt[10 + 4 * n : 18 + 4 * n]
-            if (peer_sid is None and sid != bytes(8)) or sid == peer_sid:
-                return "plain"
-    return ""
-
-
-def _hmac_by_length(length: int, server: bool) -> int:
-    """HMAC size a tls-auth reset of this length implies (0 when none): the HMAC may hide the
-    packet id beyond the bytes kept, but the reset's length still gives the layout away."""
-    fixed = 34 if server else 22
-    for h in (*_HMAC_SIZES, 64):
-        if length == fixed + h:
-            return h
-    return 0
-
-
-_OVPN_RESET_BYTES = frozenset(op << 3 for op in (*_OVPN_CLIENT_RESET, *_OVPN_SERVER_RESET))
-"""First packet byte (opcode << 3 | key id 0) of a hard reset: a flow with none in either
-direction has no role, and the rule cannot fire."""
+def _ovpn_role(p: OpenVpnPacket | None) -> str:
+    """``client``/``server`` for a hard reset (key id 0, a session id), else ``""``."""
+    if p is None or p.key_id or p.session_id == bytes(8):
+        return ""
+    return "client" if p.opcode in CLIENT_HARD_RESETS else "server" if p.opcode in SERVER_HARD_RESETS else ""
 
 
 def openvpn(v: FlowView) -> RuleMatch | None:
     """OpenVPN hard-reset exchange over UDP or TCP (plain, tls-auth, tls-crypt, tls-crypt-v2)."""
-    at = 0 if v.rec.proto == 17 else 2 if v.rec.proto == 6 else -1
-    if at < 0:
+    if v.rec.proto not in (6, 17):
         return None
-    if not any(len(h) > at and h[at] in _OVPN_RESET_BYTES for h in (v.head(0), v.head(1))):
-        return None
-    got = [_ovpn_packet(v, 0), _ovpn_packet(v, 1)]
-    roles: list[str] = ["", ""]
-    for d, item in enumerate(got):
-        if item is None or item[0][0] & 7 or item[0][1:9] == bytes(8):
-            continue
-        op = item[0][0] >> 3
-        roles[d] = "client" if op in _OVPN_CLIENT_RESET else "server" if op in _OVPN_SERVER_RESET else ""
-    if roles[1] == "client" or (roles[0] == "server" and got[1] is not None):
-        return None  # a reset answered by a reset of the same kind: not OpenVPN
+    tcp = v.rec.proto == 6
+    got = [try_decode_openvpn(v.head(0), tcp=tcp), try_decode_openvpn(v.head(1), tcp=tcp)]
+    roles = [_ovpn_role(got[0]), _ovpn_role(got[1])]
     if not any(roles):
         return None
-    transport = "TCP" if v.rec.proto == 6 else "UDP"
-    sids = [item[0][1:9] if item is not None else None for item in got]
+    if roles[1] == "client" or (roles[0] == "server" and got[1] is not None):
+        return None  # a reset answered by a reset of the same kind: not OpenVPN
+    transport = "TCP" if tcp else "UDP"
+    sids = [p.session_id if p is not None else None for p in got]
     shapes = ["", ""]
     for d in (0, 1):
-        item = got[d]
-        if not roles[d] or item is None:
+        p = got[d]
+        if not roles[d] or p is None:
             continue
         server = roles[d] == "server"
-        shapes[d] = _ovpn_shape(item[0], item[1], server, sids[1 - d] if server else None)
-        if not shapes[d] and item[0][0] >> 3 == 10 and len(item[0]) >= 49:
-            shapes[d] = "tls-crypt-v2"
+        shapes[d] = control_layout(p, server=server, peer_session_id=sids[1 - d] if server else None)
     by_length = False
     if roles[0] and roles[1] and not (shapes[0] and shapes[1]):
-        h0 = _hmac_by_length(got[0][1], False) if got[0] else 0
-        h1 = _hmac_by_length(got[1][1], True) if got[1] else 0
+        h0 = hmac_size_by_length(_ovpn_length(v, 0, got[0]), server=False) if got[0] else 0
+        h1 = hmac_size_by_length(_ovpn_length(v, 1, got[1]), server=True) if got[1] else 0
         if h0 and h0 == h1:
             shapes = [
                 shapes[0] or f"tls-auth (HMAC {h0} bytes, by length)",
@@ -141,22 +82,20 @@ def openvpn(v: FlowView) -> RuleMatch | None:
     conf = 0.0
     decided = -1
     for d in (0, 1):
-        item = got[d]
-        if not shapes[d] or item is None:
+        p = got[d]
+        if not shapes[d] or p is None:
             continue
-        pkt = item[0]
-        op = pkt[0] >> 3
-        names = _OVPN_CLIENT_RESET if roles[d] == "client" else _OVPN_SERVER_RESET
         idx = v.first_payload_index(d)
         decided = max(decided, idx)
-        c = 0.9 if shapes[d] == "plain" else 0.6 if by_length else 0.85 if op != 10 else 0.75
+        c = 0.9 if shapes[d] == "plain" else 0.6 if by_length else 0.85 if p.opcode != 10 else 0.75
         conf = max(conf, c)
         evidence.append(
             ev(
                 f"openvpn.{roles[d]}_reset",
                 f"{'c2s' if d == 0 else 's2c'}_head",
-                f"{hexs(pkt[:1])} ({names[op]}, key id 0) over {transport}, {shapes[d]}",
-                f"opcode {sorted(names)} << 3, key id 0, then the fields that layout requires",
+                f"{(p.opcode << 3) | p.key_id:02x} ({_OVPN_NAMES[p.opcode]}, key id 0) over {transport},"
+                f" {shapes[d]}",
+                f"opcode {_OVPN_OPCODES[roles[d]]} << 3, key id 0, then the fields that layout requires",
                 c,
                 f"the {'client' if d == 0 else 'server'}'s first packet is an OpenVPN {roles[d]} hard"
                 f" reset ({shapes[d]})",
@@ -176,9 +115,8 @@ def openvpn(v: FlowView) -> RuleMatch | None:
                 decided,
             )
         )
-        server_pkt = got[1][0] if got[1] else b""
         client_sid = sids[0]
-        if client_sid and client_sid in server_pkt[9:]:
+        if client_sid and got[1] is not None and got[1].mentions(client_sid):
             conf = 0.99
             evidence.append(
                 ev(
@@ -194,34 +132,35 @@ def openvpn(v: FlowView) -> RuleMatch | None:
     return RuleMatch("openvpn", "vpn", "openvpn", conf, decided, tuple(evidence))
 
 
-# -- WireGuard -------------------------------------------------------------------------------------
+def _ovpn_length(v: FlowView, d: int, p: OpenVpnPacket) -> int:
+    """The packet's length: its TCP length prefix, or the length of the UDP datagram."""
+    return p.length if p.length is not None else v.payload_len(d)
 
-_WG_TYPES = {1: ("initiation", 148), 2: ("response", 92), 3: ("cookie reply", 64)}
+
+# -- WireGuard -------------------------------------------------------------------------------------
 
 
 def wireguard(v: FlowView) -> RuleMatch | None:
     """WireGuard handshake (types 1/2 with index echo) or transport data (type 4) over UDP."""
     if v.rec.proto != 17:
         return None
-    heads = (v.head(0), v.head(1))
-    kinds: list[str] = ["", ""]
+    msgs: list[WireGuardMessage | None] = [None, None]
     for d in (0, 1):
-        h = heads[d]
-        if len(h) < 16 or h[1:4] != b"\x00\x00\x00":
+        m = try_decode_wireguard(v.head(d))
+        if m is None or not m.fits(v.payload_len(d)):
             continue
-        n = v.payload_len(d)
-        t = h[0]
-        if t in _WG_TYPES and n == _WG_TYPES[t][1]:
-            kinds[d] = _WG_TYPES[t][0]
-        elif t == 4 and n >= 32 and n % 16 == 0 and h[12:16] == _ZERO4:
-            kinds[d] = "transport data"
+        if m.message_type == WireGuardType.TRANSPORT_DATA and m.counter >= 1 << 32:
+            continue  # a counter this high is not a tunnel's first packet
+        msgs[d] = m
+    kinds = [m.kind if m is not None else "" for m in msgs]
     if not any(kinds):
         return None
     evidence = []
     conf = 0.0
     decided = -1
     for d in (0, 1):
-        if not kinds[d]:
+        m = msgs[d]
+        if m is None:
             continue
         idx = v.first_payload_index(d)
         decided = max(decided, idx)
@@ -231,21 +170,28 @@ def wireguard(v: FlowView) -> RuleMatch | None:
             ev(
                 f"wireguard.{kinds[d].replace(' ', '_')}",
                 f"{'c2s' if d == 0 else 's2c'}_head",
-                f"{hexs(heads[d][:4])}, {v.payload_len(d)} bytes",
+                f"{m.message_type:02x}000000, {v.payload_len(d)} bytes",
                 "type 1/148, 2/92, 3/64 bytes or 4 (data, 16-byte multiple); 3 zero bytes",
                 c,
                 f"message type and size of a WireGuard {kinds[d]}",
                 idx,
             )
         )
-    if kinds[0] == "initiation" and kinds[1] == "response" and heads[1][8:12] == heads[0][4:8]:
+    init, resp = msgs
+    if (
+        init is not None
+        and resp is not None
+        and init.message_type == WireGuardType.INITIATION
+        and resp.message_type == WireGuardType.RESPONSE
+        and resp.receiver_index == init.sender_index
+    ):
         conf = 0.99
         evidence.append(
             ev(
                 "wireguard.index_echo",
                 "s2c_head[8:12]",
-                heads[1][8:12].hex(),
-                f"initiator's sender index {heads[0][4:8].hex()}",
+                _le_hex(resp.receiver_index),
+                f"initiator's sender index {_le_hex(init.sender_index)}",
                 0.09,
                 "the response names the initiator's sender index",
                 decided,
@@ -265,6 +211,11 @@ def wireguard(v: FlowView) -> RuleMatch | None:
             )
         )
     return RuleMatch("wireguard", "vpn", "wireguard", conf, decided, tuple(evidence))
+
+
+def _le_hex(index: int) -> str:
+    """An index as its four wire bytes in hex (WireGuard's indices are little-endian)."""
+    return index.to_bytes(4, "little").hex()
 
 
 # -- OpenVPN static-key mode ------------------------------------------------------------------------
@@ -368,30 +319,6 @@ def tailscale(v: FlowView) -> RuleMatch | None:
 
 # -- IPsec -----------------------------------------------------------------------------------------
 
-_IKE_EXCHANGES = {
-    2: "IKEv1 identity protection",
-    4: "IKEv1 aggressive",
-    5: "IKEv1 informational",
-    32: "IKEv1 quick mode",
-    34: "IKE_SA_INIT",
-    35: "IKE_AUTH",
-    36: "CREATE_CHILD_SA",
-    37: "INFORMATIONAL",
-}
-
-
-def _ike(head: bytes, length: int) -> tuple[str, bool] | None:
-    marker = head[:4] == _ZERO4
-    pkt = head[4:] if marker else head
-    if len(pkt) < 28 or pkt[:8] == bytes(8) or pkt[17] not in (0x10, 0x20):
-        return None
-    if pkt[18] not in _IKE_EXCHANGES:
-        return None
-    declared = int.from_bytes(pkt[24:28], "big")
-    if length and declared != length - (4 if marker else 0):
-        return None
-    return _IKE_EXCHANGES[pkt[18]], marker
-
 
 def ipsec(v: FlowView) -> RuleMatch | None:
     """IKE (UDP, with or without the NAT-T non-ESP marker), ESP and AH (IP protocols 50/51)."""
@@ -418,12 +345,9 @@ def ipsec(v: FlowView) -> RuleMatch | None:
         )
     if r.proto != 17:
         return None
-    if len(v.head(0)) < 28 and NAT_T_PORT not in (r.client_port, r.server_port):
-        return None  # too short for an IKE header (_ike), not on the NAT-T port (_esp_in_udp)
-    got = _ike(v.head(0), r.c2s_first_payload_len)
-    if got is None:
+    hdr = try_decode_ike(v.head(0))
+    if hdr is None or (r.c2s_first_payload_len and not hdr.fits(r.c2s_first_payload_len)):
         return _esp_in_udp(v)
-    exchange, marker = got
     idx = v.first_payload_index(0)
     evidence = [
         ev(
@@ -432,11 +356,11 @@ def ipsec(v: FlowView) -> RuleMatch | None:
             hexs(v.head(0)[:20]),
             "IKE header: SPI, version 1.0/2.0, known exchange, length = datagram",
             0.95,
-            f"the first datagram is an IKE {exchange} message whose length field fits",
+            f"the first datagram is an IKE {hdr.exchange} message whose length field fits",
             idx,
         )
     ]
-    if marker:
+    if hdr.non_esp_marker:
         evidence.append(
             ev(
                 "ipsec.nat_t",
@@ -451,20 +375,13 @@ def ipsec(v: FlowView) -> RuleMatch | None:
     return RuleMatch("ipsec", "vpn", "ipsec", 0.97, idx, tuple(evidence))
 
 
-NAT_T_PORT = 4500
-"""The UDP port RFC 3948 assigns to ESP-in-UDP and IKE behind NAT."""
-
-
 def _esp_in_udp(v: FlowView) -> RuleMatch | None:
     """ESP in UDP on the NAT-T port (a flow seen without its IKE exchange)."""
     r = v.rec
     if NAT_T_PORT not in (r.client_port, r.server_port):
         return None
-    h = v.head(0)
-    if len(h) < 16 or h[:4] == _ZERO4 or h[:1] == b"\xff":
-        return None
-    seq = int.from_bytes(h[4:8], "big")
-    if not 1 <= seq < 1 << 31 or r.c2s_first_payload_len < 24:
+    esp = try_decode_esp_in_udp(v.head(0))
+    if esp is None or not 1 <= esp.sequence < 1 << 31 or r.c2s_first_payload_len < 24:
         return None
     return RuleMatch(
         "ipsec",
@@ -476,7 +393,7 @@ def _esp_in_udp(v: FlowView) -> RuleMatch | None:
             ev(
                 "ipsec.esp_in_udp",
                 "c2s_head[0:8]",
-                f"SPI {h[:4].hex()}, sequence {seq}",
+                f"SPI {esp.spi:08x}, sequence {esp.sequence}",
                 "UDP port 4500, SPI != 0, sequence number from 1",
                 0.85,
                 "ESP packets (SPI, sequence number) in UDP on the NAT-T port (RFC 3948)",

@@ -22,7 +22,9 @@ not fully arrived. Once the fixed header fits, a bad variable part raises
 :class:`~sluice.errors.DecodeError` (``socks.user_id_too_long``, ``socks.bad_domain`` ...).
 Every record has ``size``, the bytes it used, so pipelined messages can be walked.
 :func:`socks_target` walks a client's first payloads in order (greeting, optional RFC 1929
-authentication, request) and returns the requested ``host:port``.
+authentication, request) and returns the requested ``host:port``. :func:`socks_opening` tells
+how each side's first payload opens the handshake (version, a greeting alone, the method the
+proxy chose) without raising, for readers of a flow's first bytes.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ __all__ = [
     "SocksAuthMethod",
     "SocksCommand",
     "SocksMessage",
+    "SocksOpening",
+    "socks_opening",
     "socks_target",
     "socks_tunnel_offsets",
     "try_decode_socks",
@@ -400,6 +404,41 @@ def try_decode_socks(data: bytes | bytearray | memoryview, from_client: bool) ->
         return None
     raw = bytes(data[:MAX_CLIENT_BYTES])
     return _client_message(raw) if from_client else _server_message(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class SocksOpening:
+    """How a SOCKS handshake opens, as each side's first payload shows it."""
+
+    version: int | None
+    """The client's first byte (4 or 5 for SOCKS); None without a client payload."""
+    greeting: Socks5Greeting | None
+    """The client's first payload, when it is a SOCKS5 greeting and nothing else."""
+    selection: Socks5MethodSelection | None
+    """The method the proxy chose, when its first payload opens ``05 <method>``."""
+    selection_alone: bool
+    """The proxy's first payload is that method selection and nothing else (2 bytes)."""
+
+
+def socks_opening(client: bytes, server: bytes) -> SocksOpening:
+    """The start of a SOCKS handshake in the first bytes of each direction (RFC 1928 §3).
+
+    Never raises: bytes of another protocol give an opening with no greeting and no selection.
+
+    Args:
+        client: the start of the client's first payload.
+        server: the start of the proxy's first payload.
+
+    Returns:
+        The client's version byte, its greeting when the payload is exactly one, and the proxy's
+        method selection.
+    """
+    greeting = None
+    if len(client) >= 3 and client[0] == 5 and client[1] and len(client) == 2 + client[1]:
+        greeting = _socks5_greeting(client, 0)
+    selection = Socks5MethodSelection(server[1], 2) if len(server) >= 2 and server[0] == 5 else None
+    alone = selection is not None and len(server) == 2
+    return SocksOpening(client[0] if client else None, greeting, selection, alone)
 
 
 def socks_target(client_payloads: Sequence[bytes]) -> str | None:
