@@ -18,18 +18,27 @@
   packaged in Debian, and PyPI's ``stratum`` 0.2.15 is Python 2 / Twisted from 2014) and its
   miner, which hashes real scrypt (Litecoin's proof of work) against the pool's share target; the
   pool re-hashes each submitted share. Plain TCP, or over TLS with stunnel4 on both ends.
+* ``electrum``: Debian's Electrum 4.3.4 (client namespace, daemon + wallet) against the ElectrumX
+  fork ``e-x`` 2.0.0 (PyPI) indexing a Litecoin Core regtest node (server namespace). Electrum
+  is told Litecoin regtest's genesis hash, bech32 prefix and P2SH version
+  (:mod:`sluice.lab.electrum_client`: no bitcoind in Debian bookworm). The node pays 1–3 of the
+  wallet's addresses, a block confirms them, the wallet pays one back through the server's
+  ``blockchain.transaction.broadcast``; verified by Electrum's confirmed balance, the node's
+  mempool and ``getreceivedbyaddress``.
 """
 
 from __future__ import annotations
 
-__all__ = ["Litecoin", "Monero", "Stratum"]
+__all__ = ["Electrum", "Litecoin", "Monero", "Stratum"]
 
 import json
 import secrets
+import sys
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
-from sluice.lab.scenario import PROTO, FlowRule, Outcome, Scenario, Session
+from sluice.lab.scenario import PROTO, FlowRule, Outcome, Scenario, Session, which
 from sluice.lab.topology import LabError, Role
 
 _READY_S = 40.0
@@ -50,7 +59,9 @@ def _poll(what: str, fn: Any, timeout: float, interval: float = 0.1) -> Any:
 class _LtcNode:
     """One litecoind and its RPC (via litecoin-cli in the node's namespace)."""
 
-    def __init__(self, s: Session, role: Role, chain: str, p2p: tuple[str, int], connect: str | None) -> None:
+    def __init__(
+        self, s: Session, role: Role, chain: str, p2p: tuple[str, int], connect: str | None, *extra: str
+    ) -> None:
         self.s, self.role, self.chain = s, role, chain
         self.dir = s.workdir / f"ltc-{role}"
         self.dir.mkdir()
@@ -71,6 +82,7 @@ class _LtcNode:
             "-onlynet=ipv4",
             "-fallbackfee=0.0002",
             "-listenonion=0",
+            *extra,
         ]
         if connect is None:
             argv += ["-listen=1", f"-bind={p2p[0]}:{p2p[1]}", f"-port={p2p[1]}", "-connect=0"]
@@ -487,4 +499,157 @@ class Stratum(Scenario):
             out.problems.append(f"pool accepted {accepted} shares, miner saw {miner['accepted']} accepted")
         if not (out.checks["subscribed"] and out.checks["authorized"]):
             out.problems.append("no subscribe/authorize in the pool log")
+        return out
+
+
+_LTC_REGTEST_COIN = {"COIN": "Litecoin", "NET": "regtest"}
+_SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _electrumx_server() -> str | None:
+    """Path of e-x's ``electrumx_server``: beside sluice's Python (its virtualenv), else on PATH."""
+    near = Path(sys.executable).parent / "electrumx_server"
+    return str(near) if near.is_file() else which("electrumx_server")
+
+
+class _ElectrumCli:
+    """Debian's Electrum in the client namespace (daemon spawned, commands run), on Litecoin regtest."""
+
+    def __init__(self, s: Session, server: str) -> None:
+        from sluice.lab import electrum_client
+
+        self.s = s
+        self.base = [
+            _SYSTEM_PYTHON,
+            str(Path(electrum_client.__file__)),
+            "--regtest",
+            "-D",
+            str(s.workdir / "el"),
+        ]
+        self.cmd("create", "--offline")
+        self.proc = s.topo.spawn(
+            "client", "electrum", [*self.base, "daemon", "--oneserver", "--server", server]
+        )
+
+    def cmd(self, *args: str, check: bool = True) -> Any:
+        r = self.s.topo.run("client", [*self.base, *args], check=False, timeout=60)
+        if r.returncode != 0:
+            if check:
+                raise LabError(
+                    "lab.rpc_failed", f"electrum {' '.join(args)}: {(r.stderr or r.stdout)[-300:]}"
+                )
+            return None
+        out = r.stdout.strip()
+        try:
+            return json.loads(out)
+        except ValueError:
+            return out
+
+
+class Electrum(Scenario):
+    """Electrum wallet <-> ElectrumX (e-x) <-> Litecoin Core, on regtest: the Electrum protocol for real."""
+
+    name = "electrum"
+    summary = "Debian's Electrum wallet against the e-x Electrum server on a Litecoin Core regtest node"
+    traffic_class = "crypto"
+    family = "electrum"
+    programs: ClassVar[dict[str, str]] = {
+        "litecoind": "litecoind",
+        "litecoin-cli": "litecoind",
+        "electrum": "electrum",
+    }
+    variants = ("tcp",)
+    max_rtt_ms = 80
+
+    def missing(self) -> list[str]:
+        """Debian programs, and e-x's ``electrumx_server`` (PyPI, extra ``lab``) beside sluice's Python."""
+        return super().missing() + (
+            [] if _electrumx_server() else ["electrumx_server (pip install 'sluice[lab]')"]
+        )
+
+    def run(self, s: Session, variant: str) -> Outcome:
+        a = s.addr
+        port = s.port("port", 50001, 0.5)
+        node = _LtcNode(
+            s, "server", "regtest", (a.server_ip, s.rng.randrange(20000, 30000)), None, "-txindex=1"
+        )
+        node.ready()
+        node.cli("createwallet", "w")
+        mine_to = node.cli("getnewaddress", wallet=True)
+        node.cli("generatetoaddress", str(101 + s.rng.randrange(0, 20)), mine_to, wallet=True)
+        user, password = node.auth[0].split("=", 1)[1], node.auth[1].split("=", 1)[1]
+        db = s.workdir / "ex-db"
+        db.mkdir()
+        env = _LTC_REGTEST_COIN | {
+            "ALLOW_ROOT": "1",  # the lab runs as root; e-x refuses that unless told
+            "DAEMON_URL": f"http://{user}:{password}@127.0.0.1:{node.rpcport}/",
+            "DB_DIRECTORY": str(db),
+            "DB_ENGINE": "leveldb",
+            "SERVICES": f"tcp://{a.server_ip}:{port}",
+            "PEER_DISCOVERY": "off",
+            "PEER_ANNOUNCE": "",
+        }
+        s.topo.spawn("server", "electrumx", [_electrumx_server() or "electrumx_server"], env=env)
+        s.topo.wait_port("server", port, timeout=_READY_S)
+        wallet = _ElectrumCli(s, f"{a.server_ip}:{port}:t")
+        s.identify(stack="electrum", impl="e-x")
+        height = int(node.cli("getblockcount"))
+
+        def synced() -> bool:
+            if not wallet.proc.alive():
+                raise LabError("lab.program_died", "electrum daemon exited")
+            info = wallet.cmd("getinfo", check=False)
+            if not isinstance(info, dict):
+                return False
+            return bool(info.get("connected")) and info.get("blockchain_height") == height
+
+        _poll("electrum connected and synced the headers", synced, _READY_S, 0.5)
+        wallet.cmd("load_wallet")
+        npay = s.rng.randrange(1, 4)
+        total = 0.0
+        for _ in range(npay):
+            addr = str(wallet.cmd("createnewaddress"))
+            amount = round(s.rng.uniform(0.01, 3.0), 6)
+            node.cli("sendtoaddress", addr, f"{amount:.6f}", wallet=True)
+            total += amount
+            time.sleep(s.rng.uniform(0.1, 0.8))
+        node.cli("generatetoaddress", "1", mine_to, wallet=True)
+
+        def confirmed() -> float:
+            bal = wallet.cmd("getbalance", check=False)
+            return float(bal.get("confirmed", 0)) if isinstance(bal, dict) else 0.0
+
+        got = _poll("electrum saw the payments confirmed", lambda: abs(confirmed() - total) < 1e-8, 40, 0.5)
+        back_to = node.cli("getnewaddress", "", "bech32", wallet=True)
+        back = round(s.rng.uniform(0.001, min(0.5, total / 2)), 6)
+        tx = wallet.cmd("payto", back_to, f"{back:.6f}")
+        raw = tx["hex"] if isinstance(tx, dict) else str(tx)
+        txid = str(wallet.cmd("broadcast", raw))
+        _poll("the wallet's transaction reached the node", lambda: txid in node.cli("getrawmempool"), 30, 0.3)
+        node.cli("generatetoaddress", "1", mine_to, wallet=True)
+        back_ok = abs(float(node.cli("getreceivedbyaddress", back_to, "1", wallet=True)) - back) < 1e-8
+
+        def history() -> int:
+            h = wallet.cmd("onchain_history", check=False)
+            return len(h.get("transactions", [])) if isinstance(h, dict) else 0
+
+        # the server notifies the wallet of its address's new status; the wallet fetches the tx
+        _poll("the wallet's history holds every transaction", lambda: history() >= npay + 1, 30, 0.5)
+        ntx = history()
+        s.params["payments"] = npay
+        out = Outcome(
+            rules=[FlowRule("electrum", PROTO["tcp"], a.server_ip, port, "crypto", "electrum")],
+            software=["electrum", "e-x", "litecoind"],
+            checks={
+                "payments_confirmed_wallet": npay if got else 0,
+                "wallet_balance_confirmed": confirmed(),
+                "wallet_history_txs": ntx,
+                "payment_back_confirmed": int(back_ok),
+                "blocks": int(node.cli("getblockcount")),
+            },
+        )
+        if not back_ok:
+            out.problems.append("the wallet's payment back was not confirmed on the node")
+        if ntx < npay + 1:
+            out.problems.append(f"wallet history has {ntx} transactions, expected {npay + 1}")
         return out
