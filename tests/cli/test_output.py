@@ -214,3 +214,15 @@ def test_model_evaluate_never_prints_none(tmp_path: Path) -> None:
     doc = json.loads(run("model", "evaluate", str(only), "--report", str(tmp_path / "r"), "--cv", "0",
                          "--no-leave-out", "--json").stdout)  # fmt: skip
     assert all(r["recall_combined"] is None for r in doc["results"].values())  # JSON keeps null
+
+
+def test_registry_export_counts_are_words_not_a_dict(tmp_path: Path) -> None:
+    reg = str(tmp_path / "r.db")
+    lst = ROOT / "examples" / "demo-blocklist.txt"
+    res = run("registry", "import", "--register", reg, "--source", "demo", "--format", "domains", str(lst))
+    assert res.exit_code == 0, res.output
+    assert "reading" not in res.stderr  # the progress bar is for terminals only
+    res = run("registry", "export", "--register", reg, "--to", "hosts", "--out", str(tmp_path / "hosts"))
+    assert res.exit_code == 0, res.output
+    assert re.search(r"hosts: written 4 \(domain 4\); skipped", res.stderr), res.stderr
+    assert "{" not in res.stderr

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import click
 
 from sluice.cli._context import DEFAULT_REGISTER, register_option, registry_db, store_group_register
+from sluice.cli._output import progress as progress_bar
 from sluice.registry import service
 from sluice.registry.exports import EXPORT_TARGETS
 from sluice.registry.impact import MAX_NAMES, ImpactReport
@@ -211,14 +212,11 @@ def import_cmd(
         _print_impact(report, "json" if as_json else "text", MAX_NAMES)
         return
     total = sum(p.stat().st_size for p in files if str(p) != "-" and p.is_file())
-    err = sys.stderr
     try:
-        with click.progressbar(length=max(total, 1), label="reading", file=err) as bar:
-            last = [0]
+        with progress_bar("registry import: reading", max(total, 1)) as bar:
 
             def progress(n: int) -> None:
-                bar.update(max(0, n - last[0]))
-                last[0] = max(last[0], n)
+                bar.update(n)
 
             summary = service.import_paths(
                 _db(ctx),
@@ -343,7 +341,14 @@ def export_cmd(
     if as_json and out is not None:
         click.echo(json.dumps(report))
     else:
-        click.echo(f"{target}: written {res.written}, skipped {res.skipped}", err=True)
+        click.echo(f"{target}: written {_counts(res.written)}; skipped {_counts(res.skipped)}", err=True)
+
+
+def _counts(by: dict[str, int]) -> str:
+    """``{"domain": 3814, "ip": 2}`` for people: ``3,816 (domain 3,814, ip 2)``, or ``0``."""
+    if not by:
+        return "0"
+    return f"{sum(by.values()):,} (" + ", ".join(f"{k} {n:,}" for k, n in sorted(by.items())) + ")"
 
 
 @registry.command("stats")
