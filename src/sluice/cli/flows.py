@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from sluice.batch.flows import batch_flows
-from sluice.cli._output import Col, Progress, TableStream, print_table
+from sluice.cli._output import JSON_RULE, Col, Progress, TableStream, listing_format, print_table
 from sluice.cli._output import progress as progress_bar
 from sluice.errors import CaptureError, ConfigError
 from sluice.flows.loop import PacketLoop, RunSummary
@@ -128,11 +128,12 @@ def _summary_text(name: str, s: RunSummary, seconds: float) -> str:
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="Output format. jsonl/parquet: absent values null, Community ID, TLS names; parquet "
-    "times as timestamp[us, UTC]; csv lists as JSON arrays; eve: Suricata EVE JSON lines.",
+    default=None,
+    help="Output format [default: table]. jsonl/parquet: absent values null, Community ID, TLS "
+    "names; parquet times as timestamp[us, UTC]; csv lists as JSON arrays; eve: Suricata EVE JSON "
+    "lines.",
 )
+@click.option("--json", "as_json", is_flag=True, help=f"Rows as JSON lines: {JSON_RULE}.")
 @click.option(
     "--out",
     "out_path",
@@ -208,7 +209,8 @@ def _summary_text(name: str, s: RunSummary, seconds: float) -> str:
 )
 def flows_command(
     captures: tuple[str, ...],
-    fmt: str,
+    fmt: str | None,
+    as_json: bool,
     out_path: str | None,
     stream: bool,
     early: bool,
@@ -236,6 +238,7 @@ def flows_command(
     A closing summary (packets, flows, anomalies by reason) goes to stderr. Exit codes: 0 ok,
     2 usage error, 3 a capture could not be read.
     """
+    fmt = listing_format(fmt, as_json)
     if not captures and not interface:
         raise click.UsageError("give at least one CAPTURE file, or --interface")
     if cluster and (interface or stream or bpf):
