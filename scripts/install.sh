@@ -42,8 +42,10 @@ python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python_bin" -m venv .venv
 fi
-extras="bench,mirrors,console,cluster"
-[ "$mode" = "--test" ] && extras="test,bench,lab,mirrors,console,cluster"
+extras="parquet,bench,mirrors,console,cluster"
+[ "$mode" = "--test" ] && extras="test,parquet,bench,lab,mirrors,console,cluster"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[${extras}]"
 echo "sluice installed in .venv ($(.venv/bin/sluice --version))" >&2
+# numba compiles its kernels on first use (20-60 s per command on a cold cache): do it now, once
+.venv/bin/python scripts/warm_kernels.py

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.registry import RegistryStore, import_files, open_store
+from sluice.registry import import_files, open_store
 from tests.gateway.conftest import PY, Topo, need_gateway_env, sh
 from tests.gateway.helpers import SERVER, https_server, make_cert, start_gateway, stop_gateway
 from tests.gateway.test_e2e import ALLOWED, BLOCK_WAIT, BLOCKED, BLOCKED_IP, POLICY, _curl
@@ -38,7 +38,7 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "server.py").write_text(SERVER)
     (d / "enforce.toml").write_text(POLICY.format(mode="enforce"))
     db = d / "register.sqlite"
-    store = _create_store(db)
+    store = open_store(db, create=True)
     try:
         for name, text, fmt in (("names", f"{BLOCKED}\n", "domains"), ("ips", f"{BLOCKED_IP}\n", "cidrs")):
             (d / name).write_text(text)
@@ -46,13 +46,6 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     finally:
         store.close()
     return {"dir": d, "cert": cert, "key": key, "server": d / "server.py", "db": db}
-
-
-def _create_store(db: Path) -> RegistryStore:
-    try:
-        return open_store(db, create=True)  # type: ignore[call-arg,unused-ignore]
-    except TypeError:  # a tree where opening creates
-        return open_store(db)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ a finding.
 
 from __future__ import annotations
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "EXTRAS", "main"]
 
 import importlib
 import os
@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "analyze",
         "Judge every flow of CAPTURE files: class, family, confidence, evidence, register matches.",
     ),
+    "collect": (
+        "sluice.cli.collect",
+        "collect",
+        "Consume the decision stream into the decisions store, each record once.",
+    ),
     "crypto": ("sluice.cli.crypto", "crypto", "Crypto assets: wallet addresses and crypto content in text."),
     "decisions": (
         "sluice.cli.decisions",
@@ -69,6 +74,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "model": ("sluice.cli.model", "model", "Train, evaluate and describe the early-flow model."),
     "policy": ("sluice.cli.policy", "policy", "Check policy files and try them on captures (dry runs)."),
+    "publish": (
+        "sluice.cli.collect",
+        "publish",
+        "Publish a decision log to NATS JetStream, at least once, each record under a fixed key.",
+    ),
     "registry": (
         "sluice.cli.registry",
         "registry",
@@ -92,6 +102,26 @@ the modules behind ``analyze`` or ``model`` pull numba, LightGBM and pyarrow, wh
 --help`` and ``sluice registry check`` must not wait for. The one-line help is kept here for the
 same reason; ``tests/cli/test_startup.py`` checks it against each command's own.
 """
+
+
+EXTRAS = {
+    "pyarrow": "parquet",
+    "pandas": "pandas",
+    "netfilterqueue": "gateway",
+    "prometheus_client": "gateway",
+    "psycopg": "postgres",
+    "dask": "cluster",
+    "distributed": "cluster",
+    "nats": "cluster",
+    "fastapi": "console",
+    "uvicorn": "console",
+    "jinja2": "console",
+    "matplotlib": "report",
+    "ahocorasick": "mirrors",
+    "httpx": "mirrors",
+}
+"""Optional libraries by import name -> the extra that installs them: a command that needs one
+that is missing says which extra to install (exit 2) instead of failing as a bug."""
 
 
 class _LazyGroup(click.Group):
@@ -133,6 +163,9 @@ def cli(debug: bool) -> None:
 
 def main() -> None:
     """Entry point of the ``sluice`` console script."""
+    from sluice.cli._compile_notice import install
+
+    install()  # a cold numba cache: say why the first run is slow
     try:
         cli.main(prog_name="sluice", standalone_mode=True)
     except KeyboardInterrupt:
@@ -144,6 +177,15 @@ def main() -> None:
     except CaptureError as exc:
         click.echo(f"sluice: error: {exc} [{exc.reason}]", err=True)
         sys.exit(EXIT_IO)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:
+            sys.exit(_internal_error(exc))
+        click.echo(
+            f"sluice: error: this needs {top}, which is not installed: pip install 'sluice[{EXTRAS[top]}]'",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
     except OSError as exc:
         click.echo(f"sluice: error: {exc}", err=True)
         sys.exit(EXIT_IO)
