@@ -260,7 +260,9 @@ def test_registry_check_cli(tmp_path: Path) -> None:
     assert json.loads(res.stdout)["added"] == 4
     _flags, wc, acct = ton_decode(TON_VECTOR)
     queries = [GENESIS, f"btc:{GENESIS}", EIP55_VECTOR, ton_encode(wc, acct, bounceable=False), "example.com"]
-    res = CliRunner().invoke(registry, ["check", "--register", str(db), "--json", "--fail-on-findings", *queries])
+    res = CliRunner().invoke(
+        registry, ["check", "--register", str(db), "--json", "--fail-on-findings", *queries]
+    )
     assert res.exit_code == 1
     got = json.loads(res.stdout)
     assert [len(r["matches"]) for r in got] == [1, 1, 1, 1, 0]
@@ -545,7 +547,10 @@ def test_exports_skip_wallets(target: str) -> None:
 def test_export_cli_counts_skipped_wallets(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     p = _write(tmp_path, "w.csv", csv_text(addresses(10, "export-cli")))
-    assert CliRunner().invoke(registry, ["import", "--register", str(db), "--source", "w", str(p)]).exit_code == 0
+    assert (
+        CliRunner().invoke(registry, ["import", "--register", str(db), "--source", "w", str(p)]).exit_code
+        == 0
+    )
     out = tmp_path / "out.rpz"
     res = CliRunner().invoke(
         registry, ["export", "--register", str(db), "--to", "rpz", "--out", str(out), "--json"]

@@ -263,7 +263,7 @@ def _fetch_one(
             f.status, f.detail = "not-modified", ""
             save_feed(store, name, f)
             return FetchOutcome(name, f.url, "not-modified", http_status=304, good_copy=str(good))
-        if have and sha == f.sha256:
+        if f.sha256 and sha == f.sha256:  # what the register holds (the copy is put back if gone)
             os.replace(tmp, good)
             _take_validators(f, headers, sha)
             f.status, f.detail = "unchanged", ""
