@@ -243,7 +243,7 @@ def run_command(
 @click.option(
     "--policy", "policy_file", required=True, type=click.Path(dir_okay=False), help="Policy file (TOML)."
 )
-@click.option("--register", "register_db", help="Register (SQLite file or postgresql:// URL).")
+@register_option()
 @click.option(
     "--fail-open/--fail-closed",
     default=False,
@@ -305,7 +305,11 @@ def install_service_command(
     register = register_db
     if register and "://" not in register:
         if not os.path.isfile(register):
-            _fail(f"no register at {register} (create it with sluice registry import first)", EXIT_IO)
+            _fail(
+                f"no register at {register} (create one with sluice registry init --register {register},"
+                f" or sluice registry import --register {register} FILE) [registry.no_register]",
+                EXIT_USAGE,
+            )
         register = os.path.abspath(register)
     try:
         spec = ServiceSpec(
