@@ -14,7 +14,11 @@ Commands timed:
   directory;
 * ``python -c "import sluice.cli.main"``: the imports alone.
 
-Usage: ``python bench/bench_startup.py [--runs 20] [--warmup 3] [--json]``.
+Usage: ``python bench/bench_startup.py [--runs 20] [--warmup 3] [--tree DIR] [--json]``.
+
+``--tree DIR`` times the sources of another checkout (``DIR/src`` first on ``PYTHONPATH``, run as
+``python -m sluice``, with this interpreter and its packages): e.g. the commit before a change,
+exported with ``git archive COMMIT | tar -x -C DIR``, for a before/after on the same machine.
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ HEAVY = ("numba", "lightgbm", "pyarrow", "pandas")
 """Modules that ``import sluice.cli.main`` should not load."""
 
 
-def _sluice() -> list[str]:
-    """The command line that runs the ``sluice`` console script of this interpreter."""
+def _sluice(tree: str | None) -> list[str]:
+    """The command line that runs sluice: this interpreter's console script, or ``-m sluice``."""
     script = Path(sys.executable).with_name("sluice")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sluice.cli.main"]
+    return [str(script)] if script.exists() and tree is None else [sys.executable, "-m", "sluice"]
 
 
 def _time(cmd: list[str], runs: int, warmup: int) -> tuple[float, float, float]:
@@ -87,8 +91,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="One JSON object instead of the table.")
+    ap.add_argument("--tree", help="Time the sources of this checkout (DIR/src), not the installed ones.")
     args = ap.parse_args()
-    sluice = _sluice()
+    sluice = _sluice(args.tree)
+    if args.tree:
+        os.environ["PYTHONPATH"] = str(Path(args.tree).resolve() / "src")
     with tempfile.TemporaryDirectory(prefix="sluice-bench-startup-") as tmp:
         db = _register(Path(tmp))
         cases = [
@@ -103,6 +110,7 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": platform.python_version(),
+        "tree": str(Path(args.tree).resolve()) if args.tree else "installed",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "runs": args.runs,
         "heavy_modules_loaded_by_cli_main": _heavy_loaded(),
@@ -120,6 +128,7 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         return
     print(f"{out['date']}; {out['machine']}; Python {out['python']}; load {out['load_average']}")
+    print(f"sources: {out['tree']}")
     print(
         f"{args.runs} runs each after {args.warmup} warm-up runs; heavy modules loaded by "
         f"`import sluice.cli.main`: {' '.join(out['heavy_modules_loaded_by_cli_main']) or 'none'}"
