@@ -71,6 +71,13 @@ def _db(ctx: click.Context) -> str:
 
 _register = register_option(param=None, default=DEFAULT_REGISTER)
 """``--register`` on a subcommand (kept in ``ctx.meta`` for :func:`_db`)."""
+_register_made = register_option(
+    param=None,
+    default=DEFAULT_REGISTER,
+    help_text="The register: a SQLite file or a postgresql:// URL [env: SLUICE_REGISTRY];"
+    " created when absent.",
+)
+"""``--register`` of the two commands that create one (``init``, ``import``)."""
 
 
 @click.group(name="registry")
@@ -94,7 +101,7 @@ def registry(ctx: click.Context, register_given: str | None, db_given: str | Non
 
 
 @registry.command("init")
-@_register
+@_register_made
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def init_cmd(ctx: click.Context, as_json: bool) -> None:
@@ -131,7 +138,7 @@ def _print_summary(s: ImportSummary, show_rejected: int) -> None:
 
 
 @registry.command("import")
-@_register
+@_register_made
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.option(
     "--format",
