@@ -52,13 +52,17 @@ import pytest
 
 from tests.corpus.ndpi_out import NDPI, captures
 
+WIDE = bool(os.environ.get("SLUICE_FUZZ_CAPTURES"))
 pytestmark = [
     pytest.mark.corpus,
     pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap (Wireshark) is needed"),
+    # the shared fixture runs every command on every mutant before the first test: a wide sweep
+    # takes hours on a loaded machine, the default sample minutes at worst
+    pytest.mark.timeout(24 * 3600 if WIDE else 1800),
 ]
 
 SLUICE = [sys.executable, "-m", "sluice"]
-RUN_TIMEOUT_S = 1800
+RUN_TIMEOUT_S = 3600
 """A watchdog only (a hung reader is a failure); nothing here measures time."""
 
 SAMPLE = (
