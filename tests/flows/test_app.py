@@ -38,6 +38,7 @@ from sluice.synth.payloads import (
 from sluice.synth.sessions import EthernetFraming, LinuxSllFraming, TcpSession, UdpExchange
 from sluice.wire import tls
 from sluice.wire.frame import LinkType
+from sluice.wire.ja4 import ja4
 from tests.wire.test_l2l4 import C4, C6, S4, S6
 
 from .test_table import Frame, both_paths, finals
@@ -108,7 +109,7 @@ def test_tls13_client_hello_in_three_segments_out_of_order(order: list[int]) -> 
     m = rec.meta
     assert (m.app, m.sni, m.alpn) == ("tls", "www.example.org", ("h2", "http/1.1"))
     assert JA4_RE.match(m.ja4), m.ja4
-    assert m.ja4 == tls.ja4(tls.decode_client_hello(hello[9:]), "t")  # the reassembled hello is intact
+    assert m.ja4 == ja4(tls.decode_client_hello(hello[9:]), "t")  # the reassembled hello is intact
     assert m.ja4.startswith("t13d") and m.ja4[8:10] == "h2"  # JA4_a: first ALPN is h2
     assert 0x0304 in m.tls_versions and m.tls_version == 0x0304
     assert m.tls_cipher in (0x1301, 0x1302, 0x1303)

@@ -19,6 +19,7 @@ import pytest
 from cryptography import x509
 
 from sluice.errors import DecodeError
+from sluice.wire.ja4 import ja4, ja4_raw
 from sluice.wire.reassembly import StreamReassembler, tcp_relative
 from sluice.wire.tls import (
     SSLV2_CLIENT_HELLO,
@@ -30,8 +31,6 @@ from sluice.wire.tls import (
     decode_certificate,
     decode_client_hello,
     decode_sslv2_client_hello,
-    ja4,
-    ja4_raw,
 )
 from sluice.wire.x509 import decode_x509
 from tests.corpus.ndpi_out import NDPI, captures, read_ndpi_out

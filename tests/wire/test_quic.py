@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sluice.errors import DecodeError
+from sluice.wire.gquic import decode_gquic
 from sluice.wire.quic import (
     LongPacketType,
     QuicClientHelloAssembler,
     QuicInitial,
     QuicVersion,
     TransportParameter,
-    decode_gquic,
     decode_initials,
     decode_long_header,
     decode_packet_number,

@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.errors import DecodeError
+from sluice.wire.ja4 import ja4
 from sluice.wire.reassembly import StreamReassembler
 from sluice.wire.tls import (
     MAX_RECORD_LENGTH,
@@ -42,7 +43,6 @@ from sluice.wire.tls import (
     decode_client_hello,
     decode_server_hello,
     is_grease,
-    ja4,
     looks_like_tls_client_hello,
 )
 from sluice.wire.x509 import X509Summary, decode_x509

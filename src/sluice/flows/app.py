@@ -17,7 +17,8 @@ __all__ = ["AppInspector"]
 from typing import Literal
 
 from sluice.flows.record import AppMeta
-from sluice.wire import dns, http, quic, socks, ssh, tls
+from sluice.wire import dns, gquic, http, quic, socks, ssh, tls
+from sluice.wire.ja4 import ja4
 from sluice.wire.reassembly import StreamReassembler, tcp_relative
 from sluice.wire.transport import TcpFlags
 
@@ -187,7 +188,7 @@ class AppInspector:
         m.alpn = hello.alpn
         m.tls_versions = hello.supported_versions or (hello.legacy_version,)
         m.ech = hello.ech
-        m.ja4 = tls.ja4(hello, transport)
+        m.ja4 = ja4(hello, transport)
 
     def _plain(self, d: int) -> None:
         assert self._dirs is not None
@@ -276,7 +277,7 @@ class AppInspector:
             self._gquic(payload)
 
     def _gquic(self, payload: bytes) -> None:
-        hello = quic.decode_gquic(payload)
+        hello = gquic.decode_gquic(payload)
         m = self.meta
         m.app = "gquic"
         m.quic_version = hello.version
