@@ -146,3 +146,48 @@ def test_random_heads_give_a_match_or_none(c2s: bytes, s2c: bytes) -> None:
     for _name, rule in _crypto.RULES:
         m = rule(view)
         assert m is None or (m.label == "crypto" and m.evidence)
+
+
+def _tls_rec(app: list[tuple[int, int, float]]) -> FlowRecord:
+    """A TLS flow: handshake (client hello, server flight, client finished), then ``app``
+    as (direction, payload bytes, seconds since the previous packet), each followed by an ACK."""
+    from sluice.flows.record import AppMeta
+
+    pkts: list[tuple[int, int, float]] = [(0, 0, 0.0), (1, 0, 0.01), (0, 0, 0.0), (0, 340, 0.0), (1, 0, 0.01)]
+    pkts += [(1, 1190, 0.0), (0, 0, 0.0), (0, 80, 0.0)]
+    for d, n, gap in app:
+        pkts += [(d, n, gap), (1 - d, 0, 0.0)]
+    pkts = pkts[:32]
+    sizes = tuple(52 + n for _, n, _ in pkts)
+    c2s = b"\x16\x03\x01" + bytes(61)
+    s2c = b"\x16\x03\x03" + bytes(61)
+    return FlowRecord(
+        1, False, "end", 4, "10.0.0.1", 40000, "10.0.0.2", 14433, 6, (), "", 0.0, 9.0, 20, 12, 0, 0,
+        3000, 3000, 0x1a, 0x1a, sizes, tuple(d for d, _, _ in pkts), tuple(t for _, _, t in pkts),
+        -1, -1, -1, -1, 340, c2s.hex(), s2c.hex(), AppMeta(app="tls", sni="pool.lab.test"),
+    )  # fmt: skip
+
+
+def _shares(gaps: list[float], req: int = 118, reply: int = 70) -> list[tuple[int, int, float]]:
+    out: list[tuple[int, int, float]] = [(1, 287, 0.01), (1, 660, 0.0)]  # subscribe/notify answers
+    for i, g in enumerate(gaps):
+        out += [(0, req + (i % 3), g), (1, reply, 0.02)]
+    return out
+
+
+def test_stratum_over_tls_by_share_cadence() -> None:
+    gaps = [0.15, 0.64, 0.82, 0.17, 0.13, 0.96, 0.4]
+    m = _crypto.stratum_tls(FlowView(_tls_rec(_shares(gaps))))
+    assert m is not None and (m.label, m.family, m.rule) == ("crypto", "stratum", "stratum-tls")
+    codes = [e.code for e in m.evidence]
+    assert codes[:3] == ["stratum_tls.tls", "stratum_tls.shares", "stratum_tls.random_gaps"]
+    assert m.confidence <= 0.65 and m.decided_at > 8
+    # a keep-alive on a timer: same sizes, regular gaps -> not mining
+    assert _crypto.stratum_tls(FlowView(_tls_rec(_shares([1.0] * 7)))) is None
+    # too few exchanges, or replies too large (a web API), or bulk data: no
+    assert _crypto.stratum_tls(FlowView(_tls_rec(_shares(gaps[:3])))) is None
+    assert _crypto.stratum_tls(FlowView(_tls_rec(_shares(gaps, reply=900)))) is None
+    assert _crypto.stratum_tls(FlowView(_tls_rec([(1, 1448, 0.0), *_shares(gaps)]))) is None
+    # requests of many sizes (an API client), not one submit size
+    varied = [x for i, g in enumerate(gaps) for x in ((0, 90 + 40 * i, g), (1, 70, 0.02))]
+    assert _crypto.stratum_tls(FlowView(_tls_rec(varied))) is None

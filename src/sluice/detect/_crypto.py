@@ -21,6 +21,11 @@ random byte string matches with negligible probability:
   1.4, ``server.version`` first).
 * **Monero RPC**: an HTTP request to ``/json_rpc`` or one of monerod's ``*.bin`` and ``get_*``
   endpoints.
+* **Stratum over TLS** (no bytes to read): a TLS flow whose client, after the handshake, sends
+  small records of one size that the server answers at once with small records of one size — a
+  miner's ``mining.submit`` and the pool's ``true`` — at irregular gaps (shares are found at
+  random, not on a timer), with no bulk transfer; the pool's own pushes (new jobs) are evidence.
+  Chosen after looking at the lab's Stratum-over-stunnel sessions; confidence 0.6.
 * **Exchanges, wallets, pools by name**: the flow's server name (SNI, HTTP Host, DNS query) under a
   domain of the crypto catalogue (:mod:`sluice.crypto.catalogue`).
 
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 __all__ = ["BITCOIN_MAGICS", "RULES"]
 
+import itertools
 import re
 import statistics
 
@@ -392,6 +398,138 @@ def electrum(v: FlowView) -> Match | None:
     return Match("electrum", "crypto", "electrum", conf, idx, tuple(evidence))
 
 
+_SHARE_C2S = (80, 400)
+"""Bytes of a client TLS record carrying one ``mining.submit`` line (JSON 70–300 + record overhead)."""
+_SHARE_S2C = (30, 160)
+"""Bytes of a server TLS record carrying ``{"id":N,"result":true,"error":null}``."""
+_SHARE_REPLY_S = 1.0
+_SHARE_BAND = 16
+_MIN_SHARES = 4
+_GAP_CV_MIN = 0.3
+_BULK = 1400
+_PUSH_MIN = 200
+
+
+def _tls_both(v: FlowView) -> bool:
+    h0, h1 = v.head(0), v.head(1)
+    return len(h0) >= 3 and len(h1) >= 3 and h0[0] == h1[0] == 0x16 and h0[1] == h1[1] == 3
+
+
+def _densest(values: list[int], band: int) -> tuple[int, int]:
+    """(low, high) of the window of width ``band`` holding most of ``values``."""
+    vs = sorted(values)
+    best = (vs[0], vs[0], 0)
+    j = 0
+    for i, lo in enumerate(vs):
+        while vs[j] < lo - band:
+            j += 1
+        if i - j + 1 > best[2]:
+            best = (vs[j], lo, i - j + 1)
+    return best[0], best[1]
+
+
+def _app_payloads(v: FlowView) -> list[tuple[int, int, int, float]]:
+    """(packet index, direction, payload bytes, seconds since start) after the TLS handshake.
+
+    The handshake is taken as the client's first two payloads (ClientHello; its Finished or key
+    exchange) and the server's first (its first flight); what follows is application data.
+    """
+    out = []
+    seen = [0, 0]
+    t = 0.0
+    for i, (d, n, iat) in enumerate(zip(v.rec.pkt_dirs, v.payload_lens, v.rec.pkt_iats, strict=False)):
+        t += iat
+        if n <= 0:
+            continue
+        seen[d] += 1
+        if seen[d] > (2 if d == 0 else 1):
+            out.append((i, d, n, t))
+    return out
+
+
+def stratum_tls(v: FlowView) -> Match | None:
+    """Stratum inside TLS: one-size submissions answered at once by one-size replies, at random gaps."""
+    if v.rec.proto != 6 or not _tls_both(v):
+        return None
+    app = _app_payloads(v)
+    if not app or max(n for _, _, n, _ in app) > _BULK:
+        return None
+    pairs = [
+        (a, b)
+        for a, b in itertools.pairwise(app)
+        if a[1] == 0 and b[1] == 1 and _SHARE_C2S[0] <= a[2] <= _SHARE_C2S[1]
+        and _SHARE_S2C[0] <= b[2] <= _SHARE_S2C[1] and b[3] - a[3] <= _SHARE_REPLY_S
+    ]  # fmt: skip
+    if len(pairs) < _MIN_SHARES:
+        return None
+    clo, chi = _densest([a[2] for a, _ in pairs], _SHARE_BAND)
+    slo, shi = _densest([b[2] for _, b in pairs], _SHARE_BAND)
+    shares = [(a, b) for a, b in pairs if clo <= a[2] <= chi and slo <= b[2] <= shi]
+    client_msgs = sum(1 for _, d, _, _ in app if d == 0)
+    if len(shares) < _MIN_SHARES or len(shares) * 2 < client_msgs:
+        return None
+    gaps = [b[0][3] - a[0][3] for a, b in itertools.pairwise(shares)]
+    mean = statistics.fmean(gaps)
+    cv = statistics.pstdev(gaps) / mean if mean > 0 else 0.0
+    if mean < 0.05 or cv < _GAP_CV_MIN:
+        return None
+    decided = shares[_MIN_SHARES - 1][1][0]
+    replies = [b[3] - a[3] for a, b in shares]
+    evidence = [
+        ev(
+            "stratum_tls.tls",
+            "c2s_head,s2c_head",
+            f"{hexs(v.head(0)[:3])} / {hexs(v.head(1)[:3])}",
+            "TLS handshake records both ways",
+            0.2,
+            "the flow is TLS: nothing of the JSON is visible",
+            v.first_payload_index(1),
+        ),
+        ev(
+            "stratum_tls.shares",
+            "pkt_sizes,pkt_dirs,pkt_iats",
+            f"{len(shares)} of {client_msgs} client records of {clo}–{chi} bytes, each answered in "
+            f"≤ {max(replies) * 1000:.0f} ms by {slo}–{shi} bytes",
+            f"≥ {_MIN_SHARES} client records of {_SHARE_C2S[0]}–{_SHARE_C2S[1]} bytes within "
+            f"{_SHARE_BAND} bytes, answered within {_SHARE_REPLY_S:.0f} s by {_SHARE_S2C[0]}–"
+            f"{_SHARE_S2C[1]} bytes; at least half the client's records",
+            0.3,
+            "a miner submitting shares: same-size mining.submit, same-size true/false from the pool",
+            decided,
+        ),
+        ev(
+            "stratum_tls.random_gaps",
+            "pkt_iats",
+            f"gaps {min(gaps):.2f}–{max(gaps):.2f} s, mean {mean:.2f} s, variation {cv:.2f}",
+            f"variation (stdev/mean) ≥ {_GAP_CV_MIN}: not a timer",
+            0.1,
+            "shares are found at random times; keep-alives and polls come on a timer",
+            decided,
+        ),
+    ]
+    conf = 0.6
+    pushes = [
+        x for k, x in enumerate(app) if x[1] == 1 and x[2] >= _PUSH_MIN and (k == 0 or app[k - 1][1] == 1
+        or x[3] - app[k - 1][3] > _SHARE_REPLY_S or app[k - 1][2] < _SHARE_C2S[0])
+    ]  # fmt: skip
+    if pushes:
+        conf = 0.65
+        evidence.append(
+            ev(
+                "stratum_tls.pushes",
+                "pkt_sizes,pkt_dirs",
+                f"{len(pushes)} server records of {min(x[2] for x in pushes)}–"
+                f"{max(x[2] for x in pushes)} bytes not answering the client",
+                f"≥ {_PUSH_MIN} bytes from the server, not a reply",
+                0.05,
+                "the pool pushes new jobs (mining.notify) on its own",
+                pushes[0][0],
+            )
+        )
+    evidence += _pattern_evidence(v, "stratum")
+    return Match("stratum-tls", "crypto", "stratum", conf, decided, tuple(evidence))
+
+
 _XMR_RPC = re.compile(
     rb"^(?:GET|POST) /(?:json_rpc|get_info|getheight|get_transactions|get_transaction_pool"
     rb"|send_raw_transaction|get_outs|getblocks\.bin|get_o_indexes\.bin|get_hashes\.bin"
@@ -462,6 +600,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("monero-levin", monero_levin),
     ("nano", nano),
     ("stratum", stratum),
+    ("stratum-tls", stratum_tls),
     ("electrum", electrum),
     ("monero-rpc", monero_rpc),
     ("crypto-names", crypto_names),

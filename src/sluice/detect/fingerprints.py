@@ -34,10 +34,11 @@ from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
-FINGERPRINTS_VERSION = "5"
+FINGERPRINTS_VERSION = "6"
 """Version of the rule set (3: the commercial VPN variants of :mod:`sluice.detect._commercial`;
 4: crypto node, mining and exchange rules of :mod:`sluice.detect._crypto`; 5: simple-obfs's HTTP
-disguise, :func:`sluice.detect._covert.http_disguise`)."""
+disguise, :func:`sluice.detect._covert.http_disguise`; 6: Stratum over TLS by its share cadence,
+:func:`sluice.detect._crypto.stratum_tls`)."""
 
 _ALL_RULES: tuple[tuple[str, Rule], ...] = (
     _vpn.RULES + _commercial.RULES + _proxy.RULES + _covert.RULES + _crypto.RULES
