@@ -30,10 +30,12 @@ from __future__ import annotations
 
 __all__ = [
     "JSON_RULE",
+    "PROTO_NAMES",
     "Col",
     "CsvRows",
     "Progress",
     "TableStream",
+    "endpoint",
     "listing_format",
     "print_table",
     "progress",
@@ -53,6 +55,15 @@ JSON_RULE = "the same as --format jsonl (rows as JSON lines on stdout, the summa
 """The ``--help`` text of ``--json`` on a listing (the rule: module docstring)."""
 
 _GAP = "  "
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
+"""IP protocol numbers as the tables name them."""
+
+
+def endpoint(addr: str, port: int, v6: bool) -> str:
+    """``10.0.0.1:443``, ``[2001:db8::1]:443``, or the address alone without a port."""
+    if not port:
+        return addr
+    return f"[{addr}]:{port}" if v6 else f"{addr}:{port}"
 
 
 def listing_format(fmt: str | None, as_json: bool, default: str = "table") -> str:

@@ -23,7 +23,16 @@ import click
 from sluice.cli._context import register_option
 from sluice.cli._detect import load_combiner, model_options
 from sluice.cli._filter import FILTER_HELP, filtered_paths
-from sluice.cli._output import JSON_RULE, Col, CsvRows, listing_format, print_table, write_summary_json
+from sluice.cli._output import (
+    JSON_RULE,
+    PROTO_NAMES,
+    Col,
+    CsvRows,
+    endpoint,
+    listing_format,
+    print_table,
+    write_summary_json,
+)
 from sluice.cli._output import progress as progress_bar
 from sluice.detect.service import AnalysisResult, FlowVerdict, analyze_captures, summarize
 from sluice.errors import CaptureError, ConfigError, SluiceError
@@ -35,7 +44,6 @@ if TYPE_CHECKING:
 
 EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
 FORMATS = ("table", "jsonl", "csv", "parquet", "eve")
-_PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
 
 
 def _cols(multi: bool) -> list[Col]:
@@ -44,12 +52,6 @@ def _cols(multi: bool) -> list[Col]:
         Col("server_name"), Col("class"), Col("family"), Col("conf"), Col("at"), Col("evidence"),
     ]  # fmt: skip
     return [Col("capture"), *cols] if multi else cols
-
-
-def _ep(addr: str, port: int, v6: bool) -> str:
-    if not port:
-        return addr
-    return f"[{addr}]:{port}" if v6 else f"{addr}:{port}"
 
 
 def _row(f: FlowVerdict, multi: bool) -> list[str]:
@@ -61,9 +63,9 @@ def _row(f: FlowVerdict, multi: bool) -> list[str]:
     return [
         *([f.capture] if multi else []),
         str(r.flow_id),
-        _PROTO.get(r.proto, str(r.proto)),
-        _ep(r.client, r.client_port, v6),
-        _ep(r.server, r.server_port, v6),
+        PROTO_NAMES.get(r.proto, str(r.proto)),
+        endpoint(r.client, r.client_port, v6),
+        endpoint(r.server, r.server_port, v6),
         f"{r.c2s_packets}/{r.s2c_packets}",
         r.meta.app or "-",
         r.meta.server_name or "-",

@@ -14,7 +14,16 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from sluice.batch.flows import batch_flows
-from sluice.cli._output import JSON_RULE, Col, Progress, TableStream, listing_format, print_table
+from sluice.cli._output import (
+    JSON_RULE,
+    PROTO_NAMES,
+    Col,
+    Progress,
+    TableStream,
+    endpoint,
+    listing_format,
+    print_table,
+)
 from sluice.cli._output import progress as progress_bar
 from sluice.errors import CaptureError, ConfigError
 from sluice.flows.loop import PacketLoop, RunSummary
@@ -31,7 +40,6 @@ if TYPE_CHECKING:
 PROGRESS_MIN_BYTES = 50 * 1024 * 1024
 
 
-_PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
 _ENDPOINT_W = 47
 """Width of an endpoint column when rows stream: ``[IPv6]:port`` at its longest."""
 
@@ -46,19 +54,13 @@ def flow_cols(multi: bool, endpoint_width: int = 0) -> list[Col]:
     return [Col("capture"), *cols] if multi else cols
 
 
-def _endpoint(addr: str, port: int, version: int) -> str:
-    if not port:
-        return addr
-    return f"[{addr}]:{port}" if version == 6 else f"{addr}:{port}"
-
-
 def flow_cells(r: FlowRecord) -> list[str]:
     """One flow's table cells (without the capture)."""
     return [
         str(r.flow_id) + ("e" if r.early else ""),
-        _PROTO.get(r.proto, str(r.proto)),
-        _endpoint(r.client, r.client_port, r.ip_version),
-        _endpoint(r.server, r.server_port, r.ip_version),
+        PROTO_NAMES.get(r.proto, str(r.proto)),
+        endpoint(r.client, r.client_port, r.ip_version == 6),
+        endpoint(r.server, r.server_port, r.ip_version == 6),
         f"{r.c2s_packets}/{r.s2c_packets}",
         str(r.c2s_bytes + r.s2c_bytes),
         f"{r.duration:.3f}",

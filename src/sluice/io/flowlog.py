@@ -1,4 +1,4 @@
-"""Writing flow records: an aligned table for people, JSONL, CSV, Parquet and Suricata EVE for programs.
+"""Writing flow records for programs: JSONL, CSV, Parquet and Suricata EVE (the table is the CLI's).
 
 Output conventions (the columns are :data:`EXPORT_COLUMNS`):
 
@@ -85,61 +85,12 @@ def split_csv_list(cell: str) -> list[Any]:
     return list(json.loads(cell)) if cell else []
 
 
-_TABLE_COLUMNS = (
-    ("flow_id", 6),
-    ("proto", 5),
-    ("client", 24),
-    ("server", 24),
-    ("packets", 8),
-    ("bytes", 10),
-    ("duration", 9),
-    ("app", 6),
-    ("server_name", 40),
-)
-_PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
-
-
 class FlowWriter(Protocol):
     """Something flow records can be written to."""
 
     def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None: ...
 
     def close(self) -> None: ...
-
-
-def _endpoint(addr: str, port: int, version: int) -> str:
-    if not port:
-        return addr
-    return f"[{addr}]:{port}" if version == 6 else f"{addr}:{port}"
-
-
-class _TableWriter:
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self.header = False
-
-    def write(self, records: Iterable[FlowRecord], extra: dict[str, Any] | None = None) -> None:
-        for r in records:
-            if not self.header:
-                self.out.write(" ".join(n.ljust(w) for n, w in _TABLE_COLUMNS).rstrip() + "\n")
-                self.header = True
-            cells = (
-                str(r.flow_id) + ("e" if r.early else ""),
-                _PROTO.get(r.proto, str(r.proto)),
-                _endpoint(r.client, r.client_port, r.ip_version),
-                _endpoint(r.server, r.server_port, r.ip_version),
-                f"{r.c2s_packets}/{r.s2c_packets}",
-                str(r.c2s_bytes + r.s2c_bytes),
-                f"{r.duration:.3f}",
-                r.meta.app or "-",
-                r.meta.server_name or "-",
-            )
-            self.out.write(
-                " ".join(c.ljust(w) for c, (_n, w) in zip(cells, _TABLE_COLUMNS, strict=True)).rstrip() + "\n"
-            )
-
-    def close(self) -> None:
-        self.out.flush()
 
 
 class _JsonlWriter:
@@ -281,6 +232,9 @@ def _schema(first_row: dict[str, Any]) -> Any:
 def open_flow_writer(fmt: str, out: IO[str] | None, path: str | None) -> FlowWriter:
     """A writer for ``fmt``; Parquet needs a ``path``, the others write to ``out``.
 
+    ``table`` is for people and drawn by the command line (``sluice.cli.flows``, with the other
+    tables of :mod:`sluice.cli._output`), so it is not one of these writers.
+
     Raises:
         ValueError: unknown format, or Parquet without a path.
     """
@@ -290,8 +244,6 @@ def open_flow_writer(fmt: str, out: IO[str] | None, path: str | None) -> FlowWri
         return _ParquetWriter(path)
     if out is None:
         raise ValueError(f"{fmt} output needs a stream")
-    if fmt == "table":
-        return _TableWriter(out)
     if fmt == "jsonl":
         return _JsonlWriter(out)
     if fmt == "csv":
