@@ -37,7 +37,5 @@ def filtered_paths(stack: ExitStack, captures: tuple[str, ...], bpf: str | None,
         click.echo(f"{prog}: error: {exc} [{exc.reason}]", err=True)
         sys.exit(3)
     for r in reports:
-        click.echo(
-            f"{r.path}: filter '{bpf}': {r.packets_kept:,} of {r.packets_read:,} packets passed", err=True
-        )
+        click.echo(f"{r.path}: filter '{bpf}': {r.kept_text()}", err=True)
     return [r.filtered_path for r in reports]

@@ -362,7 +362,7 @@ def _run_file(
             result.summary.merge_counts(rep.anomalies)
             writer.write(result.records, extra)
             summary = result.summary
-            kept = _kept_text(pfilter.expr, rep.packets_kept, rep.packets_read)
+            kept = f"\n  filter '{pfilter.expr}': {rep.kept_text()}"
     seconds = time.perf_counter() - t0
     click.echo(_summary_text(path, summary, seconds) + kept, err=True)
     return {**summary.to_dict(), "seconds": round(seconds, 3)}

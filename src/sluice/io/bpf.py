@@ -276,6 +276,10 @@ class _PktHdr(ctypes.Structure):
 
 
 _libpcap: Any = None
+_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(_PktHdr), ctypes.c_void_p)
+"""``pcap_handler``: libpcap's ``pcap_dump`` is passed as one, so the copy never enters Python."""
+_PCAP_TSTAMP_PRECISION_NANO = 1
+_PCAP_ERROR = -1
 
 
 def _load_libpcap() -> Any:
@@ -302,6 +306,19 @@ def _load_libpcap() -> Any:
         )  # fmt: skip
         lib.pcap_freecode.argtypes = (ctypes.POINTER(_BpfProgram),)
         lib.pcap_close.argtypes = (ctypes.c_void_p,)
+        lib.pcap_open_offline_with_tstamp_precision.restype = ctypes.c_void_p
+        lib.pcap_open_offline_with_tstamp_precision.argtypes = (
+            ctypes.c_char_p,
+            ctypes.c_uint,
+            ctypes.c_char_p,
+        )
+        lib.pcap_setfilter.restype = ctypes.c_int
+        lib.pcap_setfilter.argtypes = (ctypes.c_void_p, ctypes.POINTER(_BpfProgram))
+        lib.pcap_dump_open.restype = ctypes.c_void_p
+        lib.pcap_dump_open.argtypes = (ctypes.c_void_p, ctypes.c_char_p)
+        lib.pcap_dump_close.argtypes = (ctypes.c_void_p,)
+        lib.pcap_loop.restype = ctypes.c_int
+        lib.pcap_loop.argtypes = (ctypes.c_void_p, ctypes.c_int, _HANDLER, ctypes.c_void_p)
         _libpcap = lib
     return _libpcap or None
 
@@ -430,15 +447,68 @@ class FilterReport:
     """The capture as given."""
     filtered_path: str
     """The temporary pcapng file with the packets that passed."""
-    packets_read: int = 0
-    """Packets in the capture."""
-    packets_kept: int = 0
-    """Packets that passed the filter."""
+    packets_read: int | None = 0
+    """Packets in the capture (None: libpcap copied the file and did not count them)."""
+    packets_kept: int | None = 0
+    """Packets that passed the filter (None: not counted, as :attr:`packets_read`)."""
+    engine: str = "sluice"
+    """``libpcap`` (the file read, filtered and written by libpcap, as ``tcpdump -r -w`` does) or
+    ``sluice`` (sluice's reader: gzip, standard input, a file libpcap refuses or stops in)."""
+
+    def kept_text(self) -> str:
+        """``"7 of 12 packets passed"`` (or what is known of it)."""
+        if self.packets_kept is None:
+            return "packets selected by libpcap (as tcpdump -r FILE EXPR -w)"
+        return f"{self.packets_kept:,} of {self.packets_read or 0:,} packets passed"
+
     anomalies: dict[str, int] = field(default_factory=dict)
     """What reading the capture counted (a truncated record ...); the copy itself is clean."""
 
 
+def _copy_with_libpcap(path: str, dest: str, pfilter: PacketFilter) -> FilterReport | None:
+    """``tcpdump -r path -w dest expr`` through libpcap (``pcap_loop`` calling ``pcap_dump``, in C):
+    the matching records copied as they are (nanosecond timestamps kept). None when libpcap cannot
+    read the whole file (gzip, a pcapng file with several link types, damage): the caller then
+    filters with sluice's reader, which reads past damage and counts it.
+
+    Raises:
+        ConfigError: ``bpf_filter``: the expression does not apply to the file's link type.
+    """
+    lib: Any = pfilter._lib
+    if lib is None or path in ("-", "/dev/stdin") or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            return None
+    err = ctypes.create_string_buffer(512)
+    handle = lib.pcap_open_offline_with_tstamp_precision(path.encode(), _PCAP_TSTAMP_PRECISION_NANO, err)
+    if not handle:
+        return None
+    prog = _BpfProgram()
+    try:
+        if lib.pcap_compile(handle, ctypes.byref(prog), pfilter.expr.encode(), 1, PCAP_NETMASK_UNKNOWN) != 0:
+            msg = (lib.pcap_geterr(handle) or b"").decode(errors="replace")
+            raise ConfigError("bpf_filter", f"{pfilter.expr!r}: {msg} ({os.path.basename(path)})")
+        try:
+            ok = lib.pcap_setfilter(handle, prog) == 0
+            dumper = lib.pcap_dump_open(handle, dest.encode()) if ok else None
+            if not dumper:
+                return None
+            rc = lib.pcap_loop(handle, -1, ctypes.cast(lib.pcap_dump, _HANDLER), dumper)
+            lib.pcap_dump_close(dumper)
+        finally:
+            lib.pcap_freecode(ctypes.byref(prog))
+    finally:
+        lib.pcap_close(handle)
+    if rc == _PCAP_ERROR:
+        return None
+    return FilterReport(path, dest, None, None, engine="libpcap")
+
+
 def _copy_filtered(path: str, dest: str, pfilter: PacketFilter, limits: ReadLimits | None) -> FilterReport:
+    fast = _copy_with_libpcap(path, dest, pfilter)
+    if fast is not None:
+        return fast
     from sluice.io.capture import open_capture
     from sluice.io.pcap_writer import PcapngWriter
 
@@ -465,9 +535,11 @@ def filtered_captures(
 ) -> Iterator[list[FilterReport]]:
     """Copies of capture files with only the packets that pass ``expr``, removed on exit.
 
-    Each copy is a pcapng file with the capture's base name (``-`` becomes ``stdin``) in its own
-    temporary directory, so commands that name captures by base name name them as before. Flow
-    ids count the packets that passed, as they would in ``tcpdump -r FILE EXPR -w OUT``.
+    Each copy has the capture's base name (``-`` becomes ``stdin``), in its own temporary
+    directory, so commands that name captures by base name name them as before. Flow ids count
+    the packets that passed, as they would in ``tcpdump -r FILE EXPR -w OUT``. libpcap makes the
+    copy when it can read the whole file (a pcap file with the records as they were); otherwise
+    sluice's reader does (a pcapng file; gzip, standard input, several link types, damage).
 
     Raises:
         ConfigError: ``bpf_filter``: the expression is rejected (before any file is read).
