@@ -8,7 +8,7 @@ Per expression, in the same run: ``tcpdump -r FILE -w OUT EXPR`` (the peer, and 
 the packets of the file matched by :class:`sluice.io.bpf.PacketFilter` with libpcap
 (``pcap_offline_filter`` through ctypes) and with the Python interpreter of tcpdump's program
 (on the first ``--python-packets`` packets, scaled); :func:`sluice.io.bpf.filtered_captures`
-(read, filter, write the pcapng copy); and ``sluice flows --filter`` end to end against
+(the filtered copy: libpcap's ``pcap_loop``/``pcap_dump`` for a file it reads whole); and ``sluice flows --filter`` end to end against
 ``tcpdump -r -w`` followed by ``sluice flows`` on its output. Prints a Markdown table.
 """
 
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             with filtered_captures([args.capture], expr) as (rep,):
                 t_copy = time.perf_counter() - t0
-                assert rep.packets_kept == want == kept, (rep.packets_kept, want, kept)
+                copied = _count(rep.filtered_path)
+                assert copied == want == kept, (rep.engine, copied, want, kept)
             t_sluice = _wall(
                 [SLUICE, "flows", "--no-progress", "--format", "jsonl", "--filter", expr, args.capture]
             )
