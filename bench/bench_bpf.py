@@ -8,8 +8,8 @@ Per expression, in the same run: ``tcpdump -r FILE -w OUT EXPR`` (the peer, and 
 the packets of the file matched by :class:`sluice.io.bpf.PacketFilter` with libpcap
 (``pcap_offline_filter`` through ctypes) and with the Python interpreter of tcpdump's program
 (on the first ``--python-packets`` packets, scaled); :func:`sluice.io.bpf.filtered_captures`
-(the filtered copy: libpcap's ``pcap_loop``/``pcap_dump`` for a file it reads whole); and ``sluice flows --filter`` end to end against
-``tcpdump -r -w`` followed by ``sluice flows`` on its output. Prints a Markdown table.
+(the filtered copy: libpcap's ``pcap_loop``/``pcap_dump`` for a file it reads whole); and
+``sluice flows --filter`` end to end against ``tcpdump -r -w`` then ``sluice flows`` on its output. Prints a Markdown table.
 """
 
 from __future__ import annotations
