@@ -9,7 +9,8 @@ the packets of the file matched by :class:`sluice.io.bpf.PacketFilter` with libp
 (``pcap_offline_filter`` through ctypes) and with the Python interpreter of tcpdump's program
 (on the first ``--python-packets`` packets, scaled); :func:`sluice.io.bpf.filtered_captures`
 (the filtered copy: libpcap's ``pcap_loop``/``pcap_dump`` for a file it reads whole); and
-``sluice flows --filter`` end to end against ``tcpdump -r -w`` then ``sluice flows`` on its output. Prints a Markdown table.
+``sluice flows --filter`` end to end against ``tcpdump -r -w`` then ``sluice flows`` on its
+output. Prints a Markdown table.
 """
 
 from __future__ import annotations
