@@ -191,3 +191,42 @@ def test_stratum_over_tls_by_share_cadence() -> None:
     # requests of many sizes (an API client), not one submit size
     varied = [x for i, g in enumerate(gaps) for x in ((0, 90 + 40 * i, g), (1, 70, 0.02))]
     assert _crypto.stratum_tls(FlowView(_tls_rec(varied))) is None
+
+
+def _ephemeral_point(seed: int) -> bytes:
+    """An uncompressed secp256k1 public key (04‖x‖y) of a key made from ``seed``."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = ec.derive_private_key(seed, ec.SECP256K1())
+    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+
+def _rlpx_rec(c2s: bytes, s2c: bytes, c2s_len: int, s2c_len: int) -> FlowRecord:
+    from sluice.flows.record import AppMeta
+
+    sizes = (60, 60, 52, 52 + c2s_len, 52, 52 + s2c_len)
+    return FlowRecord(
+        1, False, "end", 4, "10.0.0.1", 40000, "10.0.0.2", 30303, 6, (), "", 0.0, 1.0, 3, 3, 0, 0,
+        c2s_len, s2c_len, 0x12, 0x12, sizes, (0, 1, 0, 0, 1, 1), (0.0,) * 6, -1, -1, -1, -1,
+        c2s_len, c2s[:64].hex(), s2c[:64].hex(), AppMeta(),
+    )  # fmt: skip
+
+
+def test_rlpx_handshake_by_its_ephemeral_key() -> None:
+    """EIP-8 auth/ack (size prefix, then the ECIES ephemeral key) and the legacy 307/210-byte form."""
+    auth_body = _ephemeral_point(0xA11CE) + bytes(range(16)) + bytes(400)  # key, IV, ciphertext + MAC
+    ack_body = _ephemeral_point(0xB0B) + bytes(range(16)) + bytes(300)
+    auth = len(auth_body).to_bytes(2, "big") + auth_body
+    ack = len(ack_body).to_bytes(2, "big") + ack_body
+    m = _best(_rlpx_rec(auth, ack, len(auth), len(ack)))
+    assert m is not None and (m.rule, m.label, m.family, m.confidence) == ("rlpx", "crypto", "ethereum", 0.97)
+    assert [e.code for e in m.evidence] == ["ethereum.rlpx_auth", "ethereum.rlpx_ack"]
+    legacy = _ephemeral_point(7) + bytes(242)
+    m = _best(_rlpx_rec(legacy, b"", 307, 0))
+    assert m is not None and m.family == "ethereum" and m.confidence == 0.9
+    # a key off the curve, a wrong size prefix, a payload longer than the size says: no
+    bad_x = auth[:10] + bytes([auth[10] ^ 1]) + auth[11:]
+    assert _crypto.rlpx(FlowView(_rlpx_rec(bad_x, b"", len(auth), 0))) is None
+    assert _crypto.rlpx(FlowView(_rlpx_rec(auth, b"", len(auth) + 50, 0))) is None
+    assert _crypto.rlpx(FlowView(_rlpx_rec(legacy, b"", 400, 0))) is None

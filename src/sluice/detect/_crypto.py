@@ -19,6 +19,14 @@ random byte string matches with negligible probability:
   submit, notify, set_difficulty, configure) or the Monero pools' ``login``/``job``/``submit``.
 * **Electrum**: JSON-RPC lines whose method is ``server.*`` or ``blockchain.*`` (Electrum protocol
   1.4, ``server.version`` first).
+* **Ethereum devp2p (RLPx)**: the first message each way is an ECIES handshake message — EIP-8
+  (a 2-byte size equal to the rest of the message, then ``0x04`` and the sender's ephemeral
+  secp256k1 public key) or the legacy 307/210-byte form (``0x04`` and the key first). The
+  record's first 64 bytes hold the key's x and most of y: x must give a point of the curve
+  (y² = x³ + 7 mod p) whose y starts with the bytes seen — chance for random bytes ≈ 2⁻²³².
+  Discovery (discv4: keccak-256 hash ‖ signature ‖ type ‖ RLP) is *not* recognised: its type byte
+  sits at offset 97 and the hash covers the whole datagram, beyond the 64 bytes a record keeps;
+  discv5's header is masked with the recipient's node id.
 * **Monero RPC**: an HTTP request to ``/json_rpc`` or one of monerod's ``*.bin`` and ``get_*``
   endpoints.
 * **Stratum over TLS** (no bytes to read): a TLS flow whose client, after the handshake, sends
@@ -530,6 +538,79 @@ def stratum_tls(v: FlowView) -> Match | None:
     return Match("stratum-tls", "crypto", "stratum", conf, decided, tuple(evidence))
 
 
+_SECP256K1_P = 2**256 - 2**32 - 977
+_RLPX_LEGACY = {0: 307, 1: 210}
+"""Pre-EIP-8 auth (client) and ack (server) sizes: 65-byte key + 16 IV + body + 32-byte MAC."""
+_RLPX_MAX = 4096
+
+
+def _on_secp256k1(x: bytes, y_prefix: bytes) -> bool:
+    """Whether ``x`` is a point's x coordinate whose y (either root) starts with ``y_prefix``."""
+    xi = int.from_bytes(x, "big")
+    if xi >= _SECP256K1_P or len(y_prefix) < 16:
+        return False
+    rhs = (pow(xi, 3, _SECP256K1_P) + 7) % _SECP256K1_P
+    y = pow(rhs, (_SECP256K1_P + 1) // 4, _SECP256K1_P)
+    if y * y % _SECP256K1_P != rhs:
+        return False
+    return any(cand.to_bytes(32, "big").startswith(y_prefix) for cand in (y, _SECP256K1_P - y))
+
+
+def _rlpx_handshake(v: FlowView, d: int) -> str:
+    """``eip8`` / ``legacy`` when direction ``d``'s first payload is an RLPx auth/ack, else ''."""
+    head = v.head(d)
+    idx = v.first_payload_index(d)
+    if idx < 0 or len(head) < 64:
+        return ""
+    first = v.payload_lens[idx]
+    size = int.from_bytes(head[:2], "big")
+    if (
+        head[2] == 0x04
+        and 64 < size <= _RLPX_MAX
+        and first <= size + 2
+        and _on_secp256k1(head[3:35], head[35:64])
+    ):
+        return "eip8"
+    if head[0] == 0x04 and first <= _RLPX_LEGACY[d] and _on_secp256k1(head[1:33], head[33:64]):
+        return "legacy"
+    return ""
+
+
+def rlpx(v: FlowView) -> Match | None:
+    """Ethereum devp2p: an RLPx ECIES handshake (ephemeral secp256k1 key on the curve) opening the flow."""
+    if v.rec.proto != 6:
+        return None
+    got = [_rlpx_handshake(v, 0), _rlpx_handshake(v, 1)]
+    if not any(got):
+        return None
+    evidence = []
+    decided = -1
+    for d, kind in enumerate(got):
+        if not kind:
+            continue
+        idx = v.first_payload_index(d)
+        decided = max(decided, idx)
+        head = v.head(d)
+        what = "auth" if d == 0 else "ack"
+        layout = (
+            f"size {int.from_bytes(head[:2], 'big')} then 04‖x‖y"
+            if kind == "eip8"
+            else "04‖x‖y first (pre-EIP-8)"
+        )
+        evidence.append(
+            ev(
+                "ethereum.rlpx_" + what,
+                f"{'c2s' if d == 0 else 's2c'}_head",
+                f"{hexs(head[:8])}: {layout}, {v.payload_lens[idx]} bytes",
+                "ECIES handshake: ephemeral public key on secp256k1 (y² = x³ + 7 mod p)",
+                0.9,
+                f"the {'client' if d == 0 else 'server'} opens with an RLPx {what} message ({kind})",
+                idx,
+            )
+        )
+    return Match("rlpx", "crypto", "ethereum", 0.97 if all(got) else 0.9, decided, tuple(evidence))
+
+
 _XMR_RPC = re.compile(
     rb"^(?:GET|POST) /(?:json_rpc|get_info|getheight|get_transactions|get_transaction_pool"
     rb"|send_raw_transaction|get_outs|getblocks\.bin|get_o_indexes\.bin|get_hashes\.bin"
@@ -602,6 +683,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("stratum", stratum),
     ("stratum-tls", stratum_tls),
     ("electrum", electrum),
+    ("rlpx", rlpx),
     ("monero-rpc", monero_rpc),
     ("crypto-names", crypto_names),
 )
