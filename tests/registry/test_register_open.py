@@ -211,3 +211,51 @@ def test_other_commands_refuse_a_missing_register(tmp_path: Path) -> None:
         assert "registry.no_register" in got.stderr or "no register here" in got.stderr, (what, got.stderr)
         assert str(db) in got.stderr, what
         assert not db.exists(), what
+
+
+def _ready_line(args: list[str]) -> str:
+    """Start ``gateway run --no-setup`` on a queue of its own; its ready line (then SIGTERM)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_REGISTRY")}
+    p = subprocess.Popen([*SLUICE, *args], stderr=subprocess.PIPE, text=True, env=e)
+    try:
+        assert p.stderr is not None
+        return p.stderr.readline()  # blocks until the gateway says it is ready (or fails)
+    finally:
+        p.terminate()
+        p.communicate(timeout=CHILD_TIMEOUT_S)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding an NFQUEUE queue needs root (CI runs as root)")
+def test_gateway_ready_line_and_empty_register(tmp_path: Path) -> None:
+    pytest.importorskip("netfilterqueue")
+    db = tmp_path / "r.db"
+    lst = tmp_path / "l.txt"
+    lst.write_text("blocked.example\n10.1.2.0/24\n")
+    assert _sluice("registry", "import", "--register", str(db), "--source", "l", str(lst)).returncode == 0
+    base = ["gateway", "run", "--policy", _policy_file(), "--no-setup", "--no-detect", "--queue", "4711"]
+    line = _ready_line([*base, "--register", str(db)])
+    assert "ready on queue 4711" in line and "register 2 entries (domain 1, subnet 1), version 1" in line, (
+        line
+    )
+    # from a signed snapshot: the snapshot's version
+    keys = [tmp_path / "k.pem", tmp_path / "k.pub"]
+    assert (
+        _sluice(
+            "registry", "snapshot", "keygen", "--private", str(keys[0]), "--public", str(keys[1])
+        ).returncode
+        == 0
+    )
+    snap = tmp_path / "r.snap"
+    got = _sluice(
+        "registry", "snapshot", "publish", "--register", str(db), "--key", str(keys[0]), "--out", str(snap)
+    )
+    assert got.returncode == 0, got.stderr
+    line = _ready_line([*base, "--register-snapshot", str(snap), "--snapshot-key", str(keys[1])])
+    assert "register 2 entries (domain 1, subnet 1), version " in line and "version ?" not in line, line
+    # an empty register is refused unless asked for
+    empty = tmp_path / "empty.db"
+    assert _sluice("registry", "init", "--register", str(empty)).returncode == 0
+    got = _sluice(*base, "--register", str(empty))
+    assert got.returncode == 2 and "has no entries" in got.stderr and "--allow-empty-register" in got.stderr
+    line = _ready_line([*base, "--register", str(empty), "--allow-empty-register"])
+    assert "register 0 entries (none), version 0" in line, line
