@@ -39,7 +39,7 @@ def register(tmp_path: Path) -> tuple[Path, list[str], list[str]]:
     src = tmp_path / "court.csv"
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
     db = tmp_path / "r.db"
-    res = CliRunner().invoke(registry, ["--db", str(db), "import", str(src)])
+    res = CliRunner().invoke(registry, ["import", "--register", str(db), "--source", "court", str(src)])
     assert res.exit_code == 0, res.output
     return db, listed, unlisted
 
@@ -70,7 +70,8 @@ def test_scan_flags_register_wallets(tmp_path: Path, register: tuple[Path, list[
 def test_scan_without_register_says_not_checked(tmp_path: Path) -> None:
     page = tmp_path / "p.txt"
     page.write_text(f"donate {GENESIS}\n", encoding="utf-8")
-    res = CliRunner().invoke(crypto, ["scan", "--json", str(page)], env={"SLUICE_REGISTRY_DB": None})
+    no_env = {"SLUICE_REGISTRY": None, "SLUICE_REGISTRY_DB": None}
+    res = CliRunner().invoke(crypto, ["scan", "--json", str(page)], env=no_env)
     rows = _jsonl(res.stdout)
     assert res.exit_code == 0 and rows[0]["register"] is None and rows[1]["register"] is None
     res = CliRunner().invoke(crypto, ["scan", "--db", str(tmp_path / "none.db"), str(page)])
