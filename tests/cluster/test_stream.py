@@ -222,8 +222,9 @@ def test_postgres_down_for_a_while(nats_server: Nats, pg: Pg, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_parquet_directory_unwritable_for_a_while(nats_server: Nats, tmp_path: Path) -> None:
-    """The store directory not writable (immutable, ``chattr +i``: the tests run as root, whom
-    permissions do not stop) while decisions keep coming, writable again ``DOWN_S`` later."""
+    """The store's directories not writable (immutable, ``chattr +i``: the tests run as root, whom
+    permissions do not stop; no file, no journal, no day can be created) while decisions keep
+    coming, writable again ``DOWN_S`` later."""
     store = tmp_path / "store"
     probe = tmp_path / "probe"
     probe.mkdir()
@@ -235,7 +236,8 @@ def test_parquet_directory_unwritable_for_a_while(nats_server: Nats, tmp_path: P
         pytest.skip("an immutable directory is still writable here")
 
     def down() -> None:
-        subprocess.run(["chattr", "-R", "+i", str(store)], check=True)
+        dirs = [store, *(p for p in store.rglob("*") if p.is_dir())]
+        subprocess.run(["chattr", "+i", *map(str, dirs)], check=True)
 
     def up() -> None:
         subprocess.run(["chattr", "-R", "-i", str(store)], check=True)

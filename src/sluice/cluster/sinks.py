@@ -133,7 +133,9 @@ class ParquetSink:
             os.replace(tmp, marker)
         if self._db is None:
             db = sqlite3.connect(self.root / ".keys.sqlite", isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            # a rollback journal, not WAL: WAL's shared memory is an mmap, and a store whose
+            # files stop being writable would kill the collector with SIGBUS instead of an error
+            db.execute("PRAGMA journal_mode=DELETE")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, file TEXT NOT NULL) WITHOUT ROWID"
             )
