@@ -85,12 +85,12 @@ def load(shared: Path) -> tuple[list[Family], list[str], list[str]]:
 def scores_for(model: NameModel, fams: list[Family], observed: list[str]) -> dict[str, dict[str, float]]:
     """stem -> observed name -> best name score against that stem."""
     index = model.index([f.seed for f in fams])
-    hits = index.query(observed)
+    hits = index.query_table(observed)
     p = model.score_hits(hits)
     out: dict[str, dict[str, float]] = {}
-    for h, s in zip(hits, p.tolist(), strict=True):
-        d = out.setdefault(h.stem, {})
-        d[h.observed] = max(d.get(h.observed, 0.0), s)
+    for stem, name, s in zip(hits.stem_names, hits.observed, p.tolist(), strict=True):
+        d = out.setdefault(stem, {})
+        d[name] = max(d.get(name, 0.0), s)
     return out
 
 

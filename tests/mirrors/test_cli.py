@@ -48,7 +48,9 @@ def test_candidates_jsonl(tmp_path: Path) -> None:
     for x in rows:
         assert 0.0 <= x["score"] <= 1.0
         assert set(x["traits"]) == {"name", "design", "content", "function"}
-    assert by["fonbet-11.win"]["traits"]["function"]["shared_addresses"]  # same address as 10fonbet-zerkalo
+    # same address: the stronger name vouches for the other (which one is stronger is the model's call)
+    pair = ("fonbet-11.win", "10fonbet-zerkalo.ru")
+    assert any(by[d]["traits"]["function"].get("shared_addresses") for d in pair)
     assert [x["score"] for x in rows] == sorted((x["score"] for x in rows), reverse=True)
 
 

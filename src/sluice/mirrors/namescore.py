@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from importlib import resources
@@ -30,9 +31,11 @@ from typing import Self
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sluice.errors import ConfigError
-from sluice.mirrors.index import NameHit, NameIndex, brand_stem
+from sluice.mirrors.index import HOW, HitTable, NameHit, NameIndex, brand_stem, words_regex
 from sluice.mirrors.stems import core, name_parts, segment, vocabulary
 
 __all__ = ["FEATURES", "FORMAT_VERSION", "NameModel", "default_model"]
@@ -53,6 +56,7 @@ FEATURES = (
     "counter",
     "distance",
     "depth",
+    "counter_shape",
 )
 """Feature names, in column order."""
 _DEFAULT_FILE = "name_model.json"
@@ -97,17 +101,15 @@ class NameModel:
         self.suffix_logodds_ = self._learn_suffixes(members, negatives)
         index = NameIndex(seeds, words=self.words_)
         fam_of = {brand_stem(s): i for i, s in enumerate(seeds)}
-        rows: list[NameHit] = []
-        labels: list[float] = []
-        for i, ms in enumerate(members):
-            for h in index.query(ms):
-                rows.append(h)
-                labels.append(1.0 if fam_of.get(h.stem) == i else 0.0)
-        for h in index.query(negatives):
-            rows.append(h)
-            labels.append(0.0)
+        observed = [m for ms in members for m in ms]
+        fam = np.repeat(np.arange(len(members)), [len(ms) for ms in members])
+        rows = index.query_table([*observed, *negatives])
+        stem_fam = np.asarray([fam_of.get(s, -1) for s in rows.stems], np.int64)
+        is_member = rows.obs < len(observed)
+        hit_fam = np.where(is_member, fam[np.minimum(rows.obs, max(len(observed) - 1, 0))], -2)
+        labels = (stem_fam[rows.stem] == hit_fam).astype(float)
         x = self.features(rows)
-        y = np.asarray(labels)
+        y = labels
         self.coef_, self.intercept_ = _logistic(x, y, self.l2, self.max_iter)
         self.n_train_ = (int(y.sum()), int(len(y) - y.sum()))
         return self
@@ -146,40 +148,68 @@ class NameModel:
         if not hasattr(self, "coef_"):
             raise ConfigError("mirrors.not_fitted", "the name model is not fitted (fit or load it first)")
 
-    def features(self, hits: Sequence[NameHit]) -> npt.NDArray[np.float64]:
+    def features(self, hits: Sequence[NameHit] | HitTable) -> npt.NDArray[np.float64]:
         """Feature matrix, shape (n_hits, len(FEATURES))."""
-        learned = frozenset(getattr(self, "words_", ()))
-        odds = getattr(self, "suffix_logodds_", {})
-        vocab = learned | vocabulary()
-        out = np.zeros((len(hits), len(FEATURES)))
-        for i, h in enumerate(hits):
-            parts = name_parts(h.observed)
-            label = parts.label
-            lab_core = h.label or "x"
-            out[i] = (
-                h.how == "stem",
-                h.how == "substring",
-                h.how == "abbreviation",
-                h.how == "typo",
-                1.0 - len(h.residue) / max(len(lab_core), 1),
-                h.residue_explained,
-                bool(h.residue) and _uses(h.residue, learned) and segment(h.residue, vocab) is not None,
-                h.in_registrable,
-                min(len(h.stem), 12) / 12.0,
-                max(-4.0, min(4.0, odds.get(parts.suffix, 0.0))),
-                bool(label) and (label[0].isdigit() or label[-1].isdigit()),
-                h.distance,
-                min(len(parts.subdomains), 3) / 3.0,
-            )
-        return out
+        t = hits if isinstance(hits, HitTable) else HitTable.from_hits(hits)
+        if not len(t):
+            return np.zeros((0, len(FEATURES)))
+        return np.column_stack(self._columns(t))
 
-    def score_hits(self, hits: Sequence[NameHit]) -> npt.NDArray[np.float64]:
+    def _columns(self, t: HitTable) -> list[npt.NDArray[np.float64]]:
+        """The features of every hit, one array per feature (computed column by column)."""
+        learned = sorted(getattr(self, "words_", ()))
+        odds = getattr(self, "suffix_logodds_", {})
+        how = t.how
+        lab_len = np.maximum(np.asarray(pc.utf8_length(t.label), dtype=np.float64), 1.0)
+        res_len = np.asarray(pc.utf8_length(t.residue), dtype=np.float64)
+        learned_use = np.zeros(len(t), bool)
+        with_res = np.flatnonzero(res_len > 0)
+        if learned and len(with_res):
+            res = t.residue.take(pa.array(with_res))
+            alt = "|".join(re.escape(w) for w in learned)
+            got = np.asarray(pc.match_substring_regex(res, alt), dtype=bool)
+            got &= np.asarray(
+                pc.match_substring_regex(res, words_regex([*learned, *vocabulary()])), dtype=bool
+            )
+            learned_use[with_res] = got
+        # per observed name, then per hit
+        keys = sorted(odds)
+        suffix_at = np.asarray(
+            pc.fill_null(pc.index_in(t.names.suffix, value_set=pa.array(keys, pa.large_string())), -1),
+            dtype=np.int64,
+        )
+        odds_arr = np.append(np.clip([odds[k] for k in keys], -4.0, 4.0), 0.0)[suffix_at]
+        counter = np.asarray(pc.match_substring_regex(t.names.label, r"^[0-9]|[0-9]$"), dtype=bool)
+        stem_len = np.asarray([min(len(s), 12) / 12.0 for s in t.stems])
+        f = np.float64
+        return [
+            (how == HOW.index("stem")).astype(f),
+            (how == HOW.index("substring")).astype(f),
+            (how == HOW.index("abbreviation")).astype(f),
+            (how == HOW.index("typo")).astype(f),
+            1.0 - res_len / lab_len,
+            t.residue_explained.astype(f),
+            ((res_len > 0) & learned_use).astype(f),
+            t.in_registrable.astype(f),
+            stem_len[t.stem] if len(stem_len) else np.zeros(len(t)),
+            odds_arr[t.obs],
+            counter[t.obs].astype(f),
+            t.distance.astype(f),
+            np.minimum(t.names.n_sub[t.obs], 3) / 3.0,
+            (how == HOW.index("counter")).astype(f),
+        ]
+
+    def score_hits(self, hits: Sequence[NameHit] | HitTable) -> npt.NDArray[np.float64]:
         """Probability per hit (shape (n_hits,))."""
         self._check()
-        if not hits:
+        if not len(hits):
             return np.zeros(0)
-        z = self.features(hits) @ self.coef_ + self.intercept_
-        return 1.0 / (1.0 + np.exp(-z))
+        t = hits if isinstance(hits, HitTable) else HitTable.from_hits(hits)
+        z = np.full(len(t), self.intercept_)
+        for c, col in zip(self.coef_.tolist(), self._columns(t), strict=True):
+            z += c * col
+        p: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-z))
+        return p
 
     def index(self, names: Iterable[str]) -> NameIndex:
         """A :class:`NameIndex` over ``names`` with this model's filler words."""
@@ -251,10 +281,6 @@ class NameModel:
         if not isinstance(doc, dict):
             raise ConfigError("mirrors.bad_model", f"{path}: not a JSON object")
         return cls.from_json(doc)
-
-
-def _uses(residue: str, learned: frozenset[str]) -> bool:
-    return any(w in residue for w in learned)
 
 
 def default_model() -> NameModel:

@@ -199,7 +199,7 @@ def explained(residue: str, words: frozenset[str]) -> bool:
     return not residue or segment(residue, words) is not None
 
 
-def abbreviations(stem: str, words: frozenset[str]) -> list[str]:
+def abbreviations(stem: str, words: frozenset[str], heads: Iterable[int] | None = None) -> list[str]:
     """Short forms of a brand that operators use: initials of its parts, and initials plus the
     last part (``baltbet`` = ``balt``+``bet`` -> ``bb``, ``bbet``; ``marathonbet`` -> ``mb``,
     ``mbet``).  Only stems that split into two or more parts have any.
@@ -208,11 +208,14 @@ def abbreviations(stem: str, words: frozenset[str]) -> list[str]:
         stem: the brand's core.
         words: vocabulary the stem may be split with (besides its own leading part).
 
+        heads: the lengths of leading part to try (default: 3 to ``len(stem) - 2``; a caller that
+            knows which tails split into words passes only those).
+
     Returns:
         The abbreviations of 2+ letters (none equal to the stem).
     """
     out: list[str] = []
-    for k in range(3, len(stem) - 1):
+    for k in range(3, len(stem) - 1) if heads is None else heads:
         head, rest = stem[:k], stem[k:]
         tail = segment(rest, words)
         if tail:
