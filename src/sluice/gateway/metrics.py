@@ -25,6 +25,10 @@ counter; with ``--no-setup`` it includes what passed before the gateway started)
   last reload did not fail, else 503. A failed reload keeps the old policy and register, so the
   gateway still decides; 503 says the newest policy or list is not the one in force.
 
+With ``--workers`` the parent serves the endpoint: each worker's :class:`SnapshotPusher` sends
+its :meth:`GatewayMonitor.snapshot` over its pipe every second, and the parent's monitor merges
+the newest of each (:func:`merge_snapshots`).
+
 The address is the operator's choice: ``--metrics PORT`` binds ``127.0.0.1`` only; ``--metrics
 ADDR:PORT`` binds ``ADDR`` (``[::1]:9108`` for IPv6). There is no authentication: bind a
 non-loopback address only on a management network.
@@ -39,17 +43,20 @@ __all__ = [
     "GatewayMonitor",
     "MetricsServer",
     "NfqueueCounters",
+    "SnapshotPusher",
+    "merge_snapshots",
     "parse_address",
     "read_nfqueue",
 ]
 
+import contextlib
 import json
 import socket
 import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -165,6 +172,8 @@ class GatewayMonitor:
     """The reload thread (None until started)."""
     ready: bool = False
     """The queue is bound."""
+    workers: Callable[[], list[dict[str, Any] | None]] | None = None
+    """With ``--workers``: the newest snapshot of each worker (None: none yet), in the parent."""
     started: float = field(default_factory=time.time)
     """When the gateway started (Unix time)."""
     _versions: weakref.WeakKeyDictionary[Any, int] = field(default_factory=weakref.WeakKeyDictionary)
@@ -181,6 +190,47 @@ class GatewayMonitor:
         """The version of the register the engine decides with (None: none, or unknown)."""
         reg = self.engine.register if self.engine is not None else None
         return None if reg is None else self._versions.get(reg)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """This process's counters as a JSON-friendly dict (None before the engine exists).
+
+        Keys: ``packets``, ``undecodable``, ``actions`` (``action|mode|class`` -> n), ``latency``
+        (bucket index -> n), ``latency_seconds``, ``reloads`` (ok/refused/error), ``entries``
+        (``kind|proposed`` -> n), ``register`` (a register is in force), ``register_entries``,
+        ``register_version``, ``last_reload_error``, ``ready``, ``policy``. With ``--workers``
+        each worker sends its own to the parent, which adds them up (:func:`merge_snapshots`).
+        """
+        engine, reloader = self.engine, self.reloader
+        if engine is None:
+            return None
+        st = engine.stats
+        reg = engine.register
+        return {
+            "packets": st.packets,
+            "undecodable": st.undecodable,
+            "actions": dict(st.actions),
+            "latency": {str(i): n for i, n in enumerate(list(st.latency))},
+            "latency_seconds": st.latency_seconds,
+            "reloads": {
+                "ok": reloader.loads if reloader else 0,
+                "refused": reloader.refused if reloader else 0,
+                "error": reloader.errors if reloader else 0,
+            },
+            "entries": {f"{k}|{int(p)}": n for (k, p), n in _entries_by_kind(reg).items()},
+            "register": reg is not None,
+            "register_entries": len(reg) if reg is not None else None,
+            "register_version": self.register_version(),
+            "last_reload_error": reloader.last_error if reloader is not None else None,
+            "ready": self.ready,
+            "policy": engine.policy.digest,
+        }
+
+    def current(self) -> dict[str, Any] | None:
+        """What the endpoint shows: this process's snapshot, or the workers' merged."""
+        if self.workers is not None:
+            parts = self.workers()
+            return merge_snapshots(parts) if parts else None
+        return self.snapshot()
 
     def kernel(self) -> tuple[dict[int, NfqueueCounters], int | None]:
         """The queues' counters and the queue rule's packet count, read at most once a second."""
@@ -201,22 +251,52 @@ class GatewayMonitor:
 
     def health(self) -> dict[str, Any]:
         """The health endpoint's body; ``ok`` is the conjunction of the checks."""
-        reloader = self.reloader
-        reg = self.engine.register if self.engine is not None else None
-        last_ok = reloader is None or reloader.last_error is None
-        loaded = reg is not None or not self.register_configured
-        out: dict[str, Any] = {
-            "ok": self.ready and loaded and last_ok,
-            "ready": self.ready,
+        snap = self.current() or {}
+        ready = bool(snap.get("ready"))
+        last_error = snap.get("last_reload_error")
+        loaded = bool(snap.get("register")) or not self.register_configured
+        return {
+            "ok": ready and loaded and last_error is None,
+            "ready": ready,
             "register_loaded": loaded,
-            "register_entries": len(reg) if reg is not None else None,
-            "register_version": self.register_version(),
-            "last_reload_ok": last_ok,
-            "last_reload_error": reloader.last_error if reloader is not None else None,
+            "register_entries": snap.get("register_entries"),
+            "register_version": snap.get("register_version"),
+            "last_reload_ok": last_error is None,
+            "last_reload_error": last_error,
             "mode": "fail-open" if self.rules.bypass else "fail-closed",
+            "workers": self.rules.queues,
             "uptime_seconds": round(time.time() - self.started, 3),
         }
-        return out
+
+
+def merge_snapshots(parts: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """Several workers' snapshots as one: counters added up; the register shown is the one of
+    the worker with the oldest version (the one in force everywhere); ready, register loaded and
+    reload ok only when every worker is; a worker without a snapshot yet counts as not ready."""
+    out: dict[str, Any] = {"packets": 0, "undecodable": 0, "latency_seconds": 0.0}
+    for key in ("actions", "latency", "reloads", "entries"):
+        out[key] = {}
+    got = [p for p in parts if p is not None]
+    for p in got:
+        for key in ("packets", "undecodable", "latency_seconds"):
+            out[key] += p[key]
+        for key in ("actions", "latency", "reloads", "entries"):
+            acc = out[key]
+            for k, v in p[key].items():
+                acc[k] = acc.get(k, 0) + v
+    oldest = min(
+        got, key=lambda p: (p["register_version"] is not None, p["register_version"] or 0), default=None
+    )
+    if oldest is not None:
+        out["entries"] = dict(oldest["entries"])
+        for key in ("register_entries", "register_version", "policy"):
+            out[key] = oldest[key]
+    errors = [p["last_reload_error"] for p in got if p["last_reload_error"] is not None]
+    out["last_reload_error"] = errors[0] if errors else None
+    complete = len(got) == len(parts)
+    out["ready"] = complete and all(p["ready"] for p in got)
+    out["register"] = complete and all(p["register"] for p in got)
+    return out
 
 
 def _entries_by_kind(register: RegisterLookup | Matcher | None) -> dict[tuple[str, bool], int]:
@@ -264,19 +344,17 @@ class GatewayCollector:
         )
 
         m = self.monitor
-        engine = m.engine
-        stats = engine.stats if engine is not None else None
+        snap = m.current()
         mode = "fail-open" if m.rules.bypass else "fail-closed"
-        up = GaugeMetricFamily("sluice_gateway_ready", "1 when the queue is bound and packets are served.")
-        up.add_metric([], 1.0 if m.ready else 0.0)
+        up = GaugeMetricFamily("sluice_gateway_ready", "1 when the queues are bound and packets are served.")
+        up.add_metric([], 1.0 if snap and snap["ready"] else 0.0)
         yield up
         info = GaugeMetricFamily(
             "sluice_gateway_info",
             "The gateway's configuration (value 1).",
             labels=["mode", "queues", "policy"],
         )
-        policy = engine.policy.digest if engine is not None else ""
-        info.add_metric([mode, str(m.rules.queues), policy], 1.0)
+        info.add_metric([mode, str(m.rules.queues), snap.get("policy", "") if snap else ""], 1.0)
         yield info
 
         decisions = CounterMetricFamily(
@@ -297,36 +375,31 @@ class GatewayCollector:
         reloads = CounterMetricFamily(
             "sluice_gateway_reloads", "Policy or register reloads, by result.", labels=["result"]
         )
-        seen = 0
-        if stats is not None:
-            seen = stats.packets
-            for key, n in sorted(dict(stats.actions).items()):
-                action, dmode, cls = key.split("|", 2)
-                decisions.add_metric([action, dmode, cls], n)
-            packets.add_metric([], stats.packets)
-            undecodable.add_metric([], stats.undecodable)
-            acc, buckets = 0, []
-            for bound, n in zip((*LATENCY_BUCKETS_S, float("inf")), list(stats.latency), strict=True):
-                acc += n
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), acc))
-            latency.add_metric([], buckets, stats.latency_seconds)
-        reloader = m.reloader
-        if reloader is not None:
-            reloads.add_metric(["ok"], reloader.loads)
-            reloads.add_metric(["refused"], reloader.refused)
-            reloads.add_metric(["error"], reloader.errors)
-        yield from (decisions, packets, undecodable, latency, reloads)
-
-        reg = engine.register if engine is not None else None
         entries = GaugeMetricFamily(
             "sluice_register_entries",
             "Entries of the register in force, by kind (proposed: under review).",
             labels=["kind", "proposed"],
         )
-        for (kind, proposed), n in sorted(_entries_by_kind(reg).items()):
-            entries.add_metric([kind, str(proposed).lower()], n)
-        yield entries
-        version = m.register_version()
+        seen = 0
+        if snap is not None:
+            seen = snap["packets"]
+            for key, n in sorted(snap["actions"].items()):
+                action, dmode, cls = key.split("|", 2)
+                decisions.add_metric([action, dmode, cls], n)
+            packets.add_metric([], snap["packets"])
+            undecodable.add_metric([], snap["undecodable"])
+            acc, buckets = 0, []
+            for i, bound in enumerate((*LATENCY_BUCKETS_S, float("inf"))):
+                acc += snap["latency"].get(str(i), 0)
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), acc))
+            latency.add_metric([], buckets, snap["latency_seconds"])
+            for result in ("ok", "refused", "error"):
+                reloads.add_metric([result], snap["reloads"].get(result, 0))
+            for key, n in sorted(snap["entries"].items()):
+                kind, proposed = key.split("|")
+                entries.add_metric([kind, "true" if proposed == "1" else "false"], n)
+        yield from (decisions, packets, undecodable, latency, reloads, entries)
+        version = snap.get("register_version") if snap else None
         if version is not None:
             ver = GaugeMetricFamily(
                 "sluice_register_version",
@@ -437,8 +510,50 @@ class MetricsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving and close the socket (only closes it where it was never started, e.g.
+        in a forked worker that inherited it)."""
         if self._thread is not None:
+            self._server.shutdown()
             self._thread.join(timeout=10)
+            self._thread = None
+        self._server.server_close()
+
+
+class SnapshotPusher:
+    """Sends a worker's :meth:`GatewayMonitor.snapshot` to its parent every ``interval_s``.
+
+    Args:
+        monitor: the worker's monitor.
+        send: delivers one snapshot (to the parent's pipe).
+        interval_s: seconds between snapshots.
+    """
+
+    def __init__(
+        self, monitor: GatewayMonitor, send: Callable[[dict[str, Any]], None], interval_s: float = 1.0
+    ) -> None:
+        self.monitor = monitor
+        self.send = send
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sluice-metrics-push", daemon=True)
+
+    def start(self) -> None:
+        """Start sending."""
+        self._thread.start()
+
+    def push(self) -> None:
+        """Send one snapshot now."""
+        snap = self.monitor.snapshot()
+        if snap is not None:
+            self.send(snap)
+
+    def stop(self) -> None:
+        """Stop sending (after one last snapshot)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with contextlib.suppress(OSError, ValueError):  # the pipe closed: the parent is gone
+                self.push()

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from sluice.decide.register import RegisterLookup
     from sluice.decisions.log import DecisionLog
     from sluice.detect.combiner import Combiner
-    from sluice.gateway.metrics import GatewayMonitor, MetricsServer
+    from sluice.gateway.metrics import GatewayMonitor, MetricsServer, SnapshotPusher
+    from sluice.gateway.workers import WorkerReport
     from sluice.policy.model import Policy
 
 EXIT_USAGE, EXIT_IO = 2, 3
@@ -336,8 +337,6 @@ def _start_metrics(cfg: GatewayConfig) -> tuple[GatewayMonitor | None, MetricsSe
         return None, None
     from sluice.gateway.metrics import GatewayMonitor, MetricsServer
 
-    if cfg.workers > 1:
-        raise GatewayFailure("--metrics serves one queue process: not yet with --workers", EXIT_USAGE)
     monitor = GatewayMonitor(
         cfg.rules, ipv6=cfg.ipv6, register_configured=bool(cfg.register or cfg.register_snapshot)
     )
@@ -348,7 +347,8 @@ def _start_metrics(cfg: GatewayConfig) -> tuple[GatewayMonitor | None, MetricsSe
         raise GatewayFailure(str(exc), EXIT_USAGE) from None
     except OSError as exc:
         raise GatewayFailure(f"cannot serve metrics on {host}:{port}: {exc.strerror}", EXIT_IO) from None
-    server.start()
+    if cfg.workers == 1:
+        server.start()  # with workers: once they are forked (the parent starts no thread before)
     return monitor, server
 
 
@@ -400,6 +400,9 @@ class _Server:
         workers = cfg.workers
         q = cfg.rules.queue + index
         log = self.log
+        if workers > 1 and self.metrics is not None:
+            self.metrics.stop()  # a worker: close the parent's listening socket it inherited
+            self.metrics = None
         if workers > 1 and cfg.log_dir:
             log = _open_log(str(worker_dir(cfg.log_dir, index)), cfg.fsync)
         engine = GatewayEngine(
@@ -427,6 +430,7 @@ class _Server:
         reloader.start()
         if monitor is not None:
             monitor.engine, monitor.reloader = engine, reloader
+        pusher = _pusher(monitor, ready) if workers > 1 else None
         listener = None
         if push and cfg.register:
             from sluice.registry.notify import RegisterListener
@@ -446,6 +450,9 @@ class _Server:
             ready()
             if workers == 1:
                 sd_notify("READY=1")  # under systemd (Type=notify): started once the queue is bound
+            if pusher is not None:
+                pusher.push()
+                pusher.start()
 
         def before_packet() -> object:
             # one worker re-installs the shaper itself; with several, the parent does
@@ -460,6 +467,8 @@ class _Server:
         except OSError as exc:
             raise GatewayFailure(f"cannot bind queue {q}: {exc}", EXIT_IO) from None
         finally:
+            if pusher is not None:
+                pusher.stop()
             if monitor is not None:
                 monitor.ready = False
             if self.metrics is not None:
@@ -473,6 +482,16 @@ class _Server:
         stats = engine.stats.to_dict(engine.anomalies)
         stats["cpu_seconds"] = round(time.process_time() - cpu0[0], 3)  # this process, while serving
         return stats
+
+
+def _pusher(monitor: GatewayMonitor | None, ready: Callable[[], None]) -> SnapshotPusher | None:
+    """A worker's sender of metrics snapshots to the parent (None: no metrics endpoint)."""
+    send = getattr(ready, "metrics", None)  # the worker's pipe (sluice.gateway.workers)
+    if monitor is None or send is None:
+        return None
+    from sluice.gateway.metrics import SnapshotPusher
+
+    return SnapshotPusher(monitor, send)
 
 
 def _run_workers(server: _Server, what: str) -> int:
@@ -496,14 +515,24 @@ def _run_workers(server: _Server, what: str) -> int:
         say(f"sluice gateway: ready on queues {queue}-{last} {what}")
         sd_notify("READY=1")
 
-    code, reports = supervise(
-        workers,
-        server.serve,
-        on_ready=ready,
-        on_hup=reshape,
-        report=say,
-        describe=lambda i: f"worker {i} (queue {queue + i})",
-    )
+    def forked(reports: list[WorkerReport]) -> None:
+        if server.monitor is not None and server.metrics is not None:
+            server.monitor.workers = lambda: [r.metrics if r.exit_code is None else None for r in reports]
+            server.metrics.start()
+
+    try:
+        code, reports = supervise(
+            workers,
+            server.serve,
+            on_ready=ready,
+            on_hup=reshape,
+            report=say,
+            describe=lambda i: f"worker {i} (queue {queue + i})",
+            forked=forked,
+        )
+    finally:
+        if server.metrics is not None:
+            server.metrics.stop()
     parts = [r.stats for r in reports if r.stats is not None]
     per_worker = [
         {"worker": r.index, "queue": queue + r.index, "exit_code": r.exit_code, **(r.stats or {})}

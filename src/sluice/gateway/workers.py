@@ -34,6 +34,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +60,8 @@ class WorkerReport:
     """Its exit code (negative: killed by that signal); None while it runs."""
     stats: dict[str, Any] | None = None
     """Its counters (None when it died without sending them)."""
+    metrics: dict[str, Any] | None = None
+    """Its newest metrics snapshot (lines ``metrics {json}``; None: none sent)."""
     fd: int = -1
     buf: bytes = field(default=b"", repr=False)
 
@@ -94,12 +97,9 @@ def _child(index: int, wfd: int, others: list[int], serve: Callable[[int, Callab
         for fd in others:
             os.close(fd)
         out = os.fdopen(wfd, "w", buffering=1)
-
-        def ready() -> None:
-            out.write("ready\n")
-
+        ready = _Channel(out)
         stats = serve(index, ready)
-        out.write("stats " + json.dumps(stats) + "\n")
+        ready.line("stats " + json.dumps(stats))
         out.close()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -113,6 +113,29 @@ def _child(index: int, wfd: int, others: list[int], serve: Callable[[int, Callab
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+class _Channel:
+    """A worker's pipe to the parent: calling it says ``ready``; :meth:`metrics` sends a snapshot.
+
+    Lines are written whole under a lock (the metrics come from another thread).
+    """
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        self.line("ready")
+
+    def metrics(self, snapshot: Mapping[str, Any]) -> None:
+        """Send a metrics snapshot (see :meth:`sluice.gateway.metrics.GatewayMonitor.snapshot`)."""
+        self.line("metrics " + json.dumps(snapshot))
+
+    def line(self, text: str) -> None:
+        """Write one line."""
+        with self._lock:
+            self._out.write(text + "\n")
 
 
 @dataclass
@@ -129,6 +152,7 @@ def supervise(
     on_hup: Callable[[], None] | None = None,
     report: Callable[[str], None],
     describe: Callable[[int], str] = lambda i: f"worker {i}",
+    forked: Callable[[list[WorkerReport]], None] | None = None,
 ) -> tuple[int, list[WorkerReport]]:
     """Fork ``workers`` processes running ``serve`` and supervise them until SIGTERM/SIGINT.
 
@@ -140,6 +164,9 @@ def supervise(
         on_hup: called in the parent after a SIGHUP was forwarded (e.g. to re-install the shaper).
         report: where the parent's messages go.
         describe: how a worker is named in messages.
+        forked: called (in the parent) with the workers once all are forked; their reports'
+            ``metrics`` and ``ready`` change as the workers send them (e.g. for a metrics
+            endpoint: the parent starts no thread before forking).
 
     Returns:
         The exit code (0: stopped by a signal and every worker stopped cleanly; else the first
@@ -167,6 +194,8 @@ def supervise(
                 _child(i, wfd, [r.fd for r in reports], serve)
             os.close(wfd)
             reports.append(WorkerReport(i, pid, fd=rfd))
+        if forked is not None:
+            forked(reports)
         return _watch(reports, flags, on_ready, on_hup, report, describe), reports
     finally:
         for s, h in old.items():
@@ -259,6 +288,8 @@ def _read(r: WorkerReport, *, to_end: bool = False) -> None:
                     r.ready = True
                 elif line.startswith(b"stats "):
                     r.stats = json.loads(line[6:])
+                elif line.startswith(b"metrics "):
+                    r.metrics = json.loads(line[8:])
         else:
             os.close(r.fd)
             r.fd = -1
