@@ -226,3 +226,12 @@ def test_registry_export_counts_are_words_not_a_dict(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert re.search(r"hosts: written 4 \(domain 4\); skipped", res.stderr), res.stderr
     assert "{" not in res.stderr
+
+
+def test_long_tables_are_plain_even_on_a_terminal() -> None:
+    from sluice.cli._output import RICH_MAX_ROWS
+
+    rows = [[i, f"name{i}.{LONG}"] for i in range(RICH_MAX_ROWS + 1)]
+    out = _Terminal()
+    print_table([Col("flow"), Col("server_name")], rows, out)
+    assert out.getvalue() == render_plain([Col("flow"), Col("server_name")], rows)

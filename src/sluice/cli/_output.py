@@ -4,7 +4,9 @@ Tables (:func:`print_table`, :class:`TableStream`):
 
 * on a terminal, ``rich`` draws them to the terminal's width; a cell too long for its column is
   folded onto the next line, never cut (a cut ``www.q4cyamnc6mtokjurvdclt.co`` reads as a real
-  domain);
+  domain). Tables of more than :data:`RICH_MAX_ROWS` rows, and tables printed row by row
+  (:class:`TableStream`: live capture, ``--stream``), are printed plain there too: rich takes
+  milliseconds a row, and the terminal wraps a long line without cutting it either;
 * otherwise (a pipe, a file, a test) the output is plain and stable: one line per row, columns
   left-aligned and separated by at least two spaces, no colour, no box, no folding, trailing
   spaces removed, and ``-`` for an empty cell, so ``awk``/``split()`` read the columns (every cell
@@ -55,6 +57,8 @@ JSON_RULE = "the same as --format jsonl (rows as JSON lines on stdout, the summa
 """The ``--help`` text of ``--json`` on a listing (the rule: module docstring)."""
 
 _GAP = "  "
+RICH_MAX_ROWS = 1000
+"""Largest table drawn by rich on a terminal (it takes about 2.5 ms a row on a loaded 2-core VM)."""
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
 """IP protocol numbers as the tables name them."""
 
@@ -156,13 +160,13 @@ def _plain_line(cols: Sequence[Col], cells: Sequence[str], widths: Sequence[int]
     return _GAP.join(parts).rstrip()
 
 
-def _rich_table(cols: Sequence[Col], header: bool, fixed: bool) -> Any:
+def _rich_table(cols: Sequence[Col]) -> Any:
     from rich import box
     from rich.table import Table
 
     table = Table(
-        box=box.SIMPLE_HEAD if header else None,
-        show_header=header,
+        box=box.SIMPLE_HEAD,
+        show_header=True,
         show_edge=False,
         pad_edge=False,
         header_style="bold",
@@ -173,7 +177,6 @@ def _rich_table(cols: Sequence[Col], header: bool, fixed: bool) -> Any:
             justify="right" if c.right else "left",
             overflow="fold",
             min_width=c.width or None,
-            width=(c.width or None) if fixed else None,
         )
     return table
 
@@ -189,12 +192,12 @@ def print_table(
 ) -> None:
     """Print a whole table: ``rich`` on a terminal (long cells folded), plain otherwise."""
     out = out if out is not None else sys.stdout
-    if not _is_terminal(out):
+    if not _is_terminal(out) or len(rows) > RICH_MAX_ROWS:
         if title:
             out.write(title + "\n")
         out.write(render_plain(cols, rows))
         return
-    table = _rich_table(cols, header=True, fixed=False)
+    table = _rich_table(cols)
     if title:
         table.title = title
     for row in rows:
@@ -205,43 +208,22 @@ def print_table(
 class TableStream:
     """A table printed row by row (live capture, the streaming path): fixed column widths.
 
-    Plain output pads each cell to its column's width and never cuts one (a longer cell pushes the
-    rest of its row); on a terminal, a longer cell is folded within its column.
+    Each cell is padded to its column's width and never cut (a longer cell pushes the rest of its
+    row); the same plain form on a terminal, where rich would cost milliseconds a row.
     """
 
     def __init__(self, cols: Sequence[Col], out: IO[str] | None = None) -> None:
         self.cols = tuple(cols)
         self.out = out if out is not None else sys.stdout
-        self.terminal = _is_terminal(self.out)
         self.widths = [max(len(c.name), c.width) for c in self.cols]
         self._header = False
-        self._console: Any = _console(self.out) if self.terminal else None
 
     def row(self, cells: Sequence[object]) -> None:
         """Print one row (the header first, once)."""
         if not self._header:
             self._header = True
-            if self.terminal:
-                self._console.print(
-                    _GAP.join(c.name.ljust(w) for c, w in zip(self.cols, self.widths, strict=True)).rstrip(),
-                    style="bold",
-                    overflow="ignore",
-                    crop=False,
-                )
-            else:
-                self.out.write(_plain_line(self.cols, [c.name for c in self.cols], self.widths) + "\n")
-        text = [_cell(c) for c in cells]
-        if not self.terminal:
-            self.out.write(_plain_line(self.cols, text, self.widths) + "\n")
-            return
-        table = _rich_table(
-            [Col(c.name, w, c.right) for c, w in zip(self.cols, self.widths, strict=True)],
-            header=False,
-            fixed=True,
-        )
-        table.padding = (0, 1, 0, 1)
-        table.add_row(*text)
-        self._console.print(table)
+            self.out.write(_plain_line(self.cols, [c.name for c in self.cols], self.widths) + "\n")
+        self.out.write(_plain_line(self.cols, [_cell(c) for c in cells], self.widths) + "\n")
 
     def close(self) -> None:
         """Flush."""
