@@ -46,6 +46,10 @@ extras="parquet,bench,mirrors,console,cluster"
 [ "$mode" = "--test" ] && extras="test,parquet,bench,lab,mirrors,console,cluster"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[${extras}]"
+# the lab's JavaScript programs (src/sluice/lab/clients/package.json: @ethereumjs/devp2p for the ethereum scenario)
+if [ "$mode" = "--test" ] && command -v npm >/dev/null; then
+  npm ci --prefix src/sluice/lab/clients --no-audit --no-fund --loglevel=error >/dev/null
+fi
 echo "sluice installed in .venv ($(.venv/bin/sluice --version))" >&2
 # numba compiles its kernels on first use (20-60 s per command on a cold cache): do it now, once
 .venv/bin/python scripts/warm_kernels.py

@@ -31,6 +31,7 @@ CASES = {
     "monero:regtest": ("monerod", "monerod", "monero", ("blocks_mined", "wallet_balance")),
     "stratum:tcp": ("sluice-lab-miner", "sluice-lab-pool", "stratum", ("shares_accepted_pool", "hashes")),
     "electrum:tcp": ("electrum", "e-x", "electrum", ("payments_confirmed_wallet", "payment_back_confirmed")),
+    "ethereum:devp2p": ("ethereumjs-devp2p", "ethereumjs-devp2p", "ethereum", ("headers_answered",)),
     "stratum:tls": (
         "sluice-lab-miner via stunnel",
         "sluice-lab-pool+stunnel",
@@ -90,6 +91,12 @@ def test_crypto_scenario(case: str, tmp_path: Path) -> None:
     if case == "stratum:tls":
         # the JSON is inside TLS: named by the share cadence (rule stratum-tls), nothing else
         assert all(res.named == "crypto/stratum" for res in results), got
+    if case == "ethereum:devp2p":
+        # RLPx named by its handshake; discv4 (UDP) is beyond the 64 bytes a record keeps: not named
+        assert {r.carrier for r in results} == {"rlpx", "discv4"}, got
+        assert all(r.right for r in results if r.carrier == "rlpx"), got
+        assert not any(r.named.startswith("crypto/") and not r.right for r in results), got
+        return
     key = "recall_protocol" if case == "litecoin:regtest" else "recall"
     recall = got[key]
     assert isinstance(recall, float) and recall >= 0.99, got

@@ -455,6 +455,29 @@ def _app_payloads(v: FlowView) -> list[tuple[int, int, int, float]]:
     return out
 
 
+_Payload = tuple[int, int, int, float]
+
+
+def _exchanges(app: list[_Payload]) -> list[tuple[_Payload, _Payload]]:
+    """(request, reply) pairs: a small client record answered by a small server record within
+    :data:`_SHARE_REPLY_S`. Answers come in order, so each server record answers the oldest open
+    request (a miner may send a second share before the first answer: Stratum pipelines); only
+    small answers make a pair."""
+    pending: list[_Payload] = []
+    pairs: list[tuple[_Payload, _Payload]] = []
+    for x in app:
+        if x[1] == 0:
+            if _SHARE_C2S[0] <= x[2] <= _SHARE_C2S[1]:
+                pending.append(x)
+            continue
+        pending = [p for p in pending if x[3] - p[3] <= _SHARE_REPLY_S]
+        if pending:  # answers come in order: any server record answers the oldest open request
+            req = pending.pop(0)
+            if _SHARE_S2C[0] <= x[2] <= _SHARE_S2C[1]:
+                pairs.append((req, x))
+    return pairs
+
+
 def stratum_tls(v: FlowView) -> Match | None:
     """Stratum inside TLS: one-size submissions answered at once by one-size replies, at random gaps."""
     if v.rec.proto != 6 or not _tls_both(v):
@@ -462,12 +485,7 @@ def stratum_tls(v: FlowView) -> Match | None:
     app = _app_payloads(v)
     if not app or max(n for _, _, n, _ in app) > _BULK:
         return None
-    pairs = [
-        (a, b)
-        for a, b in itertools.pairwise(app)
-        if a[1] == 0 and b[1] == 1 and _SHARE_C2S[0] <= a[2] <= _SHARE_C2S[1]
-        and _SHARE_S2C[0] <= b[2] <= _SHARE_S2C[1] and b[3] - a[3] <= _SHARE_REPLY_S
-    ]  # fmt: skip
+    pairs = _exchanges(app)
     if len(pairs) < _MIN_SHARES:
         return None
     clo, chi = _densest([a[2] for a, _ in pairs], _SHARE_BAND)

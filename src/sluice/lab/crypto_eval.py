@@ -38,6 +38,8 @@ class FlowResult:
     session: str
     family: str
     """The label's family."""
+    carrier: str
+    """The scenario rule that labeled the flow (``rlpx``, ``discv4`` …)."""
     rule: str
     """Strongest rule that fired ('' for none)."""
     named: str
@@ -74,6 +76,7 @@ def evaluate_session(labels_path: Path) -> list[FlowResult]:
                 variant=str(doc["variant"]),
                 session=str(doc["session_id"]),
                 family=lab.family,
+                carrier=lab.rule,
                 rule=top.rule if top else "",
                 named=f"{top.label}/{top.family}" if top else "",
                 right=right,
@@ -83,18 +86,24 @@ def evaluate_session(labels_path: Path) -> list[FlowResult]:
     return out
 
 
-def summarize(results: Iterable[FlowResult]) -> dict[str, dict[str, int | float | dict[str, int]]]:
+def summarize(
+    results: Iterable[FlowResult],
+) -> dict[str, dict[str, int | float | dict[str, int] | dict[str, str]]]:
     """Counts by ``scenario:variant``: flows, right, right (protocol), recall, what was named."""
     by: dict[str, list[FlowResult]] = {}
     for r in results:
         by.setdefault(f"{r.scenario}:{r.variant}", []).append(r)
-    out: dict[str, dict[str, int | float | dict[str, int]]] = {}
+    out: dict[str, dict[str, int | float | dict[str, int] | dict[str, str]]] = {}
     for key, rs in sorted(by.items()):
         named: dict[str, int] = {}
         for r in rs:
             named[r.named or "none"] = named.get(r.named or "none", 0) + 1
         right = sum(r.right for r in rs)
         proto = sum(r.right_protocol for r in rs)
+        carriers: dict[str, int] = {}
+        for r in rs:
+            carriers[r.carrier] = carriers.get(r.carrier, 0) + 1
+        by_carrier = {c: sum(r.right for r in rs if r.carrier == c) for c in sorted(carriers)}
         out[key] = {
             "sessions": len({r.session for r in rs}),
             "flows": len(rs),
@@ -103,6 +112,7 @@ def summarize(results: Iterable[FlowResult]) -> dict[str, dict[str, int | float 
             "recall": round(right / len(rs), 4),
             "recall_protocol": round(proto / len(rs), 4),
             "named": named,
+            "right_by_rule": {c: f"{by_carrier[c]}/{carriers[c]}" for c in sorted(carriers)},
         }
     return out
 

@@ -26,7 +26,7 @@ const dpt = new DPT(key, {
   shouldGetDnsPeers: false,
 })
 const rlpx = new RLPx(key, {
-  dpt: mode === 'server' ? dpt : null,
+  dpt: null, // no RLPx dialling of discovered peers: the client dials the server itself
   maxPeers: 5,
   capabilities: [ETH.eth68],
   common,

@@ -8,7 +8,7 @@ from sluice.lab.scenario import Scenario
 from sluice.lab.scenarios.anyconnect import AnyConnect
 from sluice.lab.scenarios.browsers import Browsers
 from sluice.lab.scenarios.clients import Clients, LibClients
-from sluice.lab.scenarios.crypto import Electrum, Litecoin, Monero, Stratum
+from sluice.lab.scenarios.crypto import Electrum, Ethereum, Litecoin, Monero, Stratum
 from sluice.lab.scenarios.dns import Dns
 from sluice.lab.scenarios.impls import HttpProxyPproxy, ShadowsocksAlt, SocksPproxy, TlsRelay, TrojanAlt
 from sluice.lab.scenarios.ipsec import Ipsec
@@ -78,4 +78,5 @@ SCENARIO_CLASSES: tuple[type[Scenario], ...] = (
     Monero,
     Stratum,
     Electrum,
+    Ethereum,
 )

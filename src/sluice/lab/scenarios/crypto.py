@@ -25,11 +25,17 @@
   wallet's addresses, a block confirms them, the wallet pays one back through the server's
   ``blockchain.transaction.broadcast``; verified by Electrum's confirmed balance, the node's
   mempool and ``getreceivedbyaddress``.
+* ``ethereum``: two devp2p nodes of ``@ethereumjs/devp2p`` 10.0.0 (npm; no Ethereum client is
+  packaged in Debian, and PyPI's ``trinity``/``ddht`` are unmaintained alphas), the lab's
+  ``clients/eth_node.mjs``: discv4 (ping, pong, findnode, neighbors) to the server node, then an
+  RLPx connection (ECIES auth/ack, Hello with eth/68), eth Status both ways and a
+  GetBlockHeaders answered. Verified by the client's discovered peer, the Hello's client id and
+  capability, the Status exchange and the header answer.
 """
 
 from __future__ import annotations
 
-__all__ = ["Electrum", "Litecoin", "Monero", "Stratum"]
+__all__ = ["Electrum", "Ethereum", "Litecoin", "Monero", "Stratum"]
 
 import json
 import secrets
@@ -652,4 +658,90 @@ class Electrum(Scenario):
             out.problems.append("the wallet's payment back was not confirmed on the node")
         if ntx < npay + 1:
             out.problems.append(f"wallet history has {ntx} transactions, expected {npay + 1}")
+        return out
+
+
+_CLIENTS = Path(__file__).resolve().parents[1] / "clients"
+
+
+class Ethereum(Scenario):
+    """Two @ethereumjs/devp2p nodes: discv4 discovery over UDP, then RLPx + eth/68 over TCP."""
+
+    name = "ethereum"
+    summary = "two devp2p nodes (npm @ethereumjs/devp2p): discv4, RLPx handshake, eth/68 Status + headers"
+    traffic_class = "crypto"
+    family = "ethereum"
+    programs: ClassVar[dict[str, str]] = {"node": "nodejs"}
+    variants = ("devp2p",)
+    max_rtt_ms = 80
+
+    def missing(self) -> list[str]:
+        """nodejs, and the npm packages of ``clients/package.json`` (``npm ci --prefix`` that folder)."""
+        have = (_CLIENTS / "node_modules" / "@ethereumjs" / "devp2p" / "package.json").is_file()
+        return super().missing() + ([] if have else [f"@ethereumjs/devp2p (npm ci --prefix {_CLIENTS})"])
+
+    def run(self, s: Session, variant: str) -> Outcome:
+        a = s.addr
+        tcp = s.port("tcp_port", 30303, 0.5)
+        udp = s.choose("udp_port", (tcp, tcp, s.rng.randrange(20000, 30000)))
+        script = str(_CLIENTS / "eth_node.mjs")
+        srv = s.topo.spawn(
+            "server", "eth-server", ["node", script, "server", a.server_ip, str(tcp), str(udp)]
+        )
+        s.topo.wait_port("server", tcp, timeout=_READY_S)
+
+        def server_id() -> str:
+            if not srv.alive():
+                raise LabError("lab.program_died", "eth_node server exited")
+            for line in s.topo.log_path("eth-server").read_text().splitlines():
+                if line.startswith('{"event":"id"'):
+                    return str(json.loads(line)["id"])
+            return ""
+
+        node_id = _poll("the server node's id", server_id, _READY_S, 0.2)
+        s.identify(stack="ethereumjs-devp2p", impl="ethereumjs-devp2p")
+        ctcp, cudp = s.rng.randrange(30000, 40000), s.rng.randrange(40000, 50000)
+        r = s.topo.run(
+            "client",
+            [
+                "node",
+                script,
+                "client",
+                a.client_ip,
+                str(ctcp),
+                str(cudp),
+                node_id,
+                a.server_ip,
+                str(tcp),
+                str(udp),
+            ],
+            check=False,
+            timeout=60,
+        )
+        events = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+        result = next((e for e in reversed(events) if e.get("event") == "result"), None)
+        if result is None:
+            raise LabError("lab.no_result", (r.stdout + r.stderr)[-300:])
+        hello = result.get("hello") or {}
+        protocols = [str(p) for p in hello.get("protocols") or []]
+        server_log = s.topo.log_path("eth-server").read_text()
+        out = Outcome(
+            rules=[
+                FlowRule("rlpx", PROTO["tcp"], a.server_ip, tcp, "crypto", "ethereum"),
+                FlowRule("discv4", PROTO["udp"], a.server_ip, udp, "crypto", "ethereum", carrier=False),
+            ],
+            software=["node", "@ethereumjs/devp2p"],
+            checks={
+                "discovered": bool(result.get("discovered")),
+                "hello_client": str(hello.get("client", "")),
+                "hello_protocols": protocols,
+                "status_exchanged": bool(result.get("status")),
+                "headers_answered": int(result.get("headers", 0)),
+                "server_saw_get_headers": '"get_headers"' in server_log,
+            },
+        )
+        if not (result.get("discovered") and result.get("status") and result.get("headers")):
+            out.problems.append(f"devp2p session incomplete: {result}")
+        if "eth/68" not in protocols or '"get_headers"' not in server_log:
+            out.problems.append("no eth/68 in the Hello, or the server never got GetBlockHeaders")
         return out
