@@ -33,10 +33,17 @@ from sluice.wire.openvpn import (
     OpenVpnPacket,
     control_layout,
     decode_openvpn,
+    first_byte_is_hard_reset,
     hmac_size_by_length,
     try_decode_openvpn,
 )
-from sluice.wire.socks import Socks5Greeting, Socks5MethodSelection, socks_opening, try_decode_socks
+from sluice.wire.socks import (
+    Socks5Greeting,
+    Socks5MethodSelection,
+    opens_like_socks5,
+    socks_opening,
+    try_decode_socks,
+)
 from sluice.wire.wireguard import (
     MESSAGE_SIZES,
     WireGuardMessage,
@@ -287,6 +294,12 @@ def test_any_bytes(name: str, data: bytes) -> None:
     """A record, None or a DecodeError of the protocol's own layer: never another exception."""
     _check_any(name, data)
     try_decode_esp_in_udp(data)
+    if name.startswith("openvpn"):
+        # the cheap test never turns away a hard reset the decoder would give
+        tcp = name == "openvpn-tcp"
+        p = try_decode_openvpn(data, tcp=tcp)
+        if p is not None and p.key_id == 0 and p.opcode in CLIENT_HARD_RESETS | SERVER_HARD_RESETS:
+            assert first_byte_is_hard_reset(data, tcp=tcp)
 
 
 REAL = {
@@ -331,6 +344,7 @@ def test_real_sample_cut_and_extended(
 def test_socks_opening_never_raises_and_agrees_with_the_decoder(client: bytes, server: bytes) -> None:
     op = socks_opening(client, server)
     assert op.version == (client[0] if client else None)
+    assert opens_like_socks5(client) == (op.version == 5)
     if op.greeting is not None:
         assert try_decode_socks(client, from_client=True) == op.greeting
         assert op.greeting == Socks5Greeting(tuple(client[2:]), len(client))

@@ -16,7 +16,7 @@ from collections import Counter
 
 from sluice.detect._rules import Rule, RuleMatch, ev
 from sluice.features.view import FlowView, base32_like
-from sluice.wire.socks import SocksAuthMethod, socks_opening
+from sluice.wire.socks import SocksAuthMethod, opens_like_socks5, socks_opening
 
 # -- SSH -------------------------------------------------------------------------------------------
 
@@ -114,9 +114,9 @@ def socks(v: FlowView) -> RuleMatch | None:
     if r.proto != 6:
         return None
     target = r.meta.socks_target
-    opening = socks_opening(v.head(0), v.head(1))
-    if not target and opening.version != 5:
+    if not target and not opens_like_socks5(v.head(0)):
         return None  # no decoded request and no SOCKS5 greeting
+    opening = socks_opening(v.head(0), v.head(1))
     selection = opening.selection
     if target:
         version = f"{opening.version:02x}" if opening.version is not None else "?"

@@ -25,6 +25,7 @@ from sluice.wire.openvpn import (
     SERVER_HARD_RESETS,
     OpenVpnPacket,
     control_layout,
+    first_byte_is_hard_reset,
     hmac_size_by_length,
     try_decode_openvpn,
 )
@@ -51,6 +52,8 @@ def openvpn(v: FlowView) -> RuleMatch | None:
     if v.rec.proto not in (6, 17):
         return None
     tcp = v.rec.proto == 6
+    if not (first_byte_is_hard_reset(v.head(0), tcp=tcp) or first_byte_is_hard_reset(v.head(1), tcp=tcp)):
+        return None
     got = [try_decode_openvpn(v.head(0), tcp=tcp), try_decode_openvpn(v.head(1), tcp=tcp)]
     roles = [_ovpn_role(got[0]), _ovpn_role(got[1])]
     if not any(roles):

@@ -33,6 +33,7 @@ __all__ = [
     "OpenVpnPacket",
     "control_layout",
     "decode_openvpn",
+    "first_byte_is_hard_reset",
     "hmac_size_by_length",
     "try_decode_openvpn",
 ]
@@ -80,6 +81,8 @@ _T_MIN, _T_MAX = 946684800, 4102444800  # 2000-01-01 .. 2100-01-01, the packet-i
 _SID = 8
 _TLS_CRYPT_V2_MIN = 49
 """Bytes a tls-crypt-v2 client reset has at least (opcode, session id, packet id, wrapped key)."""
+_HARD_RESET_BYTES = frozenset(op << 3 for op in (*CLIENT_HARD_RESETS, *SERVER_HARD_RESETS))
+"""First packet byte (opcode << 3 | key id 0) of a hard reset."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,16 @@ def try_decode_openvpn(data: bytes, *, tcp: bool) -> OpenVpnPacket | None:
     elif len(data) < 1 + _SID:
         return None
     return decode_openvpn(Cursor(data, "openvpn"), tcp=tcp)
+
+
+def first_byte_is_hard_reset(data: bytes, *, tcp: bool) -> bool:
+    """The packet's first byte (after the TCP length prefix) is a hard reset with key id 0.
+
+    A cheap test before :func:`try_decode_openvpn`: a flow whose first payloads both fail it
+    cannot open an OpenVPN session.
+    """
+    at = 2 if tcp else 0
+    return len(data) > at and data[at] in _HARD_RESET_BYTES
 
 
 def control_layout(pkt: OpenVpnPacket, *, server: bool, peer_session_id: bytes | None = None) -> str:

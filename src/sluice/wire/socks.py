@@ -45,6 +45,7 @@ __all__ = [
     "SocksCommand",
     "SocksMessage",
     "SocksOpening",
+    "opens_like_socks5",
     "socks_opening",
     "socks_target",
     "socks_tunnel_offsets",
@@ -418,6 +419,11 @@ class SocksOpening:
     """The method the proxy chose, when its first payload opens ``05 <method>``."""
     selection_alone: bool
     """The proxy's first payload is that method selection and nothing else (2 bytes)."""
+
+
+def opens_like_socks5(client: bytes) -> bool:
+    """The client's first byte is SOCKS5's version: a cheap test before :func:`socks_opening`."""
+    return client[:1] == b"\x05"
 
 
 def socks_opening(client: bytes, server: bytes) -> SocksOpening:
