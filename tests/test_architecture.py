@@ -197,9 +197,6 @@ PRIVATE_ACROSS_PACKAGES: dict[tuple[str, str], str] = {
     ("sluice.services.catalogue", "sluice.registry._ipindex.IpIndex"): (
         "the catalogue's address ranges use the register's interval index; to be made public by registry/"
     ),
-    ("sluice.mirrors.discover", "sluice.registry._traffic.read_traffic"): (
-        "mirror discovery reads the same traffic summaries as impact previews; owners of both editing"
-    ),
 }
 """``(importing module, imported name)`` pairs allowed to cross packages although private, each
 with why; like :data:`KNOWN_CYCLES` it only shrinks."""

@@ -82,3 +82,43 @@ def test_propose_then_accept_cites_blocked_entry(tmp_path: Path) -> None:
         store.close()
     again = CliRunner().invoke(cli, [*args, "--propose-min-score", "0.5", "--json"])
     assert again.exit_code == 0  # idempotent: the accepted proposals' ids come back
+
+
+def test_propose_carries_the_collateral_impact_preview(tmp_path: Path) -> None:
+    """A proposed mirror's preview counts what else its address carries in the traffic given:
+    an unrelated shop on the mirror's host is collateral; a sibling mirror proposed with it is not."""
+    db = tmp_path / "reg.sqlite"
+    lst = tmp_path / "blocked.txt"
+    lst.write_text("fonbet.ru\n")
+    store = open_store(db, create=True)
+    import_files(store, [lst], "domains", source="rkn-test")
+    store.close()
+
+    def flow(server: str, sni: str, client: str) -> dict[str, object]:
+        return {"server": server, "server_port": 443, "proto": 6, "client": client, "sni": sni,
+                "class": "benign", "family": "tls", "first_ts": 100.0, "last_ts": 101.0}  # fmt: skip
+
+    rows = [flow("203.0.113.5", "fonbet-11.win", f"10.0.0.{i}") for i in range(3)]
+    rows += [flow("203.0.113.5", "10fonbet-zerkalo.ru", "10.0.0.9")]
+    rows += [flow("203.0.113.5", "flowers-shop.ru", f"10.0.1.{i}") for i in range(2)]
+    rows += [flow("203.0.113.5", "fonbet.ru", "10.0.0.1")]  # the blocked site on the same host
+    log = tmp_path / "flows.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["mirrors", "propose", "fonbet.ru", "--observed", str(log), "--register", str(db)]
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    doc = {p["indicator"]: p for p in json.loads(r.output)["proposed"]}
+    assert "flowers-shop.ru" not in doc and "fonbet-11.win" in doc  # an address alone proposes nothing
+    impact = doc["fonbet-11.win"]["impact"]
+    assert impact["addresses"] == 1 and impact["flows"] == 7 and impact["own_flows"] == 3
+    shop = [n for n in impact["names"] if n["name"] == "flowers-shop.ru"]
+    assert shop and shop[0]["flows"] == 2 and not shop[0]["own"]
+    # collateral: the shop, the blocked site itself, and the look-alike unless it is proposed too
+    sibling = 0 if "10fonbet-zerkalo.ru" in doc else 1
+    assert impact["collateral_flows"] == 3 + sibling
+    store = open_store(db)
+    try:
+        stored = {p.indicator: p for p in list_proposals(store)}
+        assert stored["fonbet-11.win"].impact == impact  # kept in the review queue with the proposal
+    finally:
+        store.close()

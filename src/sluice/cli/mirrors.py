@@ -22,6 +22,7 @@ from sluice.cli._output import JSON_RULE, Col, CsvRows, listing_format, print_ta
 
 if TYPE_CHECKING:
     from sluice.mirrors.discover import Candidate
+    from sluice.registry.impact import Traffic
 
 EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
 
@@ -96,16 +97,16 @@ def _run(
     model_path: Path | None,
     min_score: float,
     as_json: bool,
-) -> list[Candidate]:
+) -> tuple[list[Candidate], Traffic]:
     from sluice.errors import ConfigError
-    from sluice.mirrors.discover import find_candidates, read_observed
+    from sluice.mirrors.discover import find_candidates, read_observed_traffic
     from sluice.mirrors.fetch import Fetcher, FetchPolicy
     from sluice.mirrors.namescore import NameModel, default_model
     from sluice.registry.model import RegistryError
 
     try:
         model = NameModel.load(model_path) if model_path else default_model()
-        obs = read_observed(list(observed)) if observed else {}
+        obs, traffic = read_observed_traffic(list(observed))
         extra = [
             ln.split()[0]
             for p in names_files
@@ -123,9 +124,10 @@ def _run(
             policy = replace(policy, user_agent=user_agent)
         fetcher = Fetcher(policy, cache_dir=cache, log_path=fetch_log)
     try:
-        return find_candidates(
+        found = find_candidates(
             list(seeds), obs, fuzz=fuzz, extra=extra, model=model, fetcher=fetcher, min_score=min_score
         )
+        return found, traffic
     finally:
         if fetcher is not None:
             fetcher.close()
@@ -150,7 +152,7 @@ def mirrors() -> None:
 def candidates_cmd(fmt: str | None, as_json: bool, fail_on_findings: bool, limit: int, **kw: object) -> None:
     """Ranked candidates for the blocked SEEDS, with the four traits and their values."""
     fmt = listing_format(fmt, as_json)
-    found = _run(as_json=fmt != "table", **kw)  # type: ignore[arg-type]
+    found, _ = _run(as_json=fmt != "table", **kw)  # type: ignore[arg-type]
     if fmt == "jsonl":
         for c in found:
             click.echo(json.dumps(c.to_dict(), ensure_ascii=False))
@@ -179,13 +181,14 @@ def candidates_cmd(fmt: str | None, as_json: bool, fail_on_findings: bool, limit
 def propose_cmd(
     register_db: str, propose_min_score: float, dry_run: bool, as_json: bool, limit: int, **kw: object
 ) -> None:
-    """Put the good candidates in the register's review queue, citing the blocked entry they copy."""
-    from sluice.mirrors.discover import proposals_for
+    """Put the good candidates in the register's review queue, citing the blocked entry they copy,
+    each with its collateral-impact preview over the observed traffic."""
+    from sluice.mirrors.discover import proposals_for, with_impact
     from sluice.registry.model import RegisterNotFound, RegistryError
     from sluice.registry.proposals import propose
     from sluice.registry.store import open_store
 
-    found = _run(as_json=as_json, **kw)  # type: ignore[arg-type]
+    found, traffic = _run(as_json=as_json, **kw)  # type: ignore[arg-type]
     try:
         store = open_store(register_db)
     except RegistryError as exc:
@@ -197,7 +200,7 @@ def propose_cmd(
             if entries:
                 e = entries[0]
                 blocked[s] = f"{e.source} {e.kind.value} {e.indicator}: " + "; ".join(str(b) for b in e.basis)
-        props = proposals_for(found, min_score=propose_min_score, blocked=blocked)
+        props = with_impact(proposals_for(found, min_score=propose_min_score, blocked=blocked), traffic)
         ids = [] if dry_run else [propose(store, p) for p in props]
     except RegistryError as exc:
         _fail(EXIT_IO, exc.reason, str(exc), as_json)

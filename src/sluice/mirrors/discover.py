@@ -19,7 +19,7 @@ Theory of operation
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,10 +39,18 @@ from sluice.mirrors.traits import (
     function_trait,
     legal_test,
 )
+from sluice.registry.impact import Traffic, preview_impact, read_traffic, shared_lookup
 from sluice.registry.model import Kind, Proposal
 from sluice.registry.names import BadIndicator, canon_host
 
-__all__ = ["Candidate", "find_candidates", "proposals_for", "read_observed"]
+__all__ = [
+    "Candidate",
+    "find_candidates",
+    "proposals_for",
+    "read_observed",
+    "read_observed_traffic",
+    "with_impact",
+]
 
 DETECTOR = "mirrors"
 """Detector name in the review queue (accepted entries: source ``proposals:mirrors``)."""
@@ -114,6 +122,16 @@ def read_observed(paths: Sequence[str | Path]) -> dict[str, set[str]]:
     Raises:
         RegistryError: an unreadable flow log or capture.
     """
+    return read_observed_traffic(paths)[0]
+
+
+def read_observed_traffic(paths: Sequence[str | Path]) -> tuple[dict[str, set[str]], Traffic]:
+    """:func:`read_observed`, and the traffic itself for the collateral-impact preview: the flows
+    of the flow logs and captures, and every name-address link (a plain file's too).
+
+    Raises:
+        RegistryError: an unreadable flow log or capture.
+    """
     out: dict[str, set[str]] = {}
     traffic: list[Path] = []
     for p in map(Path, paths):
@@ -128,18 +146,20 @@ def read_observed(paths: Sequence[str | Path]) -> dict[str, set[str]]:
                     out.setdefault(name, set()).update(toks[1:])
         else:
             traffic.append(p)
-    if traffic:
-        from sluice.registry._traffic import read_traffic
-
-        t = read_traffic(traffic)
-        for addr, names in t.names_by_addr.items():
-            for n in names:
-                out.setdefault(n, set()).add(addr)
-        for f in t.flows:
-            for n in (f.name, f.query):
-                if n:
-                    out.setdefault(n, set())
-    return out
+    t = read_traffic(traffic) if traffic else Traffic()
+    for addr, names in t.names_by_addr.items():
+        for n in names:
+            out.setdefault(n, set()).add(addr)
+    for f in t.flows:
+        for n in (f.name, f.query):
+            if n:
+                out.setdefault(n, set())
+    known = {(a, n) for a, ns in t.names_by_addr.items() for n in ns}
+    for n, addrs in sorted(out.items()):
+        for a in sorted(addrs):
+            if (a, n) not in known:
+                t.link(a, n)
+    return out, t
 
 
 def _is_plain(head: bytes) -> bool:
@@ -363,4 +383,33 @@ def proposals_for(
                 {"blocked_entry": c.seed, "blocked_basis": entry, **c.to_dict()},
             )
         )
+    return out
+
+
+def with_impact(props: Sequence[Proposal], traffic: Traffic) -> list[Proposal]:
+    """Each proposal with its collateral-impact preview (:mod:`sluice.registry.impact`), as the
+    VPN-service proposals carry one: what blocking the mirror would also hit in ``traffic``.
+
+    The proposals copying one blocked name are previewed together (each other's names are not
+    collateral: they are the same operator's, by the evidence); every other name seen on their
+    addresses is.
+
+    Args:
+        props: proposals (:func:`proposals_for`).
+        traffic: the traffic at hand (:func:`read_observed_traffic`).
+
+    Returns:
+        The proposals with ``impact`` set ({} for none).
+    """
+    by_seed: dict[str, list[int]] = {}
+    for i, p in enumerate(props):
+        by_seed.setdefault(str(p.evidence.get("blocked_entry", "")), []).append(i)
+    shared = shared_lookup()
+    out = list(props)
+    for idx in by_seed.values():
+        entries = [(props[i].kind, props[i].indicator) for i in idx]
+        own = [f"*.{props[i].indicator}" for i in idx]
+        report = preview_impact(entries, traffic, own=own, shared=shared)
+        for i, e in zip(idx, report.entries, strict=True):
+            out[i] = replace(props[i], impact=e.as_dict())
     return out

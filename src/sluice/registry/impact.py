@@ -48,6 +48,7 @@ __all__ = [
     "ImpactReport",
     "NameSeen",
     "SharedLookup",
+    "Traffic",
     "parse_entry",
     "preview_impact",
     "read_traffic",
