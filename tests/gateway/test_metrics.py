@@ -184,3 +184,14 @@ def test_read_nfqueue_format(tmp_path: Path) -> None:
     c = read_nfqueue(str(f))[3]
     assert (c.queue, c.queued, c.dropped, c.user_dropped) == (3, 2, 7, 1)
     assert read_nfqueue(str(tmp_path / "absent")) == {}
+
+
+def test_cli_refuses_a_bad_metrics_address(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sluice.cli.main import cli
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    res = CliRunner().invoke(cli, ["gateway", "run", "--policy", str(policy), "--metrics", "::1:9108"])
+    assert res.exit_code == 2 and "--metrics" in res.output and "[V6]:PORT" in res.output, res.output
