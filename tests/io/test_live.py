@@ -31,7 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.errors import CaptureError, ConfigError
-from sluice.io import live
+from sluice.io import bpf
 from sluice.io.live import LiveSource, compile_bpf, open_live, run_bpf
 from sluice.io.source import LinkType, PacketSource, RawPacket
 
@@ -647,7 +647,7 @@ def test_bad_arguments(kw: dict[str, Any], option: str) -> None:
 
 def test_missing_tcpdump_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(live, "TCPDUMP_FALLBACK_PATH", str(tmp_path))
+    monkeypatch.setattr(bpf, "TCPDUMP_FALLBACK_PATH", str(tmp_path))  # the compiler's module
     with pytest.raises(ConfigError) as info:
         compile_bpf("udp", LinkType.ETHERNET)
     assert info.value.option == "bpf_filter"
