@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -34,7 +35,8 @@ class Served:
     etag: str = ""
     last_modified: str = ""
     mode: str = "ok"
-    """``ok``, ``short`` (body cut before its Content-Length), ``error`` (500)."""
+    """``ok``, ``short`` (body cut before its Content-Length), ``error`` (500), ``drip`` (a line
+    every 0.1 s: slower than any bound the test sets)."""
 
 
 @dataclass
@@ -73,6 +75,17 @@ class _Handler(BaseHTTPRequestHandler):
         if s.last_modified:
             self.send_header("Last-Modified", s.last_modified)
         body = s.body
+        if s.mode == "drip":
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for line in body.splitlines(keepends=True):
+                    self.wfile.write(line)
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up: what the test wants
+                self.close_connection = True
+            return
         if s.mode == "short":
             self.send_header("Content-Length", str(len(body) + 1000))
             self.send_header("Connection", "close")
@@ -252,3 +265,12 @@ def test_interval_and_bad_settings(site: Site, store: RegistryStore, tmp_path: P
     add_source(store, "gone", "http://127.0.0.1:9/none.txt", "domains")
     (o,) = fetch_sources(store, ["gone"], tmp_path)
     assert o.status == "failed" and o.reason == "registry.fetch_unreachable"
+
+
+def test_slow_download_is_bounded(site: Site, store: RegistryStore, tmp_path: Path) -> None:
+    """A server that sends a line every 0.1 s (10 s in all) is given up on after --timeout."""
+    site.files["/slow.txt"] = Served(_list(100), etag='"s"', mode="drip")
+    add_source(store, "slow", f"{site.url}/slow.txt", "hosts")
+    (o,) = fetch_sources(store, ["slow"], tmp_path, timeout_s=1.0)
+    assert (o.status, o.reason) == ("failed", "registry.fetch_timeout")
+    assert store.stats() == {} and not (tmp_path / "slow").exists()

@@ -334,7 +334,7 @@ def _download(
         size = 0
         try:
             with open(dest, "wb") as out:
-                while chunk := resp.read(CHUNK_BYTES):
+                while chunk := resp.read1(CHUNK_BYTES):  # what has arrived: the deadline is checked often
                     size += len(chunk)
                     if size > max_bytes:
                         raise _Failed("registry.fetch_too_large", f"more than {max_bytes} bytes", resp.status)
