@@ -29,7 +29,9 @@ from typing import TypeVar
 
 from sluice.batch.flows import batch_flows
 from sluice.detect.combiner import Combiner
-from sluice.detect.model import ModelScorer, load_model
+from sluice.detect.model import FlowModel, ModelScorer, load_model
+from sluice.features.extractor import FlowFeatures
+from sluice.flows.record import FlowRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -102,6 +104,32 @@ def main() -> None:
               f"(min {min(walls):.1%}, max {max(walls):.1%}), CPU {statistics.median(cpus):.1%} "
               f"(min {min(cpus):.1%}, max {max(cpus):.1%})")
     print("target (issue 5): verdicts with the model <= 30 % of the flows")
+    _prediction_peers(model, records)
+
+
+def _prediction_peers(model: FlowModel, records: list[FlowRecord]) -> None:
+    """The model's probabilities by LightGBM's own predictor and by sluice's compiled forest, on
+    the same feature matrix, CPU seconds (one thread each), best of three."""
+    import numpy as np
+
+    X = FlowFeatures().fit().transform([r for r in records if not r.early])
+    forest = model._forest()
+    if forest is None:
+        print("the model uses what the forest does not evaluate: LightGBM predicts")
+        return
+    forest.predict_proba(X[:10])  # compiled (or loaded from numba's cache) before the clock
+
+    def best(fn: Callable[[], object]) -> float:
+        return min(timed(fn)[2] for _ in range(3))
+
+    lgb_s = best(lambda: model.booster_.predict(X, num_threads=1))
+    forest_s = best(lambda: forest.predict_proba(X))
+    same = np.allclose(
+        forest.predict_proba(X), np.asarray(model.booster_.predict(X)).reshape(len(X), -1), rtol=0, atol=1e-12
+    )
+    print(f"prediction, {len(X)} flows x {forest.n_trees} trees: LightGBM {lgb_s:.3f} s CPU, "
+          f"forest {forest_s:.3f} s CPU, LightGBM / forest {lgb_s / forest_s:.2f}x")
+    print(f"same probabilities (within 1e-12): {same}")
 
 
 if __name__ == "__main__":

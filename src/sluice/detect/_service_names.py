@@ -27,6 +27,7 @@ from __future__ import annotations
 
 __all__ = ["ADDRESS_CONFIDENCE", "AGREEMENT_BONUS", "NAME_CONFIDENCE", "flow_service_matches", "name_service"]
 
+import functools
 import ipaddress
 from dataclasses import replace
 
@@ -48,6 +49,7 @@ _FEATURE = {"sni": "sni", "http": "http_host", "dns": "dns", "cert": "cert", "ad
 _ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF.:%")
 
 
+@functools.lru_cache(maxsize=65536)
 def _is_address(text: str) -> bool:
     # a host name has a letter beyond a-f or a hyphen: most never reach the (slow) parser
     if not text or ("%" not in text and not _ADDRESS_CHARS.issuperset(text)):

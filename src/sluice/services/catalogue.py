@@ -326,6 +326,7 @@ class Catalogue:
         # servers repeat: one index search per distinct address (bounded)
         self._address_match = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._address_match_uncached)
         self._shared_text = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._shared_text_uncached)
+        self._name_match = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._name_match_uncached)
 
     def __len__(self) -> int:
         return len(self.services)
@@ -366,6 +367,9 @@ class Catalogue:
         Returns:
             The match, or None (also for text that is not a host name: traffic is never an error).
         """
+        return self._name_match(name, what)
+
+    def _name_match_uncached(self, name: str, what: str) -> ServiceMatch | None:
         try:
             canon = canon_host(name)
         except BadIndicator:
