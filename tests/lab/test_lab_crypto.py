@@ -18,11 +18,15 @@ import pytest
 from click.testing import CliRunner
 
 from sluice.cli.lab import lab
+from sluice.crypto.devp2p import decode_discv4
+from sluice.errors import DecodeError
+from sluice.io.capture import open_capture
 from sluice.lab import load_labels
 from sluice.lab.crypto_eval import evaluate_session, summarize
 from sluice.lab.registry import all_scenarios
 from sluice.lab.stratum_pool import header, scrypt_hash, share_target, swap4
 from sluice.lab.topology import active_topologies
+from sluice.wire.packet import Packet, decode_packet
 
 # scenario:variant -> (stack, impl, family, checks that must be positive)
 CASES = {
@@ -39,6 +43,20 @@ CASES = {
         ("shares_accepted_pool",),
     ),
 }
+
+
+def _udp_payloads(pcap: Path) -> list[bytes]:
+    out = []
+    with open_capture(pcap) as cap:
+        for raw in cap:
+            pkt = Packet()
+            try:
+                decode_packet(raw.data, raw.linktype, pkt)
+            except DecodeError:
+                continue
+            if pkt.proto == 17 and pkt.payload:
+                out.append(pkt.payload)
+    return out
 
 
 def test_share_check_is_real_scrypt() -> None:
@@ -96,6 +114,12 @@ def test_crypto_scenario(case: str, tmp_path: Path) -> None:
         assert {r.carrier for r in results} == {"rlpx", "discv4"}, got
         assert all(r.right for r in results if r.carrier == "rlpx"), got
         assert not any(r.named.startswith("crypto/") and not r.right for r in results), got
+        # every discv4 datagram verifies (hash, signature, RLP); the server's carry its node id
+        pcap = path.with_name(path.name.removesuffix(".labels.json") + ".pcap")
+        packets = [decode_discv4(p) for p in _udp_payloads(pcap)]
+        assert packets and all(packets), len(packets)
+        server_id = bytes.fromhex(doc["verified"]["checks"]["server_node_id"].removeprefix("0x"))
+        assert server_id in {p.node_id for p in packets if p is not None and p.name == "pong"}
         return
     key = "recall_protocol" if case == "litecoin:regtest" else "recall"
     recall = got[key]

@@ -30,10 +30,10 @@ random byte string matches with negligible probability:
 * **Monero RPC**: an HTTP request to ``/json_rpc`` or one of monerod's ``*.bin`` and ``get_*``
   endpoints.
 * **Stratum over TLS** (no bytes to read): a TLS flow whose client, after the handshake, sends
-  small records of one size that the server answers at once with small records of one size — a
-  miner's ``mining.submit`` and the pool's ``true`` — at irregular gaps (shares are found at
-  random, not on a timer), with no bulk transfer; the pool's own pushes (new jobs) are evidence.
-  Chosen after looking at the lab's Stratum-over-stunnel sessions; confidence 0.6.
+  small records of one size that the server answers at once with small records — a miner's
+  ``mining.submit`` and the pool's ``true`` (or a short error) — at irregular gaps (shares are
+  found at random, not on a timer), with no bulk transfer; the pool's own pushes (new jobs) are
+  evidence. Chosen after looking at the lab's Stratum-over-stunnel sessions; confidence 0.6.
 * **Exchanges, wallets, pools by name**: the flow's server name (SNI, HTTP Host, DNS query) under a
   domain of the crypto catalogue (:mod:`sluice.crypto.catalogue`).
 
@@ -488,9 +488,10 @@ def stratum_tls(v: FlowView) -> Match | None:
     pairs = _exchanges(app)
     if len(pairs) < _MIN_SHARES:
         return None
+    # one submit size; the answers only small (an accepted share and a rejected one — stale job,
+    # duplicate — differ in size: {"result":true} against {"result":null,"error":[21,…]})
     clo, chi = _densest([a[2] for a, _ in pairs], _SHARE_BAND)
-    slo, shi = _densest([b[2] for _, b in pairs], _SHARE_BAND)
-    shares = [(a, b) for a, b in pairs if clo <= a[2] <= chi and slo <= b[2] <= shi]
+    shares = [(a, b) for a, b in pairs if clo <= a[2] <= chi]
     client_msgs = sum(1 for _, d, _, _ in app if d == 0)
     if len(shares) < _MIN_SHARES or len(shares) * 2 < client_msgs:
         return None
@@ -501,6 +502,7 @@ def stratum_tls(v: FlowView) -> Match | None:
         return None
     decided = shares[_MIN_SHARES - 1][1][0]
     replies = [b[3] - a[3] for a, b in shares]
+    slo, shi = min(b[2] for _, b in shares), max(b[2] for _, b in shares)
     evidence = [
         ev(
             "stratum_tls.tls",
@@ -517,7 +519,7 @@ def stratum_tls(v: FlowView) -> Match | None:
             f"{len(shares)} of {client_msgs} client records of {clo}–{chi} bytes, each answered in "
             f"≤ {max(replies) * 1000:.0f} ms by {slo}–{shi} bytes",
             f"≥ {_MIN_SHARES} client records of {_SHARE_C2S[0]}–{_SHARE_C2S[1]} bytes within "
-            f"{_SHARE_BAND} bytes, answered within {_SHARE_REPLY_S:.0f} s by {_SHARE_S2C[0]}–"
+            f"{_SHARE_BAND} bytes, each answered within {_SHARE_REPLY_S:.0f} s by {_SHARE_S2C[0]}–"
             f"{_SHARE_S2C[1]} bytes; at least half the client's records",
             0.3,
             "a miner submitting shares: same-size mining.submit, same-size true/false from the pool",

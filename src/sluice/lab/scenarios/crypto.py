@@ -470,10 +470,13 @@ class Stratum(Scenario):
             s.identify(stack="sluice-lab-miner via stunnel", impl="sluice-lab-pool+stunnel")
         seconds = round(max(6.0, 2 * s.duration_s) * s.rng.uniform(1.0, 1.5), 1)
         worker = s.choose("worker", ("rig", "lab", "w")) + f".{s.rng.randrange(1, 100)}"
+        # a real miner submits shares for hours; over TLS only their cadence is visible, and the
+        # stratum-tls rule needs 4 answered submissions: a TLS session mines until 5 are sent
+        min_shares = 5 if variant == "tls" else 3
         r = s.topo.run(
             "client",
             [s.python, "-m", "sluice.lab.stratum_pool", "mine", "--host", host, "--port", str(cport),
-             "--user", worker, "--seconds", str(seconds), "--min-shares", "3",
+             "--user", worker, "--seconds", str(seconds), "--min-shares", str(min_shares),
              "--style", s.choose("miner_json", ("spaced", "compact"))],
             timeout=3 * seconds + 60,
         )  # fmt: skip
@@ -738,6 +741,7 @@ class Ethereum(Scenario):
                 "status_exchanged": bool(result.get("status")),
                 "headers_answered": int(result.get("headers", 0)),
                 "server_saw_get_headers": '"get_headers"' in server_log,
+                "server_node_id": str(node_id),
             },
         )
         if not (result.get("discovered") and result.get("status") and result.get("headers")):
