@@ -24,7 +24,6 @@ __all__ = ["COMMANDS", "EXTRAS", "main"]
 import importlib
 import os
 import sys
-import traceback
 
 import click
 
@@ -196,6 +195,8 @@ def main() -> None:
 def _internal_error(exc: BaseException) -> int:
     """Report a bug: one line, the traceback only when asked for."""
     if _debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        import traceback  # here: importing it costs every command a share of its start
+
         traceback.print_exception(exc, file=sys.stderr)
     click.echo(
         f"sluice: internal error (a bug in sluice): {type(exc).__name__}: {exc}\n"
