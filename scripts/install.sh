@@ -52,4 +52,4 @@ if [ "$mode" = "--test" ] && command -v npm >/dev/null; then
 fi
 echo "sluice installed in .venv ($(.venv/bin/sluice --version))" >&2
 # numba compiles its kernels on first use (20-60 s per command on a cold cache): do it now, once
-.venv/bin/python scripts/warm_kernels.py
+.venv/bin/python scripts/warm_kernels.py || echo "sluice: compiling the kernels ahead failed; they compile on first use instead" >&2
