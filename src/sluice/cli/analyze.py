@@ -223,55 +223,23 @@ def analyze(
         raise click.UsageError("--policy needs --decisions")
     if cluster and (with_decisions or bpf):
         raise click.UsageError("--cluster excludes --decisions and --filter")
+    combiner = load_combiner(model_dir, no_model, "sluice analyze", fet_veto)
+    register = _open_register(register_db)
     with ExitStack() as stack:
         paths = filtered_paths(stack, captures, bpf, "sluice analyze")
-        _analyze(paths, captures, register_db, fmt, out_path, explain_id, model_dir, no_model, fet_veto,
-                 summary_json, progress, fail_on_findings, with_decisions, policy_file, packets, cluster,
-                 shard_dir)  # fmt: skip
-
-
-def _analyze(
-    paths: list[str],
-    captures: tuple[str, ...],
-    register_db: str | None,
-    fmt: str,
-    out_path: str | None,
-    explain_id: str | None,
-    model_dir: str | None,
-    no_model: bool,
-    fet_veto: float | None,
-    summary_json: str | None,
-    progress: bool,
-    fail_on_findings: bool,
-    with_decisions: bool,
-    policy_file: str | None,
-    packets: int,
-    cluster: str | None,
-    shard_dir: str | None,
-) -> None:
-    from sluice.decide import open_register
-
-    combiner = load_combiner(model_dir, no_model, "sluice analyze", fet_veto)
-    register = None
-    if register_db:
+        if with_decisions:
+            _decisions(paths, policy_file, combiner, register, packets, fmt, out_path, summary_json)
+            return
         try:
-            register = open_register(register_db)
-        except SluiceError as exc:
-            click.echo(f"sluice analyze: error: cannot open the register: {exc}", err=True)
-            sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
-    if with_decisions:
-        _decisions(paths, policy_file, combiner, register, packets, fmt, out_path, summary_json)
-        return
-    try:
-        if cluster:
-            res = _on_cluster(
-                cluster, list(captures), (model_dir, no_model, fet_veto), register_db, shard_dir
-            )
-        else:
-            res = _analyze_each(paths, combiner, register, progress)
-    except CaptureError as exc:
-        click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
-        sys.exit(EXIT_IO)
+            if cluster:
+                res = _on_cluster(
+                    cluster, list(captures), (model_dir, no_model, fet_veto), register_db, shard_dir
+                )
+            else:
+                res = _analyze_each(paths, combiner, register, progress)
+        except CaptureError as exc:
+            click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
+            sys.exit(EXIT_IO)
     names = dict(zip(paths, captures, strict=True))
     res.runs = {names.get(k, k): v for k, v in res.runs.items()}
     multi = len(captures) > 1
@@ -282,6 +250,19 @@ def _analyze(
     _emit(res, fmt, out_path, multi, summary, summary_json)
     if fail_on_findings and summary["findings"]:
         sys.exit(EXIT_FINDINGS)
+
+
+def _open_register(register_db: str | None) -> RegisterLookup | None:
+    from sluice.decide import open_register
+
+    register = None
+    if register_db:
+        try:
+            register = open_register(register_db)
+        except SluiceError as exc:
+            click.echo(f"sluice analyze: error: cannot open the register: {exc}", err=True)
+            sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
+    return register
 
 
 def _analyze_each(
