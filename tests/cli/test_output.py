@@ -235,3 +235,19 @@ def test_long_tables_are_plain_even_on_a_terminal() -> None:
     out = _Terminal()
     print_table([Col("flow"), Col("server_name")], rows, out)
     assert out.getvalue() == render_plain([Col("flow"), Col("server_name")], rows)
+
+
+def test_policy_test_speaks_csv_and_eve(tmp_path: Path) -> None:
+    pol = tmp_path / "policy.toml"
+    pol.write_text(default_policy_text())
+    base = ["policy", "test", str(pol), str(DEMO), "--no-model", "--no-progress"]
+    res = run(*base, "--format", "csv", "--summary-json", str(tmp_path / "s.json"))
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(rows) == json.loads((tmp_path / "s.json").read_text())["decided"] == 50
+    assert "50 flows (dry run" in res.stderr
+    eve = run(*base, "--format", "eve")
+    events = [json.loads(x) for x in eve.stdout.splitlines()]
+    assert {e["event_type"] for e in events} == {"alert"} and len(events) == 50
+    help_text = run("decisions", "--help").stdout
+    assert "--clock" in help_text and "capture's time" in help_text

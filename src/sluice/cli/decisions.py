@@ -84,7 +84,13 @@ def decisions(
     as_json: bool,
     fmt: str | None,
 ) -> None:
-    """Print the decisions of a log, oldest first, with counts by rule and action."""
+    """Print the decisions of a log, oldest first, with counts by rule and action.
+
+    A duration in --since/--until (1h) counts back from now on a gateway's log, and from the log's
+    newest decision on a log that `sluice policy test --log` wrote (replayed decisions carry the
+    capture's time): --clock auto (the default) tells them apart and says which it used; --clock
+    wall or capture chooses.
+    """
     fmt = listing_format("table" if fmt == "text" else fmt, as_json)
     if not is_postgres_url(log_dir) and not Path(log_dir).is_dir():
         click.echo(f"sluice decisions: error: no decision log at {log_dir}", err=True)
