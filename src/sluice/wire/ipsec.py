@@ -28,8 +28,10 @@ __all__ = [
     "try_decode_ike",
 ]
 
+import struct
 from dataclasses import dataclass
 
+from sluice.errors import DecodeError
 from sluice.wire.cursor import Cursor
 
 NAT_T_PORT = 4500
@@ -53,6 +55,8 @@ EXCHANGE_NAMES = {
 }
 """Exchange types of IKEv1 (RFC 2408 §3.1, RFC 2409 §5) and IKEv2 (RFC 7296 §3.1)."""
 _VERSIONS = frozenset({0x10, 0x20})
+_HEADER = struct.Struct(">8s8sBBBBII")
+_ESP = struct.Struct(">II")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +122,15 @@ def decode_ike(cur: Cursor) -> IkeHeader:
     marker = cur.remaining >= 4 and bytes(cur.data[cur.pos : cur.pos + 4]) == NON_ESP_MARKER
     if marker:
         cur.skip(4)
-    ispi = cur.take(8)
-    rspi = cur.take(8)
-    next_payload = cur.u8()
-    version = cur.u8()
+    start = cur.pos
+    return _header(cur.take(IKE_HEADER_BYTES), marker, start)  # bounds checked by the cursor
+
+
+def _header(raw: bytes, marker: bool, start: int) -> IkeHeader:
+    """The header in ``raw`` (exactly :data:`IKE_HEADER_BYTES`), found at ``start``."""
+    ispi, rspi, next_payload, version, exchange, flags, message_id, length = _HEADER.unpack(raw)
     if version >> 4 not in (1, 2):
-        raise cur.error("bad_version", f"version 0x{version:02x}")
-    exchange = cur.u8()
-    flags = cur.u8()
-    message_id = cur.u32()
-    length = cur.u32()
+        raise DecodeError("ike.bad_version", start + 17, f"version 0x{version:02x}")
     return IkeHeader(
         ispi, rspi, next_payload, version >> 4, version & 15, exchange, flags, message_id, length, marker
     )
@@ -144,7 +147,7 @@ def try_decode_ike(data: bytes) -> IkeHeader | None:
         return None
     if data[at + 17] not in _VERSIONS or data[at + 18] not in EXCHANGE_NAMES:
         return None
-    return decode_ike(Cursor(data, "ike"))
+    return _header(data[at : at + IKE_HEADER_BYTES], at != 0, at)  # lengths checked above
 
 
 def try_decode_esp_in_udp(data: bytes) -> EspHeader | None:
@@ -155,5 +158,5 @@ def try_decode_esp_in_udp(data: bytes) -> EspHeader | None:
     """
     if len(data) < ESP_HEADER_BYTES or data[:4] == NON_ESP_MARKER or data[:1] == b"\xff":
         return None
-    cur = Cursor(data, "esp")
-    return EspHeader(cur.u32(), cur.u32())
+    spi, sequence = _ESP.unpack_from(data)  # the length is checked above
+    return EspHeader(spi, sequence)

@@ -26,9 +26,11 @@ __all__ = [
     "try_decode_wireguard",
 ]
 
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from sluice.errors import DecodeError
 from sluice.wire.cursor import Cursor
 
 
@@ -51,6 +53,8 @@ MIN_TRANSPORT_DATA = 32
 """Header (16 bytes) and the tag of an empty (keepalive) packet."""
 HEADER_BYTES = 16
 """Bytes every message type has: type, reserved, and what its layout puts in the next 12."""
+_WORDS = struct.Struct("<III")
+"""The 12 bytes after type and reserved as little-endian words (indices; the counter's halves)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +82,6 @@ class WireGuardMessage:
         return MESSAGE_SIZES[WireGuardType(self.message_type)] == length
 
 
-def _le32(cur: Cursor) -> int:
-    return int.from_bytes(cur.take(4), "little")
-
-
 def decode_wireguard(cur: Cursor) -> WireGuardMessage:
     """Read the first 16 bytes of a WireGuard message (§5.4.2-5.4.6).
 
@@ -95,26 +95,26 @@ def decode_wireguard(cur: Cursor) -> WireGuardMessage:
         DecodeError: ``wireguard.truncated``, ``wireguard.bad_type`` (not 1-4),
             ``wireguard.bad_reserved`` (the three bytes after the type are not zero).
     """
-    t = cur.u8()
+    start = cur.pos
+    head = cur.take(HEADER_BYTES)  # bounds checked by the cursor
+    t = head[0]
     if not WireGuardType.INITIATION <= t <= WireGuardType.TRANSPORT_DATA:
-        raise cur.error("bad_type", f"type {t}")
-    if cur.take(3) != b"\x00\x00\x00":
-        raise cur.error("bad_reserved")
-    sender = receiver = counter = 0
+        raise DecodeError("wireguard.bad_type", start, f"type {t}")
+    if head[1:4] != b"\x00\x00\x00":
+        raise DecodeError("wireguard.bad_reserved", start + 1)
+    return _message(t, head)
+
+
+def _message(t: int, head: bytes) -> WireGuardMessage:
+    """The message of type ``t`` whose first 16 bytes are ``head`` (type and reserved checked)."""
+    a, b, c = _WORDS.unpack_from(head, 4)
     if t == WireGuardType.INITIATION:
-        sender = _le32(cur)
-        cur.skip(8)
-    elif t == WireGuardType.RESPONSE:
-        sender = _le32(cur)
-        receiver = _le32(cur)
-        cur.skip(4)
-    elif t == WireGuardType.COOKIE_REPLY:
-        receiver = _le32(cur)
-        cur.skip(8)
-    else:
-        receiver = _le32(cur)
-        counter = int.from_bytes(cur.take(8), "little")
-    return WireGuardMessage(t, sender, receiver, counter)
+        return WireGuardMessage(t, a, 0, 0)
+    if t == WireGuardType.RESPONSE:
+        return WireGuardMessage(t, a, b, 0)
+    if t == WireGuardType.COOKIE_REPLY:
+        return WireGuardMessage(t, 0, a, 0)
+    return WireGuardMessage(t, 0, a, b | (c << 32))
 
 
 def try_decode_wireguard(data: bytes) -> WireGuardMessage | None:
@@ -125,4 +125,4 @@ def try_decode_wireguard(data: bytes) -> WireGuardMessage | None:
     """
     if len(data) < HEADER_BYTES or data[1:4] != b"\x00\x00\x00" or not 1 <= data[0] <= 4:
         return None
-    return decode_wireguard(Cursor(data, "wireguard"))
+    return _message(data[0], data)
