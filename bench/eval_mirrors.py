@@ -22,6 +22,7 @@ Usage: ``python bench/eval_mirrors.py [--json out.json] [--write-model]``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -29,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import ahocorasick  # type: ignore[import-not-found]
 import numpy as np
 
 from sluice.mirrors.families import Family, find_families, read_rkn_rows, split_by_family
@@ -108,6 +110,93 @@ def with_addresses(fam: Family, name_scores: dict[str, float]) -> dict[str, floa
     return out
 
 
+def mean_ci(values: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean over families (seeded)."""
+    rng = np.random.default_rng(14)
+    v = np.asarray(values)
+    means = v[rng.integers(0, len(v), size=(rounds, len(v)))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def sibling_split(f: Family) -> tuple[list[str], list[str]]:
+    """The family's other members split in two by a hash of the name: the ones the register
+    already lists under the seed's decision (known) and the new ones to find (judged)."""
+    known: list[str] = []
+    judged: list[str] = []
+    for m in f.others:
+        h = int.from_bytes(hashlib.sha256(m.encode()).digest()[:4], "big")
+        (known if h % 2 == 0 else judged).append(m)
+    return known, judged
+
+
+def with_siblings(model: NameModel, fams: list[Family], top: list[str]) -> dict[str, dict[str, object]]:
+    """Shared-decision linkage: the seed's decision already lists half of the family (known);
+    their names join the seed in the index and their addresses join the seed's, and the other
+    half (judged) is searched for among the judged names and the top 10k."""
+    split = {f.key: sibling_split(f) for f in fams}
+    seeds_of = {f.key: [f.seed, *split[f.key][0]] for f in fams}
+    stem_fams: dict[str, set[str]] = {}
+    for key, seeds in seeds_of.items():
+        for sd in seeds:
+            stem_fams.setdefault(brand_stem(sd), set()).add(key)
+    index = model.index([sd for seeds in seeds_of.values() for sd in seeds])
+    judged_all = sorted({m for _, judged in split.values() for m in judged})
+    hits = index.query_table(judged_all + top)
+    best: dict[str, dict[str, float]] = {f.key: {} for f in fams}
+    for stem, name, sc in zip(hits.stem_names, hits.observed, model.score_hits(hits).tolist(), strict=True):
+        for key in stem_fams.get(stem, ()):
+            d = best[key]
+            d[name] = max(d.get(name, 0.0), sc)
+    topset = set(top)
+    texts = {n: _text(n) for n in judged_all + top}
+    out: dict[str, dict[str, object]] = {}
+    for f in fams:
+        known, judged = split[f.key]
+        sc = best[f.key]
+        neg_max = max((v for n, v in sc.items() if n in topset), default=0.0)
+        anchors = {a for m in (f.seed, *known) for a in f.addresses.get(m, ())}
+        strong = {a for m, v in sc.items() if v >= 0.5 and m not in topset for a in f.addresses.get(m, ())}
+        sc_addr = dict(sc)
+        for m in judged:
+            addrs = set(f.addresses.get(m, ()))
+            bonus = 0.9 if addrs & anchors else (0.7 if addrs & strong else 0.0)
+            sc_addr[m] = max(sc_addr.get(m, 0.0), bonus)
+        sub = substring_any([f.seed, *known], judged, texts)
+        k_sub = 0 if substring_any([f.seed, *known], top, texts) else len(sub)
+        n = max(len(judged), 1)
+        k_name, _ = recall(judged, sc, neg_max)
+        k_addr, _ = recall(judged, sc_addr, neg_max)
+        out[f.key] = {
+            "sib_known": len(known),
+            "sib_judged": len(judged),
+            "sib_name": k_name / n,
+            "sib_name_ci": wilson(k_name, n),
+            "sib_name+addr": k_addr / n,
+            "sib_name+addr_ci": wilson(k_addr, n),
+            "sib_substring": k_sub / n,
+            "sib_top10k_max_score": round(neg_max, 3),
+            "sib_top10k_names_0.5": sorted(x for x, v in sc.items() if x in topset and v >= 0.5),
+        }
+    return out
+
+
+def _text(name: str) -> str:
+    parts = name_parts(name)
+    return "".join(core(x) for x in (*parts.subdomains, parts.label))
+
+
+def substring_any(seeds: list[str], names: list[str], texts: dict[str, str]) -> set[str]:
+    """Baseline with several seeds: names containing any seed's stem (3+ letters)."""
+    stems = {st for st in map(brand_stem, seeds) if len(st) >= 3}
+    if not stems:
+        return set()
+    auto = ahocorasick.Automaton()
+    for st in stems:
+        auto.add_word(st, st)
+    auto.make_automaton()
+    return {n for n in names if next(auto.iter(texts[n]), None) is not None}
+
+
 def recall(members: list[str], scores: dict[str, float], neg_max: float) -> tuple[int, int]:
     return sum(1 for m in members if scores.get(m, 0.0) > neg_max), len(members)
 
@@ -139,6 +228,7 @@ def evaluate(shared: Path) -> dict[str, object]:
         observed = sorted({m for f in test for m in f.others} | set(top))
         by_stem = scores_for(model, test, observed)
         topset = set(top)
+        siblings = with_siblings(model, test, top)
         for f in test:
             stem = brand_stem(f.seed)
             sc = by_stem.get(stem, {})
@@ -154,6 +244,7 @@ def evaluate(shared: Path) -> dict[str, object]:
             twist = set(fuzz_dnstwist(f.seed))
             tw_fp = len(twist & topset)
             k_tw = 0 if tw_fp else len(twist & set(f.others))
+            sib = siblings[f.key]
             per_family.append(
                 {
                     "fold": k,
@@ -170,12 +261,17 @@ def evaluate(shared: Path) -> dict[str, object]:
                     "dnstwist": k_tw / n,
                     "dnstwist_top10k_fp": tw_fp,
                     "top10k_max_score": round(neg_max, 3),
+                    **sib,
                 }
             )
-    cols = ("name", "name+addr", "substring", "substring_flagged", "dnstwist")
+    cols = (
+        "name", "name+addr", "substring", "substring_flagged", "dnstwist",
+        "sib_name", "sib_name+addr", "sib_substring",
+    )  # fmt: skip
     summary = {
         c: {
             "mean": float(np.mean([r[c] for r in per_family])),
+            "mean_ci": mean_ci([float(r[c]) for r in per_family]),  # type: ignore[arg-type]
             "min": float(np.min([r[c] for r in per_family])),
             "families_below_50": sum(1 for r in per_family if float(r[c]) < 0.5),  # type: ignore[arg-type]
         }
@@ -205,18 +301,21 @@ def main() -> None:
         sys.exit(0)
     res = evaluate(args.shared)
     print(f"{res['families']} families, {res['members']} held-out members, {res['top10k']} top-10k names")
-    head = ("seed", "n", "name", "95% CI", "+addr", "substr", "(flag)", "twist")
+    head = ("seed", "n", "name", "95% CI", "+addr", "substr", "(flag)", "twist", "sib", "sib+a", "sibsub")
     print(f"{head[0]:<28} {head[1]:>4} {head[2]:>6} {head[3]:>13} " + " ".join(f"{h:>6}" for h in head[4:]))
     for r in sorted(res["per_family"], key=lambda r: r["name"]):  # type: ignore[arg-type,index]
         lo, hi = r["name_ci"]
         print(
             f"{r['seed'][:28]:<28} {r['members']:>4} {r['name']:>6.1%} [{lo:>5.1%},{hi:>5.1%}] "
             f"{r['name+addr']:>6.1%} {r['substring']:>6.1%} "
-            f"{r['substring_flagged']:>6.1%} {r['dnstwist']:>6.1%}"
+            f"{r['substring_flagged']:>6.1%} {r['dnstwist']:>6.1%} "
+            f"{r['sib_name']:>6.1%} {r['sib_name+addr']:>6.1%} {r['sib_substring']:>6.1%}"
         )
     for c, s in res["summary"].items():  # type: ignore[union-attr]
+        lo, hi = s["mean_ci"]
         print(
-            f"{c:<18} mean {s['mean']:.1%}  min {s['min']:.1%}  families below 50%: {s['families_below_50']}"
+            f"{c:<18} mean {s['mean']:.1%} [{lo:.1%}, {hi:.1%}]  min {s['min']:.1%}  "
+            f"families below 50%: {s['families_below_50']}"
         )
     print("top-10k names scoring >= 0.5 against a held-out seed:", res["top10k_names_scoring_0.5_or_more"])
     print(f"{res['seconds']} s")

@@ -122,3 +122,34 @@ def test_propose_carries_the_collateral_impact_preview(tmp_path: Path) -> None:
         assert stored["fonbet-11.win"].impact == impact  # kept in the review queue with the proposal
     finally:
         store.close()
+
+
+DUMP = """Updated: 2016-06-13 12:04:00 +0000
+203.0.113.5;pm-001.info;;ФНС;2-6-27/111;2016-01-01
+203.0.113.6;parimatch-go1.com;;ФНС;2-6-27/111;2016-01-01
+198.51.100.1;flowers-shop.ru;;суд;2-1/2013;2013-05-23
+"""
+
+
+def test_decision_siblings_find_mirrors_that_share_no_name_with_the_seed(tmp_path: Path) -> None:
+    """pm-001.info shares no name with parimatch-go7.com; the register lists parimatch-go1.com under
+    the same decision, so with --siblings-from the copy is found, against that sibling."""
+    db = tmp_path / "reg.sqlite"
+    dump = tmp_path / "dump.csv"
+    dump.write_bytes(DUMP.encode("cp1251"))
+    store = open_store(db, create=True)
+    import_files(store, [dump], "rkn-csv", source="rkn")
+    store.close()
+    obs = tmp_path / "observed.txt"
+    obs.write_text("parimatch-go7.com\nflowers-shop2.ru\ngoogle.com\n")
+    args = ["mirrors", "candidates", "pm-001.info", "--observed", str(obs), "--json"]
+    alone = CliRunner().invoke(cli, args)
+    assert alone.exit_code == 0, alone.output
+    assert "parimatch-go7.com" not in alone.output
+    r = CliRunner().invoke(cli, [*args, "--siblings-from", str(db)])
+    assert r.exit_code == 0, r.output
+    rows = {x["domain"]: x for x in map(json.loads, r.output.splitlines())}
+    assert rows["parimatch-go7.com"]["seed"] == "parimatch-go1.com"
+    assert "flowers-shop2.ru" not in rows  # another decision's names are not the seed's siblings
+    missing = CliRunner().invoke(cli, [*args, "--siblings-from", str(tmp_path / "nope.sqlite")])
+    assert missing.exit_code in (2, 3) and "Traceback" not in missing.output

@@ -51,6 +51,12 @@ _COMMON = [
         help="More candidate names, one per line (certificate SANs, CT export, new registrations).",
     ),
     click.option(
+        "--siblings-from",
+        "siblings_from",
+        default=None,
+        help="A register: also look for copies of the names it lists under the seeds' decisions.",
+    ),
+    click.option(
         "--fuzz", is_flag=True, help="Add permutations of each seed (dnstwist-style and operator patterns)."
     ),
     click.option("--fetch", is_flag=True, help="Fetch pages and compare design, content and function."),
@@ -87,6 +93,7 @@ def _run(
     seeds: tuple[str, ...],
     observed: tuple[Path, ...],
     names_files: tuple[Path, ...],
+    siblings_from: str | None,
     fuzz: bool,
     fetch: bool,
     allow_private: bool,
@@ -107,6 +114,7 @@ def _run(
     try:
         model = NameModel.load(model_path) if model_path else default_model()
         obs, traffic = read_observed_traffic(list(observed))
+        seeds = (*seeds, *_siblings(siblings_from, seeds)) if siblings_from else seeds
         extra = [
             ln.split()[0]
             for p in names_files
@@ -131,6 +139,17 @@ def _run(
     finally:
         if fetcher is not None:
             fetcher.close()
+
+
+def _siblings(register: str, seeds: tuple[str, ...]) -> list[str]:
+    from sluice.mirrors.discover import decision_siblings
+    from sluice.registry.store import open_store
+
+    store = open_store(register)
+    try:
+        return decision_siblings(store, seeds)
+    finally:
+        store.close()
 
 
 @click.group(name="mirrors")

@@ -40,11 +40,13 @@ from sluice.mirrors.traits import (
     legal_test,
 )
 from sluice.registry.impact import Traffic, preview_impact, read_traffic, shared_lookup
-from sluice.registry.model import Kind, Proposal
-from sluice.registry.names import BadIndicator, canon_host
+from sluice.registry.model import Kind, Proposal, basis_from_json
+from sluice.registry.names import BadIndicator, canon_host, split_url
+from sluice.registry.store import RegistryStore
 
 __all__ = [
     "Candidate",
+    "decision_siblings",
     "find_candidates",
     "proposals_for",
     "read_observed",
@@ -413,3 +415,59 @@ def with_impact(props: Sequence[Proposal], traffic: Traffic) -> list[Proposal]:
         for i, e in zip(idx, report.entries, strict=True):
             out[i] = replace(props[i], impact=e.as_dict())
     return out
+
+
+MAX_SIBLINGS = 5000
+"""Names taken at most from one seed's decisions (a decision of a whole blocklist says nothing)."""
+
+
+def decision_siblings(store: RegistryStore, seeds: Sequence[str], *, limit: int = MAX_SIBLINGS) -> list[str]:
+    """Host names the register lists under the same decision as a seed: shared decision numbers
+    are the register's own record of one operator's mirrors (``fonbet`` x 642 under one decision).
+    Searching for copies of these too finds the mirrors whose names share nothing with the seed
+    (``pm-001.info`` and ``parimatch-go1.com``).  Only decisions with a number count.
+
+    Args:
+        store: the register.
+        seeds: blocked host names.
+        limit: a seed whose decisions list more names than this gets none (not one operator's).
+
+    Returns:
+        The sibling host names (canonical, sorted), the seeds excluded.
+    """
+    decisions: dict[tuple[str, str], set[str]] = {}
+    for s in seeds:
+        for e in store.lookup(_canon(s) or s):
+            for b in e.basis:
+                if b.number:
+                    decisions.setdefault((b.authority, b.number), set()).add(s)
+    if not decisions:
+        return []
+    numbers = {n for _, n in decisions}
+    found: dict[tuple[str, str], set[str]] = {d: set() for d in decisions}
+    for _, kind, indicator, basis in store.rows():
+        if kind == Kind.IP.value or kind == Kind.SUBNET.value or not any(n in basis for n in numbers):
+            continue
+        host = _row_host(kind, indicator)
+        if not host:
+            continue
+        for b in basis_from_json(basis):
+            d = (b.authority, b.number)
+            if d in found:
+                found[d].add(host)
+    out: set[str] = set()
+    for hosts in found.values():
+        if len(hosts) <= limit:
+            out |= hosts
+    return sorted(out - set(seeds))
+
+
+def _row_host(kind: str, indicator: str) -> str:
+    if kind == Kind.URL.value:
+        try:
+            return _canon(split_url(indicator)[1])
+        except (BadIndicator, ValueError):
+            return ""
+    if kind in (Kind.DOMAIN.value, Kind.DOMAIN_MASK.value):
+        return _canon(indicator.removeprefix("*."))
+    return ""
