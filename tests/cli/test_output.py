@@ -251,3 +251,15 @@ def test_policy_test_speaks_csv_and_eve(tmp_path: Path) -> None:
     assert {e["event_type"] for e in events} == {"alert"} and len(events) == 50
     help_text = run("decisions", "--help").stdout
     assert "--clock" in help_text and "capture's time" in help_text
+
+
+def test_replay_reports_progress_per_capture() -> None:
+    from sluice.decide import replay_captures
+    from sluice.detect.combiner import Combiner
+    from sluice.policy import default_policy
+
+    seen: list[tuple[int, str]] = []
+    res = replay_captures(
+        default_policy(), [str(DEMO), str(DEMO)], Combiner(), progress=lambda i, p: seen.append((i, p))
+    )
+    assert seen == [(0, str(DEMO)), (1, str(DEMO))] and len(res.outcomes) == 100

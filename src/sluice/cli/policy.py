@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["policy"]
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -193,12 +194,21 @@ def test_command(
     combiner = load_combiner(model_dir, no_model, "sluice policy", fet_veto)
     with ExitStack() as stack:
         paths = filtered_paths(stack, captures, bpf, "sluice policy")
-        label = f"policy test: replaying {len(paths)} capture{'s' if len(paths) > 1 else ''}"
         try:
-            with progress_bar(label, None, enabled=progress):
+            with progress_bar("policy test", len(paths), enabled=progress) as bar:
+
+                def step(done: int, path: str) -> None:
+                    bar.update(done, text=f"policy test: replaying {os.path.basename(path)}")
+
                 res = replay_captures(
-                    pol, paths, combiner, register=register, decide_after=decide_after_for(packets)
+                    pol,
+                    paths,
+                    combiner,
+                    register=register,
+                    decide_after=decide_after_for(packets),
+                    progress=step,
                 )
+                bar.update(len(paths))
         except CaptureError as exc:
             click.echo(f"sluice policy: error: {exc} [{exc.reason}]", err=True)
             sys.exit(EXIT_IO)

@@ -22,7 +22,7 @@ __all__ = ["replay_captures"]
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -51,6 +51,7 @@ def replay_captures(
     register: RegisterLookup | Matcher | None = None,
     decide_after: int = EARLY_PACKETS,
     config: FlowConfig | None = None,
+    progress: Callable[[int, str], None] | None = None,
 ) -> ReplayResult:
     """What the gateway would decide on every flow of some captures, and the whole flows' decisions.
 
@@ -62,6 +63,8 @@ def replay_captures(
         decide_after: the gateway's final checkpoint (as ``gateway run`` derives it from
             ``--packets``: :func:`~sluice.decide.stages.decide_after_for`).
         config: flow tracking of the offline stage (default: as ``sluice flows``).
+        progress: called with (captures done, the next capture) before each capture (a progress
+            bar).
 
     Returns:
         Decisions (``enforced`` is False for all: a dry run), flows and counts.
@@ -78,7 +81,9 @@ def replay_captures(
     def count(rec: FlowRecord, verdict: Verdict | None, matches: list[Match], _d: Decision) -> None:
         matched.update(policy.matching_rules(rec, verdict, matches))
 
-    for path in paths:
+    for i, path in enumerate(paths):
+        if progress is not None:
+            progress(i, path)
         _replay_one(path, policy, combiner, lookup, decide_after, config or FlowConfig(), count, res)
     undecided = sum(1 for o in res.outcomes if o.inline is None)
     res.rules, res.by_action, res.by_stage = count_rules(policy, res.decisions, matched, undecided)
