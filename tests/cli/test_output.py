@@ -263,3 +263,13 @@ def test_replay_reports_progress_per_capture() -> None:
         default_policy(), [str(DEMO), str(DEMO)], Combiner(), progress=lambda i, p: seen.append((i, p))
     )
     assert seen == [(0, str(DEMO)), (1, str(DEMO))] and len(res.outcomes) == 100
+
+
+def test_decisions_name_the_capture_when_the_log_holds_several(tmp_path: Path) -> None:
+    log = _replayed_log(tmp_path)
+    first = next(iter(read_decisions(log)))
+    with DecisionLog(log, fsync="never") as w:
+        w.write(dataclasses.replace(first, capture="other.pcap"))
+    lines = run("decisions", "--log", str(log)).stdout.splitlines()
+    assert lines[0].split()[:2] == ["capture", "time"]
+    assert {line.split()[0] for line in lines[1:52]} == {"demo.pcapng", "other.pcap"}

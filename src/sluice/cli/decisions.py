@@ -119,7 +119,9 @@ def decisions(
     shown = found[-limit:] if limit else found
     if fmt == "table":
         if shown:
-            print_table(_COLS, [_row(d) for d in shown])
+            multi = len({d.capture for d in shown}) > 1  # several captures or gateway queues
+            cols = [Col("capture"), *_COLS] if multi else _COLS
+            print_table(cols, [[d.capture, *_row(d)] if multi else _row(d) for d in shown])
     else:
         write_decisions(sys.stdout, fmt, shown)
     summary = [f"{len(found)} decisions in {stats.files} files, {stats.skipped} damaged lines skipped"]
