@@ -22,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "DECIDED_CACHE",
+    "LATENCY_BUCKETS_S",
     "MAX_PENDING",
     "GatewayEngine",
     "GatewayStats",
@@ -44,7 +45,6 @@ from sluice.decide.decider import DECIDED_CACHE, MAX_PENDING, Decider, DeciderSt
 from sluice.decide.register import RegisterLookup
 from sluice.detect.combiner import Combiner
 from sluice.features.flow import EARLY_PACKETS
-from sluice.gateway.metrics import LATENCY_BUCKETS_S
 from sluice.gateway.rules import MARK_ALLOW, MARK_DROP, MARK_MASK, MARK_RESET, MARK_THROTTLE
 from sluice.gateway.shaper import ThrottleClass, throttle_classes, throttle_mark
 from sluice.policy.model import Action, Decision, Mode, Policy
@@ -54,6 +54,10 @@ from sluice.wire.transport import TcpFlags
 if TYPE_CHECKING:
     from sluice.decisions.log import DecisionLog
     from sluice.registry.matcher import Matcher
+
+LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+"""Upper bounds (seconds) of the decision latency histogram's buckets (``+Inf`` follows; see
+:mod:`sluice.gateway.metrics`)."""
 
 
 def mark_for(decision: Decision, classes: Mapping[str, ThrottleClass] | None = None) -> int:

@@ -62,6 +62,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from sluice.errors import ConfigError
+from sluice.gateway.engine import LATENCY_BUCKETS_S
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -75,8 +76,6 @@ if TYPE_CHECKING:
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 """Where ``--metrics PORT`` binds: the local machine only."""
-LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-"""Upper bounds (seconds) of the decision latency histogram's buckets (``+Inf`` follows)."""
 NFQUEUE_PROC = "/proc/net/netfilter/nfnetlink_queue"
 """The kernel's per-queue counters (of the network namespace the gateway runs in)."""
 _KERNEL_CACHE_S = 1.0
