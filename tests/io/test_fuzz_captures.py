@@ -254,16 +254,26 @@ class Outcome:
 
 def run_command(command: list[str], paths: list[Path], tmp: Path, tag: str) -> Outcome:
     """``command`` over ``paths`` (in groups), rows from JSON lines, the flows summaries if asked."""
-    runs, rows, summaries = [], [], {}
+    runs: list[Run] = []
+    rows: list[dict[str, Any]] = []
+    summaries: dict[str, dict[str, Any]] = {}
     for g, group in enumerate(_groups(paths)):
         summary = tmp / f"{tag}-{g}.summary.json"
         extra = ["--summary-json", str(summary)] if command[0] == "flows" else []
         run = run_measured([*SLUICE, *command, "--format", "jsonl", *extra, *map(str, group)])
         runs.append(run)
-        rows += [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        rows += [row for line in run.stdout.splitlines() if (row := _json(line)) is not None]
         if extra and summary.exists():
-            summaries.update(json.loads(summary.read_text()))
+            summaries.update(_json(summary.read_text()) or {})
     return Outcome(tuple(runs), tuple(rows), summaries)
+
+
+def _json(text: str) -> Any:
+    """Parsed JSON, or None for text a crashed process cut short (its test says why)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
