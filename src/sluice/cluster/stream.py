@@ -80,6 +80,10 @@ async def _stream(js: Any) -> None:
             await js.stream_info(STREAM)
 
 
+async def _quiet(_exc: Exception) -> None:
+    return None
+
+
 async def _connect(servers: str, report: Callable[[str], None] | None = None) -> Any:
     """A NATS connection that reconnects for ever; the first connection is retried too."""
     import nats
@@ -88,7 +92,11 @@ async def _connect(servers: str, report: Callable[[str], None] | None = None) ->
     while True:
         try:
             return await nats.connect(
-                servers, max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=5
+                servers,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                connect_timeout=5,
+                error_cb=_quiet,  # the client's own errors: its reconnects and our retries handle them
             )
         except Exception as exc:  # no server yet: retry with backoff
             if report is not None:
