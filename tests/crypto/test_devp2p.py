@@ -21,9 +21,7 @@ from sluice.crypto.devp2p import (
     rlp_encode,
     unmask_discv5,
 )
-from sluice.errors import DecodeError
-from sluice.io.capture import open_capture
-from sluice.wire.packet import Packet, decode_packet
+from tests.corpus_util import iter_packets
 
 NDPI = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "ndpi"
 
@@ -88,14 +86,8 @@ def test_no_ndpi_udp_payload_is_a_discv4_packet() -> None:
         pytest.skip(f"../shared not present: {NDPI} missing")
     seen = hits = 0
     for path in sorted(p for p in NDPI.iterdir() if p.suffix in (".pcap", ".pcapng")):
-        with open_capture(path) as cap:
-            for raw in cap:
-                pkt = Packet()
-                try:
-                    decode_packet(raw.data, raw.linktype, pkt)
-                except DecodeError:
-                    continue
-                if pkt.proto == 17 and len(pkt.payload) >= 99:
-                    seen += 1
-                    hits += decode_discv4(pkt.payload) is not None
+        for _, pkt in iter_packets(path):
+            if pkt.proto == 17 and len(pkt.payload) >= 99:
+                seen += 1
+                hits += decode_discv4(pkt.payload) is not None
     assert seen > 1000 and hits == 0

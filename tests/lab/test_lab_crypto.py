@@ -19,14 +19,12 @@ from click.testing import CliRunner
 
 from sluice.cli.lab import lab
 from sluice.crypto.devp2p import decode_discv4
-from sluice.errors import DecodeError
-from sluice.io.capture import open_capture
 from sluice.lab import load_labels
 from sluice.lab.crypto_eval import evaluate_session, summarize
 from sluice.lab.registry import all_scenarios
 from sluice.lab.stratum_pool import header, scrypt_hash, share_target, swap4
 from sluice.lab.topology import active_topologies
-from sluice.wire.packet import Packet, decode_packet
+from tests.corpus_util import iter_packets
 
 # scenario:variant -> (stack, impl, family, checks that must be positive)
 CASES = {
@@ -46,17 +44,7 @@ CASES = {
 
 
 def _udp_payloads(pcap: Path) -> list[bytes]:
-    out = []
-    with open_capture(pcap) as cap:
-        for raw in cap:
-            pkt = Packet()
-            try:
-                decode_packet(raw.data, raw.linktype, pkt)
-            except DecodeError:
-                continue
-            if pkt.proto == 17 and pkt.payload:
-                out.append(pkt.payload)
-    return out
+    return [pkt.payload for _, pkt in iter_packets(pcap) if pkt.proto == 17 and pkt.payload]
 
 
 def test_share_check_is_real_scrypt() -> None:

@@ -62,6 +62,26 @@ def _poll(what: str, fn: Any, timeout: float, interval: float = 0.1) -> Any:
     raise LabError("lab.timeout", f"{what} after {timeout:.0f}s (last: {str(last)[-200:]})")
 
 
+def _run_cli(s: Session, role: Role, argv: list[str], what: str, check: bool) -> Any:
+    """A wallet/node command-line call in ``role``'s namespace: its JSON output, or its text.
+
+    Returns None when it failed and ``check`` is off.
+
+    Raises:
+        LabError: it failed and ``check`` is on.
+    """
+    r = s.topo.run(role, argv, check=False, timeout=60)
+    if r.returncode != 0:
+        if check:
+            raise LabError("lab.rpc_failed", f"{what}: {(r.stderr or r.stdout)[-300:]}")
+        return None
+    out = r.stdout.strip()
+    try:
+        return json.loads(out)
+    except ValueError:
+        return out
+
+
 class _LtcNode:
     """One litecoind and its RPC (via litecoin-cli in the node's namespace)."""
 
@@ -98,18 +118,7 @@ class _LtcNode:
 
     def cli(self, *args: str, wallet: bool = False, check: bool = True) -> Any:
         argv = ["litecoin-cli", *self.base, *(["-rpcwallet=w"] if wallet else []), *args]
-        r = self.s.topo.run(self.role, argv, check=False, timeout=60)
-        if r.returncode != 0:
-            if check:
-                raise LabError(
-                    "lab.rpc_failed", f"{self.role} {' '.join(args)}: {(r.stderr or r.stdout)[-300:]}"
-                )
-            return None
-        out = r.stdout.strip()
-        try:
-            return json.loads(out)
-        except ValueError:
-            return out
+        return _run_cli(self.s, self.role, argv, f"{self.role} {' '.join(args)}", check)
 
     def ready(self) -> None:
         def up() -> bool:
@@ -541,18 +550,7 @@ class _ElectrumCli:
         )
 
     def cmd(self, *args: str, check: bool = True) -> Any:
-        r = self.s.topo.run("client", [*self.base, *args], check=False, timeout=60)
-        if r.returncode != 0:
-            if check:
-                raise LabError(
-                    "lab.rpc_failed", f"electrum {' '.join(args)}: {(r.stderr or r.stdout)[-300:]}"
-                )
-            return None
-        out = r.stdout.strip()
-        try:
-            return json.loads(out)
-        except ValueError:
-            return out
+        return _run_cli(self.s, "client", [*self.base, *args], f"electrum {' '.join(args)}", check)
 
 
 class Electrum(Scenario):
