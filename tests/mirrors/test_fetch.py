@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,7 +15,17 @@ from pathlib import Path
 import pytest
 
 from sluice.mirrors.fetch import Fetcher, FetchPolicy, is_public
-from tests.mirrors.sites import ICON, edited, landing, unrelated
+from tests.mirrors.sites import (
+    ICON,
+    Namespace,
+    edited,
+    landing,
+    namespace_problem,
+    nginx_conf,
+    peer_transport,
+    unrelated,
+    wait_port,
+)
 
 PAGES = {
     "/": landing().encode(),
@@ -97,28 +105,11 @@ def test_limits_cache_and_log(server: str, tmp_path: Path) -> None:
 # -- real nginx and caddy in a network namespace (root) --------------------------------------
 
 
-def _root_ok() -> str:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    for tool in ("ip", "nginx", "caddy"):
-        if not shutil.which(tool):
-            return f"{tool} not installed"
-    return ""
-
-
-def _wait_port(ns: str, addr: str, port: int, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection((addr, port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on {addr}:{port} in {ns}")
+_PROBLEM = namespace_problem("nginx", "caddy")
 
 
 @pytest.mark.root
-@pytest.mark.skipif(bool(_root_ok()), reason=_root_ok() or "ok")
+@pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or "ok")
 def test_nginx_and_caddy_clones_in_namespace(tmp_path: Path) -> None:
     from sluice.mirrors.discover import find_candidates
 
@@ -136,58 +127,31 @@ def test_nginx_and_caddy_clones_in_namespace(tmp_path: Path) -> None:
         (d / "index.html").write_text(html)
         (d / "favicon.ico").write_bytes(ICON if name != "fonbet-garden.test" else b"other icon")
     nginx_names = ["fonbet.test", "fonbet-zerkalo.test", "fonbet11.test", "old-fonbet.test"]
-    servers = "\n".join(
-        f"server {{ listen {peer}:80; server_name {n}; root {tmp_path / n}; }}" for n in nginx_names[:3]
-    )
     redirect = (
         f"server {{ listen {peer}:80; server_name old-fonbet.test; return 302 http://fonbet-zerkalo.test/; }}"
     )
     conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        f"daemon off; user root; worker_processes 1; pid {tmp_path}/nginx.pid;\n"
-        f"error_log {tmp_path}/err.log;\n"
-        f"events {{ worker_connections 64; }}\nhttp {{ access_log off; {servers}\n{redirect} }}\n"
-    )
+    conf.write_text(nginx_conf(tmp_path, peer, {n: tmp_path / n for n in nginx_names[:3]}, redirect))
     caddy = tmp_path / "Caddyfile"
     caddy.write_text(
         "{\n admin off\n auto_https off\n}\n"
         + "".join(f"http://{n}:8080 {{\n bind {peer}\n root * {tmp_path / n}\n file_server\n}}\n"
                   for n in ("10fonbet.test", "fonbet-garden.test"))
     )  # fmt: skip
-    procs: list[subprocess.Popen[bytes]] = []
-    sh = ["ip", "netns", "exec", ns]
-    try:
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        subprocess.run(["ip", "link", "add", f"{ns}a", "type", "veth", "peer", "name", f"{ns}b"], check=True)
-        subprocess.run(["ip", "link", "set", f"{ns}b", "netns", ns], check=True)
-        subprocess.run(["ip", "addr", "add", f"{host}/30", "dev", f"{ns}a"], check=True)
-        subprocess.run(["ip", "link", "set", f"{ns}a", "up"], check=True)
-        subprocess.run([*sh, "ip", "addr", "add", f"{peer}/30", "dev", f"{ns}b"], check=True)
-        subprocess.run([*sh, "ip", "link", "set", f"{ns}b", "up"], check=True)
-        subprocess.run([*sh, "ip", "link", "set", "lo", "up"], check=True)
-        procs.append(subprocess.Popen([*sh, "nginx", "-c", str(conf)], stderr=subprocess.DEVNULL))
-        procs.append(
-            subprocess.Popen(
-                [*sh, "caddy", "run", "--config", str(caddy), "--adapter", "caddyfile"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                env={**os.environ, "HOME": str(tmp_path)},
-            )
+    with Namespace(ns, host, peer) as space:
+        space.start(["nginx", "-c", str(conf)], stderr=subprocess.DEVNULL)
+        space.start(
+            ["caddy", "run", "--config", str(caddy), "--adapter", "caddyfile"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HOME": str(tmp_path)},
         )  # fmt: skip
-        _wait_port(ns, peer, 80)
-        _wait_port(ns, peer, 8080)
+        wait_port(peer, 80)
+        wait_port(peer, 8080)
         port = {n: 80 for n in nginx_names} | {"10fonbet.test": 8080, "fonbet-garden.test": 8080}
-
-        class _Transport(__import__("httpx").HTTPTransport):  # type: ignore[misc]
-            def handle_request(self, request):  # type: ignore[no-untyped-def]
-                h = request.url.host
-                request.url = request.url.copy_with(host=peer, port=port.get(h, 80))
-                request.headers["Host"] = h if port.get(h, 80) == 80 else f"{h}:8080"
-                return super().handle_request(request)
 
         fetcher = Fetcher(
             FetchPolicy(allow_private=True, timeout_s=20.0, concurrency=2),
             resolver=lambda name: [peer],
-            transport=_Transport(),
+            transport=peer_transport(peer, port),  # type: ignore[arg-type]
             cache_dir=tmp_path / "cache",
         )
         observed = {n: {peer} for n in (*sites, "old-fonbet.test") if n != "fonbet.test"}
@@ -200,12 +164,3 @@ def test_nginx_and_caddy_clones_in_namespace(tmp_path: Path) -> None:
         garden = found["fonbet-garden.test"]
         assert garden.fetched and not garden.traits.content.holds and not garden.copy
         assert found["10fonbet.test"].traits.design.values["favicon_same"]
-    finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        subprocess.run(["ip", "netns", "del", ns], check=False, stderr=subprocess.DEVNULL)
-        subprocess.run(["ip", "link", "del", f"{ns}a"], check=False, stderr=subprocess.DEVNULL)

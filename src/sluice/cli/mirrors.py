@@ -60,6 +60,14 @@ _COMMON = [
         "--fuzz", is_flag=True, help="Add permutations of each seed (dnstwist-style and operator patterns)."
     ),
     click.option("--fetch", is_flag=True, help="Fetch pages and compare design, content and function."),
+    click.option(
+        "--screenshots",
+        type=int,
+        default=0,
+        show_default=True,
+        help="With --fetch: render the seed and the first N fetched candidates per seed with headless "
+        "Chromium and compare perceptual hashes (design).",
+    ),
     click.option("--allow-private", is_flag=True, help="Let the fetcher reach private and local addresses."),
     click.option("--user-agent", default=None, help="User-Agent of the fetcher."),
     click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per fetch."),
@@ -96,6 +104,7 @@ def _run(
     siblings_from: str | None,
     fuzz: bool,
     fetch: bool,
+    screenshots: int,
     allow_private: bool,
     user_agent: str | None,
     timeout: float,
@@ -133,7 +142,14 @@ def _run(
         fetcher = Fetcher(policy, cache_dir=cache, log_path=fetch_log)
     try:
         found = find_candidates(
-            list(seeds), obs, fuzz=fuzz, extra=extra, model=model, fetcher=fetcher, min_score=min_score
+            list(seeds),
+            obs,
+            fuzz=fuzz,
+            extra=extra,
+            model=model,
+            fetcher=fetcher,
+            min_score=min_score,
+            screenshots=screenshots,
         )
         return found, traffic
     finally:

@@ -28,6 +28,7 @@ from sluice.mirrors.index import brand_stem
 from sluice.mirrors.namescore import NameModel, default_model
 from sluice.mirrors.page import PageEvidence, favicon_hash, parse_page
 from sluice.mirrors.permute import fuzz as fuzz_names
+from sluice.mirrors.screenshot import page_phash
 from sluice.mirrors.stems import name_parts
 from sluice.mirrors.traits import (
     FUNCTION_HOLDS,
@@ -189,6 +190,7 @@ def find_candidates(
     seed_addresses: Mapping[str, Iterable[str]] | None = None,
     min_score: float = 0.0,
     max_fetch: int = MAX_FETCH,
+    screenshots: int = 0,
 ) -> list[Candidate]:
     """Ranked candidates for the seeds.
 
@@ -202,6 +204,9 @@ def find_candidates(
         seed_addresses: addresses of the seeds (default: what ``observed`` says of them).
         min_score: drop candidates scoring less.
         max_fetch: fetch at most this many candidates (the best by name first).
+        screenshots: with a fetcher, render the seed's page and the first this many fetched
+            candidates per seed with headless Chromium and compare their perceptual hashes (the
+            design trait); 0 for none (each rendering takes seconds).
 
     Returns:
         Candidates, best first.
@@ -244,7 +249,7 @@ def find_candidates(
     _infrastructure(cands, seeds, obs, seed_addr, sources)
     out = list(cands.values())
     if fetcher is not None:
-        out = _with_pages(out, seeds, fetcher, max_fetch, model)
+        out = _with_pages(out, seeds, fetcher, max_fetch, screenshots)
     out = [c for c in out if c.score >= min_score]
     out.sort(key=lambda c: (-c.score, c.seed, c.domain))
     return out
@@ -305,14 +310,26 @@ def _page(fetcher: Fetcher, url: str) -> tuple[PageEvidence | None, tuple[str, .
     return ev, r.redirects, r.address
 
 
+def _shoot(ev: PageEvidence | None, url: str, address: str) -> str:
+    """Fill ``ev.screenshot_phash``; returns the error ("" when none)."""
+    if ev is None:
+        return ""
+    try:
+        ev.screenshot_phash = page_phash(url, address)
+    except OSError as exc:
+        return str(exc)
+    return ""
+
+
 def _with_pages(
-    cands: list[Candidate], seeds: Sequence[str], fetcher: Fetcher, max_fetch: int, model: NameModel
+    cands: list[Candidate], seeds: Sequence[str], fetcher: Fetcher, max_fetch: int, screenshots: int
 ) -> list[Candidate]:
     by_key = {(c.seed, c.domain): c for c in cands}
     for s in seeds:
-        seed_page, redirects, _ = _page(fetcher, f"http://{s}/")
+        seed_page, redirects, seed_addr = _page(fetcher, f"http://{s}/")
         if seed_page is None:
             continue
+        seed_shot_error = _shoot(seed_page, seed_page.url, seed_addr) if screenshots else ""
         hosts = [urlsplit(u).hostname or "" for u in redirects]
         hosts += [urlsplit(u).hostname or "" for u in seed_page.links]
         for i, h in enumerate(hosts):
@@ -326,14 +343,19 @@ def _with_pages(
                 c.traits.function.values["redirect_from_blocked"] = True
         mine = sorted((c for c in by_key.values() if c.seed == s), key=lambda c: -c.score)[:max_fetch]
         pages = fetcher.fetch_many([f"http://{c.domain}/" for c in mine])
+        shots = screenshots if seed_page.screenshot_phash is not None else 0
         for c, r in zip(mine, pages, strict=True):
             ev: PageEvidence | None = None
+            shot_error = seed_shot_error
             if r.ok:
                 ev = parse_page(r.body, r.final_url)
                 if ev.favicon_url:
                     icon = fetcher.fetch(ev.favicon_url)
                     if icon.ok and icon.status == 200 and icon.body:
                         ev.favicon_mmh3 = favicon_hash(icon.body)
+                if shots > 0:
+                    shots -= 1
+                    shot_error = _shoot(ev, ev.url or r.final_url, r.address)
             c.fetched = ev is not None
             f = c.traits.function
             redirect = bool(f.values.get("redirect_from_blocked"))
@@ -341,6 +363,8 @@ def _with_pages(
             if ev is not None:
                 c.traits.design = design_trait(seed_page, ev)
                 c.traits.content = content_trait(seed_page, ev)
+                if shot_error:
+                    c.traits.design.values["screenshot_error"] = shot_error
             c.traits.function = function_trait(
                 seed_page, ev, redirect_from_blocked=redirect, shared_addresses=shared
             )

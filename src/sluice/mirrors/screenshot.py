@@ -10,13 +10,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-__all__ = ["CHROMIUM", "phash", "phash_distance", "screenshot"]
+__all__ = ["CHROMIUM", "page_phash", "phash", "phash_distance", "screenshot"]
 
 CHROMIUM = "/usr/bin/chromium"
 """Debian's Chromium (Playwright cannot download browsers here)."""
@@ -49,7 +51,13 @@ def phash_distance(a: int, b: int) -> int:
 
 
 def screenshot(
-    url: str, out: Path, *, width: int = 1280, height: int = 900, chromium: str = CHROMIUM
+    url: str,
+    out: Path,
+    *,
+    width: int = 1280,
+    height: int = 900,
+    chromium: str = CHROMIUM,
+    extra_args: Sequence[str] = (),
 ) -> Path:
     """Render ``url`` with headless Chromium into a PNG.
 
@@ -59,6 +67,7 @@ def screenshot(
         width: window width.
         height: window height.
         chromium: the browser binary.
+        extra_args: more Chromium switches.
 
     Returns:
         ``out``.
@@ -72,7 +81,8 @@ def screenshot(
         cmd = [
             chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
             "--no-first-run", "--disable-extensions", "--mute-audio", f"--user-data-dir={prof}",
-            f"--window-size={width},{height}", f"--screenshot={out}", "--virtual-time-budget=3000", url,
+            f"--window-size={width},{height}", f"--screenshot={out}", "--virtual-time-budget=3000",
+            *extra_args, url,
         ]  # fmt: skip
         try:
             subprocess.run(cmd, capture_output=True, timeout=SCREENSHOT_TIMEOUT_S, check=False)
@@ -81,3 +91,21 @@ def screenshot(
     if not out.exists() or out.stat().st_size == 0:
         raise OSError(f"chromium wrote no screenshot of {url}")
     return out
+
+
+def page_phash(url: str, address: str, *, chromium: str = CHROMIUM) -> int:
+    """pHash of ``url`` as headless Chromium renders it, reaching only the page's own host at
+    ``address`` (the one the fetcher resolved and checked: private ranges stay refused unless
+    the fetcher allowed them); every other host resolves nowhere, so a page cannot make the
+    browser fetch from elsewhere.
+
+    Raises:
+        OSError: no host or address, or Chromium failed.
+    """
+    host = urlsplit(url).hostname or ""
+    if not host or not address:
+        raise OSError(f"no host or address to render {url}")
+    target = f"[{address}]" if ":" in address else address
+    rules = f"--host-resolver-rules=MAP {host} {target},MAP * ~NOTFOUND"
+    with tempfile.TemporaryDirectory(prefix="sluice-shot-") as d:
+        return phash(screenshot(url, Path(d) / "page.png", chromium=chromium, extra_args=[rules]))
