@@ -318,6 +318,8 @@ def main() -> None:
             f"families below 50%: {s['families_below_50']}"
         )
     print("top-10k names scoring >= 0.5 against a held-out seed:", res["top10k_names_scoring_0.5_or_more"])
+    sib = sorted({n for r in res["per_family"] for n in r["sib_top10k_names_0.5"]})  # type: ignore[attr-defined]
+    print("... against a seed and its decision siblings:", sib)
     print(f"{res['seconds']} s")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, ensure_ascii=False))
