@@ -7,7 +7,8 @@ bench/crypto_pages.py eval [--split test|train|all] [--json OUT]`` fetches every
 files of packages not installed at the manifest's version; cache ``~/.cache/sluice/crypto-pages``),
 checks its sha256, scores it with :func:`sluice.crypto.scan.score_text` and prints precision,
 recall and false-positive rate with Wilson 95 % intervals, per source and overall, with and
-without the rows the labeller marked borderline. Run as root (apt's download sandbox).
+without the rows the labeller marked borderline; ``compare`` puts two naive Bayes models fitted on
+``train`` beside the lexical scorer on ``test``. Run as root (apt's download sandbox).
 
 Sources and label rules (fixed before any text was scored):
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import random
 import re
@@ -341,9 +343,74 @@ def evaluate(rows: list[LabelledText], cache: Path, split: str) -> dict[str, obj
     return report
 
 
+_WORD = re.compile(r"\w{2,}")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def compare_model(rows: list[LabelledText], cache: Path) -> dict[str, object]:
+    """Learned comparisons beside the lexical scorer: naive Bayes (Bernoulli, and multinomial over the
+    words present) fitted on ``train``, judged on ``test`` (decision at posterior odds 1; nothing
+    saved). The Bernoulli model was run first; the multinomial one after seeing its result."""
+    files = translation_files(cache)
+    translations = {lang: parse_translations(p.read_text(encoding="utf-8")) for lang, p in files.items()}
+    docs: dict[str, list[tuple[LabelledText, set[str], float]]] = {"train": [], "test": []}
+    for row in rows:
+        text = fetch_text(row, cache, translations)
+        if text is not None and text_sha256(text) == row.sha256:
+            docs[row.split].append((row, _words(text), score_text(text).score))
+    counts = {"crypto": defaultdict(int), "other": defaultdict(int)}  # type: dict[str, defaultdict[str, int]]
+    n = {"crypto": 0, "other": 0}
+    for row, words, _ in docs["train"]:
+        n[row.label] += 1
+        for w in words:
+            counts[row.label][w] += 1
+    vocab = sorted(set(counts["crypto"]) | set(counts["other"]))
+    prior = math.log(n["crypto"] / n["other"])
+    # Bernoulli: every vocabulary word, present or absent, counts
+    bern = {lab: {w: ((counts[lab][w] + 1) / (n[lab] + 2)) for w in vocab} for lab in n}
+    absent = {lab: sum(math.log(1 - q) for q in bern[lab].values()) for lab in n}
+    # multinomial over the words present (each once): only what the text holds counts
+    tot = {lab: sum(counts[lab].values()) + len(vocab) for lab in n}
+    multi = {
+        w: math.log((counts["crypto"][w] + 1) / tot["crypto"])
+        - math.log((counts["other"][w] + 1) / tot["other"])
+        for w in vocab
+    }
+
+    def odds(words: set[str]) -> float:
+        total = prior + absent["crypto"] - absent["other"]
+        for w in words & bern["crypto"].keys():
+            c, o = bern["crypto"][w], bern["other"][w]
+            total += math.log(c / (1 - c)) - math.log(o / (1 - o))
+        return total
+
+    def odds_multi(words: set[str]) -> float:
+        return prior + sum(multi.get(w, 0.0) for w in words)
+
+    report: dict[str, object] = {"train": n, "vocabulary": len(vocab)}
+    for name, calls in (
+        ("lexical", [s >= THRESHOLD for _, _, s in docs["test"]]),
+        ("nb-bernoulli", [odds(w) > 0 for _, w, _ in docs["test"]]),
+        ("nb-multinom", [odds_multi(w) > 0 for _, w, _ in docs["test"]]),
+    ):
+        for src in ("all", *sorted({r.source for r, _, _ in docs["test"]})):
+            use = [
+                (r, c) for (r, _, _), c in zip(docs["test"], calls, strict=True) if src in ("all", r.source)
+            ]
+            c = confusion([r.label for r, _ in use], [x for _, x in use])
+            report[f"{name} {src}"] = {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn,
+                                      "precision": c.precision, "recall": c.recall}  # fmt: skip
+            print(f"{name:12} {src:12} n={len(use):4} tp={c.tp:3} fp={c.fp:3} fn={c.fn:3}"
+                  f"  precision {_fmt(c.precision)}  recall {_fmt(c.recall)}")  # fmt: skip
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("command", choices=("build", "eval"))
+    ap.add_argument("command", choices=("build", "eval", "compare"))
     ap.add_argument("--split", choices=("test", "train", "all"), default="test")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=CACHE)
@@ -353,7 +420,10 @@ def main() -> None:
         n = write_manifest(build(args.cache), MANIFEST)
         print(f"{MANIFEST}: {n} rows")
         return
-    report = evaluate(read_manifest(MANIFEST), args.cache, args.split)
+    if args.command == "compare":
+        report = compare_model(read_manifest(MANIFEST), args.cache)
+    else:
+        report = evaluate(read_manifest(MANIFEST), args.cache, args.split)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     sys.stdout.flush()
