@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import re
 import sys
 import time
@@ -38,6 +37,7 @@ from sluice.mirrors.index import brand_stem
 from sluice.mirrors.namescore import NameModel
 from sluice.mirrors.permute import fuzz_dnstwist
 from sluice.mirrors.stems import core, name_parts
+from sluice.stats import wilson
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DUMPS = ("registry-data/zi_dump_2016-06-13.csv", "registry-data/zi_dump_2018-05-05_PARTIAL.csv")
@@ -45,17 +45,6 @@ TRANCO = "domain-lists/tranco_top100k.csv"
 RADAR = "domain-lists/cloudflare_radar_top100k_2026-04-27.csv"
 TOP = 10_000
 _HOSTLIKE = re.compile(r"(?:\d+[-.]){3}\d+")
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of k successes in n."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
 
 
 def read_list(path: Path) -> list[str]:

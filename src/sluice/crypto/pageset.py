@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sluice.detect.heldout import wilson
+from sluice.stats import wilson
 
 MANIFEST_COLUMNS = ("id", "source", "locator", "label", "borderline", "split", "sha256")
 """Columns of the manifest (tab-separated, one header line)."""

@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -45,22 +44,12 @@ from sluice.detect.model import BENIGN, FlowModel
 from sluice.detect.verdict import DETECTABLE_CLASSES
 from sluice.errors import ConfigError
 from sluice.features.extractor import FlowFeatures
+from sluice.stats import wilson
 
 SPLIT_FORMAT = "sluice-heldout-split"
 """``format`` of a frozen split file."""
 MIN_FLOWS = 3
 """Units with fewer labeled flows are not held out on their own (too few to say anything)."""
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of ``k`` successes in ``n`` trials (95 % by default)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass(frozen=True, slots=True)
