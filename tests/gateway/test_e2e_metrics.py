@@ -79,8 +79,10 @@ def test_scrape_a_running_gateway(server: Topo, material: dict[str, Path], tmp_p
         str(material["db"]),
     ]
     args += ["--log", str(tmp_path / "log"), "--metrics", str(PORT)]
-    gw = start_gateway(server, args)
+    lines: list[str] = []
+    gw = start_gateway(server, args, lines=lines)
     try:
+        assert any(f"metrics on http://127.0.0.1:{PORT}/metrics" in line for line in lines), lines
         status, body = _fetch(server, "/healthz")
         health = json.loads(body)
         assert status == 200 and health["ok"] and health["ready"], health

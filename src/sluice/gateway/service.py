@@ -263,6 +263,9 @@ def run_gateway(
     pol = _load_policy(config.policy_file)
     register = None
     monitor, metrics = _start_metrics(config)
+    if metrics is not None:
+        host, port = metrics.address
+        say(f"sluice gateway: metrics on http://{_url_host(host)}:{port}/metrics, health on /healthz")
     load_register, _rev = _register_source(config)
     version: object = None
     if load_register is not None:
@@ -329,6 +332,10 @@ def _register_text(register: RegisterLookup | None, version: object) -> str:
     kinds = register.matcher.kind_counts() if register.matcher is not None else {}
     by_kind = ", ".join(f"{k} {n}" for k, n in kinds.items()) or "none"
     return f"register {len(register)} entries ({by_kind}), version {version if version is not None else '?'}"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _start_metrics(cfg: GatewayConfig) -> tuple[GatewayMonitor | None, MetricsServer | None]:
