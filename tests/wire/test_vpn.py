@@ -37,6 +37,7 @@ from sluice.wire.openvpn import (
     hmac_size_by_length,
     try_decode_openvpn,
 )
+from sluice.wire.pptp import CONTROL_MESSAGE, starts_ppp_frame, try_decode_pptp
 from sluice.wire.socks import (
     Socks5Greeting,
     Socks5MethodSelection,
@@ -44,6 +45,8 @@ from sluice.wire.socks import (
     socks_opening,
     try_decode_socks,
 )
+from sluice.wire.tailscale import DISCO_MAGIC, try_decode_disco
+from sluice.wire.tinc import PROTOCOL_MAJOR, TincIdRequest, try_decode_tinc_id
 from sluice.wire.wireguard import (
     MESSAGE_SIZES,
     WireGuardMessage,
@@ -355,3 +358,65 @@ def test_socks_opening_never_raises_and_agrees_with_the_decoder(client: bytes, s
             op.selection == try_decode_socks(server, from_client=False) == Socks5MethodSelection(server[1], 2)
         )
     assert (op.selection is not None) == (len(server) >= 2 and server[0] == 5)
+
+
+# -- PPTP, tinc, Tailscale disco ---------------------------------------------------------------
+
+
+def test_pptp_control_connection_in_the_corpus() -> None:
+    heads = first_payloads(corpus_file("pptp.pcap"))
+    got = [h for p in heads.values() if (h := try_decode_pptp(p)) is not None]
+    assert got, "no PPTP control message"
+    request = min(got, key=lambda h: h.control_type or 0)
+    assert request.control_type == 1 and request.length == 156  # Start-Control-Connection-Request
+    assert all(h.message_type == CONTROL_MESSAGE for h in got)
+
+
+def test_tinc_id_requests_in_the_corpus() -> None:
+    heads = first_payloads(corpus_file("tinc.pcap"))
+    ids = [i for p in heads.values() if (i := try_decode_tinc_id(p)) is not None]
+    assert len(ids) >= 2 and {i.major for i in ids} == {PROTOCOL_MAJOR}
+    assert all(i.name for i in ids)
+
+
+def test_tailscale_disco_in_the_corpus() -> None:
+    firsts = _first_datagrams("tailscale.pcap")
+    discos = [d for p in firsts.values() if (d := try_decode_disco(p)) is not None]
+    assert discos and all(d.sender_key is not None and len(d.sender_key) == 32 for d in discos)
+
+
+@given(data=st.binary(max_size=80))
+@example(data=b"\x00\x9c\x00\x01\x1a\x2b\x3c\x4d\x00\x01")
+@example(data=b"\x00\x9c\x00\x01\x1a\x2b\x3c\x4d")
+@example(data=b"0 node_1 17.7\n")
+@example(data=b"0 node_1 17\n")
+@example(data=b"0 node_1 17.")
+@example(data=DISCO_MAGIC + bytes(31))
+def test_small_decoders_take_any_bytes(data: bytes) -> None:
+    """Record or None, never an exception; and a record only for the shape the protocol has."""
+    pptp = try_decode_pptp(data)
+    assert (pptp is not None) == (
+        len(data) >= 8 and data[2:4] == b"\x00\x01" and data[4:8] == bytes.fromhex("1a2b3c4d")
+    )
+    if pptp is not None:
+        assert pptp.length == int.from_bytes(data[:2], "big")
+        assert pptp.control_type == (int.from_bytes(data[8:10], "big") if len(data) >= 10 else None)
+    tinc = try_decode_tinc_id(data)
+    if tinc is not None:
+        head = f"0 {tinc.name} {tinc.major}".encode()
+        assert data.startswith(head) and data[len(head) : len(head) + 1] in (b"\n", b".")
+        assert (tinc.minor is None) == (data[len(head) : len(head) + 1] == b"\n")
+    disco = try_decode_disco(data)
+    assert (disco is not None) == data.startswith(DISCO_MAGIC)
+    assert starts_ppp_frame(data) == data.startswith(b"\xff\x03")
+
+
+@given(
+    name=st.from_regex(r"[A-Za-z0-9_]{1,64}", fullmatch=True),
+    minor=st.none() | st.integers(0, 10**6),
+    tail=st.binary(max_size=20),
+)
+def test_tinc_round_trip(name: str, minor: int | None, tail: bytes) -> None:
+    line = f"0 {name} 17" + ("" if minor is None else f".{minor}") + "\n"
+    assert try_decode_tinc_id(line.encode() + tail) == TincIdRequest(name, 17, minor)
+    assert try_decode_tinc_id(line.encode()[:-1]) is None  # cut before its newline

@@ -1,7 +1,9 @@
 """Fingerprints of VPN protocols: OpenVPN, WireGuard, IKE/ESP, PPTP, tinc, Tailscale, FortiGate.
 
-Each rule reads the first bytes of each direction's first payload (``c2s_head``/``s2c_head``),
-the packet sizes and the application metadata of one flow record, and fires only on structure a
+Each rule reads what the :mod:`sluice.wire` decoders (``openvpn``, ``wireguard``, ``ipsec``,
+``pptp``, ``tinc``, ``tailscale``) make of the first bytes of each direction's first payload
+(``c2s_head``/``s2c_head``), the packet sizes and the application metadata of one flow record;
+the byte layouts live in those modules, the judgement here. A rule fires only on structure a
 random byte string would match with negligible probability (an opcode *and* the zero or counter
 fields that must follow it, a length field equal to the datagram's length, an index echoed by the
 peer). Sources: OpenVPN ``ssl_pkt.h``/``reliable.c`` and the tls-crypt(-v2) docs; WireGuard paper
@@ -14,7 +16,6 @@ from __future__ import annotations
 __all__ = ["RULES"]
 
 import math
-import re
 
 from sluice.detect._rules import Rule, RuleMatch, ev, hexs
 from sluice.detect.verdict import Evidence
@@ -29,6 +30,9 @@ from sluice.wire.openvpn import (
     hmac_size_by_length,
     try_decode_openvpn,
 )
+from sluice.wire.pptp import starts_ppp_frame, try_decode_pptp
+from sluice.wire.tailscale import DISCO_MAGIC, try_decode_disco
+from sluice.wire.tinc import try_decode_tinc_id
 from sluice.wire.wireguard import WireGuardMessage, WireGuardType, try_decode_wireguard
 
 # -- OpenVPN ---------------------------------------------------------------------------------------
@@ -288,16 +292,12 @@ def openvpn_static(v: FlowView) -> RuleMatch | None:
     )
 
 
-_TS_MAGIC = "TS\N{SPEECH BALLOON}".encode()
-
-
 def tailscale(v: FlowView) -> RuleMatch | None:
     """Tailscale's disco messages (magic ``TS💬``) on its WireGuard UDP flows."""
     if v.rec.proto != 17:
         return None
-    magic = _TS_MAGIC
     for d in (0, 1):
-        if v.head(d).startswith(magic):
+        if try_decode_disco(v.head(d)) is not None:
             idx = v.first_payload_index(d)
             return RuleMatch(
                 "tailscale",
@@ -309,8 +309,8 @@ def tailscale(v: FlowView) -> RuleMatch | None:
                     ev(
                         "tailscale.disco_magic",
                         f"{'c2s' if d == 0 else 's2c'}_head",
-                        hexs(v.head(d)[:6]),
-                        magic.hex(),
+                        DISCO_MAGIC.hex(),
+                        DISCO_MAGIC.hex(),
                         0.95,
                         "Tailscale's disco protocol magic opens the datagram",
                         idx,
@@ -415,7 +415,7 @@ def pptp(v: FlowView) -> RuleMatch | None:
     if r.proto != 6 and r.proto != 47:
         return None
     head = v.head(0)
-    if r.proto == 6 and len(head) >= 8 and head[2:4] == b"\x00\x01" and head[4:8] == b"\x1a\x2b\x3c\x4d":
+    if r.proto == 6 and try_decode_pptp(head) is not None:
         idx = v.first_payload_index(0)
         return RuleMatch(
             "pptp",
@@ -435,7 +435,7 @@ def pptp(v: FlowView) -> RuleMatch | None:
                 ),
             ),
         )
-    if r.proto == 47 and head[:2] == b"\xff\x03":
+    if r.proto == 47 and starts_ppp_frame(head):
         return RuleMatch(
             "pptp",
             "vpn",
@@ -457,16 +457,13 @@ def pptp(v: FlowView) -> RuleMatch | None:
     return None
 
 
-_TINC_ID = re.compile(rb"^0 [A-Za-z0-9_]{1,64} 17(\.\d+)?\n")
-
-
 def tinc(v: FlowView) -> RuleMatch | None:
     """tinc's meta protocol: both peers open with an ID request ``0 <name> 17.<minor>``."""
-    if v.rec.proto != 6 or not v.head(0).startswith(b"0 "):
-        return None  # _TINC_ID needs "0 " at the start of the client's head
-    hits = [bool(_TINC_ID.match(v.head(d))) for d in (0, 1)]
-    if not hits[0]:
+    if v.rec.proto != 6:
         return None
+    if try_decode_tinc_id(v.head(0)) is None:
+        return None
+    hits = [True, try_decode_tinc_id(v.head(1)) is not None]
     idx = v.first_payload_index(1 if hits[1] else 0)
     conf = 0.97 if hits[1] else 0.85
     return RuleMatch(
