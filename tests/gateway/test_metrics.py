@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +24,10 @@ from sluice.gateway.rules import RuleSet
 from sluice.policy import load_policy
 from sluice.registry import Matcher
 from tests.gateway.test_engine import POLICY, _matcher, _tls_packets
+from tests.gateway.test_reload import _wait
 
 prometheus_client = pytest.importorskip("prometheus_client", reason="pip install 'sluice[gateway]'")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-DEADLINE_S = 30.0
-
-
-def _wait(cond: Callable[[], bool]) -> None:
-    end = time.monotonic() + DEADLINE_S
-    while not cond():
-        assert time.monotonic() < end, "not reached in time"
-        time.sleep(0.01)
 
 
 def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
