@@ -273,7 +273,7 @@ class Session:
         tls = (cert.cert, cert.key)
         servers = ("python", "nginx") if which("nginx") else ("python",)
         if self.choose("inner_server", servers) == "nginx":
-            from sluice.lab.scenarios.web import start_nginx  # here: web imports this module
+            from sluice.lab.nginx import start_nginx
 
             log = start_nginx(self, bind, port, tls=tls, http2=self.choose("inner_h2", (False, True)))
             software = ["nginx"]

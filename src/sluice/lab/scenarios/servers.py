@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sluice.lab.nginx import start_nginx
 from sluice.lab.pki import Issued
 from sluice.lab.scenario import Session
 from sluice.lab.scenarios.quic import _caddy_log_to_lab
-from sluice.lab.scenarios.web import start_nginx
 
 SERVER_IMPLS = ("nginx", "caddy", "apache2", "python")
 """Server implementations (``impl`` of :meth:`Session.identify`)."""
