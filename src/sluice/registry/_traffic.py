@@ -25,7 +25,7 @@ from sluice.io.flowlog import split_csv_list
 from sluice.registry.model import RegistryError
 from sluice.registry.names import BadIndicator, canon_host
 
-__all__ = ["Traffic", "TrafficFlow", "read_traffic"]
+__all__ = ["Traffic", "TrafficCert", "TrafficFlow", "read_traffic"]
 
 _PCAP_MAGICS = (
     b"\xd4\xc3\xb2\xa1",
@@ -56,6 +56,18 @@ class TrafficFlow:
     """A DNS flow's canonical query name ("" otherwise)."""
 
 
+@dataclass(frozen=True, slots=True)
+class TrafficCert:
+    """A server certificate seen in a flow (TLS <= 1.2 sends it in clear)."""
+
+    subject: str
+    """Subject distinguished name."""
+    issuer: str
+    """Issuer distinguished name."""
+    san: tuple[str, ...]
+    """Subject alternative names, sorted."""
+
+
 @dataclass(slots=True)
 class Traffic:
     """Flows and the name-address links seen in them."""
@@ -68,6 +80,8 @@ class Traffic:
     """The inputs read."""
     skipped: int = 0
     """Rows without a usable server address."""
+    certs: dict[str, set[TrafficCert]] = field(default_factory=dict)
+    """Name the client asked for -> the server certificates seen with it."""
 
     def link(self, addr: str, name: str) -> None:
         """Record that ``name`` was seen on ``addr``."""
@@ -128,6 +142,10 @@ def _add_row(t: Traffic, row: dict[str, Any]) -> None:
     t.flows.append(TrafficFlow(str(row.get("client") or ""), server, name, total, is_dns, query))
     if name:
         t.link(server, name)
+        subject, issuer = str(row.get("cert_subject") or ""), str(row.get("cert_issuer") or "")
+        san = tuple(sorted(set(_answers(row.get("cert_san")))))
+        if subject or san:
+            t.certs.setdefault(name, set()).add(TrafficCert(subject, issuer, san))
     if is_dns and qname:
         names = [qname]
         addrs = []
@@ -196,7 +214,7 @@ def _rows(path: Path, kind: str) -> Iterator[dict[str, Any]]:
 
         cols = (
             *("early", "app", "client", "server", "sni", "http_host", "server_name", "dns_query"),
-            *("dns_answers", "c2s_bytes", "s2c_bytes"),
+            *("dns_answers", "c2s_bytes", "s2c_bytes", "cert_subject", "cert_issuer", "cert_san"),
         )
         pf = pq.ParquetFile(path)
         have = [c for c in cols if c in pf.schema_arrow.names]

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sluice.registry._traffic import Traffic, read_traffic
+from sluice.registry._traffic import Traffic, TrafficCert, read_traffic
 from sluice.registry.matcher import Matcher
 from sluice.registry.model import Kind, RegistryError
 from sluice.registry.names import BadIndicator, canon_host, canon_ip, canon_mask, canon_url, split_url
@@ -49,6 +49,7 @@ __all__ = [
     "NameSeen",
     "SharedLookup",
     "Traffic",
+    "TrafficCert",
     "parse_entry",
     "preview_impact",
     "read_traffic",

@@ -203,6 +203,7 @@ def tls_exchange(
     version: Literal["1.2", "1.3"] = "1.3",
     request: bytes = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n",
     response: bytes = b"HTTP/1.1 204 No Content\r\n\r\n",
+    server_context: ssl.SSLContext | None = None,
 ) -> TlsExchange:
     """Run a real TLS handshake in memory and one request/response over it.
 
@@ -212,6 +213,8 @@ def tls_exchange(
         version: highest version the client offers (``1.3`` or ``1.2``).
         request: plaintext the client sends after the handshake.
         response: plaintext the server answers.
+        server_context: the server's context (its certificate chain); default the synthetic CA's
+            leaf (:func:`credentials`).
 
     Returns:
         The recorded exchange. In TLS 1.3 the request follows the client Finished in the same
@@ -223,7 +226,7 @@ def tls_exchange(
     alpn_t = tuple(alpn)
     c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
     client = _client_context(version, alpn_t).wrap_bio(c_in, c_out, server_hostname=sni)
-    server = _server_context().wrap_bio(s_in, s_out, server_side=True)
+    server = (server_context or _server_context()).wrap_bio(s_in, s_out, server_side=True)
     msgs: list[tuple[bool, bytearray]] = []
     c_done = s_done = sent = False
     overhead = 0
