@@ -22,6 +22,7 @@ from sluice.cli._output import JSON_RULE, Col, CsvRows, listing_format, print_ta
 
 if TYPE_CHECKING:
     from sluice.mirrors.discover import Candidate
+    from sluice.mirrors.popular import PopularList
     from sluice.registry.impact import Traffic
 
 EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
@@ -83,6 +84,29 @@ _COMMON = [
     click.option(
         "--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None
     ),
+    click.option(
+        "--popular",
+        "popular_path",
+        envvar="SLUICE_POPULAR_LIST",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="Popularity list (Tranco rank,domain CSV, Radar CSV, or one name per line; env "
+        "SLUICE_POPULAR_LIST): its names are flagged and never proposed (matched by registrable domain).",
+    ),
+    click.option(
+        "--popular-top",
+        type=int,
+        default=10_000,
+        show_default=True,
+        help="Names of the popularity list that count (by rank, else by position).",
+    ),
+    click.option(
+        "--asn-db",
+        "asn_db",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="IP prefix -> ASN table (pyasn 'ipasn' format: prefix<TAB>asn): the seed's ASN is recorded.",
+    ),
     click.option("--min-score", type=float, default=0.0, show_default=True),
     click.option("--limit", type=int, default=100, show_default=True, help="Rows shown (table)."),
 ]
@@ -111,17 +135,24 @@ def _run(
     cache: Path | None,
     fetch_log: Path | None,
     model_path: Path | None,
+    popular_path: Path | None,
+    popular_top: int,
+    asn_db: Path | None,
     min_score: float,
     as_json: bool,
-) -> tuple[list[Candidate], Traffic]:
+) -> tuple[list[Candidate], Traffic, PopularList | None]:
     from sluice.errors import ConfigError
     from sluice.mirrors.discover import find_candidates, read_observed_traffic
     from sluice.mirrors.fetch import Fetcher, FetchPolicy
+    from sluice.mirrors.infra import load_asn_table
     from sluice.mirrors.namescore import NameModel, default_model
+    from sluice.mirrors.popular import load_popular
     from sluice.registry.model import RegistryError
 
     try:
         model = NameModel.load(model_path) if model_path else default_model()
+        popular = load_popular(popular_path, top=popular_top) if popular_path else None
+        asn = load_asn_table(asn_db) if asn_db else None
         obs, traffic = read_observed_traffic(list(observed))
         seeds = (*seeds, *_siblings(siblings_from, seeds)) if siblings_from else seeds
         extra = [
@@ -131,7 +162,7 @@ def _run(
             if ln.split()
         ]
     except ConfigError as exc:
-        _fail(EXIT_USAGE, exc.reason if hasattr(exc, "reason") else "mirrors.config", str(exc), as_json)
+        _fail(EXIT_USAGE, getattr(exc, "reason", "mirrors.config"), str(exc), as_json)
     except (OSError, RegistryError) as exc:
         _fail(EXIT_IO, "mirrors.io_error", str(exc), as_json)
     fetcher = None
@@ -150,8 +181,11 @@ def _run(
             fetcher=fetcher,
             min_score=min_score,
             screenshots=screenshots,
+            certs=traffic.certs,
+            asn=asn,
+            popular=popular,
         )
-        return found, traffic
+        return found, traffic, popular
     finally:
         if fetcher is not None:
             fetcher.close()
@@ -187,7 +221,7 @@ def mirrors() -> None:
 def candidates_cmd(fmt: str | None, as_json: bool, fail_on_findings: bool, limit: int, **kw: object) -> None:
     """Ranked candidates for the blocked SEEDS, with the four traits and their values."""
     fmt = listing_format(fmt, as_json)
-    found, _ = _run(as_json=fmt != "table", **kw)  # type: ignore[arg-type]
+    found, _, _ = _run(as_json=fmt != "table", **kw)  # type: ignore[arg-type]
     if fmt == "jsonl":
         for c in found:
             click.echo(json.dumps(c.to_dict(), ensure_ascii=False))
@@ -200,6 +234,7 @@ def candidates_cmd(fmt: str | None, as_json: bool, fail_on_findings: bool, limit
         table = []
         for c in found[:limit]:
             held = (",".join(c.traits.held) or "-") + ("  COPY" if c.copy else "")
+            held += "  POPULAR (never proposed)" if c.popular else ""
             table.append([f"{c.score:.3f}", c.seed, c.domain, c.how, held])
         print_table(cols, table)
         click.echo(f"{len(found)} candidates" + (f" ({limit} shown: --limit)" if len(found) > limit else ""))
@@ -223,7 +258,7 @@ def propose_cmd(
     from sluice.registry.proposals import propose
     from sluice.registry.store import open_store
 
-    found, traffic = _run(as_json=as_json, **kw)  # type: ignore[arg-type]
+    found, traffic, popular = _run(as_json=as_json, **kw)  # type: ignore[arg-type]
     try:
         store = open_store(register_db)
     except RegistryError as exc:
@@ -235,7 +270,8 @@ def propose_cmd(
             if entries:
                 e = entries[0]
                 blocked[s] = f"{e.source} {e.kind.value} {e.indicator}: " + "; ".join(str(b) for b in e.basis)
-        props = with_impact(proposals_for(found, min_score=propose_min_score, blocked=blocked), traffic)
+        review = proposals_for(found, min_score=propose_min_score, blocked=blocked, popular=popular)
+        props = with_impact(review.proposed, traffic)
         ids = [] if dry_run else [propose(store, p) for p in props]
     except RegistryError as exc:
         _fail(EXIT_IO, exc.reason, str(exc), as_json)
@@ -248,6 +284,7 @@ def propose_cmd(
                     "proposed": [
                         {"id": i, **p.as_dict()} for i, p in zip(ids or [0] * len(props), props, strict=True)
                     ],
+                    "refused": [r.as_dict() for r in review.refused],
                     "dry_run": dry_run,
                 },
                 ensure_ascii=False,
@@ -261,4 +298,12 @@ def propose_cmd(
     ]
     if rows:
         print_table([Col("proposal", right=True), Col("indicator"), Col("reason")], rows)
-    click.echo(f"{len(props)} proposals{' (dry run: nothing written)' if dry_run else ''}")
+    if review.refused:
+        print_table(
+            [Col("refused"), Col("seed"), Col("reason")],
+            [[r.domain, r.seed, r.reason] for r in review.refused],
+        )
+    click.echo(
+        f"{len(props)} proposals{' (dry run: nothing written)' if dry_run else ''}, "
+        f"{len(review.refused)} refused (popular)"
+    )

@@ -9,11 +9,14 @@ Theory of operation
 2. *Name*: the seeds go into a :class:`~sluice.mirrors.index.NameIndex`; every candidate hit is
    scored by the :class:`~sluice.mirrors.namescore.NameModel`.
 3. *Function (infrastructure)*: a candidate that resolved to an address of the seed, or of a
-   candidate already found by name, shares hosting with it.
+   candidate already found by name, shares hosting with it; one whose server certificate (from
+   the captures and flow logs) is the seed's, or names the seed, shares its keys
+   (:mod:`sluice.mirrors.infra`); the same ASN (an operator's table) is recorded beside.
 4. *Pages* (``fetcher``): the seed's and each candidate's page give design, content and function
    (:mod:`sluice.mirrors.traits`); the legal test says whether it is a copy.
 5. *Proposals*: :func:`proposals_for` turns the good ones into review-queue proposals citing the
-   blocked entry they copy.
+   blocked entry they copy, and refuses, with the reason, every name of the operator's
+   popularity list (:mod:`sluice.mirrors.popular`), whatever its evidence.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from urllib.parse import urlsplit
 
 from sluice.mirrors.fetch import Fetcher
 from sluice.mirrors.index import brand_stem
+from sluice.mirrors.infra import AsnTable, cert_links, crowded_certs
 from sluice.mirrors.namescore import NameModel, default_model
 from sluice.mirrors.page import PageEvidence, favicon_hash, parse_page
 from sluice.mirrors.permute import fuzz as fuzz_names
+from sluice.mirrors.popular import PopularList
 from sluice.mirrors.screenshot import page_phash
 from sluice.mirrors.stems import name_parts
 from sluice.mirrors.traits import (
@@ -38,15 +43,18 @@ from sluice.mirrors.traits import (
     content_trait,
     design_trait,
     function_trait,
+    infrastructure_score,
     legal_test,
 )
-from sluice.registry.impact import Traffic, preview_impact, read_traffic, shared_lookup
+from sluice.registry.impact import Traffic, TrafficCert, preview_impact, read_traffic, shared_lookup
 from sluice.registry.model import Kind, Proposal, basis_from_json
 from sluice.registry.names import BadIndicator, canon_host, split_url
 from sluice.registry.store import RegistryStore
 
 __all__ = [
     "Candidate",
+    "Refused",
+    "Review",
     "decision_siblings",
     "find_candidates",
     "proposals_for",
@@ -79,6 +87,8 @@ class Candidate:
     """Addresses it was seen on."""
     fetched: bool = False
     """Its page was fetched and compared."""
+    popular: str = ""
+    """Why it is in the operator's popularity list ("" when it is not): never proposed."""
 
     @property
     def score(self) -> float:
@@ -109,6 +119,7 @@ class Candidate:
             "sources": sorted(self.sources),
             "addresses": list(self.addresses),
             "fetched": self.fetched,
+            "popular": self.popular or None,
         }
 
 
@@ -191,6 +202,9 @@ def find_candidates(
     min_score: float = 0.0,
     max_fetch: int = MAX_FETCH,
     screenshots: int = 0,
+    certs: Mapping[str, Iterable[TrafficCert]] | None = None,
+    asn: AsnTable | None = None,
+    popular: PopularList | None = None,
 ) -> list[Candidate]:
     """Ranked candidates for the seeds.
 
@@ -207,6 +221,12 @@ def find_candidates(
         screenshots: with a fetcher, render the seed's page and the first this many fetched
             candidates per seed with headless Chromium and compare their perceptual hashes (the
             design trait); 0 for none (each rendering takes seconds).
+        certs: server certificates seen in traffic, by the name asked for
+            (:attr:`Traffic.certs <sluice.registry.impact.Traffic.certs>`): their SANs are
+            candidates, and sharing the seed's certificate is infrastructure (function).
+        asn: prefix -> ASN table: the same ASN as the seed is recorded in the function values.
+        popular: the operator's popularity list: candidates in it are flagged (``popular``) and
+            :func:`proposals_for` refuses them.
 
     Returns:
         Candidates, best first.
@@ -219,6 +239,13 @@ def find_candidates(
         cn = _canon(n)
         if cn:
             sources.setdefault(cn, set()).add("file")
+    cert_map = {n: set(cs) for n, cs in (certs or {}).items()}
+    for seen in cert_map.values():
+        for cert in seen:
+            for san in cert.san:
+                cn = _canon(san)
+                if cn:
+                    sources.setdefault(cn, set()).add("certificate")
     if fuzz:
         for s in seeds:
             for n in fuzz_names(s):
@@ -247,9 +274,18 @@ def find_candidates(
                      "edit_distance": h.distance, "registrable": name_parts(h.observed).registrable},
                 )  # fmt: skip
     _infrastructure(cands, seeds, obs, seed_addr, sources)
+    if cert_map:
+        _certificates(cands, seeds, cert_map, sources)
+    for c in cands.values():
+        c.addresses = tuple(sorted(obs.get(c.domain, ())))
+    if asn is not None:
+        _asn(cands, seed_addr, asn)
     out = list(cands.values())
     if fetcher is not None:
         out = _with_pages(out, seeds, fetcher, max_fetch, screenshots)
+    if popular is not None:
+        for c in out:
+            c.popular = popular.reason(c.domain)
     out = [c for c in out if c.score >= min_score]
     out.sort(key=lambda c: (-c.score, c.seed, c.domain))
     return out
@@ -296,6 +332,51 @@ def _infrastructure(
         for c in cands.values():
             if c.seed == s:
                 c.addresses = tuple(sorted(obs.get(c.domain, ())))
+
+
+def _certificates(
+    cands: dict[tuple[str, str], Candidate],
+    seeds: Sequence[str],
+    certs: Mapping[str, set[TrafficCert]],
+    sources: Mapping[str, set[str]],
+) -> None:
+    """Certificates shared with the seed: same SAN set, same issuer and subject, or naming it.
+    A name listed in the seed's own certificate is tied to it too."""
+    crowded = crowded_certs(certs)
+    for s in seeds:
+        mine = certs.get(s, set())
+        links: dict[str, list[dict[str, object]]] = {}
+        for n, cs in certs.items():
+            if n != s:
+                for link in cert_links(s, mine, cs, crowded):
+                    links.setdefault(n, []).append({**link.as_dict(), "seen_for": n})
+        for sc in sorted(mine - crowded, key=lambda c: c.san):
+            for san in sc.san:
+                n = _canon(san)
+                if n and n != s and name_parts(n).registrable != name_parts(s).registrable:
+                    links.setdefault(n, []).append(
+                        {"match": "listed in the blocked site's certificate", "subject": sc.subject,
+                         "issuer": sc.issuer, "san": list(sc.san), "seen_for": s}
+                    )  # fmt: skip
+        for n, ev in sorted(links.items()):
+            c = cands.get((s, n))
+            if c is None:
+                c = cands[(s, n)] = Candidate(
+                    s, n, sources=set(sources.get(n, {"certificate"})), how="certificate"
+                )
+            f = c.traits.function
+            address = f.score if _listed(f.values.get("shared_addresses")) else 0.0
+            score = max(f.score, infrastructure_score(address, True))
+            c.traits.function = Trait(score, score >= FUNCTION_HOLDS, {**f.values, "shared_certificates": ev})
+
+
+def _asn(cands: dict[tuple[str, str], Candidate], seed_addr: Mapping[str, set[str]], asn: AsnTable) -> None:
+    """The seed's ASNs on the candidates that resolved into them (a value, never a holding trait)."""
+    for c in cands.values():
+        theirs = {asn.lookup(a) for a in seed_addr.get(c.seed, ())} - {None}
+        shared = sorted(x for x in {asn.lookup(a) for a in c.addresses} & theirs if x is not None)
+        if shared:
+            c.traits.function.values["shared_asn"] = [f"AS{x}" for x in shared]
 
 
 def _page(fetcher: Fetcher, url: str) -> tuple[PageEvidence | None, tuple[str, ...], str]:
@@ -360,14 +441,17 @@ def _with_pages(
             f = c.traits.function
             redirect = bool(f.values.get("redirect_from_blocked"))
             shared = tuple(str(x) for x in _listed(f.values.get("shared_addresses")))
+            certs = tuple(_listed(f.values.get("shared_certificates")))
+            asns = tuple(_listed(f.values.get("shared_asn")))
             if ev is not None:
                 c.traits.design = design_trait(seed_page, ev)
                 c.traits.content = content_trait(seed_page, ev)
                 if shot_error:
                     c.traits.design.values["screenshot_error"] = shot_error
             c.traits.function = function_trait(
-                seed_page, ev, redirect_from_blocked=redirect, shared_addresses=shared
-            )
+                seed_page, ev, redirect_from_blocked=redirect, shared_addresses=shared,
+                shared_certificates=certs, shared_asn=asns,
+            )  # fmt: skip
     return list(by_key.values())
 
 
@@ -375,26 +459,68 @@ def _listed(v: object) -> list[object]:
     return list(v) if isinstance(v, (list, tuple)) else []
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A candidate that would have been proposed and is not (it is a popular name)."""
+
+    domain: str
+    seed: str
+    score: float
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "domain": self.domain,
+            "seed": self.seed,
+            "score": round(self.score, 4),
+            "reason": self.reason,
+        }
+
+
+@dataclass(slots=True)
+class Review:
+    """What :func:`proposals_for` sends to the review queue, and what it refuses."""
+
+    proposed: list[Proposal] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+
+
 def proposals_for(
-    cands: Iterable[Candidate], *, min_score: float = 0.8, blocked: Mapping[str, str] | None = None
-) -> list[Proposal]:
+    cands: Iterable[Candidate],
+    *,
+    min_score: float = 0.8,
+    blocked: Mapping[str, str] | None = None,
+    popular: PopularList | None = None,
+) -> Review:
     """Review-queue proposals for the good candidates.
 
     A candidate is proposed when the legal test holds (pages compared), or, without pages, when
     its score reaches ``min_score`` *and* its function trait holds (name alone never proposes).
+    A popular name (flagged by :func:`find_candidates`, or in ``popular``) is never proposed:
+    it is refused with the reason, whatever its evidence.
 
     Args:
         cands: candidates (:func:`find_candidates`).
         min_score: the score a candidate needs.
         blocked: seed -> the register entry it is (source and basis, in words) for the evidence.
+        popular: the operator's popularity list (checked here too, so no path skips it).
 
     Returns:
-        One domain proposal per candidate domain (the best seed), detector ``mirrors``.
+        One domain proposal per candidate domain (the best seed), detector ``mirrors``; the
+        refused popular names, one per domain.
     """
     best: dict[str, Candidate] = {}
+    refused: dict[str, Refused] = {}
     for c in cands:
         ok = c.copy if c.fetched else (c.score >= min_score and c.traits.function.holds)
-        if ok and (c.domain not in best or c.score > best[c.domain].score):
+        if not ok:
+            continue
+        why = c.popular or (popular.reason(c.domain) if popular is not None else "")
+        if why:
+            if c.domain not in refused or c.score > refused[c.domain].score:
+                refused[c.domain] = Refused(c.domain, c.seed, c.score, why)
+        elif c.domain not in best or c.score > best[c.domain].score:
             best[c.domain] = c
     out = []
     for d, c in sorted(best.items()):
@@ -409,7 +535,7 @@ def proposals_for(
                 {"blocked_entry": c.seed, "blocked_basis": entry, **c.to_dict()},
             )
         )
-    return out
+    return Review(out, [refused[d] for d in sorted(refused)])
 
 
 def with_impact(props: Sequence[Proposal], traffic: Traffic) -> list[Proposal]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sluice.mirrors.page import PageEvidence, simhash_similarity, tlsh_distance
 from sluice.mirrors.screenshot import phash_distance
 
-__all__ = ["TRAITS", "Trait", "Traits", "compare_pages", "legal_test"]
+__all__ = ["TRAITS", "Trait", "Traits", "compare_pages", "infrastructure_score", "legal_test"]
 
 TRAITS = ("name", "design", "content", "function")
 """The traits, in the order the law lists them."""
@@ -29,6 +29,11 @@ CONTENT_HOLDS = 0.75
 """Content score from which the content trait holds."""
 FUNCTION_HOLDS = 0.5
 """Function score from which the function trait holds."""
+CERT_SHARED = 0.7
+"""Function score of a certificate shared with the blocked site (same SAN set, same issuer and
+subject, or its SANs name the blocked site); with a shared address too: 1 - 0.4 x 0.3 = 0.88."""
+ADDRESS_SHARED = 0.6
+"""Function score of an address shared with the blocked site."""
 TLSH_NEAR = 100
 """TLSH distance under which two texts are near copies."""
 
@@ -125,8 +130,11 @@ def function_trait(
     *,
     redirect_from_blocked: bool = False,
     shared_addresses: tuple[str, ...] = (),
+    shared_certificates: tuple[object, ...] = (),
+    shared_asn: tuple[object, ...] = (),
 ) -> Trait:
-    """Same login form, same URL paths, a redirect from the blocked site, shared addresses."""
+    """Same login form, same URL paths, a redirect from the blocked site, shared addresses and
+    certificates (the ASN is recorded, never enough alone)."""
     login_same = False
     paths = 0.0
     if b is not None:
@@ -139,14 +147,20 @@ def function_trait(
         1.0 if redirect_from_blocked else 0.0,
         0.8 if login_same else 0.0,
         paths,
-        0.6 if shared_addresses else 0.0,
+        infrastructure_score(ADDRESS_SHARED if shared_addresses else 0.0, bool(shared_certificates)),
     )
     return _trait(
         score,
         FUNCTION_HOLDS,
         {"redirect_from_blocked": redirect_from_blocked, "same_login_form": login_same,
-         "path_overlap": round(paths, 3), "shared_addresses": list(shared_addresses)},
+         "path_overlap": round(paths, 3), "shared_addresses": list(shared_addresses),
+         "shared_certificates": list(shared_certificates), "shared_asn": list(shared_asn)},
     )  # fmt: skip
+
+
+def infrastructure_score(address: float, certificate: bool) -> float:
+    """Function score of shared infrastructure: an address (its score) and/or a certificate."""
+    return 1.0 - (1.0 - address) * (1.0 - (CERT_SHARED if certificate else 0.0))
 
 
 def _form_key(f: dict[str, object]) -> tuple[str, tuple[str, ...]]:
