@@ -87,8 +87,9 @@ def open_sink(location: str) -> Sink:
     return PostgresSink(location) if is_postgres_url(location) else ParquetSink(location)
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (a rename), to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -215,13 +216,9 @@ class ParquetSink:
                 name = f"part-{s[0]:012d}-{s[-1]:012d}-{n}.parquet"
             tmp = ddir / f".tmp-{name}"
             pq.write_table(part, tmp, compression="zstd")
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(tmp)
             os.replace(tmp, ddir / name)
-            _fsync_dir(ddir)
+            _fsync(ddir)
             written.append((f"{ddir.name}/{name}", [keys[i] for i in idx]))
         self._db.execute("BEGIN")
         for name, ks in written:

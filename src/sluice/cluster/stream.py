@@ -344,7 +344,9 @@ async def _collect(cfg: CollectConfig, sink: Sink, report: Callable[[str], None]
                 continue
             if not batch and cfg.idle_s is not None and now - idle_since >= cfg.idle_s:
                 break
-            timeout = max(0.05, min(1.0, cfg.flush_s - (now - oldest))) if batch else 1.0
+            # not shorter than receiving a fetch takes on a busy machine: a fetch cut short
+            # leaves its messages queued and the next one asks again, ~1 message per fetch
+            timeout = max(0.5, min(1.0, cfg.flush_s - (now - oldest))) if batch else 1.0
             try:
                 msgs = await sub.fetch(min(cfg.fetch, cfg.flush_rows - len(batch)), timeout=timeout)
             except NatsTimeout:
@@ -364,9 +366,11 @@ async def _collect(cfg: CollectConfig, sink: Sink, report: Callable[[str], None]
                 if not batch:
                     oldest = time.monotonic()
                 batch.append(_Msg(m, inc))
-    finally:
+    finally:  # acks flushed out, then closed (a drain would wait on the pull requests)
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await nc.flush(timeout=5)
+        with contextlib.suppress(Exception):
+            await nc.close()
     st.busy_s = max(0.0, last - first) if first else 0.0
     return st
 
@@ -390,7 +394,12 @@ def collect(cfg: CollectConfig, report: Callable[[str], None] | None = None) -> 
 
 
 async def _state(servers: str) -> dict[str, int]:
-    nc = await _connect(servers)
+    import nats
+
+    try:
+        nc = await nats.connect(servers, allow_reconnect=False, connect_timeout=5, error_cb=_quiet)
+    except Exception as exc:  # one attempt: a status is asked now
+        raise ConnectionError(f"cannot reach the broker at {servers}: {type(exc).__name__}") from None
     try:
         js = nc.jetstream()
         si = await js.stream_info(STREAM)
@@ -407,7 +416,11 @@ async def _state(servers: str) -> dict[str, int]:
 
 def stream_state(servers: str) -> dict[str, int]:
     """The stream's messages and last sequence, and the collector's pending and unacknowledged
-    counts (for tests and ``sluice collect --status``)."""
+    counts (for tests and ``sluice collect --status``).
+
+    Raises:
+        ConnectionError: the broker cannot be reached.
+    """
     return asyncio.run(_state(servers))
 
 
