@@ -61,6 +61,40 @@ def test_escaped_known_errors_keep_their_codes(tmp_path: os.PathLike[str], exc: 
 
 
 def test_the_documented_codes_do_not_collide() -> None:
-    from sluice.cli.main import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_IO, EXIT_USAGE
+    from sluice.cli._exit import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_IO, EXIT_USAGE
 
     assert len({EXIT_FINDINGS, EXIT_USAGE, EXIT_IO, EXIT_INTERNAL}) == 4 and EXIT_INTERNAL == 70
+
+
+def test_commands_end_by_exception_not_sys_exit() -> None:
+    """Exit codes are chosen in one place (:mod:`sluice.cli._exit`, click's handler, and
+    :func:`sluice.cli.main.main` for the unexpected): no command calls ``sys.exit`` itself."""
+    import ast
+    from pathlib import Path
+
+    import sluice.cli
+
+    found = []
+    for path in sorted(Path(sluice.cli.__file__).parent.glob("*.py")):
+        if path.name == "main.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "exit"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in ("sys", "os")
+            ):
+                found.append(f"{path.name}:{node.lineno}")
+    assert not found, f"raise an exception of sluice.cli._exit instead: {found}"
+
+
+def test_a_command_failure_prints_one_line_with_its_command(tmp_path: os.PathLike[str]) -> None:
+    from click.testing import CliRunner
+
+    from sluice.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["decisions", "--log", os.path.join(tmp_path, "absent")])
+    assert r.exit_code == 3
+    assert r.stderr.strip().splitlines() == [f"sluice decisions: error: no decision log at {tmp_path}/absent"]

@@ -118,7 +118,7 @@ sys.modules["pyarrow"] = None  # importing it raises ImportError
 from sluice.cli._detect import load_combiner
 from sluice.gateway.engine import warm_up
 from sluice.policy import parse_policy
-combiner = load_combiner(None, False, "test", 0.99)
+combiner = load_combiner(None, False, 0.99)
 policy = parse_policy('[[rule]]\\nname = "a"\\naction = "block"\\nhost = "x.example"\\n', "<t>")
 assert warm_up(policy, None, combiner) >= 1
 del sys.modules["pyarrow"]

@@ -57,7 +57,7 @@ def test_flows_on_ndpi_corpus_identical(scheduler: str, ndpi_captures: list[str]
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_analyze_on_ndpi_corpus_identical(scheduler: str, ndpi_captures: list[str], tmp_path: Path) -> None:
-    combiner = load_combiner(None, False, "test")
+    combiner = load_combiner(None, False)
     serial = analyze_captures(ndpi_captures, combiner)
     with open_client(scheduler) as client:
         got, run = analyze_on_cluster(
@@ -83,7 +83,7 @@ def test_analyze_on_ndpi_corpus_identical(scheduler: str, ndpi_captures: list[st
 
 @pytest.mark.slow
 def test_bench_capture_identical(scheduler: str, bench_capture: Path, tmp_path: Path) -> None:
-    combiner = load_combiner(None, False, "test")
+    combiner = load_combiner(None, False)
     serial = analyze_captures([str(bench_capture)], combiner)
     with open_client(scheduler) as client:
         got, run = analyze_on_cluster(

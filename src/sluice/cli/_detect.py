@@ -4,17 +4,16 @@ from __future__ import annotations
 
 __all__ = ["load_combiner", "model_options"]
 
-import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import click
 
+from sluice.cli._exit import UsageFailure
 from sluice.detect.combiner import DEFAULT_FET_VETO, Combiner
 from sluice.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., object])
-EXIT_USAGE = 2
 
 
 def model_options(fn: F) -> F:
@@ -43,7 +42,7 @@ def model_options(fn: F) -> F:
 
 
 def load_combiner(
-    model_dir: str | None, no_model: bool, prog: str, fet_veto: float | None = DEFAULT_FET_VETO
+    model_dir: str | None, no_model: bool, fet_veto: float | None = DEFAULT_FET_VETO
 ) -> Combiner:
     """The combiner the options ask for; a model that does not load ends the program (exit 2)."""
     from sluice.detect.model import DEFAULT_MODEL_DIR, ModelScorer, load_model
@@ -55,6 +54,5 @@ def load_combiner(
     try:
         fitted, _manifest = load_model(model_dir or DEFAULT_MODEL_DIR)
     except ConfigError as exc:
-        click.echo(f"{prog}: error: cannot load the model: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(f"cannot load the model: {exc}") from None
     return Combiner(ModelScorer(fitted), fet_veto=fet_veto)

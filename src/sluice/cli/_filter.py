@@ -4,11 +4,11 @@ from __future__ import annotations
 
 __all__ = ["FILTER_HELP", "filtered_paths"]
 
-import sys
 from contextlib import ExitStack
 
 import click
 
+from sluice.cli._exit import InputFailure, UsageFailure
 from sluice.errors import CaptureError, ConfigError
 
 FILTER_HELP = (
@@ -18,7 +18,7 @@ FILTER_HELP = (
 """``--help`` text of ``--filter`` on file commands."""
 
 
-def filtered_paths(stack: ExitStack, captures: tuple[str, ...], bpf: str | None, prog: str) -> list[str]:
+def filtered_paths(stack: ExitStack, captures: tuple[str, ...], bpf: str | None) -> list[str]:
     """The captures, or with a filter their filtered copies (removed when ``stack`` closes).
 
     Each copy has its capture's base name, so rows name captures as without a filter. The packets
@@ -31,11 +31,9 @@ def filtered_paths(stack: ExitStack, captures: tuple[str, ...], bpf: str | None,
     try:
         reports = stack.enter_context(filtered_captures(captures, bpf))
     except ConfigError as exc:
-        click.echo(f"{prog}: error: {exc}", err=True)
-        sys.exit(2)
+        raise UsageFailure(str(exc)) from None
     except CaptureError as exc:
-        click.echo(f"{prog}: error: {exc} [{exc.reason}]", err=True)
-        sys.exit(3)
+        raise InputFailure(f"{exc} [{exc.reason}]") from None
     for r in reports:
         click.echo(f"{r.path}: filter '{bpf}': {r.kept_text()}", err=True)
     return [r.filtered_path for r in reports]

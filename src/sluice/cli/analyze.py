@@ -22,6 +22,7 @@ import click
 
 from sluice.cli._context import register_option
 from sluice.cli._detect import load_combiner, model_options
+from sluice.cli._exit import Findings, InputFailure, UsageFailure
 from sluice.cli._filter import FILTER_HELP, filtered_paths
 from sluice.cli._output import (
     JSON_RULE,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from sluice.decide import RegisterLookup
     from sluice.detect.combiner import Combiner
 
-EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
 FORMATS = ("table", "jsonl", "csv", "parquet", "eve")
 
 
@@ -223,10 +223,10 @@ def analyze(
         raise click.UsageError("--policy needs --decisions")
     if cluster and (with_decisions or bpf):
         raise click.UsageError("--cluster excludes --decisions and --filter")
-    combiner = load_combiner(model_dir, no_model, "sluice analyze", fet_veto)
+    combiner = load_combiner(model_dir, no_model, fet_veto)
     register = _open_register(register_db)
     with ExitStack() as stack:
-        paths = filtered_paths(stack, captures, bpf, "sluice analyze")
+        paths = filtered_paths(stack, captures, bpf)
         if with_decisions:
             _decisions(paths, policy_file, combiner, register, packets, fmt, out_path, summary_json)
             return
@@ -238,8 +238,7 @@ def analyze(
             else:
                 res = _analyze_each(paths, combiner, register, progress)
         except CaptureError as exc:
-            click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
-            sys.exit(EXIT_IO)
+            raise InputFailure(f"{exc} [{exc.reason}]") from None
     names = dict(zip(paths, captures, strict=True))
     res.runs = {names.get(k, k): v for k, v in res.runs.items()}
     multi = len(captures) > 1
@@ -249,7 +248,7 @@ def analyze(
     summary = summarize(res.flows)
     _emit(res, fmt, out_path, multi, summary, summary_json)
     if fail_on_findings and summary["findings"]:
-        sys.exit(EXIT_FINDINGS)
+        raise Findings()
 
 
 def _open_register(register_db: str | None) -> RegisterLookup | None:
@@ -260,8 +259,9 @@ def _open_register(register_db: str | None) -> RegisterLookup | None:
         try:
             register = open_register(register_db)
         except SluiceError as exc:
-            click.echo(f"sluice analyze: error: cannot open the register: {exc}", err=True)
-            sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
+            raise (UsageFailure if isinstance(exc, ConfigError) else InputFailure)(
+                f"cannot open the register: {exc}"
+            ) from None  # no register: usage
     return register
 
 
@@ -301,8 +301,7 @@ def _on_cluster(
                 client, captures, detector=detector, register=reg, shard_dir=shard_dir or tmp
             )
     except ConfigError as exc:
-        click.echo(f"sluice analyze: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     return res
 
 
@@ -324,18 +323,15 @@ def _decisions(
     try:
         pol = load_policy(policy_file) if policy_file else default_policy()
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     except OSError as exc:
-        click.echo(f"sluice analyze: error: cannot read {policy_file}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot read {policy_file}: {exc.strerror}") from None
     try:
         res = replay_captures(
             pol, captures, combiner, register=register, decide_after=decide_after_for(packets)
         )
     except CaptureError as exc:
-        click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"{exc} [{exc.reason}]") from None
     try:
         out = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
         try:
@@ -347,8 +343,7 @@ def _decisions(
             if out is not sys.stdout:
                 out.close()
     except OSError as exc:
-        click.echo(f"sluice analyze: error: cannot write {out_path}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot write {out_path}: {exc.strerror}") from None
     _summary_out(summary_json, {"summary": res.summary(), "runs": res.runs})
     click.echo(summary_text(res), err=fmt != "table" and not out_path)
 
@@ -357,8 +352,7 @@ def _summary_out(path: str | None, doc: dict[str, Any]) -> None:
     try:
         write_summary_json(path, doc)
     except OSError as exc:
-        click.echo(f"sluice analyze: error: cannot write {path}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _explain(res: AnalysisResult, explain_id: str, multi: bool) -> None:
@@ -371,8 +365,7 @@ def _explain(res: AnalysisResult, explain_id: str, multi: bool) -> None:
     if multi and not capture and len(hits) > 1:
         raise click.UsageError("--explain: several captures have that flow id; use CAPTURE:FLOW_ID")
     if not hits:
-        click.echo(f"sluice analyze: error: no flow {explain_id}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(f"no flow {explain_id}")
     click.echo(_explain_text(hits[0]))
 
 
@@ -409,8 +402,7 @@ def _emit(
                 if out is not sys.stdout:
                     out.close()
     except OSError as exc:
-        click.echo(f"sluice analyze: error: cannot write {out_path}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot write {out_path}: {exc.strerror}") from None
     _summary_out(summary_json, {"summary": summary, "runs": res.runs})
     click.echo(_summary_text(summary), err=fmt != "table" and not out_path)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 __all__ = ["collect", "publish"]
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -166,7 +165,7 @@ def collect(
         st = run(cfg, report)
     except KeyboardInterrupt:
         click.echo("sluice collect: stopped", err=True)
-        sys.exit(0)
+        return
     out = stats_dict(st)
     if as_json:
         click.echo(json.dumps({"store": store, **out}))

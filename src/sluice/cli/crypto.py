@@ -14,6 +14,7 @@ import click
 import orjson
 
 from sluice.cli._context import register_option
+from sluice.cli._exit import InputFailure, UsageFailure
 from sluice.cli._output import Col, listing_format, print_table, render_plain
 from sluice.crypto.scan import score_text
 
@@ -54,8 +55,9 @@ def _load_register(db: str) -> Matcher:
         finally:
             store.close()
     except RegistryError as exc:
-        click.echo(f"error: {exc} [{exc.reason}]", err=True)
-        sys.exit(2 if isinstance(exc, RegisterNotFound) else 3)
+        raise (UsageFailure if isinstance(exc, RegisterNotFound) else InputFailure)(
+            f"{exc} [{exc.reason}]"
+        ) from None
 
 
 def _register_rows(matcher: Matcher, address: Any) -> list[dict[str, Any]]:
@@ -146,4 +148,4 @@ def scan(sources: tuple[str, ...], fmt: str | None, as_json: bool, db: str | Non
             _indented([Col("chain"), Col("address"), Col("offset"), Col("checksum"), Col("register")], rows)
     sys.stdout.flush()
     if failed:
-        sys.exit(3)
+        raise InputFailure()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from sluice.cli._exit import InputFailure
 from sluice.cli._output import JSON_RULE, Col, listing_format, print_table, render_plain
 from sluice.cli.policy import write_decisions
 from sluice.decisions import DecisionFilter, ReadStats, parse_since, read_decisions
@@ -29,7 +30,6 @@ from sluice.decisions.store import is_postgres_url
 from sluice.errors import ConfigError
 from sluice.policy.model import Action, Decision, Mode
 
-EXIT_USAGE, EXIT_IO = 2, 3
 CLOCKS = ("auto", "wall", "capture")
 
 
@@ -93,8 +93,7 @@ def decisions(
     """
     fmt = listing_format("table" if fmt == "text" else fmt, as_json)
     if not is_postgres_url(log_dir) and not Path(log_dir).is_dir():
-        click.echo(f"sluice decisions: error: no decision log at {log_dir}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"no decision log at {log_dir}")
     try:
         now = _now(clock, log_dir, [t for t in (since, until) if t])
         flt = DecisionFilter(
@@ -107,14 +106,12 @@ def decisions(
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from None
     except OSError as exc:
-        click.echo(f"sluice decisions: error: cannot read {log_dir}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot read {log_dir}: {exc.strerror}") from None
     stats = ReadStats()
     try:
         found = list(read_decisions(log_dir, flt, stats))
     except OSError as exc:
-        click.echo(f"sluice decisions: error: cannot read {log_dir}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot read {log_dir}: {exc.strerror}") from None
     counts = Counter((d.rule, d.action.value, d.mode.value) for d in found)
     shown = found[-limit:] if limit else found
     if fmt == "table":

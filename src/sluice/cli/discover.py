@@ -10,16 +10,14 @@ from __future__ import annotations
 __all__ = ["discover_command"]
 
 import json
-import sys
 import time
 from typing import Any
 
 import click
 
 from sluice.cli._context import register_option
+from sluice.cli._exit import InputFailure, UsageFailure
 from sluice.errors import CaptureError, ConfigError, SluiceError
-
-EXIT_USAGE, EXIT_IO = 2, 3
 
 
 def _when(ts: float) -> str:
@@ -83,11 +81,9 @@ def discover_command(
     try:
         flows = read_flows(list(inputs))
     except ConfigError as exc:
-        click.echo(f"sluice services discover: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     except CaptureError as exc:
-        click.echo(f"sluice services discover: error: {exc} [{exc.reason}]", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"{exc} [{exc.reason}]") from None
     cands = discover(flows, min_findings=min_findings, ignore_domains=skip)
     docs = [c.to_dict() for c in cands]
     if propose:
@@ -95,8 +91,9 @@ def discover_command(
         try:
             ids = _propose(cands, inputs, register_db, proposals_for)
         except SluiceError as exc:
-            click.echo(f"sluice services discover: error: {exc}", err=True)
-            sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
+            raise (UsageFailure if isinstance(exc, ConfigError) else InputFailure)(
+                str(exc)
+            ) from None  # no register: usage
         for doc, got in zip(docs, ids, strict=True):
             doc["proposals"] = got
     if fmt == "json":

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from sluice.batch.flows import batch_flows
+from sluice.cli._exit import InputFailure, UsageFailure
 from sluice.cli._output import (
     JSON_RULE,
     PROTO_NAMES,
@@ -269,8 +270,7 @@ def flows_command(
                 with open(path, "a", encoding="utf-8"):
                     pass
             except OSError as exc:
-                click.echo(f"sluice flows: error: cannot write {path}: {exc.strerror}", err=True)
-                sys.exit(3)
+                raise InputFailure(f"cannot write {path}: {exc.strerror}") from None
     if fmt != "parquet":
         out = open(out_path, "w", encoding="utf-8", newline="") if out_path else sys.stdout  # noqa: SIM115
     multi = len(captures) > 1
@@ -294,11 +294,9 @@ def flows_command(
                 click.echo(f"sluice flows: error: {exc} [{exc.reason}]", err=True)
                 failed = True
     except ConfigError as exc:
-        click.echo(f"sluice flows: error: {exc}", err=True)
-        sys.exit(2)
+        raise UsageFailure(str(exc)) from None
     except CaptureError as exc:
-        click.echo(f"sluice flows: error: {exc} [{exc.reason}]", err=True)
-        sys.exit(3)
+        raise InputFailure(f"{exc} [{exc.reason}]") from None
     finally:
         writer.close()
         if out is not None and out is not sys.stdout:
@@ -308,10 +306,9 @@ def flows_command(
             with open(summary_json, "w", encoding="utf-8") as f:
                 json.dump(summaries, f, indent=2)
         except OSError as exc:
-            click.echo(f"sluice flows: error: cannot write {summary_json}: {exc.strerror}", err=True)
-            sys.exit(3)
+            raise InputFailure(f"cannot write {summary_json}: {exc.strerror}") from None
     if failed:
-        sys.exit(3)
+        raise InputFailure()
 
 
 def _packet_filter(expr: str) -> PacketFilter:

@@ -20,6 +20,7 @@ import click
 
 from sluice.cli._context import register_option
 from sluice.cli._detect import load_combiner, model_options
+from sluice.cli._exit import EXIT_IO, EXIT_USAGE, failure_for
 from sluice.errors import ConfigError
 from sluice.gateway.rules import DEFAULT_CHAIN, DEFAULT_PACKETS, RuleSet, setup, teardown
 from sluice.gateway.shaper import remove_shaper
@@ -28,12 +29,8 @@ from sluice.gateway.unit import DEFAULT_UNIT_DIR, DEFAULT_UNIT_NAME, STATE_DIR
 if TYPE_CHECKING:
     from sluice.detect.combiner import Combiner
 
-EXIT_USAGE, EXIT_IO = 2, 3
-
-
 def _fail(msg: str, code: int) -> NoReturn:
-    click.echo(f"sluice gateway: error: {msg}", err=True)
-    sys.exit(code)
+    raise failure_for(code, msg)
 
 
 def _ruleset(queue: int, bypass: bool, packets: int, chain: str, workers: int = 1) -> RuleSet:
@@ -226,14 +223,14 @@ def run_command(
     )
 
     def load_detector() -> Combiner | None:
-        return None if no_detect else load_combiner(model_dir, no_model, "sluice gateway", fet_veto)
+        return None if no_detect else load_combiner(model_dir, no_model, fet_veto)
 
     try:
         code = run_gateway(config, load_detector, lambda msg: click.echo(msg, err=True))
     except GatewayFailure as exc:
         _fail(exc.message, exc.exit_code)
     if code:
-        sys.exit(code)
+        raise failure_for(code)
 
 
 @gateway.command(

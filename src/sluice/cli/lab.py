@@ -7,19 +7,16 @@ __all__ = ["lab"]
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import click
 
+from sluice.cli._exit import Findings, InputFailure, Interrupted, UsageFailure
 from sluice.errors import ConfigError
 from sluice.lab.registry import all_packages, all_scenarios, parse_selection
 from sluice.lab.runner import SessionReport, run_lab
 from sluice.lab.topology import LabError, clean_stale
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 @click.group(name="lab")
@@ -73,13 +70,11 @@ def install_cmd(dry_run: bool) -> None:
         click.echo(" ".join(argv))
         return
     if os.geteuid() != 0:
-        click.echo("sluice lab install: needs root", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure("needs root")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     rc = subprocess.run(argv, env=env, check=False).returncode
     if rc != 0:
-        click.echo(f"sluice lab install: apt-get failed (rc {rc})", err=True)
-        sys.exit(3)
+        raise InputFailure(f"apt-get failed (rc {rc})")
 
 
 @lab.command("clean")
@@ -166,8 +161,7 @@ def run_cmd(
             raise click.UsageError(f"--set {pin!r}: expected KEY=VALUE")
         fixed[key.strip()] = value.strip()
     if os.geteuid() != 0:
-        click.echo("sluice lab run: needs root (network namespaces)", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure("needs root (network namespaces)")
     t0 = time.monotonic()
     try:
         reports = run_lab(
@@ -181,10 +175,9 @@ def run_cmd(
             pins=fixed,
         )
     except LabError as exc:
-        click.echo(f"sluice lab run: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     except KeyboardInterrupt:
-        sys.exit(130)
+        raise Interrupted() from None
     ok = [r for r in reports if r.status == "ok"]
     failed = [r for r in reports if r.status == "failed"]
     skipped = [r for r in reports if r.status == "skipped"]
@@ -195,7 +188,7 @@ def run_cmd(
     )
     click.echo(summary, err=as_json)
     if failed:
-        sys.exit(EXIT_FAILED)
+        raise Findings()
 
 
 @lab.command("dataset")
@@ -214,11 +207,9 @@ def dataset_cmd(directory: str, out_path: str | None, as_json: bool) -> None:
     try:
         summary = build_dataset(directory, out)
     except ConfigError as exc:
-        click.echo(f"sluice lab dataset: error: {exc}", err=True)
-        sys.exit(2)
+        raise UsageFailure(str(exc)) from None
     except CaptureError as exc:
-        click.echo(f"sluice lab dataset: error: {exc} [{exc.reason}]", err=True)
-        sys.exit(3)
+        raise InputFailure(f"{exc} [{exc.reason}]") from None
     doc = {"out": out, "captures": summary.captures, "flows": summary.flows,
            "labeled": dict(sorted(summary.labeled.items())), "unlabeled": summary.unlabeled,
            "skipped": summary.skipped}

@@ -28,11 +28,9 @@ import sys
 import click
 
 from sluice import __version__
+from sluice.cli._exit import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE
 from sluice.errors import CaptureError, ConfigError
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
-EXIT_INTERNAL = 70
-"""An unexpected exception: a bug (``EX_SOFTWARE`` of sysexits.h)."""
 DEBUG_ENV = "SLUICE_DEBUG"
 """Set (to anything but ``0`` or empty) to print internal errors' tracebacks."""
 _debug = False
@@ -169,7 +167,7 @@ def main() -> None:
         cli.main(prog_name="sluice", standalone_mode=True)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except ConfigError as exc:
         click.echo(f"sluice: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)

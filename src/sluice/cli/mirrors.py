@@ -25,14 +25,13 @@ if TYPE_CHECKING:
     from sluice.mirrors.popular import PopularList
     from sluice.registry.impact import Traffic
 
-EXIT_FINDINGS, EXIT_USAGE, EXIT_IO = 1, 2, 3
+from sluice.cli._exit import EXIT_IO, EXIT_USAGE, Findings, failure_for
 
 
 def _fail(code: int, reason: str, message: str, as_json: bool) -> NoReturn:
     if as_json:
         click.echo(json.dumps({"error": reason, "detail": message}, ensure_ascii=False))
-    click.echo(f"error: {message} [{reason}]", err=True)
-    sys.exit(code)
+    raise failure_for(code, f"{message} [{reason}]")
 
 
 _COMMON = [
@@ -239,7 +238,7 @@ def candidates_cmd(fmt: str | None, as_json: bool, fail_on_findings: bool, limit
         print_table(cols, table)
         click.echo(f"{len(found)} candidates" + (f" ({limit} shown: --limit)" if len(found) > limit else ""))
     if fail_on_findings and any(c.copy for c in found):
-        sys.exit(EXIT_FINDINGS)
+        raise Findings()
 
 
 @mirrors.command("propose")

@@ -10,12 +10,12 @@ from __future__ import annotations
 __all__ = ["model"]
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
+from sluice.cli._exit import failure_for
 from sluice.cli._output import Col, render_plain
 from sluice.cli._output import progress as progress_bar
 from sluice.detect.combiner import DEFAULT_FET_VETO
@@ -24,9 +24,8 @@ from sluice.errors import ConfigError
 EXIT_USAGE, EXIT_IO = 2, 3
 
 
-def _fail(cmd: str, exc: Exception, code: int) -> None:
-    click.echo(f"sluice model {cmd}: error: {exc}", err=True)
-    sys.exit(code)
+def _fail(cmd: str, exc: Exception, code: int) -> NoReturn:
+    raise failure_for(code, str(exc))
 
 
 def _num(value: object, absent: str) -> str:

@@ -24,6 +24,7 @@ import click
 
 from sluice.cli._context import register_option
 from sluice.cli._detect import load_combiner, model_options
+from sluice.cli._exit import InputFailure, UsageFailure
 from sluice.cli._filter import FILTER_HELP, filtered_paths
 from sluice.cli._output import (
     JSON_RULE,
@@ -40,7 +41,6 @@ from sluice.gateway.rules import DEFAULT_PACKETS
 from sluice.policy import Decision, FlowOutcome, Mode, ReplayResult, check_policy, load_policy
 from sluice.policy.loader import PolicyError, read_policy_text
 
-EXIT_USAGE, EXIT_IO = 2, 3
 FORMATS = ("table", "jsonl", "csv", "eve")
 
 
@@ -62,11 +62,9 @@ def check(file: str, as_json: bool) -> None:
     try:
         text = read_policy_text(file)  # bounded (issue 19: /dev/zero grew to 24 GB)
     except PolicyError as exc:
-        click.echo(f"sluice policy: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        click.echo(f"sluice policy: error: cannot read {file}: {exc}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot read {file}: {exc}") from None
     pol, issues = check_policy(text, file)
     if as_json:
         out = {
@@ -101,7 +99,7 @@ def check(file: str, as_json: bool) -> None:
                 f"default {pol.default.action.value}, digest {pol.digest}"
             )
     if issues:
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure()
 
 
 @policy.command("show-default")
@@ -177,11 +175,9 @@ def test_command(
     try:
         pol = load_policy(file)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     except OSError as exc:
-        click.echo(f"sluice policy: error: cannot read {file}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot read {file}: {exc.strerror}") from None
     from sluice.decide import decide_after_for, open_register, replay_captures
 
     register = None
@@ -189,11 +185,12 @@ def test_command(
         try:
             register = open_register(register_db)
         except SluiceError as exc:
-            click.echo(f"sluice policy: error: cannot open the register: {exc}", err=True)
-            sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
-    combiner = load_combiner(model_dir, no_model, "sluice policy", fet_veto)
+            raise (UsageFailure if isinstance(exc, ConfigError) else InputFailure)(
+                f"cannot open the register: {exc}"
+            ) from None  # no register: usage
+    combiner = load_combiner(model_dir, no_model, fet_veto)
     with ExitStack() as stack:
-        paths = filtered_paths(stack, captures, bpf, "sluice policy")
+        paths = filtered_paths(stack, captures, bpf)
         try:
             with progress_bar("policy test", len(paths), enabled=progress) as bar:
 
@@ -210,8 +207,7 @@ def test_command(
                 )
                 bar.update(len(paths))
         except CaptureError as exc:
-            click.echo(f"sluice policy: error: {exc} [{exc.reason}]", err=True)
-            sys.exit(EXIT_IO)
+            raise InputFailure(f"{exc} [{exc.reason}]") from None
     if log_dir:
         _write_log(log_dir, res)
     multi = len(captures) > 1
@@ -222,8 +218,7 @@ def test_command(
     try:
         write_summary_json(summary_json, res.summary())
     except OSError as exc:
-        click.echo(f"sluice policy: error: cannot write {summary_json}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot write {summary_json}: {exc.strerror}") from None
     click.echo(summary_text(res), err=fmt != "table")
 
 
@@ -308,8 +303,6 @@ def _write_log(log_dir: str, res: ReplayResult) -> None:
             for d in res.decisions:
                 log.write(d)
     except ConfigError as exc:
-        click.echo(f"sluice policy: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     except OSError as exc:
-        click.echo(f"sluice policy: error: cannot write the log {log_dir}: {exc.strerror}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(f"cannot write the log {log_dir}: {exc.strerror}") from None

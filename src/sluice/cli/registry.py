@@ -13,7 +13,6 @@ after the subcommand or before it, default ``$SLUICE_REGISTRY`` or ``./sluice-re
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,6 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from sluice.cli._context import DEFAULT_REGISTER, register_option, registry_db, store_group_register
+from sluice.cli._exit import Findings, InputFailure, failure_for
 from sluice.cli._output import progress as progress_bar
 from sluice.registry import service
 from sluice.registry.exports import EXPORT_TARGETS
@@ -61,8 +61,7 @@ def _fail(exc: RegistryError, as_json: bool) -> NoReturn:
         click.echo(
             json.dumps({"error": exc.reason, "detail": exc.detail, "path": exc.path}, ensure_ascii=False)
         )
-    click.echo(f"error: {exc} [{exc.reason}]", err=True)
-    sys.exit(code)
+    raise failure_for(code, f"{exc} [{exc.reason}]")
 
 
 def _db(ctx: click.Context) -> str:
@@ -277,7 +276,7 @@ def check_cmd(
                 basis = "; ".join(m["basis_text"]) or "(no decision given)"
                 click.echo(f"  {m['reason']:<13} {m['kind']:<11} {m['shown']}  [{m['source']}]  {basis}")
     if fail_on_findings and any(r["matches"] for r in results):
-        sys.exit(EXIT_FINDINGS)
+        raise Findings()
 
 
 @registry.command("history")
@@ -740,7 +739,7 @@ def fetch_cmd(
         for o in outs:
             click.echo(_fetch_line(o))
     if any(not o.ok for o in outs):
-        sys.exit(EXIT_IO)
+        raise InputFailure()
 
 
 def _fetch_line(o: Any) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 __all__ = ["serve"]
 
 import os
-import sys
 
 import click
 
 from sluice.cli._context import DEFAULT_REGISTER, register_option
+from sluice.cli._exit import InputFailure, UsageFailure
 from sluice.errors import ConfigError, SluiceError
 
 EXIT_USAGE, EXIT_IO = 2, 3
@@ -85,7 +85,7 @@ def serve(
             f"sluice serve: error: the console needs its extra: pip install 'sluice[console]' ({exc})",
             err=True,
         )
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure() from None
     cfg = ConsoleConfig(
         register=register_db,
         log_dir=log_dir,
@@ -98,8 +98,9 @@ def serve(
     try:
         console = Console(cfg)
     except SluiceError as exc:
-        click.echo(f"sluice serve: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_IO)  # no register: usage
+        raise (UsageFailure if isinstance(exc, ConfigError) else InputFailure)(
+            str(exc)
+        ) from None  # no register: usage
     if add_user or set_password:
         name = add_user or set_password or ""
         password = os.environ.get("SLUICE_PASSWORD") or click.prompt(
@@ -113,8 +114,7 @@ def serve(
                 console.users.update(name, None, password=password)
                 click.echo(f"password of {name} changed")
         except AuthError as exc:
-            click.echo(f"sluice serve: error: {exc.detail} [{exc.reason}]", err=True)
-            sys.exit(EXIT_USAGE)
+            raise UsageFailure(f"{exc.detail} [{exc.reason}]") from None
         finally:
             console.close()
         return

@@ -11,12 +11,12 @@ __all__ = ["services"]
 
 import ipaddress
 import json
-import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from sluice.cli._exit import UsageFailure
 from sluice.cli._output import Col, print_table
 from sluice.cli.discover import discover_command
 from sluice.errors import ConfigError
@@ -38,8 +38,7 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Same as --format j
 def _fail(reason: str, message: str, as_json: bool) -> NoReturn:
     if as_json:
         click.echo(json.dumps({"error": reason, "detail": message}, ensure_ascii=False))
-    click.echo(f"error: {message} [{reason}]", err=True)
-    sys.exit(EXIT_USAGE)
+    raise UsageFailure(f"{message} [{reason}]")
 
 
 def _load(ctx: click.Context, as_json: bool) -> Catalogue:

@@ -9,11 +9,11 @@ from __future__ import annotations
 __all__ = ["snapshot_group"]
 
 import json
-import sys
 
 import click
 
 from sluice.cli._context import DEFAULT_REGISTER, register_option
+from sluice.cli._exit import InputFailure, UsageFailure
 
 EXIT_USAGE, EXIT_IO = 2, 3
 
@@ -37,8 +37,7 @@ def keygen_cmd(private_path: str, public_path: str) -> None:
     try:
         key_id = generate_key(private_path, public_path)
     except OSError as exc:
-        click.echo(f"sluice registry snapshot: error: {exc}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(str(exc)) from None
     click.echo(f"key {key_id}: private {private_path}, public {public_path}")
 
 
@@ -62,11 +61,9 @@ def publish_cmd(ctx: click.Context, key_path: str, out_path: str, as_json: bool)
     try:
         key = load_private_key(key_path)
     except SnapshotError as exc:
-        click.echo(f"sluice registry snapshot: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     except OSError as exc:
-        click.echo(f"sluice registry snapshot: error: cannot read {key_path}: {exc.strerror}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(f"cannot read {key_path}: {exc.strerror}") from None
     try:
         store = open_store(_db(ctx))
         try:
@@ -74,8 +71,7 @@ def publish_cmd(ctx: click.Context, key_path: str, out_path: str, as_json: bool)
         finally:
             store.close()
     except (RegistryError, OSError) as exc:
-        click.echo(f"sluice registry snapshot: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE if isinstance(exc, RegisterNotFound) else EXIT_IO)
+        raise (UsageFailure if isinstance(exc, RegisterNotFound) else InputFailure)(str(exc)) from None
     if as_json:
         click.echo(_header_json(header))
     else:
@@ -98,13 +94,11 @@ def verify_cmd(source: str, public_path: str, as_json: bool) -> None:
     try:
         pub = load_public_key(public_path)
     except (SnapshotError, OSError) as exc:
-        click.echo(f"sluice registry snapshot: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise UsageFailure(str(exc)) from None
     try:
         snap = read_snapshot(source, pub)
     except SnapshotError as exc:
-        click.echo(f"sluice registry snapshot: error: {exc}", err=True)
-        sys.exit(EXIT_IO)
+        raise InputFailure(str(exc)) from None
     if as_json:
         click.echo(_header_json(snap.header))
     else:
