@@ -336,8 +336,8 @@ def test_every_packet_read_and_malformed_ones_counted(sweep: Sweep) -> None:
         assert s["packets"] >= s["ip_packets"] + s["non_ip"], m.path.name
         if m.kind.startswith(("E", "s")):
             assert s["packets"] == c["packets"], (m.path.name, s, c)
-        elif m.kind == "cut":
-            assert s["packets"] < c["packets"] or s["packets"] == c["packets"] == 0, m.path.name
+        elif m.kind == "cut":  # a cut in trailing blocks (pcapng statistics) loses no packet
+            assert s["packets"] <= c["packets"], m.path.name
         if c["packets"] >= MIN_PACKETS and sum(s["anomalies"].values()) > sum(c["anomalies"].values()):
             grew[m.kind] += 1
     # the strongest byte damage and the smallest snap length show in every capture's counts
