@@ -227,3 +227,47 @@ def test_no_private_name_crosses_packages() -> None:
     seen = set(_allowed_seen())
     gone = [k for k in PRIVATE_ACROSS_PACKAGES if k not in seen]
     assert not gone, f"no longer imported, remove from PRIVATE_ACROSS_PACKAGES: {gone}"
+
+
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Names an ``__init__`` binds at module level (imports, assignments, defs, classes)."""
+    out: set[str] = set()
+    body = list(tree.body)
+    for node in body:
+        if isinstance(node, ast.If):  # `if TYPE_CHECKING:` imports served by a module __getattr__
+            body.extend(node.body)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            out.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            out.add(node.name)
+        elif isinstance(node, ast.Assign):
+            out.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out.add(node.target.id)
+    return out
+
+
+def test_every_package_names_what_it_offers() -> None:
+    """Each package's ``__init__`` has an ``__all__``; every name in it is a submodule or bound there."""
+    problems = []
+    for init in sorted((SRC / "sluice").rglob("__init__.py")):
+        if "__pycache__" in init.parts:
+            continue
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        names: list[str] | None = None
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
+                names = list(ast.literal_eval(node.value))
+        rel = init.parent.relative_to(SRC)
+        if names is None:
+            problems.append(f"{rel}: no __all__")
+            continue
+        bound = _bound_names(tree)
+        for name in names:
+            sub = init.parent / name
+            is_module = sub.with_suffix(".py").exists() or (sub / "__init__.py").exists()
+            if name not in bound and not is_module:
+                problems.append(f"{rel}: __all__ names {name!r}, which is neither a submodule nor defined")
+    assert not problems, "\n".join(problems)
