@@ -69,7 +69,7 @@ def run_serial(paths: list[str]) -> tuple[float, int]:
     from sluice.cli._detect import load_combiner
     from sluice.detect.service import analyze_captures
 
-    combiner = load_combiner(None, False, "bench")
+    combiner = load_combiner(None, False)
     analyze_captures(paths[:1], combiner)  # warm
     t0 = time.perf_counter()
     res = analyze_captures(paths, combiner, workers=1)

@@ -244,8 +244,8 @@ def _engine_capacity(conns: int) -> dict[str, float]:
     matcher = Matcher([("bench", "domain", "blocked.example", "[]")])
     out = {}
     for label, detector in (
-        ("engine_conns_per_s", load_combiner(None, False, "bench")),
-        ("engine_conns_per_s_no_model", load_combiner(None, True, "bench")),
+        ("engine_conns_per_s", load_combiner(None, False)),
+        ("engine_conns_per_s_no_model", load_combiner(None, True)),
         ("engine_conns_per_s_no_detect", None),
     ):
         best = 0.0
