@@ -16,6 +16,13 @@ Tranco top-10k name (against that seed), with a Wilson 95 % interval.  Reported 
 * ``substring``: baseline "the seed's stem is a substring of the name";
 * ``dnstwist``: baseline "the name is among dnstwist-style permutations of the seed".
 
+The popular-names guard, through the proposal path (``find_candidates`` + ``proposals_for``, as
+``sluice mirrors propose`` runs them): a stress test in which every Tranco top-10k name is seen on
+an address of its own that the seed also resolved to, presenting a certificate whose SANs name
+the seed (a CDN edge shared with the blocked site, the worst case), for each family's seed (and,
+in the sibling protocol, its known siblings).  Counted: the top-10k names proposed without the
+guard, with it (``--popular`` = the Tranco file, top 10,000: must be 0), and refused.
+
 Usage: ``python bench/eval_mirrors.py [--json out.json] [--write-model]``.
 """
 
@@ -32,11 +39,14 @@ from pathlib import Path
 import ahocorasick  # type: ignore[import-not-found]
 import numpy as np
 
+from sluice.mirrors.discover import find_candidates, proposals_for
 from sluice.mirrors.families import Family, find_families, read_rkn_rows, split_by_family
 from sluice.mirrors.index import brand_stem
 from sluice.mirrors.namescore import NameModel
 from sluice.mirrors.permute import fuzz_dnstwist
+from sluice.mirrors.popular import PopularList, load_popular
 from sluice.mirrors.stems import core, name_parts
+from sluice.registry.impact import TrafficCert
 from sluice.stats import wilson
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -169,6 +179,40 @@ def with_siblings(model: NameModel, fams: list[Family], top: list[str]) -> dict[
     return out
 
 
+def popular_guard(
+    model: NameModel, seed_groups: list[list[str]], top: list[str], popular: PopularList
+) -> dict[str, dict[str, list[str]]]:
+    """The stress test of the guard (module docstring) for a fold's families at once: every
+    top-10k name on an address of its own that every family's seed also resolved to, with a
+    certificate naming the seeds (and every other seed on the addresses of the top names that
+    its name hits); then ``proposals_for`` at the default ``--propose-min-score``
+    (0.8) and at 0.5.  Returns, per operating point, the top-10k names proposed without the
+    guard (``unguarded``), with it (``proposed``), and refused by it."""
+    main = [g[0] for g in seed_groups]
+    seeds = [sd for g in seed_groups for sd in g]
+    addrs = {n: {f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"} for i, n in enumerate(top)}
+    every = {a for x in addrs.values() for a in x}
+    certs = {n: {TrafficCert(f"CN={n}", "CN=stress CA", tuple(sorted({n, *main})))} for n in top}
+    # the other seeds (decision siblings) share the addresses of the top names they hit by name:
+    # for them, the rest would only add candidates with no name score (at most 0.616, see notes)
+    by_stem: dict[str, set[str]] = {}
+    for h in model.index(seeds).query(top):
+        by_stem.setdefault(h.stem, set()).update(addrs[h.observed])
+    seed_addr = {sd: by_stem.get(brand_stem(sd), set()) for sd in seeds} | dict.fromkeys(main, every)
+    cands = find_candidates(seeds, addrs, model=model, seed_addresses=seed_addr, certs=certs)
+    topset = set(top)
+    out = {}
+    for ms in (0.8, 0.5):
+        bare = proposals_for(cands, min_score=ms)
+        guarded = proposals_for(cands, min_score=ms, popular=popular)
+        out[f"min_score {ms}"] = {
+            "unguarded": sorted(p.indicator for p in bare.proposed if p.indicator in topset),
+            "proposed": sorted(p.indicator for p in guarded.proposed if p.indicator in topset),
+            "refused": sorted(r.domain for r in guarded.refused if r.domain in topset),
+        }
+    return out
+
+
 def _text(name: str) -> str:
     parts = name_parts(name)
     return "".join(core(x) for x in (*parts.subdomains, parts.label))
@@ -206,6 +250,8 @@ def substring_rule(seed: str, names: list[str]) -> set[str]:
 def evaluate(shared: Path) -> dict[str, object]:
     t0 = time.perf_counter()
     fams, top, train_neg = load(shared)
+    popular = load_popular(shared / TRANCO, top=TOP)
+    guard: dict[str, dict[str, set[str]]] = {}
     folds = split_by_family(fams, 2)
     per_family: list[dict[str, object]] = []
     models = []
@@ -218,6 +264,14 @@ def evaluate(shared: Path) -> dict[str, object]:
         by_stem = scores_for(model, test, observed)
         topset = set(top)
         siblings = with_siblings(model, test, top)
+        for protocol, groups in (
+            ("one seed", [[f.seed] for f in test]),
+            ("seed + siblings", [[f.seed, *sibling_split(f)[0]] for f in test]),
+        ):
+            for point, got in popular_guard(model, groups, top, popular).items():
+                g = guard.setdefault(f"{protocol}, {point}", {})
+                for k2, v2 in got.items():
+                    g.setdefault(k2, set()).update(v2)
         for f in test:
             stem = brand_stem(f.seed)
             sc = by_stem.get(stem, {})
@@ -273,6 +327,7 @@ def evaluate(shared: Path) -> dict[str, object]:
         "train_negatives": len(train_neg),
         "summary": summary,
         "top10k_names_scoring_0.5_or_more": sorted(leak_name),
+        "popular_guard": {p: {k: sorted(v) for k, v in g.items()} for p, g in guard.items()},
         "per_family": per_family,
         "models": models,
         "seconds": round(time.perf_counter() - t0, 1),
@@ -309,6 +364,13 @@ def main() -> None:
     print("top-10k names scoring >= 0.5 against a held-out seed:", res["top10k_names_scoring_0.5_or_more"])
     sib = sorted({n for r in res["per_family"] for n in r["sib_top10k_names_0.5"]})  # type: ignore[attr-defined]
     print("... against a seed and its decision siblings:", sib)
+    print("popular guard (stress: every top-10k name on an address of the seed, certificate naming it):")
+    guard: dict[str, dict[str, list[str]]] = res["popular_guard"]  # type: ignore[assignment]
+    for protocol, g in guard.items():
+        print(
+            f"  {protocol}: top-10k names proposed: {len(g['proposed'])}; refused: {len(g['refused'])}; "
+            f"proposed without the guard: {len(g['unguarded'])} {g['unguarded'][:8]}"
+        )
     print(f"{res['seconds']} s")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, ensure_ascii=False))

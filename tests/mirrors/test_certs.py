@@ -107,3 +107,29 @@ def test_certificate_naming_the_seed_and_crowded_certificates() -> None:
     crowded = crowded_certs(certs)
     assert crowded == {cdn}
     assert cert_links("fonbet.test", [cdn], [cdn], crowded) == []
+
+
+def test_cert_index_agrees_with_the_pairwise_rule() -> None:
+    from sluice.mirrors.infra import CertIndex, cert_links
+    from sluice.registry.impact import TrafficCert
+
+    seed_cert = TrafficCert("CN=fonbet.test", "CN=CA", ("fonbet.test", "www.fonbet.test"))
+    certs = {
+        "fonbet.test": {seed_cert},
+        "a.online": {seed_cert},  # same SAN set
+        "b.online": {TrafficCert("CN=fonbet.test", "CN=CA", ("b.online",))},  # same issuer+subject
+        "c.online": {TrafficCert("CN=fonbet.test", "CN=Other", ("c.online",))},  # another issuer
+        "d.online": {TrafficCert("CN=d.online", "CN=CA", ("*.test", "d.online"))},  # names it
+        "e.online": {TrafficCert("CN=e.online", "CN=CA", ("e.online",))},
+        "f.online": {TrafficCert("", "", ("fonbet.test", "f.online"))},  # names it, no subject
+    }
+    index = CertIndex(certs)
+    for seed in ("fonbet.test", "www.fonbet.test", "e.online"):
+        mine = certs.get(seed, set())
+        pairwise = {
+            n: got
+            for n, cs in certs.items()
+            if n != seed and (got := cert_links(seed, mine, cs, index.crowded))
+        }
+        assert index.links(seed) == pairwise
+    assert set(index.links("fonbet.test")) == {"a.online", "b.online", "d.online", "f.online"}

@@ -151,3 +151,17 @@ def test_real_tranco_and_radar_names_are_refused(tmp_path: Path) -> None:
     assert "www.booking.com" not in {p["indicator"] for p in doc["proposed"]}
     (ref,) = [x for x in doc["refused"] if x["domain"] == "www.booking.com"]
     assert ref["reason"].startswith("popular: booking.com is rank ") and "tranco_top100k.csv" in ref["reason"]
+
+
+def test_a_popular_copy_by_pages_is_refused_too(tmp_path: Path) -> None:
+    from sluice.mirrors.discover import Candidate
+    from sluice.mirrors.traits import Trait
+
+    lst = tmp_path / "top.txt"
+    lst.write_text("google.com\n")
+    c = Candidate("fonbet.ru", "www.google.com", fetched=True)
+    c.traits.function = Trait(1.0, True, {"redirect_from_blocked": True})  # the legal test holds
+    assert c.copy
+    assert [p.indicator for p in proposals_for([c]).proposed] == ["www.google.com"]
+    review = proposals_for([c], popular=load_popular(lst))
+    assert review.proposed == [] and [r.domain for r in review.refused] == ["www.google.com"]

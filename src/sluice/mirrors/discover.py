@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from sluice.mirrors.fetch import Fetcher
 from sluice.mirrors.index import brand_stem
-from sluice.mirrors.infra import AsnTable, cert_links, crowded_certs
+from sluice.mirrors.infra import AsnTable, CertIndex
 from sluice.mirrors.namescore import NameModel, default_model
 from sluice.mirrors.page import PageEvidence, favicon_hash, parse_page
 from sluice.mirrors.permute import fuzz as fuzz_names
@@ -342,15 +342,13 @@ def _certificates(
 ) -> None:
     """Certificates shared with the seed: same SAN set, same issuer and subject, or naming it.
     A name listed in the seed's own certificate is tied to it too."""
-    crowded = crowded_certs(certs)
+    index = CertIndex(certs)
     for s in seeds:
         mine = certs.get(s, set())
-        links: dict[str, list[dict[str, object]]] = {}
-        for n, cs in certs.items():
-            if n != s:
-                for link in cert_links(s, mine, cs, crowded):
-                    links.setdefault(n, []).append({**link.as_dict(), "seen_for": n})
-        for sc in sorted(mine - crowded, key=lambda c: c.san):
+        links: dict[str, list[dict[str, object]]] = {
+            n: [{**link.as_dict(), "seen_for": n} for link in ls] for n, ls in index.links(s).items()
+        }
+        for sc in sorted(mine - index.crowded, key=lambda c: c.san):
             for san in sc.san:
                 n = _canon(san)
                 if n and n != s and name_parts(n).registrable != name_parts(s).registrable:

@@ -15,7 +15,15 @@ it is recorded as a value of the function trait and never makes it hold alone.
 
 from __future__ import annotations
 
-__all__ = ["MAX_CERT_DOMAINS", "AsnTable", "CertLink", "cert_links", "crowded_certs", "load_asn_table"]
+__all__ = [
+    "MAX_CERT_DOMAINS",
+    "AsnTable",
+    "CertIndex",
+    "CertLink",
+    "cert_links",
+    "crowded_certs",
+    "load_asn_table",
+]
 
 import bisect
 import ipaddress
@@ -90,6 +98,51 @@ def cert_links(
         elif any(_covers(p, seed) for p in c.san):
             out.append(CertLink("names the blocked site", c))
     return out
+
+
+class CertIndex:
+    """The certificates seen in traffic, indexed so that each seed's links cost a few look-ups
+    (not a pass over every certificate): the same answers as :func:`cert_links` per name.
+
+    Args:
+        certs: name asked for -> certificates seen with it.
+    """
+
+    def __init__(self, certs: Mapping[str, Iterable[TrafficCert]]) -> None:
+        self.certs = {n: set(cs) for n, cs in certs.items()}
+        self.crowded = crowded_certs(self.certs)
+        self._by_san: dict[tuple[str, ...], set[tuple[str, TrafficCert]]] = {}
+        self._by_subject: dict[tuple[str, str], set[tuple[str, TrafficCert]]] = {}
+        self._by_covered: dict[str, set[tuple[str, TrafficCert]]] = {}
+        for n, cs in self.certs.items():
+            for c in cs - self.crowded:
+                if c.san:
+                    self._by_san.setdefault(c.san, set()).add((n, c))
+                if c.subject:
+                    self._by_subject.setdefault((c.subject, c.issuer), set()).add((n, c))
+                for p in c.san:  # "*.x.y" covers "a.x.y": keyed by what it covers, wildcard as "*.x.y"
+                    self._by_covered.setdefault(p.lower().rstrip("."), set()).add((n, c))
+
+    def links(self, seed: str) -> dict[str, list[CertLink]]:
+        """Name -> its certificates' links to ``seed`` (the seed itself excluded)."""
+        mine = [c for c in self.certs.get(seed, ()) if c not in self.crowded]
+        found: set[tuple[str, TrafficCert]] = set()
+        for s in mine:
+            found |= self._by_san.get(s.san, set()) if s.san else set()
+            found |= self._by_subject.get((s.subject, s.issuer), set()) if s.subject else set()
+        head, _, rest = seed.partition(".")
+        found |= self._by_covered.get(seed, set())
+        found |= self._by_covered.get(f"*.{rest}", set()) if head and rest else set()
+        by_name: dict[str, set[TrafficCert]] = {}
+        for n, c in found:
+            if n != seed:
+                by_name.setdefault(n, set()).add(c)
+        out = {}
+        for n, cs in sorted(by_name.items()):
+            got = cert_links(seed, mine, cs, self.crowded)
+            if got:
+                out[n] = got
+        return out
 
 
 @dataclass(frozen=True, slots=True)
