@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
+
+from sluice.registry.store import open_store
+from sluice.registry.sync import import_files
 
 _WORDS = [
     "ставки",
@@ -217,3 +221,14 @@ def peer_transport(peer: str, ports: dict[str, int]) -> object:
             return super().handle_request(request)
 
     return _Transport()
+
+
+def blocked_register(tmp_path: Path, *names: str) -> Path:
+    """A SQLite register listing ``names`` as blocked domains (source ``rkn-test``)."""
+    db = tmp_path / "reg.sqlite"
+    lst = tmp_path / "blocked.txt"
+    lst.write_text("".join(f"{n}\n" for n in names))
+    store = open_store(db, create=True)
+    import_files(store, [lst], "domains", source="rkn-test")
+    store.close()
+    return db

@@ -9,8 +9,9 @@ from click.testing import CliRunner
 
 from sluice.cli.main import cli
 from sluice.registry.proposals import accept, list_proposals
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 from sluice.registry.sync import import_files
+from tests.mirrors.sites import blocked_register
 
 OBSERVED = """# name [addresses]
 10fonbet-zerkalo.ru 203.0.113.5
@@ -55,12 +56,7 @@ def test_candidates_jsonl(tmp_path: Path) -> None:
 
 
 def test_propose_then_accept_cites_blocked_entry(tmp_path: Path) -> None:
-    db = tmp_path / "reg.sqlite"
-    lst = tmp_path / "blocked.txt"
-    lst.write_text("fonbet.ru\n")
-    store = open_store(db, create=True)
-    import_files(store, [lst], "domains", source="rkn-test")
-    store.close()
+    db = blocked_register(tmp_path, "fonbet.ru")
     seeds_addr = tmp_path / "obs2.txt"
     seeds_addr.write_text(OBSERVED + "fonbet.ru 203.0.113.5\n")
     args = ["mirrors", "propose", "fonbet.ru", "--observed", str(seeds_addr), "--register", str(db)]
@@ -87,12 +83,7 @@ def test_propose_then_accept_cites_blocked_entry(tmp_path: Path) -> None:
 def test_propose_carries_the_collateral_impact_preview(tmp_path: Path) -> None:
     """A proposed mirror's preview counts what else its address carries in the traffic given:
     an unrelated shop on the mirror's host is collateral; a sibling mirror proposed with it is not."""
-    db = tmp_path / "reg.sqlite"
-    lst = tmp_path / "blocked.txt"
-    lst.write_text("fonbet.ru\n")
-    store = open_store(db, create=True)
-    import_files(store, [lst], "domains", source="rkn-test")
-    store.close()
+    db = blocked_register(tmp_path, "fonbet.ru")
 
     def flow(server: str, sni: str, client: str) -> dict[str, object]:
         return {"server": server, "server_port": 443, "proto": 6, "client": client, "sni": sni,

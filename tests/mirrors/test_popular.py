@@ -18,7 +18,7 @@ from sluice.mirrors.discover import find_candidates, proposals_for
 from sluice.mirrors.popular import load_popular
 from sluice.registry.proposals import list_proposals
 from sluice.registry.store import open_store
-from sluice.registry.sync import import_files
+from tests.mirrors.sites import blocked_register
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "domain-lists"
 TRANCO = SHARED / "tranco_top100k.csv"
@@ -30,16 +30,6 @@ fonbet-11.win 203.0.113.5
 www.fonbet-11.win 203.0.113.5
 10fonbet-zerkalo.ru 203.0.113.5
 """
-
-
-def _register(tmp_path: Path) -> Path:
-    db = tmp_path / "reg.sqlite"
-    lst = tmp_path / "blocked.txt"
-    lst.write_text("fonbet.ru\n")
-    store = open_store(db, create=True)
-    import_files(store, [lst], "domains", source="rkn-test")
-    store.close()
-    return db
 
 
 def test_formats_top_and_registrable(tmp_path: Path) -> None:
@@ -92,7 +82,7 @@ def test_popular_candidate_is_flagged_and_refused(tmp_path: Path) -> None:
 
 
 def test_cli_propose_refuses_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = _register(tmp_path)
+    db = blocked_register(tmp_path, "fonbet.ru")
     obs = tmp_path / "obs.txt"
     obs.write_text(OBSERVED)
     lst = tmp_path / "top.txt"
@@ -133,12 +123,7 @@ def test_real_tranco_and_radar_names_are_refused(tmp_path: Path) -> None:
     radar = load_popular(RADAR, top=100_000)
     assert radar.match("www.google.com") is not None
     # booking.com is a Tranco top-10k name; a "booking" seed's look-alike on the blocked address
-    db = tmp_path / "reg.sqlite"
-    blocked = tmp_path / "blocked.txt"
-    blocked.write_text("booking-zerkalo.ru\n")
-    store = open_store(db, create=True)
-    import_files(store, [blocked], "domains", source="rkn-test")
-    store.close()
+    db = blocked_register(tmp_path, "booking-zerkalo.ru")
     obs = tmp_path / "obs.txt"
     obs.write_text("booking-zerkalo.ru 203.0.113.9\nwww.booking.com 203.0.113.9\nbooking-1.win 203.0.113.9\n")
     args = ["mirrors", "propose", "booking-zerkalo.ru", "--observed", str(obs), "--register", str(db)]
