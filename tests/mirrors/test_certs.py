@@ -14,6 +14,7 @@ import random
 import ssl
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from sluice.cli.main import cli
@@ -89,6 +90,20 @@ def test_cli_reads_certificates_from_the_capture(tmp_path: Path) -> None:
     rows = {x["domain"]: x for x in map(json.loads, r.output.splitlines())}
     fn = rows[MIRROR]["traits"]["function"]
     assert fn["holds"] and fn["shared_certificates"][0]["match"] == "same SAN set"
+    assert UNRELATED not in rows
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_flow_logs_carry_the_certificates(tmp_path: Path, fmt: str) -> None:
+    """The capture turned into a flow log by ``sluice flows`` gives the same link."""
+    log = tmp_path / f"flows.{fmt}"
+    r = CliRunner().invoke(cli, ["flows", str(_capture(tmp_path)), "--format", fmt, "--out", str(log)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["mirrors", "candidates", SEED, "--observed", str(log), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {x["domain"]: x for x in map(json.loads, r.output.splitlines())}
+    ev = rows[MIRROR]["traits"]["function"]["shared_certificates"]
+    assert ev[0]["match"] == "same SAN set" and ev[0]["san"] == [SEED]
     assert UNRELATED not in rows
 
 
