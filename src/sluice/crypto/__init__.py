@@ -1,7 +1,7 @@
 """Crypto assets: wallet addresses, the exchanges and wallets catalogue, page scoring.
 
-Traffic fingerprints of node and mining protocols live in :mod:`sluice.detect._crypto` (on the
-dissectors of :mod:`sluice.wire.bitcoin`, :mod:`sluice.wire.levin`, :mod:`sluice.wire.stratum` …).
+Traffic fingerprints of node and mining protocols (Bitcoin-family messages, Monero's levin,
+Stratum, Electrum, RLPx) live in :mod:`sluice.detect._crypto`.
 """
 
 __all__ = [
