@@ -162,3 +162,19 @@ def test_console_index_reads_the_parquet_store(tmp_path: Path) -> None:
     finally:
         idx.close()
         sink.close()
+
+
+def test_cli_refusals(tmp_path: Path) -> None:
+    """A producer name that cannot be a subject token exits 2; an unreachable broker's status
+    exits 3; a second collector on one Parquet store exits 2; all before any message moves."""
+    (tmp_path / "log").mkdir()
+    r = _cli("publish", "--nats", "nats://127.0.0.1:1", "--log", str(tmp_path / "log"), "--producer", "gw.1")
+    assert r.returncode == 2 and "producer" in r.stderr
+    r = _cli("collect", "--nats", "nats://127.0.0.1:1", "--status")
+    assert r.returncode == 3 and "cannot reach the broker" in r.stderr
+    sink = ParquetSink(tmp_path / "store")
+    try:
+        r = _cli("collect", "--nats", "nats://127.0.0.1:1", "--store", str(tmp_path / "store"))
+        assert r.returncode == 2 and "another collector" in r.stderr
+    finally:
+        sink.close()

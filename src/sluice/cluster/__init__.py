@@ -2,7 +2,8 @@
 
 The register's distribution to many gateways lives beside the register
 (:mod:`sluice.registry.notify`, :mod:`sluice.registry.snapshot`); the decision stream through
-NATS JetStream in :mod:`sluice.cluster.stream` (``python -m sluice.cluster.stream ship|collect``).
+NATS JetStream in :mod:`sluice.cluster.stream` (``sluice publish``, ``sluice collect``), stored
+by :mod:`sluice.cluster.sinks` (a Parquet directory or PostgreSQL).
 """
 
 from sluice.cluster.run import (

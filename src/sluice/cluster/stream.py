@@ -84,13 +84,25 @@ async def _quiet(_exc: Exception) -> None:
     return None
 
 
+async def _probe(servers: str) -> Any:
+    """One connection attempt per server (nats-py retries a first connection as often as it
+    reconnects: for ever with ``max_reconnect_attempts=-1``, never saying so)."""
+    import nats
+
+    return await nats.connect(
+        servers, max_reconnect_attempts=1, reconnect_time_wait=0.2, connect_timeout=5, error_cb=_quiet
+    )
+
+
 async def _connect(servers: str, report: Callable[[str], None] | None = None) -> Any:
-    """A NATS connection that reconnects for ever; the first connection is retried too."""
+    """A NATS connection that reconnects for ever; the first connection is retried with backoff
+    and each failure reported."""
     import nats
 
     wait = 0.5
     while True:
         try:
+            await (await _probe(servers)).close()
             return await nats.connect(
                 servers,
                 max_reconnect_attempts=-1,
@@ -394,10 +406,8 @@ def collect(cfg: CollectConfig, report: Callable[[str], None] | None = None) -> 
 
 
 async def _state(servers: str) -> dict[str, int]:
-    import nats
-
     try:
-        nc = await nats.connect(servers, allow_reconnect=False, connect_timeout=5, error_cb=_quiet)
+        nc = await _probe(servers)
     except Exception as exc:  # one attempt: a status is asked now
         raise ConnectionError(f"cannot reach the broker at {servers}: {type(exc).__name__}") from None
     try:
