@@ -137,10 +137,13 @@ class ParquetSink:
             # a rollback journal, not WAL: WAL's shared memory is an mmap, and a store whose
             # files stop being writable would kill the collector with SIGBUS instead of an error
             db.execute("PRAGMA journal_mode=DELETE")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, file TEXT NOT NULL) WITHOUT ROWID"
+            db.execute(  # a key's file by number: the name would double the index's size
+                "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, file INTEGER NOT NULL) WITHOUT ROWID"
             )
-            db.execute("CREATE TABLE IF NOT EXISTS files (name TEXT PRIMARY KEY, rows INTEGER NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS files (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+                " rows INTEGER NOT NULL)"
+            )
             self._db = db
 
     def _reconcile(self) -> None:
@@ -159,8 +162,10 @@ class ParquetSink:
                     continue
                 keys = pq.read_table(p, columns=["key"]).column("key").to_pylist()
                 self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?)", [(k, name) for k in keys])
-                self._db.execute("INSERT INTO files VALUES (?, ?)", (name, len(keys)))
+                fid = self._db.execute(
+                    "INSERT INTO files (name, rows) VALUES (?, ?)", (name, len(keys))
+                ).lastrowid
+                self._db.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?)", [(k, fid) for k in keys])
                 self._db.execute("COMMIT")
         self._dirty = False
 
@@ -222,8 +227,8 @@ class ParquetSink:
             written.append((f"{ddir.name}/{name}", [keys[i] for i in idx]))
         self._db.execute("BEGIN")
         for name, ks in written:
-            self._db.executemany("INSERT INTO keys VALUES (?, ?)", [(k, name) for k in ks])
-            self._db.execute("INSERT INTO files VALUES (?, ?)", (name, len(ks)))
+            fid = self._db.execute("INSERT INTO files (name, rows) VALUES (?, ?)", (name, len(ks))).lastrowid
+            self._db.executemany("INSERT INTO keys VALUES (?, ?)", [(k, fid) for k in ks])
         self._db.execute("COMMIT")
         self.files_written += len(written)
         return len(new)
