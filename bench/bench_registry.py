@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from sluice.registry.matcher import Matcher
 from sluice.registry.names import canon_host
-from sluice.registry.store import SqliteStore
+from sluice.registry.stores import SqliteStore
 from sluice.registry.sync import import_files
 
 AUTHORITIES = [

@@ -216,7 +216,7 @@ def snapshot_costs(entries: int) -> None:
         publish_snapshot,
         read_snapshot,
     )
-    from sluice.registry.store import SqliteStore
+    from sluice.registry.stores import SqliteStore
     from sluice.registry.sync import import_files
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-snap-") as tmp:

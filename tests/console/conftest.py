@@ -32,7 +32,7 @@ from sluice.policy.model import Action, Decision, Mode, RegisterRef
 from sluice.registry.model import Kind, Proposal
 from sluice.registry.proposals import propose
 from sluice.registry.service import import_paths
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PCAP = ROOT / "examples" / "demo.pcapng"

@@ -222,7 +222,7 @@ def test_cli_errors() -> None:
 
 
 def test_cli_register_matches(tmp_path: Path) -> None:
-    from sluice.registry.store import open_store
+    from sluice.registry.stores import open_store
     from sluice.registry.sync import import_files
 
     lst = tmp_path / "tor.txt"

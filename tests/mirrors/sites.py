@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 from sluice.registry.sync import import_files
 
 _WORDS = [

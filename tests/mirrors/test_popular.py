@@ -17,7 +17,7 @@ from sluice.errors import ConfigError
 from sluice.mirrors.discover import find_candidates, proposals_for
 from sluice.mirrors.popular import load_popular
 from sluice.registry.proposals import list_proposals
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 from tests.mirrors.sites import blocked_register
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "domain-lists"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.registry.store import RegistryStore, SqliteStore, open_store
+from sluice.registry.stores import RegistryStore, SqliteStore, open_store
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REGISTRY_DATA = SHARED / "registry-data"

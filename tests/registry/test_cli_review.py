@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sluice.cli.registry import registry
 from sluice.registry.model import Kind, Proposal
 from sluice.registry.proposals import propose
-from sluice.registry.store import SqliteStore
+from sluice.registry.stores import SqliteStore
 
 from .test_impact import CLOUD, network, write_log
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 import pytest
 
 from sluice.registry.importers import parse_files
-from sluice.registry.store import RegistryStore, SqliteStore, open_store
+from sluice.registry.stores import RegistryStore, SqliteStore, open_store
 from sluice.registry.sync import import_files
 
 from .conftest import PgServer
@@ -34,7 +34,7 @@ CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
 from sluice.registry.model import RegistryError
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 from sluice.registry.sync import import_files
 
 db, path, ready, gate = sys.argv[1:5]
@@ -159,7 +159,7 @@ def test_concurrent_imports_of_one_source(
 
 KILL_CHILD = r"""
 import sys
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 from sluice.registry.sync import import_files
 store = open_store(sys.argv[1])
 import_files(store, [sys.argv[2]], "domains", source="race", force=True)

@@ -14,7 +14,7 @@ from sluice.registry.exports import export_entries
 from sluice.registry.importers import parse_files
 from sluice.registry.importers.rpz import parse_rpz, rpz_ip_trigger
 from sluice.registry.model import Entry, Kind, LegalBasis
-from sluice.registry.store import SqliteStore
+from sluice.registry.stores import SqliteStore
 from sluice.registry.sync import import_files
 
 from .conftest import shared_file

@@ -24,7 +24,7 @@ from sluice.cli.registry import registry
 from sluice.registry.fetch import add_source, fetch_sources, parse_every
 from sluice.registry.model import RegistryError
 from sluice.registry.sources import feed
-from sluice.registry.store import RegistryStore, SqliteStore
+from sluice.registry.stores import RegistryStore, SqliteStore
 
 
 @dataclass

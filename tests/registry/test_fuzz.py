@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sluice.registry.importers import parse_files
 from sluice.registry.importers._common import ParseResult
 from sluice.registry.model import RegistryError
-from sluice.registry.store import SqliteStore
+from sluice.registry.stores import SqliteStore
 from sluice.registry.sync import import_files
 
 from .conftest import REGISTRY_DATA

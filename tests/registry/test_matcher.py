@@ -214,7 +214,7 @@ def test_batch_equals_reference_on_random_names(names: list[str]) -> None:
 
 
 def test_from_store_and_memory(tmp_path: Path) -> None:
-    from sluice.registry.store import SqliteStore
+    from sluice.registry.stores import SqliteStore
     from sluice.registry.sync import import_files
 
     st_ = SqliteStore(tmp_path / "r.db", create=True)
@@ -223,3 +223,13 @@ def test_from_store_and_memory(tmp_path: Path) -> None:
     st_.close()
     assert len(m) == 7355 and 0 < m.nbytes < 5_000_000
     assert m.match("x.10xcryptotrade.uk")[0].entry.source == "hagezis-fake-dns-blocklist"
+
+
+def test_url_path_is_case_sensitive() -> None:
+    """The canonical form keeps a URL's path and query as written, so the match is exact (the
+    matcher used to fold case: ``/Path`` entries never matched, ``/PATH`` matched ``/path``)."""
+    m = Matcher([("s", "url", "http://x.example/Path", "[]"), ("s", "url", "http://x.example/low", "[]")])
+    assert [x.entry.indicator for x in m.match("http://X.example/Path")] == ["http://x.example/Path"]
+    assert m.match("http://x.example/path") == []
+    assert m.match("http://x.example/LOW") == []
+    assert [x.entry.indicator for x in m.match("http://x.example/low")] == ["http://x.example/low"]

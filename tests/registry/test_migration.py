@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from sluice.registry.model import AuditAction, Kind, LegalBasis, RegistryError, basis_to_json
-from sluice.registry.store import SCHEMA_VERSION, SQLITE_SCHEMA_V1, RegistryStore, SqliteStore
+from sluice.registry.stores import SCHEMA_VERSION, RegistryStore, SqliteStore
+from sluice.registry.stores.migrations import SQLITE_SCHEMA_V1
 from sluice.registry.sync import import_files
 
 from .conftest import PgServer
@@ -134,7 +135,7 @@ def test_sqlite_unknown_version_refused(tmp_path: Path) -> None:
 def test_postgres_v1_is_migrated(pg_server: PgServer, tmp_path: Path) -> None:
     import psycopg
 
-    from sluice.registry.pgstore import PostgresStore
+    from sluice.registry.stores.postgres import PostgresStore
 
     url = pg_server.new_database()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -156,7 +157,7 @@ def test_bulk_sync_is_one_transaction_and_back_to_wal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Large SQLite syncs run with a rollback journal: a failure still leaves the register intact."""
-    import sluice.registry.store as store_mod
+    import sluice.registry.stores.sqlite as store_mod
 
     monkeypatch.setattr(store_mod, "BULK_CHANGES", 0)  # every sync counts as large
     st = SqliteStore(tmp_path / "reg.db", create=True)
@@ -234,11 +235,11 @@ def _check_v2_migrated(st: RegistryStore) -> None:
 
 
 def test_sqlite_v2_is_migrated(tmp_path: Path) -> None:
-    from sluice.registry.store import _SQLITE_SCHEMA
+    from sluice.registry.stores.sqlite import SQLITE_SCHEMA
 
     db = tmp_path / "v2.db"
     conn = sqlite3.connect(db)
-    for stmt in _SQLITE_SCHEMA:
+    for stmt in SQLITE_SCHEMA:
         conn.execute(stmt)
     conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
     _fill_v2(conn.execute, "?")
@@ -262,11 +263,11 @@ def test_sqlite_v2_is_migrated(tmp_path: Path) -> None:
 def test_postgres_v2_is_migrated(pg_server: PgServer) -> None:
     import psycopg
 
-    from sluice.registry.pgstore import _PG_SCHEMA, PostgresStore
+    from sluice.registry.stores.postgres import PG_SCHEMA, PostgresStore
 
     url = pg_server.new_database()
     with psycopg.connect(url, autocommit=True) as conn:
-        for stmt in _PG_SCHEMA:
+        for stmt in PG_SCHEMA:
             conn.execute(stmt)
         conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
         _fill_v2(conn.execute, "%s")

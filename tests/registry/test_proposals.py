@@ -14,7 +14,7 @@ import pytest
 from sluice.registry.matcher import Matcher
 from sluice.registry.model import AuditAction, Kind, Proposal, ProposalState, RegistryError
 from sluice.registry.proposals import accept, get_proposal, propose, proposed_matcher, reject
-from sluice.registry.store import RegistryStore
+from sluice.registry.stores import RegistryStore
 
 from .conftest import PgServer
 
@@ -151,7 +151,7 @@ def test_proposed_matcher(store: RegistryStore) -> None:
 
 _RACER = """
 import json, sys, time, pathlib
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 from sluice.registry.proposals import accept
 st = open_store(sys.argv[1])
 go = pathlib.Path(sys.argv[2])
@@ -197,7 +197,7 @@ def _check_race(store: RegistryStore, pid: int, outs: list[dict[str, object]]) -
 
 
 def test_concurrent_accept_sqlite(tmp_path: Path) -> None:
-    from sluice.registry.store import SqliteStore
+    from sluice.registry.stores import SqliteStore
 
     db = tmp_path / "reg.db"
     st = SqliteStore(db, create=True)
@@ -210,7 +210,7 @@ def test_concurrent_accept_sqlite(tmp_path: Path) -> None:
 
 
 def test_concurrent_accept_postgres(pg_server: PgServer, tmp_path: Path) -> None:
-    from sluice.registry.store import open_store
+    from sluice.registry.stores import open_store
 
     url = pg_server.new_database()
     st = open_store(url, create=True)

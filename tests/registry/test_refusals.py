@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from sluice.registry.importers._common import MAX_REJECT_RATIO
 from sluice.registry.model import RegistryError
-from sluice.registry.store import RegistryStore, SqliteStore
+from sluice.registry.stores import RegistryStore, SqliteStore
 from sluice.registry.sync import BROADEST_V4_PREFIX, BROADEST_V6_PREFIX, import_files
 
 from .conftest import REGISTRY_DATA, shared_file

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from sluice.cli.registry import registry
 from sluice.registry.model import RegisterNotFound, RegistryError
-from sluice.registry.store import SqliteStore, open_store
+from sluice.registry.stores import SqliteStore, open_store
 
 from .conftest import PgServer
 

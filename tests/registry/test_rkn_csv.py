@@ -10,7 +10,7 @@ import pytest
 from sluice.registry.importers import parse_files
 from sluice.registry.importers.rkn_csv import parse_rkn_csv, split_urls
 from sluice.registry.model import LegalBasis, RegistryError
-from sluice.registry.store import SqliteStore
+from sluice.registry.stores import SqliteStore
 from sluice.registry.sync import import_files
 
 from .conftest import shared_file

@@ -12,7 +12,7 @@ from sluice.cli.registry import registry
 from sluice.registry.importers import declared_source, source_slug
 from sluice.registry.model import AuditAction, RegistryError
 from sluice.registry.sources import list_sources, remove_source, rename_source
-from sluice.registry.store import RegistryStore
+from sluice.registry.stores import RegistryStore
 from sluice.registry.sync import import_files
 
 from .conftest import shared_file

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sluice.registry.model import AuditAction, Kind, LegalBasis, RegistryError
-from sluice.registry.store import RegistryStore, SqliteStore
+from sluice.registry.stores import RegistryStore, SqliteStore
 from sluice.registry.sync import import_files
 
 from .conftest import shared_file
@@ -97,7 +97,7 @@ def test_audit_is_append_only(sqlite_store: SqliteStore, tmp_path: Path) -> None
 def test_audit_is_append_only_postgres(pg_server: object, tmp_path: Path) -> None:
     import psycopg
 
-    from sluice.registry.pgstore import PostgresStore
+    from sluice.registry.stores.postgres import PostgresStore
 
     assert hasattr(pg_server, "new_database")
     st = PostgresStore(pg_server.new_database(), create=True)

@@ -29,7 +29,7 @@ from sluice.registry.matcher import Matcher, MatchReason
 from sluice.registry.model import AuditAction, Entry, Kind, LegalBasis, Proposal, RegistryError
 from sluice.registry.names import BadIndicator
 from sluice.registry.proposals import canonical_proposal as canonical
-from sluice.registry.store import RegistryStore, SqliteStore
+from sluice.registry.stores import RegistryStore, SqliteStore
 from sluice.registry.sync import import_files
 from sluice.registry.wallets import CHAIN_PREFIX, canon_wallet, entry_checksum
 

@@ -217,7 +217,7 @@ def test_command_ranks_explains_and_proposes_into_the_review_queue(tmp_path: Pat
 
     from sluice.cli.discover import discover_command
     from sluice.registry.proposals import list_proposals
-    from sluice.registry.store import open_store
+    from sluice.registry.stores import open_store
 
     cert = {
         "cert_subject": "CN=*.acme-vpn.test",

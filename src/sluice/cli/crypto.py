@@ -46,7 +46,7 @@ def _load_register(db: str) -> Matcher:
     """The register's entries as a matcher (wallets are what the scan looks up)."""
     from sluice.registry.matcher import Matcher
     from sluice.registry.model import RegisterNotFound, RegistryError
-    from sluice.registry.store import open_store
+    from sluice.registry.stores import open_store
 
     try:
         store = open_store(db)

@@ -114,7 +114,7 @@ def _propose(
 
     from sluice.registry.impact import preview_impact, read_traffic, shared_lookup
     from sluice.registry.proposals import propose
-    from sluice.registry.store import open_store
+    from sluice.registry.stores import open_store
 
     shared = shared_lookup()
     traffic = read_traffic(list(inputs))

@@ -192,7 +192,7 @@ def _run(
 
 def _siblings(register: str, seeds: tuple[str, ...]) -> list[str]:
     from sluice.mirrors.discover import decision_siblings
-    from sluice.registry.store import open_store
+    from sluice.registry.stores import open_store
 
     store = open_store(register)
     try:
@@ -255,7 +255,7 @@ def propose_cmd(
     from sluice.mirrors.discover import proposals_for, with_impact
     from sluice.registry.model import RegisterNotFound, RegistryError
     from sluice.registry.proposals import propose
-    from sluice.registry.store import open_store
+    from sluice.registry.stores import open_store
 
     found, traffic, popular = _run(as_json=as_json, **kw)  # type: ignore[arg-type]
     try:

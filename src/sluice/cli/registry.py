@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -23,11 +23,12 @@ from sluice.cli._context import DEFAULT_REGISTER, register_option, registry_db, 
 from sluice.cli._exit import Findings, InputFailure, failure_for
 from sluice.cli._output import progress as progress_bar
 from sluice.registry import service
+from sluice.registry.choices import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED, FORMATS, MAX_NAMES
 from sluice.registry.exports import EXPORT_TARGETS
-from sluice.registry.impact import MAX_NAMES, ImpactReport
-from sluice.registry.importers import FORMATS
 from sluice.registry.model import ImportSummary, RegistryError
-from sluice.registry.sync import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED
+
+if TYPE_CHECKING:
+    from sluice.registry.impact import ImpactReport
 
 __all__ = ["registry"]
 

@@ -35,7 +35,15 @@ import orjson
 
 from sluice.console.regview import MAX_PAGE, decode_cursor, encode_cursor
 from sluice.decisions import log_dirs, segments
-from sluice.decisions.store import is_store, read_store_file, record_at, store_files
+from sluice.decisions.store import (
+    is_postgres_url,
+    is_store,
+    pg_record_at,
+    pg_rows_after,
+    read_store_file,
+    record_at,
+    store_files,
+)
 from sluice.policy.model import Decision
 
 __all__ = ["REFRESH_S", "DecisionIndex", "DecisionQuery", "client_of", "iso_time"]
@@ -161,6 +169,8 @@ class DecisionIndex:
 
     def __init__(self, log_dir: str | Path, path: str | Path) -> None:
         self.log_dir = Path(log_dir)
+        self.url = str(log_dir) if is_postgres_url(log_dir) else ""
+        """A PostgreSQL decisions store's URL ("" for a log or Parquet store directory)."""
         self.path = str(path)
         self._write = threading.Lock()
         self._local = threading.local()
@@ -170,13 +180,12 @@ class DecisionIndex:
         c = self._conn()
         for stmt in _SCHEMA:
             c.execute(stmt)
+        source = self.url or str(self.log_dir.resolve())
         row = c.execute("SELECT value FROM meta WHERE key = 'log_dir'").fetchone()
-        if row is not None and row[0] != str(self.log_dir.resolve()):
+        if row is not None and row[0] != source:
             c.execute("DELETE FROM d")
             c.execute("DELETE FROM segs")
-        c.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('log_dir', ?)", (str(self.log_dir.resolve()),)
-        )
+        c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('log_dir', ?)", (source,))
         c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?)", (_VERSION,))
 
     def _conn(self) -> sqlite3.Connection:
@@ -211,6 +220,8 @@ class DecisionIndex:
                 self._write.release()
 
     def _refresh(self) -> int:
+        if self.url:
+            return self._refresh_postgres()
         c = self._conn()
         known = {
             p: (sid, ino, done) for sid, p, ino, done in c.execute("SELECT id, path, ino, done FROM segs")
@@ -278,6 +289,32 @@ class DecisionIndex:
                     batch = []
             added += self._flush(batch, sid, off)
         return added
+
+    def _refresh_postgres(self) -> int:
+        """Index a PostgreSQL store's rows past the last ``seq`` indexed (off is the seq, writer
+        the producer); a store that cannot be reached keeps what is indexed."""
+        c = self._conn()
+        row = c.execute("SELECT id, done FROM segs WHERE path = ?", (self.url,)).fetchone()
+        if row is None:
+            c.execute("INSERT INTO segs (path, ino, done) VALUES (?, 0, 0)", (self.url,))
+            row = c.execute("SELECT id, done FROM segs WHERE path = ?", (self.url,)).fetchone()
+        sid, done = int(row[0]), int(row[1])
+        added = 0
+        while True:
+            try:
+                rows = pg_rows_after(self.url, done, BATCH_ROWS)
+            except OSError:
+                return added
+            if not rows:
+                return added
+            batch = []
+            for seq, producer, raw in rows:
+                try:
+                    batch.append(self._row(Decision.from_dict(orjson.loads(raw)), sid, seq, producer))
+                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
+                    self.skipped += 1
+            done = rows[-1][0]
+            added += self._flush(batch, sid, done)
 
     def _read_parquet(self, sid: int, path: Path) -> int:
         """Index a store file (written once, renamed into place): off is the row, writer the producer."""
@@ -376,7 +413,9 @@ class DecisionIndex:
         if row is None:
             return None
         try:
-            if row[0].endswith(".parquet"):
+            if is_postgres_url(row[0]):
+                line = pg_record_at(row[0], int(row[1]))
+            elif row[0].endswith(".parquet"):
                 line = record_at(row[0], int(row[1]))
             else:
                 with open(row[0], "rb") as fh:

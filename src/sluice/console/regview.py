@@ -30,7 +30,7 @@ from typing import Any
 from sluice.console.db import Database
 from sluice.registry.matcher import Match, Matcher
 from sluice.registry.model import Kind, basis_from_json
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 
 __all__ = ["MAX_PAGE", "RegisterView", "decode_cursor", "encode_cursor"]
 
@@ -95,7 +95,7 @@ class RegisterView:
     """Paged reads of one register (SQLite file or PostgreSQL URL).
 
     Args:
-        target: the register, as :func:`sluice.registry.store.open_store` takes it.
+        target: the register, as :func:`sluice.registry.stores.open_store` takes it.
     """
 
     def __init__(self, target: str) -> None:

@@ -32,7 +32,7 @@ from sluice.errors import ConfigError, SluiceError
 from sluice.registry import service as registry_service
 from sluice.registry.model import Kind, Proposal, RegistryError
 from sluice.registry.proposals import propose
-from sluice.registry.store import open_store
+from sluice.registry.stores import open_store
 
 __all__ = ["Console", "ConsoleConfig", "ConsoleError"]
 

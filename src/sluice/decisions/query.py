@@ -12,7 +12,6 @@ from __future__ import annotations
 
 __all__ = ["DecisionFilter", "ReadStats", "parse_since", "read_decisions"]
 
-import errno
 import heapq
 import math
 import re
@@ -24,7 +23,14 @@ from pathlib import Path
 import orjson
 
 from sluice.decisions.log import log_dirs, segments
-from sluice.decisions.store import TABLE, is_postgres_url, is_store, read_store_file, store_files
+from sluice.decisions.store import (
+    TABLE,
+    is_postgres_url,
+    is_store,
+    pg_connect,
+    read_store_file,
+    store_files,
+)
 from sluice.errors import ConfigError
 from sluice.policy.model import Decision
 
@@ -201,10 +207,7 @@ def _read_postgres(url: str, flt: DecisionFilter | None, st: ReadStats) -> Itera
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY ts, key"
-    try:
-        conn = psycopg.connect(url)
-    except psycopg.Error as exc:
-        raise OSError(errno.ECONNREFUSED, f"cannot connect to the decisions store: {exc}".strip()) from None
+    conn = pg_connect(url)
     with conn, conn.cursor(name="sluice_decisions") as cur:
         try:
             cur.execute(sql, params)

@@ -12,7 +12,9 @@ Theory of operation. A store is one of two things:
   (:data:`MARKER`) that tells a store from a decision log, the writer's lock and its key index
   (``.keys.sqlite``, see :mod:`sluice.cluster.sinks`);
 * a **PostgreSQL database** by ``postgresql://`` URL: the table ``stream_decisions`` (key,
-  producer, the record as JSONB, when it was received).
+  producer, the record as JSONB, its decision time, when it was received, and ``seq``, a number
+  given at insertion that a reader such as the console's index follows: with the one collector
+  writing a store, batches commit in ``seq`` order).
 
 Every record carries its **key**, the publisher's ``Nats-Msg-Id`` (``producer/dir/segment/offset``:
 it names the record, not the attempt to send it). The writer stores a key at most once (the
@@ -31,6 +33,9 @@ __all__ = [
     "day_of",
     "is_postgres_url",
     "is_store",
+    "pg_connect",
+    "pg_record_at",
+    "pg_rows_after",
     "read_store_file",
     "record_at",
     "schema",
@@ -191,3 +196,52 @@ def record_at(path: str | Path, row: int) -> bytes:
 
     t = pq.read_table(path, columns=["record"])
     return str(t.column("record")[row].as_py()).encode()
+
+
+def pg_connect(url: str) -> Any:
+    """A psycopg connection to a PostgreSQL store.
+
+    Raises:
+        OSError: it cannot be reached.
+    """
+    import errno
+
+    import psycopg
+
+    try:
+        return psycopg.connect(url, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise OSError(errno.ECONNREFUSED, f"cannot connect to the decisions store: {exc}".strip()) from None
+
+
+def pg_rows_after(url: str, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+    """``(seq, producer, record line)`` of up to ``limit`` rows of a PostgreSQL store with ``seq``
+    above ``after``, in ``seq`` order ([] when the table does not exist yet).
+
+    Raises:
+        OSError: the database cannot be reached.
+    """
+    import psycopg
+
+    sql = f"SELECT seq, producer, record::text FROM {TABLE} WHERE seq > %s ORDER BY seq LIMIT %s"  # noqa: S608
+    with pg_connect(url) as conn:
+        try:
+            rows = conn.execute(sql, (after, limit)).fetchall()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+            return []
+        except psycopg.Error as exc:
+            raise OSError(f"decisions store: {exc}".strip()) from None
+    return [(int(q), str(p), str(r).encode()) for q, p, r in rows]
+
+
+def pg_record_at(url: str, seq: int) -> bytes:
+    """The record line of one row of a PostgreSQL store.
+
+    Raises:
+        OSError: the database cannot be reached; KeyError: no such row.
+    """
+    with pg_connect(url) as conn:
+        row = conn.execute(f"SELECT record::text FROM {TABLE} WHERE seq = %s", (seq,)).fetchone()  # noqa: S608
+    if row is None:
+        raise KeyError(seq)
+    return str(row[0]).encode()

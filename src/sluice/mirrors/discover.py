@@ -49,7 +49,7 @@ from sluice.mirrors.traits import (
 from sluice.registry.impact import Traffic, TrafficCert, preview_impact, read_traffic, shared_lookup
 from sluice.registry.model import Kind, Proposal, basis_from_json
 from sluice.registry.names import BadIndicator, canon_host, split_url
-from sluice.registry.store import RegistryStore
+from sluice.registry.stores import RegistryStore
 
 __all__ = [
     "Candidate",

@@ -53,16 +53,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from sluice.registry.choices import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S
 from sluice.registry.importers import FORMATS, parse_files
 from sluice.registry.model import ImportSummary, RegistryError
 from sluice.registry.sources import SourceFeed, check_name, feed, feeds, save_feed
-from sluice.registry.store import RegistryStore, is_postgres
+from sluice.registry.stores import RegistryStore, is_postgres
 from sluice.registry.sync import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED, sync_result
 
-DEFAULT_MAX_BYTES = 512 * 1024**2
-"""Largest download accepted (the RKN dump is ~100 MB)."""
-DEFAULT_TIMEOUT_S = 300.0
-"""Longest a download may take in all (a stalled server is given up on)."""
 SOCKET_TIMEOUT_S = 30.0
 """Longest wait for any one read or the connection."""
 CHUNK_BYTES = 1 << 16

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sluice.registry._traffic import Traffic, TrafficCert, read_traffic
+from sluice.registry.choices import MAX_NAMES
 from sluice.registry.matcher import Matcher
 from sluice.registry.model import Kind, RegistryError
 from sluice.registry.names import BadIndicator, canon_host, canon_ip, canon_mask, canon_url, split_url
@@ -58,8 +59,6 @@ __all__ = [
 
 NAME_LEVEL_ADVICE = "shared infrastructure: propose at the name level only"
 """The advice an ip or subnet entry in a CDN, cloud or hoster range gets (stable text)."""
-MAX_NAMES = 50
-"""Names listed per entry by default (the most flows first); the counts cover all."""
 
 
 class SharedInfraLike(Protocol):

@@ -9,8 +9,11 @@ Semantics (what the register's users expect; the reason code says which rule fir
   The converse does not hold: an entry ``www.example.com`` does not match ``example.com``
   (the register named only the ``www`` host);
 * ``domain-mask`` entry ``*.d``: ``d`` and every name below it (``domain.mask``);
-* ``url`` entry: the canonical URL, exactly (``url.exact``); a URL query also gets every
-  domain/mask/IP entry that applies to its host;
+* ``url`` entry: the canonical URL, exactly (``url.exact``: the path and query are
+  case-sensitive, as the canonical form keeps them; until issue 18's check rework the lookup
+  went through the case-folding host-name table, so ``/Path`` entries never matched and ``/PATH``
+  queries matched a ``/path`` entry); a URL query also gets every domain/mask/IP entry that
+  applies to its host;
 * ``ip`` entry: that address (``ip.exact``); ``subnet`` entry: every address in it
   (``ip.subnet``); all that apply are returned, the longest prefix first;
 * ``wallet`` entry ``chain:address``: that address on that chain (``wallet.exact``), the query
@@ -27,7 +30,6 @@ reason); the single-lookup API returns :class:`Match` objects with the entry and
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,62 +41,17 @@ import numpy.typing as npt
 from sluice.crypto.addresses import Address, find_addresses
 from sluice.registry import _kernels as K
 from sluice.registry._ipindex import IpIndex
+from sluice.registry.display import display_indicator
+from sluice.registry.matches import Match, MatchReason
 from sluice.registry.model import Entry, Kind, LegalBasis, basis_from_json
-from sluice.registry.names import BadIndicator, canon_host, display_indicator, split_url
-from sluice.registry.store import RegistryStore
+from sluice.registry.names import BadIndicator, canon_host, split_url
+from sluice.registry.stores import RegistryStore
 from sluice.registry.wallets import canon_wallet, looks_like_wallet
 
 __all__ = ["BatchMatches", "Match", "MatchReason", "Matcher", "WalletHit"]
 
 _KIND_CODE = {k: i for i, k in enumerate(Kind)}
 _KINDS = tuple(Kind)
-
-
-class MatchReason(enum.IntEnum):
-    """Which rule made an entry apply."""
-
-    DOMAIN = 1
-    """The host is the entry's domain."""
-    DOMAIN_WWW = 2
-    """The host is ``www.`` + the entry's domain."""
-    MASK = 3
-    """The host is the mask's domain or below it."""
-    URL = 4
-    """The URL is the entry's URL."""
-    IP = 5
-    """The address is the entry's address."""
-    SUBNET = 6
-    """The address is in the entry's subnet."""
-    WALLET = 7
-    """The wallet address is the entry's (same chain, canonical form)."""
-
-    @property
-    def code(self) -> str:
-        """Stable dotted reason code (public output)."""
-        return _REASON_CODES[self]
-
-
-_REASON_CODES = {
-    MatchReason.DOMAIN: "domain.exact",
-    MatchReason.DOMAIN_WWW: "domain.www",
-    MatchReason.MASK: "domain.mask",
-    MatchReason.URL: "url.exact",
-    MatchReason.IP: "ip.exact",
-    MatchReason.SUBNET: "ip.subnet",
-    MatchReason.WALLET: "wallet.exact",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """One entry that applies to one query."""
-
-    query: str
-    """The host, URL or address asked about, as given."""
-    reason: MatchReason
-    """Which rule applied."""
-    entry: Entry
-    """The entry, with its source and legal basis."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +114,6 @@ class _NameSet:
         arrays = (self.off, self.buf, self.ent_off, self.ent, self.ent_kind, self.table)
         return sum(a.nbytes for a in arrays)
 
-    def find(self, name: bytes) -> list[int]:
-        v = K.probe(self.table, self.bits, self.buf, self.off, np.frombuffer(name, np.uint8))
-        if v < 0:
-            return []
-        return [int(x) for x in self.ent[self.ent_off[v] : self.ent_off[v + 1]]]
-
 
 class Matcher:
     """Every register entry, loaded for fast matching (build with :meth:`from_store`).
@@ -198,9 +149,9 @@ class Matcher:
         np.cumsum(np.fromiter(map(len, enc), np.int64, len(enc)), out=self._ind_off[1:])
         self._ind_buf = b"".join(enc)
         host_names: dict[bytes, list[int]] = {}
-        url_names: dict[bytes, list[int]] = {}
         ip_rows: list[tuple[str, int]] = []
         self._wallets: dict[str, list[int]] = {}
+        self._urls: dict[str, list[int]] = {}  # exact: a URL's path is case-sensitive
         dom, mask, url = _KIND_CODE[Kind.DOMAIN], _KIND_CODE[Kind.DOMAIN_MASK], _KIND_CODE[Kind.URL]
         wallet = _KIND_CODE[Kind.WALLET]
         for i, (k, b) in enumerate(zip(kinds, enc, strict=True)):
@@ -209,13 +160,12 @@ class Matcher:
             elif k == mask:
                 host_names.setdefault(b[2:], []).append(i)
             elif k == url:
-                url_names.setdefault(b, []).append(i)
+                self._urls.setdefault(indicators[i], []).append(i)
             elif k == wallet:
                 self._wallets.setdefault(indicators[i], []).append(i)
             else:
                 ip_rows.append((indicators[i], i))
         self._hosts = _NameSet(host_names, self.kind)
-        self._urls = _NameSet(url_names, self.kind)
         self._ips = IpIndex(ip_rows)
 
     @classmethod
@@ -245,8 +195,8 @@ class Matcher:
         own = self.kind.nbytes + self.source_id.nbytes + self.basis_id.nbytes
         own += self._ind_off.nbytes + len(self._ind_buf)
         own += sum(len(b) + 50 for b in self._bases_json)
-        own += sum(len(k) + 90 for k in self._wallets)  # dict slot, key object, list of one
-        return own + self._hosts.nbytes + self._urls.nbytes + self._ips.nbytes
+        own += sum(len(k) + 90 for k in (*self._wallets, *self._urls))  # slot, key, list of one
+        return own + self._hosts.nbytes + self._ips.nbytes
 
     def entry(self, i: int) -> Entry:
         """The entry at index ``i`` (as :class:`BatchMatches` gives it)."""
@@ -405,7 +355,7 @@ class Matcher:
             _, host, canon = split_url(url)
         except BadIndicator:
             return []
-        out = [Match(url, MatchReason.URL, self.entry(i)) for i in self._urls.find(canon.encode())]
+        out = [Match(url, MatchReason.URL, self.entry(i)) for i in self._urls.get(canon, ())]
         rest = self.match_ip(host) if _is_ip(host) else self.match_host(host)
         return out + [Match(url, m.reason, m.entry) for m in rest]
 

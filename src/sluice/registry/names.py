@@ -41,6 +41,7 @@ import functools
 import ipaddress
 import re
 import socket
+import sys
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -58,7 +59,6 @@ __all__ = [
     "canon_mask",
     "canon_url",
     "display_host",
-    "display_indicator",
     "split_url",
 ]
 
@@ -68,7 +68,8 @@ MAX_URL_LEN = 8192
 """Longest URL accepted."""
 
 _ASCII_NAME = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
-_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,30})://([^/?#]*)(.*)", re.DOTALL)
+URL_PARTS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,30})://([^/?#]*)(.*)", re.DOTALL)
+"""``scheme://host[:port]`` then the rest: the parts of a URL (:func:`split_url`)."""
 _HEX_COLON = re.compile(r"[0-9A-Fa-f:]{2,39}")
 _DEFAULT_PORT = {"http": "80", "https": "443"}
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
@@ -88,7 +89,25 @@ _UNICODE_OF: dict[str, str] = {}
 """ACE label -> its Unicode form, for labels converted by the fast path (bounded)."""
 
 
+STDLIB_PUNYCODE_LABELS = 256
+"""Labels a process converts with the standard library's Punycode codec before it loads the
+compiled one (unless numba is loaded already): a command that converts a few names (``registry
+check``) does not wait ~0.8 s for numba, an import of a register does, once (~3 us a label
+instead of ~30)."""
+_stdlib_punycode_left = STDLIB_PUNYCODE_LABELS
+
+
 def _punycode(text: str) -> str:
+    """RFC 3492 Punycode encoding: the standard library's for the first few labels of a process,
+    then :func:`_punycode_compiled` (the same output)."""
+    global _stdlib_punycode_left
+    if _stdlib_punycode_left > 0 and "numba" not in sys.modules:
+        _stdlib_punycode_left -= 1
+        return text.encode("punycode").decode("ascii")
+    return _punycode_compiled(text)
+
+
+def _punycode_compiled(text: str) -> str:
     """RFC 3492 Punycode encoding (same output as ``str.encode("punycode")``, compiled)."""
     import numpy as np
 
@@ -254,7 +273,7 @@ def split_url(text: str) -> tuple[str, str, str]:
     t = text.strip()
     if len(t) > MAX_URL_LEN:
         raise BadIndicator("url.too_long", text)
-    m = _URL.fullmatch(t)
+    m = URL_PARTS.fullmatch(t)
     if m is None:
         raise BadIndicator("url.bad_syntax", text)
     scheme, authority, rest = m.group(1).lower(), m.group(2), m.group(3)
@@ -310,32 +329,6 @@ def _host_or_ip(h: str, text: str) -> str:
     if h[-1:].isdigit() and h.replace(".", "").isdigit():
         return canon_ip(h)[1]
     return canon_host(h)
-
-
-def display_indicator(kind: Kind, indicator: str) -> str:
-    """Unicode form of a canonical indicator ("" when it is the same as the indicator).
-
-    Args:
-        kind: the entry's kind.
-        indicator: canonical ASCII indicator.
-
-    Returns:
-        The Unicode form, or "" when it equals ``indicator``.
-    """
-    if kind is Kind.WALLET:
-        from sluice.registry.wallets import entry_checksum, wallet_display
-
-        return wallet_display(indicator, entry_checksum(indicator))
-    if "xn--" not in indicator:
-        return ""
-    if kind is Kind.URL:
-        m = _URL.fullmatch(indicator)
-        if m is None:
-            return ""
-        shown = f"{m.group(1)}://{display_host(m.group(2))}{m.group(3)}"
-    else:
-        shown = display_host(indicator)
-    return "" if shown == indicator else shown
 
 
 @functools.cache

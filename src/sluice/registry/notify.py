@@ -1,7 +1,7 @@
 """Push of register changes to gateways: PostgreSQL ``LISTEN``/``NOTIFY``.
 
 Theory of operation: a trigger on the ``imports`` table (:data:`INSTALL_SQL`, installed by
-:class:`~sluice.registry.pgstore.PostgresStore` when it opens the database) sends
+:class:`~sluice.registry.stores.postgres.PostgresStore` when it opens the database) sends
 ``NOTIFY sluice_register, '<import id>'`` for every import row. Every sync writes one — a
 ``sluice registry import`` and a reviewer's accept alike — and PostgreSQL delivers the
 notification only when the sync's transaction commits, so a listener that wakes up reads a

@@ -12,7 +12,7 @@ is written; after a rejection the decision stands (the rejected id is returned) 
 caller asks to ``reconsider`` with new evidence.
 
 A reviewer decides (:func:`accept`, :func:`reject`; several ids at once).  Every decision runs
-in one exclusive store transaction (:meth:`~sluice.registry.store.RegistryStore.review`): the
+in one exclusive store transaction (:meth:`~sluice.registry.stores.RegistryStore.review`): the
 proposal moves ``proposed -> accepted | rejected`` only if it is still open (a conditional
 update: of two reviewers, one wins and the other is told who decided), an audit row records
 who, when and why, and for an acceptance the register source ``proposals:<detector>`` is
@@ -47,7 +47,7 @@ from sluice.registry.model import (
     basis_to_json,
 )
 from sluice.registry.names import BadIndicator, canon_host, canon_ip, canon_mask, canon_url
-from sluice.registry.store import RegistryStore
+from sluice.registry.stores import RegistryStore
 from sluice.registry.sync import sync_result
 from sluice.registry.wallets import canon_wallet
 

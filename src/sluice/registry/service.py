@@ -8,22 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sluice.registry import fetch as fetching
-from sluice.registry import proposals, sources
-from sluice.registry.exports import ExportResult, export_entries
-from sluice.registry.impact import (
+from sluice.registry.check import check
+from sluice.registry.choices import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DROP,
+    DEFAULT_MAX_REMOVED,
+    DEFAULT_TIMEOUT_S,
     MAX_NAMES,
-    ImpactReport,
-    parse_entry,
-    preview_impact,
-    read_traffic,
-    shared_lookup,
 )
-from sluice.registry.importers import parse_files
-from sluice.registry.importers._common import Progress
-from sluice.registry.matcher import Match, Matcher
+from sluice.registry.display import display_indicator
 from sluice.registry.model import Entry, ImportSummary, Kind, ProposalState, RegistryError
 from sluice.registry.names import (
     BadIndicator,
@@ -31,9 +26,8 @@ from sluice.registry.names import (
     canon_ip,
     canon_mask,
     canon_url,
-    display_indicator,
 )
-from sluice.registry.store import (
+from sluice.registry.stores import (
     SCHEMA_VERSION,
     RegistryStore,
     SqliteStore,
@@ -41,8 +35,13 @@ from sluice.registry.store import (
     open_store,
     register_exists,
 )
-from sluice.registry.sync import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED, import_files
-from sluice.registry.wallets import canon_wallet, entry_checksum, looks_like_wallet
+from sluice.registry.wallets import canon_wallet, looks_like_wallet
+
+if TYPE_CHECKING:
+    from sluice.registry.exports import ExportResult
+    from sluice.registry.fetch import FetchOutcome
+    from sluice.registry.impact import ImpactReport
+    from sluice.registry.importers._common import Progress
 
 __all__ = [
     "canonical_indicator",
@@ -87,6 +86,8 @@ def import_paths(
         store = SqliteStore(":memory:", create=True)  # what the first import would add
     else:
         store = open_store(db, create=not dry_run)
+    from sluice.registry.sync import import_files  # the importers: loaded by commands that import
+
     try:
         return import_files(
             store,
@@ -119,55 +120,6 @@ def init(db: str) -> dict[str, Any]:
     finally:
         store.close()
     return {"register": db, "created": not existed, "schema_version": SCHEMA_VERSION, "entries": entries}
-
-
-def match_dict(m: Match, shown: str = "") -> dict[str, Any]:
-    """One match as ``registry check`` gives it (JSON-ready).
-
-    ``shown``: the entry's stored display form, when the caller looked it up (wallets: it carries
-    the ``(unchecksummed)`` mark of an address a source wrote without its checksum).
-    """
-    e = m.entry
-    out = {
-        "reason": m.reason.code,
-        "kind": e.kind.value,
-        "indicator": e.indicator,
-        "shown": shown or e.shown,
-        "source": e.source,
-        "basis": [{"authority": b.authority, "number": b.number, "date": b.date} for b in e.basis],
-        "basis_text": [str(b) for b in e.basis],
-    }
-    if e.kind is Kind.WALLET:
-        out["checksum"] = entry_checksum(e.indicator, shown or e.display)
-    return out
-
-
-def check(db: str, items: Sequence[str], *, source: str | None = None) -> list[dict[str, Any]]:
-    """Entries that apply to each host, URL, IP address or wallet address (``chain:address``).
-
-    Returns:
-        One dict per item: ``{"query", "matches": [{reason, kind, indicator, shown, source,
-        basis, basis_text}]}`` (wallet matches also give ``checksum``: verified,
-        unchecksummed or none).
-
-    Raises:
-        RegistryError: store failure.
-    """
-    store = open_store(db)
-    try:
-        matcher = Matcher.from_store(store, source)
-        out = []
-        for it in items:
-            ms = matcher.match(it)
-            shown: dict[tuple[str, str], str] = {}
-            if any(m.entry.kind is Kind.WALLET for m in ms):
-                for e in store.lookup(ms[0].entry.indicator):
-                    shown[(e.source, e.indicator)] = e.display
-            got = [match_dict(m, shown.get((m.entry.source, m.entry.indicator), "")) for m in ms]
-            out.append({"query": it, "matches": got})
-    finally:
-        store.close()
-    return out
 
 
 def canonical_indicator(text: str) -> tuple[Kind, str]:
@@ -263,6 +215,8 @@ def export(
     Raises:
         RegistryError: bad target or store failure.
     """
+    from sluice.registry.exports import export_entries
+
     store = open_store(db)
     try:
         return export_entries(store.entries(source), target, origin=origin, table=table)
@@ -313,6 +267,8 @@ def proposals_list(db: str, state: str | None = None, limit: int | None = None) 
     Raises:
         RegistryError: ``registry.bad_state`` or store failure.
     """
+    from sluice.registry import proposals
+
     st = _state(state) if state else None
     store = open_store(db)
     try:
@@ -335,6 +291,8 @@ def proposal_show(db: str, pid: int) -> dict[str, Any]:
     Raises:
         RegistryError: ``registry.no_proposal`` or store failure.
     """
+    from sluice.registry import proposals
+
     store = open_store(db)
     try:
         p = proposals.get_proposal(store, pid)
@@ -366,6 +324,8 @@ def decide(
     Raises:
         RegistryError: ``registry.no_proposal``, ``registry.bad_proposal`` or store failure.
     """
+    from sluice.registry import proposals
+
     store = open_store(db)
     try:
         fn = proposals.accept if accept else proposals.reject
@@ -386,6 +346,8 @@ def impact(
     Raises:
         RegistryError: ``registry.bad_indicator``, ``registry.bad_traffic``, ``registry.io_error``.
     """
+    from sluice.registry.impact import parse_entry, preview_impact, read_traffic, shared_lookup
+
     parsed = [parse_entry(e) if isinstance(e, str) else e for e in entries]
     traffic = read_traffic(flows)
     return preview_impact(parsed, traffic, own=own, shared=shared_lookup(), max_names=max_names)
@@ -405,19 +367,23 @@ def import_preview(
     Raises:
         RegistryError: the file is refused (as an import would refuse it), or bad traffic.
     """
+    from sluice.registry.importers import parse_files
+
     result = parse_files(paths, fmt, source=source)
     return impact([(Kind(k), i) for k, i in result.entries], flows, own=own, max_names=max_names)
 
 
 # -- sources and lists fetched from URLs --
 
-FETCH_MAX_BYTES = fetching.DEFAULT_MAX_BYTES
-FETCH_TIMEOUT_S = fetching.DEFAULT_TIMEOUT_S
+FETCH_MAX_BYTES = DEFAULT_MAX_BYTES
+FETCH_TIMEOUT_S = DEFAULT_TIMEOUT_S
 
 
 def sources_list(db: str) -> list[dict[str, Any]]:
     """Every source with its entries per kind, last import and origin (see
     :func:`sluice.registry.sources.list_sources`)."""
+    from sluice.registry import sources
+
     store = open_store(db)
     try:
         return sources.list_sources(store)
@@ -431,6 +397,8 @@ def sources_rename(db: str, old: str, new: str) -> dict[str, Any]:
     Returns:
         ``{"old", "new", "moved", "added_import", "removed_import"}``.
     """
+    from sluice.registry import sources
+
     store = open_store(db)
     try:
         gained, lost = sources.rename_source(store, old, new)
@@ -447,6 +415,8 @@ def sources_rename(db: str, old: str, new: str) -> dict[str, Any]:
 
 def sources_remove(db: str, name: str, *, dry_run: bool = False) -> ImportSummary:
     """Remove a source's entries and URL (audited; see :func:`sluice.registry.sources.remove_source`)."""
+    from sluice.registry import sources
+
     store = open_store(db)
     try:
         return sources.remove_source(store, name, dry_run=dry_run)
@@ -460,6 +430,8 @@ def source_add(db: str, name: str, url: str, fmt: str, every: str = "0") -> dict
     Returns:
         The source's settings.
     """
+    from sluice.registry import fetch as fetching
+
     every_s = fetching.parse_every(every)
     store = open_store(db)
     try:
@@ -474,9 +446,11 @@ def fetch(
     names: Sequence[str],
     cache_dir: str | Path | None = None,
     **limits: Any,
-) -> list[fetching.FetchOutcome]:
+) -> list[FetchOutcome]:
     """Fetch sources and import what changed (see :func:`sluice.registry.fetch.fetch_sources`);
     ``cache_dir`` None: :func:`~sluice.registry.fetch.cache_dir_for` the register."""
+    from sluice.registry import fetch as fetching
+
     store = open_store(db)
     try:
         return fetching.fetch_sources(store, names, cache_dir or fetching.cache_dir_for(db), **limits)

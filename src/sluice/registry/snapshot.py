@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
     from sluice.registry.matcher import Matcher
-    from sluice.registry.store import RegistryStore
+    from sluice.registry.stores import RegistryStore
 
 MAGIC = b"SLUICE-REGISTER-SNAPSHOT\n"
 FORMAT = 1

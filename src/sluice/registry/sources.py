@@ -35,7 +35,7 @@ from typing import Any
 
 from sluice.registry.importers import ParseResult
 from sluice.registry.model import ImportSummary, LegalBasis, RegistryError
-from sluice.registry.store import RegistryStore
+from sluice.registry.stores import RegistryStore
 from sluice.registry.sync import sync_result
 
 SOURCE_KEY = "source:"

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from sluice.registry.choices import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED
 from sluice.registry.importers import ParseResult, parse_files
 from sluice.registry.importers._common import (
     DELIBERATE_REJECTS,
@@ -53,7 +54,7 @@ from sluice.registry.model import (
     basis_to_json,
 )
 from sluice.registry.names import public_suffixes
-from sluice.registry.store import BULK_CHANGES, Added, RegistryStore
+from sluice.registry.stores import BULK_CHANGES, Added, RegistryStore
 
 __all__ = [
     "BROADEST_V4_PREFIX",
@@ -67,17 +68,6 @@ __all__ = [
     "sync_result",
 ]
 
-DEFAULT_MAX_DROP = 0.25
-"""Largest share of rows a source may lose in one import without ``force``."""
-DEFAULT_MAX_REMOVED = 0.05
-"""Largest share of a source's entries one import may remove without ``force``.
-
-The heuristic for a dump cut exactly at a line end when nothing in it says how long it should
-be (lists without a ``# Domains:`` count, RKN CSV dumps newer than the previous import): a cut
-takes the whole tail away at once, while a real update of a register or list removes a small
-share (the audit's cut RKN dump removed 4,063 of 29,270 entries, 13.9 %; importing the 2016
-dump over the 2018 one would remove 94 %).  A cut smaller than this share is not seen when no
-header tells."""
 MAX_REMOVED_FREE = 10
 """Removals an import may always make (a list of 12 entries losing 2 is an update)."""
 BROADEST_V4_PREFIX = 8

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from sluice.registry.choices import FORMATS, LIST_FORMATS
 from sluice.registry.importers._common import (
     MAX_INPUT_BYTES,
     Digest,
@@ -20,11 +21,11 @@ from sluice.registry.importers._common import (
     check_damage,
     read_input,
 )
-from sluice.registry.importers.lists import LIST_FORMATS, parse_list
+from sluice.registry.importers.lists import parse_list
 from sluice.registry.importers.rkn_csv import parse_rkn_csv
 from sluice.registry.importers.rkn_xml import parse_rkn_xml
 from sluice.registry.importers.rpz import parse_rpz
-from sluice.registry.importers.wallets import SDN_PHRASE, WALLET_FORMATS, parse_sdn, parse_wallets_csv
+from sluice.registry.importers.wallets import SDN_PHRASE, parse_sdn, parse_wallets_csv
 from sluice.registry.model import RegistryError
 from sluice.registry.names import BadIndicator, canon_ip
 
@@ -42,8 +43,6 @@ __all__ = [
     "parse_wallets_csv",
 ]
 
-FORMATS = ("rkn-csv", "rkn-xml", "hosts", "adblock", "rpz", "domains", "cidrs", "drop", *WALLET_FORMATS)
-"""Every input format (``auto`` picks one with :func:`detect_format`)."""
 
 _DUMP_PART = re.compile(r"dump(?:-\d+)?\.csv$")
 _WALLETS_HEADER = re.compile(r'"?chain"?\s*,\s*"?address"?\s*(?:,|$)', re.IGNORECASE)

@@ -35,6 +35,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from sluice.registry.display import display_indicator
 from sluice.registry.importers._csvscan import gather_keys, sort_keys
 from sluice.registry.model import KIND_LETTER, LETTER_KIND, Kind, LegalBasis, RegistryError, RejectedLine
 from sluice.registry.names import (
@@ -42,7 +43,6 @@ from sluice.registry.names import (
     canon_host,
     canon_ip,
     canon_mask,
-    display_indicator,
 )
 
 __all__ = [

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 
+from sluice.registry.choices import LIST_FORMATS
 from sluice.registry.importers._common import (
     ParseResult,
     Progress,
@@ -35,8 +36,6 @@ from sluice.registry.names import BadIndicator, canon_host, canon_ip, canon_mask
 
 __all__ = ["LIST_FORMATS", "parse_list"]
 
-LIST_FORMATS = ("hosts", "adblock", "domains", "cidrs", "drop")
-"""Formats this module parses."""
 
 LOCAL_NAMES = frozenset(
     {

@@ -26,6 +26,7 @@ from itertools import compress
 
 import numpy as np
 
+from sluice.registry.display import display_indicator
 from sluice.registry.importers._common import (
     KIND_LETTER,
     MAX_LINE_CHARS,
@@ -42,7 +43,6 @@ from sluice.registry.names import (
     canon_host,
     canon_ip,
     canon_mask,
-    display_indicator,
     split_url,
 )
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 import csv
 import re
 
+from sluice.registry.choices import WALLET_FORMATS
 from sluice.registry.importers._common import (
     ParseResult,
     Progress,
@@ -65,8 +66,6 @@ __all__ = [
     "parse_wallets_csv",
 ]
 
-WALLET_FORMATS = ("wallets", "sdn")
-"""Formats this module parses."""
 WALLET_COLUMNS = ("chain", "address", "authority", "number", "date")
 """Columns a ``wallets`` CSV may have (``chain,address`` first)."""
 SDN_TICKERS: dict[str, tuple[str, ...]] = {

@@ -1,7 +1,7 @@
 """The register in PostgreSQL, for several gateways sharing one register (psycopg 3).
 
 Same tables (schema version 3; versions 1 and 2 are migrated in place) and the same
-one-transaction sync as :class:`~sluice.registry.store.SqliteStore`;
+one-transaction sync as :class:`~sluice.registry.stores.sqlite.SqliteStore`;
 new entries are written with ``COPY`` and the audit table refuses UPDATE and DELETE with a
 trigger.  Concurrent imports of one source are serialised with a transaction-level advisory lock
 on the source name, taken before the source's state is read and held until the sync commits
@@ -18,24 +18,23 @@ from typing import Any
 
 from sluice.registry import notify
 from sluice.registry.model import LETTER_KIND, RegisterNotFound, RegistryError
-from sluice.registry.store import (
+from sluice.registry.stores.base import (
     KEY_SQL,
     KNOWN_VERSIONS,
     NOT_A_REGISTER,
     SCHEMA_VERSION,
     Added,
     ImportMeta,
-    _SqlStore,
-    migrate_v1_statements,
-    migrate_v2_statements,
 )
+from sluice.registry.stores.migrations import migrate_v1_statements, migrate_v2_statements
+from sluice.registry.stores.sql import SqlStore
 
-__all__ = ["PostgresStore"]
+__all__ = ["PG_SCHEMA", "PostgresStore"]
 
 _SOURCE_LOCK = "sluice.registry.source:"
 """Prefix of the advisory lock key of one source's syncs."""
 
-_PG_SCHEMA = [
+PG_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS imports (
   id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, fmt TEXT NOT NULL, path TEXT NOT NULL,
@@ -62,7 +61,7 @@ BEGIN RAISE EXCEPTION 'audit is append-only'; END; $$ LANGUAGE plpgsql""",
 ]
 
 _PG_MIGRATE_V1 = [
-    *migrate_v1_statements(["DROP TRIGGER IF EXISTS audit_append_only ON audit"], _PG_SCHEMA),
+    *migrate_v1_statements(["DROP TRIGGER IF EXISTS audit_append_only ON audit"], PG_SCHEMA),
     "SELECT setval(pg_get_serial_sequence('audit', 'id'),"
     " (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), false)",
 ]
@@ -84,7 +83,7 @@ END; $$ LANGUAGE plpgsql""",
 )
 
 
-class PostgresStore(_SqlStore):
+class PostgresStore(SqlStore):
     """The register in a PostgreSQL database.
 
     Args:
@@ -102,6 +101,7 @@ class PostgresStore(_SqlStore):
 
     P = "%s"
     _KEY_ORDER = 'kind COLLATE "C", indicator COLLATE "C"'
+    _KEY_ORDER_SOURCE = 'e.source COLLATE "C", e.kind COLLATE "C", e.indicator COLLATE "C"'
     _SOURCE_KEYS_SQL = (
         f"SELECT string_agg(k, chr(1) ORDER BY {_KEY_ORDER}), string_agg(b, chr(1) ORDER BY {_KEY_ORDER}),"  # noqa: S608
         f" COUNT(*) FROM (SELECT {KEY_SQL} AS k, CAST(basis_id AS TEXT) AS b, kind, indicator"
@@ -126,7 +126,7 @@ class PostgresStore(_SqlStore):
                 if version is None and not create:
                     raise RegisterNotFound(url, NOT_A_REGISTER.format(path=url))
                 if version is None:  # made as version 2, then migrated as any version 2
-                    for stmt in _PG_SCHEMA:
+                    for stmt in PG_SCHEMA:
                         cur.execute(stmt)
                     cur.execute(
                         "INSERT INTO meta (key, value) VALUES ('schema_version', '2') ON CONFLICT DO NOTHING"
