@@ -178,3 +178,30 @@ def test_cli_refusals(tmp_path: Path) -> None:
         assert r.returncode == 2 and "another collector" in r.stderr
     finally:
         sink.close()
+
+
+def test_console_index_reads_the_postgres_store(tmp_path: Path, pg: Pg) -> None:
+    pytest.importorskip("fastapi")
+    from sluice.console.decindex import DecisionIndex, DecisionQuery
+
+    url = pg.new_database()
+    sink = PostgresSink(url)
+    sink.store(_incoming(0, 400, "gw1") + _incoming(400, N, "gw2"))
+    idx = DecisionIndex(url, tmp_path / "index.sqlite")
+    try:
+        assert idx.refresh() == N
+        assert idx.refresh() == 0
+        sink.store(_incoming(N - 5, N, "gw2") + _incoming(N, N + 10, "gw3"))  # 5 already there
+        assert idx.refresh() == 10
+        assert idx.count(DecisionQuery(action="block")) == len([i for i in range(N + 10) if i % 3 == 0])
+        rows, _ = idx.page(DecisionQuery(), limit=1)
+        full = idx.get(int(rows[0]["id"]))
+        assert full is not None and full["flow_id"] == N + 9 and full["writer"] == "gw3"
+        pg.halt()  # the store away: the index keeps what it has
+        try:
+            assert idx.refresh() == 0 and idx.count() == N + 10
+        finally:
+            pg.resume()
+    finally:
+        idx.close()
+        sink.close()

@@ -33,7 +33,13 @@ def _bind(text: str) -> tuple[str, int]:
     help_text="The register: SQLite file or postgresql:// URL; it must exist (sluice registry init)"
     " [env: SLUICE_REGISTRY]. The console's users live there too.",
 )
-@click.option("--log", "log_dir", default="decisions", show_default=True, help="Decision log directory.")
+@click.option(
+    "--log",
+    "log_dir",
+    default="decisions",
+    show_default=True,
+    help="Decision log directory, or a decisions store (sluice collect): its directory or postgresql:// URL.",
+)
 @click.option("--bind", default="127.0.0.1:8470", show_default=True, help="Address and port to listen on.")
 @click.option(
     "--state",
