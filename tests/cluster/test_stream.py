@@ -261,3 +261,33 @@ def _cannot_create(d: Path) -> bool:
         return True
     (d / "x").unlink()
     return False
+
+
+@pytest.mark.slow
+def test_an_analysis_published_reads_back_the_same(nats_server: Nats, store: str, tmp_path: Path) -> None:
+    """A dry run over a real capture (``sluice policy test --log``) published and collected:
+    ``sluice decisions`` prints the same decisions from the store as from the run's own log."""
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "log"
+
+    def run(*args: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "sluice", *args], capture_output=True, text=True, timeout=600
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    run(
+        "policy",
+        "test",
+        str(root / "src/sluice/policy/default.toml"),
+        str(root / "examples/demo.pcapng"),
+        "--log",
+        str(log),
+    )
+    run("publish", "--nats", nats_server.url, "--log", str(log), "--producer", "lab-1")
+    run(*_collect_args(nats_server, store, "--idle", "3"))
+    mine = run("decisions", "--log", str(log), "--format", "jsonl").splitlines()
+    stored = run("decisions", "--log", store, "--format", "jsonl").splitlines()
+    assert len(mine) > 10
+    assert sorted(stored) == sorted(mine)  # the same decisions, each once (the order may differ)

@@ -1,7 +1,8 @@
 """``sluice publish`` and ``sluice collect``: decisions of many boxes to one store, through NATS
 JetStream (:mod:`sluice.cluster.stream`).
 
-``sluice publish`` runs beside a gateway (or after an analysis) and ships its decision log;
+``sluice publish`` runs beside a gateway (``gateway run --log DIR``) or after an analysis (a dry
+run over captures writes the same log with ``sluice policy test --log DIR``) and ships that log;
 ``sluice collect`` consumes the stream into the decisions store - a Parquet directory by default,
 PostgreSQL by URL - that ``sluice decisions --log`` and ``sluice serve --log`` read.
 
@@ -31,7 +32,7 @@ EXIT_USAGE, EXIT_IO = 2, 3
     default="decisions",
     show_default=True,
     type=click.Path(exists=True, path_type=Path),
-    help="Decision log directory (a gateway's --log), or a JSON-lines file of decisions.",
+    help="Decision log directory (gateway run --log, policy test --log), or a JSON-lines file of decisions.",
 )
 @click.option(
     "--producer",
