@@ -8,6 +8,7 @@ exports.
   CIDRs, Spamhaus DROP, RPZ zones;
 * :mod:`~sluice.registry.sync`: imports as syncs (diff, one transaction, damage refused first);
 * :mod:`~sluice.registry.matcher`: batch and single lookups of host names, URLs and addresses;
+* :mod:`~sluice.registry.check`: ``registry check``, the same answers from indexed store lookups;
 * :mod:`~sluice.registry.exports`: nftables, RPZ, unbound, dnsmasq, Squid and hosts outputs;
 * :mod:`~sluice.registry.service`: what the CLI calls.
 """
