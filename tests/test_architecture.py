@@ -175,11 +175,7 @@ def _package(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
 
-PRIVATE_ACROSS_PACKAGES: dict[tuple[str, str], str] = {
-    ("sluice.services.catalogue", "sluice.registry._ipindex.IpIndex"): (
-        "the catalogue's address ranges use the register's interval index; to be made public by registry/"
-    ),
-}
+PRIVATE_ACROSS_PACKAGES: dict[tuple[str, str], str] = {}
 """``(importing module, imported name)`` pairs allowed to cross packages although private, each
 with why; like :data:`KNOWN_CYCLES` it only shrinks."""
 

@@ -40,8 +40,8 @@ import numpy.typing as npt
 
 from sluice.crypto.addresses import Address, find_addresses
 from sluice.registry import _kernels as K
-from sluice.registry._ipindex import IpIndex
 from sluice.registry.display import display_indicator
+from sluice.registry.ipindex import IpIndex
 from sluice.registry.matches import Match, MatchReason
 from sluice.registry.model import Entry, Kind, LegalBasis, basis_from_json
 from sluice.registry.names import BadIndicator, canon_host, split_url

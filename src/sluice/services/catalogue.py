@@ -23,7 +23,7 @@ looked up suffix by suffix (``a.b.example.com``, ``b.example.com``, ``example.co
 a dict of domains, and of glob patterns keyed by their literal suffix (``derp*.tailscale.com`` is
 tried only for names under ``tailscale.com``): a lookup costs one dict probe per label, whatever
 the number of patterns. Addresses use the register's interval index
-(:class:`sluice.registry._ipindex.IpIndex`), longest prefix first.
+(:class:`sluice.registry.ipindex.IpIndex`), longest prefix first.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.errors import ConfigError
-from sluice.registry._ipindex import IpIndex
+from sluice.registry.ipindex import IpIndex
 from sluice.registry.names import BadIndicator, canon_host
 
 CATALOGUE_VERSION = 1
