@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sluice.detect.model import DEFAULT_MODEL_DIR, load_model, manifest_digest, seal_manifest
+from sluice.detect.model import DEFAULT_MODEL_DIR, load_model
+from sluice.detect.modeldir import manifest_digest, seal_manifest
 from sluice.errors import ConfigError
 
 CAPTURE = Path(__file__).resolve().parents[1] / "data" / "pcaps" / "sparse12.pcapng"

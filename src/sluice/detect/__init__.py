@@ -14,6 +14,7 @@ __all__ = [
     "forest",
     "heldout",
     "model",
+    "modeldir",
     "ndpi",
     "service",
     "verdict",

@@ -29,7 +29,8 @@ import numpy as np
 
 from sluice.detect.combiner import DEFAULT_FET_VETO, Combiner
 from sluice.detect.dataset import LabeledFlows, group_folds, trainable
-from sluice.detect.model import BENIGN, FlowModel, ModelScorer
+from sluice.detect.model import FlowModel, ModelScorer
+from sluice.detect.modeldir import BENIGN
 from sluice.detect.verdict import DETECTABLE_CLASSES
 from sluice.features.extractor import FlowFeatures
 

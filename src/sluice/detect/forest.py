@@ -2,7 +2,7 @@
 LightGBM's own prediction, bit for bit, at a fraction of its cost.
 
 Theory of operation: :meth:`Forest.from_text` reads LightGBM's text model format (the file a
-model directory keeps, already checked by :func:`sluice.detect.model.check_model_text`) into one
+model directory keeps, already checked by :func:`sluice.detect.modeldir.check_model_text`) into one
 array per node field, every tree's nodes after the previous tree's: the split feature, the
 threshold, the missing-value rule and the two children. A child ``c >= 0`` is a node of the same
 tree (offset by the tree's first node), a child ``c < 0`` is the leaf ``~c`` (offset by the

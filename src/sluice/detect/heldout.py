@@ -40,7 +40,8 @@ import numpy as np
 from sluice.detect.combiner import DEFAULT_FET_VETO
 from sluice.detect.dataset import LabeledFlows, trainable
 from sluice.detect.evaluate import EvalResult
-from sluice.detect.model import BENIGN, FlowModel
+from sluice.detect.model import FlowModel
+from sluice.detect.modeldir import BENIGN
 from sluice.detect.verdict import DETECTABLE_CLASSES
 from sluice.errors import ConfigError
 from sluice.features.extractor import FlowFeatures

@@ -8,18 +8,10 @@ Evidence is the exact decomposition (TreeSHAP, LightGBM's ``pred_contrib``) of t
 ``log P(family) / P(benign)`` over the features: the features that pushed most towards the
 finding, each with the benign training data's 5–95 % range as reference.
 
-A model directory holds ``manifest.json``, ``model.txt`` (LightGBM's own text format) and
-``reference.npz`` (numpy, loaded with ``allow_pickle=False``). The manifest records the format
-version, class name, parameters, feature names, training-data digest, sluice version, metrics
-and the sha256 of every file, and ``manifest_digest`` covers the manifest itself (the sha256 of
-its canonical JSON without that field: :func:`manifest_digest`), so an edited threshold or class
-list is refused like an edited model file. :func:`load_model` checks all of them before it parses
-anything, reads no file larger than ``SLUICE_MAX_MODEL_BYTES`` (:data:`~sluice.io.limits.MAX_MODEL_BYTES`),
-checks the structure of ``model.txt`` (:func:`check_model_text`: header, feature count, every
-tree's arrays and indices, ``end of trees``) before LightGBM sees it - LightGBM aborts the process
-on some damage - and only builds classes from :data:`MODEL_CLASSES`. Every failure is one
-:class:`~sluice.errors.ConfigError` naming the directory. The digests catch accidents and edits by
-hand; they are not a signature: whoever can write the directory can reseal it.
+Saved as a model directory (:mod:`sluice.detect.modeldir`: manifest, sha256 digests, the structure
+check of ``model.txt``); :func:`load_model` checks all of it before it parses anything and only
+builds classes from :data:`MODEL_CLASSES`. Every failure is one :class:`~sluice.errors.ConfigError`
+naming the directory.
 """
 
 from __future__ import annotations
@@ -27,21 +19,13 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_MODEL_DIR",
     "MODEL_CLASSES",
-    "MODEL_FORMAT",
-    "MODEL_FORMAT_VERSION",
     "FlowModel",
     "ModelScorer",
-    "check_model_text",
     "load_model",
-    "manifest_digest",
     "save_model",
-    "seal_manifest",
 ]
 
-import hashlib
 import io
-import json
-import math
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +37,18 @@ import numpy.typing as npt
 from sluice import __version__
 from sluice.detect._base import NotFittedError, constructor_params
 from sluice.detect.combiner import Opinion
+from sluice.detect.modeldir import (
+    BENIGN,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    REFERENCE_FILE,
+    check_model_text,
+    read_manifest,
+    sha256_hex,
+    verified_files,
+    write_manifest,
+)
 from sluice.detect.verdict import Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.extractor import FlowFeatures
@@ -61,26 +57,14 @@ from sluice.flows.record import FlowRecord
 
 if TYPE_CHECKING:
     from sluice.detect.forest import Forest
-from sluice.io.limits import MAX_MODEL_BYTES, LimitExceeded, env_limit, read_bounded
 
-MODEL_FORMAT = "sluice-model"
-"""``format`` of a model manifest."""
-MODEL_FORMAT_VERSION = 1
-"""Manifest format version this code reads and writes."""
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 """The model shipped with sluice."""
-BENIGN = "benign"
-_MODEL_FILE = "model.txt"
-_REFERENCE_FILE = "reference.npz"
 _TOP_EVIDENCE = 5
 _PARALLEL_ROWS = 256
 """Predictions of fewer rows than this run on one thread."""
 
 Array = npt.NDArray[np.float64]
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class FlowModel:
@@ -285,7 +269,7 @@ class FlowModel:
         self._check()
         cached = getattr(self, "_digest", None)
         if cached is None or cached[0] is not self.booster_:
-            cached = (self.booster_, _sha256(self._text().encode()))
+            cached = (self.booster_, sha256_hex(self._text().encode()))
             self._digest = cached
         return cached[1]
 
@@ -448,7 +432,7 @@ def save_model(
     text = model.booster_.model_to_string().encode()
     buf = io.BytesIO()
     np.savez(buf, reference=model.reference_)
-    files = {_MODEL_FILE: text, _REFERENCE_FILE: buf.getvalue()}
+    files = {MODEL_FILE: text, REFERENCE_FILE: buf.getvalue()}
     for name, data in files.items():
         (out / name).write_bytes(data)
     manifest = {
@@ -462,219 +446,12 @@ def save_model(
         "feature_names": list(model.feature_names_),
         "data_digest": data_digest,
         "sluice_version": __version__,
-        "model_digest": _sha256(text),
-        "files": {name: _sha256(data) for name, data in files.items()},
+        "model_digest": sha256_hex(text),
+        "files": {name: sha256_hex(data) for name, data in files.items()},
         "metrics": metrics or {},
         "training": training or {},
     }
-    return _write_manifest(out, manifest)
-
-
-def manifest_digest(manifest: dict[str, Any]) -> str:
-    """sha256 of the manifest's canonical JSON (sorted keys, no spaces), ``manifest_digest`` left out.
-
-    Raises:
-        ValueError: the manifest holds what JSON cannot (NaN, infinities).
-    """
-    rest = {k: v for k, v in manifest.items() if k != "manifest_digest"}
-    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return _sha256(text.encode())
-
-
-def _write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
-    manifest = {**manifest, "manifest_digest": manifest_digest(manifest)}
-    path = directory / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
-
-
-def seal_manifest(directory: str | Path) -> Path:
-    """Add (or renew) ``manifest_digest`` in a model directory's manifest, changing nothing else.
-
-    For manifests written before the digest existed; the files must still match the manifest's
-    sha256s (a model is never resealed over a file that changed). ``python -m sluice.detect.model
-    DIR`` does the same.
-
-    Returns:
-        The manifest's path.
-
-    Raises:
-        ConfigError: the manifest is unreadable or a file does not match it.
-    """
-    path = Path(directory)
-    manifest = _parse_manifest(path)
-    _verified(path, manifest)
-    return _write_manifest(path, manifest)
-
-
-def _read(directory: Path, name: str) -> bytes:
-    limit = env_limit("SLUICE_MAX_MODEL_BYTES", MAX_MODEL_BYTES)
-    try:
-        with (directory / name).open("rb") as f:
-            return read_bounded(f, limit, f"{name} size", "SLUICE_MAX_MODEL_BYTES")
-    except LimitExceeded as exc:
-        raise ConfigError("model", f"{directory}: {exc}") from None
-    except OSError as exc:
-        raise ConfigError("model", f"{directory}: cannot read {name}: {exc.strerror or exc}") from None
-
-
-def _parse_manifest(directory: Path) -> dict[str, Any]:
-    raw = _read(directory, "manifest.json")
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
-        raise ConfigError("model", f"{directory}: manifest.json is not JSON ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise ConfigError("model", f"{directory}: manifest is not an object")
-    return manifest
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    manifest = _parse_manifest(directory)
-    recorded = manifest.get("manifest_digest")
-    try:
-        actual = manifest_digest(manifest)
-    except ValueError:
-        actual = ""
-    if not isinstance(recorded, str) or recorded != actual:
-        raise ConfigError(
-            "model",
-            f"{directory}: manifest.json does not match its manifest_digest "
-            + (
-                "(none recorded: reseal it with sluice.detect.model.seal_manifest)"
-                if recorded is None
-                else "(edited?)"
-            ),
-        )
-    if manifest.get("format") != MODEL_FORMAT or manifest.get("format_version") != MODEL_FORMAT_VERSION:
-        raise ConfigError(
-            "model",
-            f"{directory}: format {manifest.get('format')!r} v{manifest.get('format_version')!r}, "
-            f"this sluice reads {MODEL_FORMAT!r} v{MODEL_FORMAT_VERSION}",
-        )
-    if manifest.get("class") not in MODEL_CLASSES:
-        raise ConfigError("model", f"{directory}: class {manifest.get('class')!r} is not allowed")
-    if manifest.get("feature_names") != list(FEATURE_NAMES):
-        raise ConfigError("model", f"{directory}: feature names differ from this sluice's feature set")
-    classes = manifest.get("classes")
-    if (
-        not isinstance(classes, list)
-        or len(classes) < 2
-        or classes[0] != BENIGN
-        or not all(isinstance(c, str) and c for c in classes)
-        or len(set(classes)) != len(classes)
-    ):
-        raise ConfigError("model", f"{directory}: classes must be a list starting with {BENIGN!r}")
-    threshold = manifest.get("threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold < 1.0:
-        raise ConfigError("model", f"{directory}: threshold must be a number in (0, 1), not {threshold!r}")
-    if not isinstance(manifest.get("params"), dict):
-        raise ConfigError("model", f"{directory}: params must be an object")
-    return manifest
-
-
-def _verified(directory: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
-    files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != {_MODEL_FILE, _REFERENCE_FILE}:
-        raise ConfigError("model", f"{directory}: manifest must list {_MODEL_FILE} and {_REFERENCE_FILE}")
-    out = {}
-    for name, digest in files.items():
-        data = _read(directory, name)
-        if _sha256(data) != digest:
-            raise ConfigError("model", f"{directory}: sha256 of {name} does not match the manifest")
-        out[name] = data
-    if manifest.get("model_digest") != files[_MODEL_FILE]:
-        raise ConfigError("model", f"{directory}: model_digest is not the sha256 of {_MODEL_FILE}")
-    return out
-
-
-_TREE_ARRAYS = ("split_feature", "threshold", "decision_type", "left_child", "right_child")
-
-
-def check_model_text(text: str, n_classes: int) -> None:
-    """Check LightGBM's text model format before LightGBM parses it (it aborts on some damage).
-
-    Checks the header (``tree``, version, class and tree-per-iteration counts, feature count and
-    names equal to :data:`FEATURE_NAMES`), that the trees are ``Tree=0..n-1`` in order, a whole
-    number of iterations, each where ``tree_sizes`` says, each with arrays of the lengths its
-    ``num_leaves`` implies, features and children in range and no categorical splits, and that
-    ``end of trees`` follows them.
-
-    Raises:
-        ValueError: the first problem found.
-    """
-    if not text.isascii():
-        raise ValueError("not ASCII")
-    end = text.find("\nend of trees")
-    if not text.startswith("tree\n") or end < 0:
-        raise ValueError("no 'tree' header or no 'end of trees'")
-    first = text.find("\nTree=")
-    if first < 0 or first > end:
-        raise ValueError("no trees")
-    header = _fields(text[5:first])
-    n_feat = len(FEATURE_NAMES)
-    if header.get("num_class") != str(n_classes) or header.get("num_tree_per_iteration") != str(n_classes):
-        raise ValueError(f"num_class/num_tree_per_iteration are not {n_classes}")
-    if header.get("max_feature_idx") != str(n_feat - 1):
-        raise ValueError(f"max_feature_idx is not {n_feat - 1}")
-    if header.get("feature_names", "").split(" ") != list(FEATURE_NAMES):
-        raise ValueError("feature_names differ from this sluice's")
-    blocks = text[first + 1 : end + 1].split("\nTree=")
-    blocks[0] = blocks[0].removeprefix("Tree=")
-    if len(blocks) % n_classes:
-        raise ValueError(f"{len(blocks)} trees is not a whole number of iterations")
-    sizes = header.get("tree_sizes")
-    if sizes is not None:
-        try:
-            lengths = [int(x) for x in sizes.split(" ")]
-        except ValueError:
-            raise ValueError("tree_sizes are not integers") from None
-        if len(lengths) != len(blocks):
-            raise ValueError(f"tree_sizes lists {len(lengths)} trees, the file has {len(blocks)}")
-        pos = first + 1
-        for i, n in enumerate(lengths):
-            if n <= 0 or not text.startswith(f"Tree={i}\n", pos):
-                raise ValueError(f"tree {i} is not where tree_sizes puts it")
-            pos += n
-        if not text.startswith("end of trees", pos):
-            raise ValueError("tree_sizes do not end at 'end of trees'")
-    for i, block in enumerate(blocks):
-        head, _, body = block.partition("\n")
-        if head != str(i):
-            raise ValueError(f"tree {i} is numbered {head!r}")
-        _check_tree(i, _fields(body), n_feat)
-
-
-def _fields(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.split("\n"):
-        key, eq, value = line.partition("=")
-        if eq:
-            out[key] = value
-    return out
-
-
-def _check_tree(i: int, f: dict[str, str], n_feat: int) -> None:
-    try:
-        leaves = int(f["num_leaves"])
-        if int(f.get("num_cat", "0")) != 0:
-            raise ValueError(f"tree {i}: categorical splits are not used by sluice models")
-        values = [float(x) for x in f["leaf_value"].split(" ")]
-        arrays = {k: f[k].split(" ") for k in _TREE_ARRAYS} if leaves > 1 else {}
-        feats = [int(x) for x in arrays.get("split_feature", [])]
-        children = [int(x) for k in ("left_child", "right_child") for x in arrays.get(k, [])]
-        thresholds = [float(x) for x in arrays.get("threshold", [])]
-        kinds = [int(x) for x in arrays.get("decision_type", [])]
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"tree {i}: missing or malformed field ({exc})") from None
-    if leaves < 1 or len(values) != leaves or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"tree {i}: {len(values)} leaf values for {leaves} leaves")
-    if any(len(a) != leaves - 1 for a in arrays.values()):
-        raise ValueError(f"tree {i}: split arrays are not {leaves - 1} long")
-    if any(not 0 <= x < n_feat for x in feats) or any(not -leaves <= c < leaves - 1 for c in children):
-        raise ValueError(f"tree {i}: a split feature or child index is out of range")
-    if any(math.isnan(t) for t in thresholds) or any(not 0 <= k < 256 for k in kinds):
-        raise ValueError(f"tree {i}: a threshold or decision type is invalid")
+    return write_manifest(out, manifest)
 
 
 def load_model(directory: str | Path = DEFAULT_MODEL_DIR) -> tuple[FlowModel, dict[str, Any]]:
@@ -689,8 +466,8 @@ def load_model(directory: str | Path = DEFAULT_MODEL_DIR) -> tuple[FlowModel, di
     import lightgbm as lgb
 
     path = Path(directory)
-    manifest = _read_manifest(path)
-    data = _verified(path, manifest)
+    manifest = read_manifest(path, MODEL_CLASSES)
+    data = verified_files(path, manifest)
     cls = MODEL_CLASSES[manifest["class"]]
     classes = tuple(manifest["classes"])
     try:
@@ -698,21 +475,21 @@ def load_model(directory: str | Path = DEFAULT_MODEL_DIR) -> tuple[FlowModel, di
     except TypeError as exc:
         raise ConfigError("model", f"{path}: bad params: {exc}") from None
     try:
-        with np.load(io.BytesIO(data[_REFERENCE_FILE]), allow_pickle=False) as npz:
+        with np.load(io.BytesIO(data[REFERENCE_FILE]), allow_pickle=False) as npz:
             reference = np.asarray(npz["reference"], dtype=np.float64)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigError("model", f"{path}: {_REFERENCE_FILE} is not a reference array ({exc})") from None
+        raise ConfigError("model", f"{path}: {REFERENCE_FILE} is not a reference array ({exc})") from None
     if reference.shape != (3, len(FEATURE_NAMES)):
         raise ConfigError("model", f"{path}: reference has shape {reference.shape}")
-    text = data[_MODEL_FILE].decode("ascii", errors="replace")
+    text = data[MODEL_FILE].decode("ascii", errors="replace")
     try:
         check_model_text(text, len(classes))
     except ValueError as exc:
-        raise ConfigError("model", f"{path}: {_MODEL_FILE} is damaged: {exc}") from None
+        raise ConfigError("model", f"{path}: {MODEL_FILE} is damaged: {exc}") from None
     try:
         booster = lgb.Booster(model_str=text)
     except lgb.basic.LightGBMError as exc:
-        raise ConfigError("model", f"{path}: LightGBM refused {_MODEL_FILE}: {exc}") from None
+        raise ConfigError("model", f"{path}: LightGBM refused {MODEL_FILE}: {exc}") from None
     if booster.num_model_per_iteration() != len(classes) or booster.num_feature() != len(FEATURE_NAMES):
         raise ConfigError("model", f"{path}: model and manifest disagree on classes or features")
     model.booster_ = booster
@@ -721,10 +498,3 @@ def load_model(directory: str | Path = DEFAULT_MODEL_DIR) -> tuple[FlowModel, di
     model.feature_names_ = FEATURE_NAMES
     model.reference_ = reference
     return model, manifest
-
-
-if __name__ == "__main__":  # python -m sluice.detect.model DIR...: reseal manifests
-    import sys
-
-    for arg in sys.argv[1:]:
-        print(seal_manifest(arg))
