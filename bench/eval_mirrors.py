@@ -35,6 +35,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import ahocorasick  # type: ignore[import-not-found]
 import numpy as np
@@ -316,7 +317,7 @@ def evaluate(shared: Path) -> dict[str, object]:
             "mean": float(np.mean([r[c] for r in per_family])),
             "mean_ci": mean_ci([float(r[c]) for r in per_family]),  # type: ignore[arg-type]
             "min": float(np.min([r[c] for r in per_family])),
-            "families_below_50": sum(1 for r in per_family if float(r[c]) < 0.5),  # type: ignore[arg-type]
+            "families_below_50": sum(1 for r in per_family if float(r[c]) < 0.5),  # type: ignore[arg-type,misc]
         }
         for c in cols
     }
@@ -343,11 +344,11 @@ def main() -> None:
     if not all((args.shared / d).exists() for d in (*DUMPS, TRANCO, RADAR)):
         print(f"skipped: the register dumps and top lists are not in {args.shared}", file=sys.stderr)
         sys.exit(0)
-    res = evaluate(args.shared)
+    res: dict[str, Any] = evaluate(args.shared)
     print(f"{res['families']} families, {res['members']} held-out members, {res['top10k']} top-10k names")
     head = ("seed", "n", "name", "95% CI", "+addr", "substr", "(flag)", "twist", "sib", "sib+a", "sibsub")
     print(f"{head[0]:<28} {head[1]:>4} {head[2]:>6} {head[3]:>13} " + " ".join(f"{h:>6}" for h in head[4:]))
-    for r in sorted(res["per_family"], key=lambda r: r["name"]):  # type: ignore[arg-type,index]
+    for r in sorted(res["per_family"], key=lambda r: r["name"]):
         lo, hi = r["name_ci"]
         print(
             f"{r['seed'][:28]:<28} {r['members']:>4} {r['name']:>6.1%} [{lo:>5.1%},{hi:>5.1%}] "
@@ -355,17 +356,17 @@ def main() -> None:
             f"{r['substring_flagged']:>6.1%} {r['dnstwist']:>6.1%} "
             f"{r['sib_name']:>6.1%} {r['sib_name+addr']:>6.1%} {r['sib_substring']:>6.1%}"
         )
-    for c, s in res["summary"].items():  # type: ignore[union-attr]
+    for c, s in res["summary"].items():
         lo, hi = s["mean_ci"]
         print(
             f"{c:<18} mean {s['mean']:.1%} [{lo:.1%}, {hi:.1%}]  min {s['min']:.1%}  "
             f"families below 50%: {s['families_below_50']}"
         )
     print("top-10k names scoring >= 0.5 against a held-out seed:", res["top10k_names_scoring_0.5_or_more"])
-    sib = sorted({n for r in res["per_family"] for n in r["sib_top10k_names_0.5"]})  # type: ignore[attr-defined]
+    sib = sorted({n for r in res["per_family"] for n in r["sib_top10k_names_0.5"]})
     print("... against a seed and its decision siblings:", sib)
     print("popular guard (stress: every top-10k name on an address of the seed, certificate naming it):")
-    guard: dict[str, dict[str, list[str]]] = res["popular_guard"]  # type: ignore[assignment]
+    guard: dict[str, dict[str, list[str]]] = res["popular_guard"]
     for protocol, g in guard.items():
         print(
             f"  {protocol}: top-10k names proposed: {len(g['proposed'])}; refused: {len(g['refused'])}; "

@@ -62,7 +62,9 @@ def test_register_search_pages_through_every_match(live: Live) -> None:
         cursor = None
         pages = 0
         while True:
-            params = {"q": "site", "limit": 50} | ({"cursor": cursor} if cursor else {})
+            params: dict[str, str | int] = {"q": "site", "limit": 50}
+            if cursor:
+                params["cursor"] = cursor
             r = c.get("/api/v1/register/entries", params=params)
             assert r.status_code == 200, r.text
             body = r.json()

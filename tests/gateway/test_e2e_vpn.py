@@ -13,7 +13,9 @@ import random
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +47,7 @@ class _Session(Session):
     def web_traffic(
         self,
         base_url: str,
-        curl_args: tuple[str, ...] | list[str] = (),
+        curl_args: Sequence[str] = (),
         *,
         bulk: bool = True,
         timeout: float = 20,
@@ -61,7 +63,11 @@ def _scenario(name: str) -> Scenario:
     return scen
 
 
-def _run(tmp_path: Path, name: str, variant: str, policy_text: str) -> tuple[Outcome | None, str, list, str]:
+Run = tuple[Outcome | None, str, list[dict[str, Any]], str]
+"""(outcome or None, error, decisions, gateway stderr)."""
+
+
+def _run(tmp_path: Path, name: str, variant: str, policy_text: str) -> Run:
     """Run one lab session with the gateway on; (outcome or None, error, decisions, gateway stderr)."""
     need_gateway_env()
     scen = _scenario(name)

@@ -144,7 +144,9 @@ def test_sighup_reloads_every_worker(server: Topo, material: dict[str, Path], tm
         pol.write_text(POLICY.format(mode="enforce"))
         gw.send_signal(signal.SIGHUP)
         lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(iter(gw.stderr.readline, "")), daemon=True)
+        pipe = gw.stderr
+        assert pipe is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(pipe.readline, "")), daemon=True)
         reader.start()  # a text pipe buffers lines select() no longer sees: read them all in a thread
         reloaded: set[str] = set()
         end = time.monotonic() + 20

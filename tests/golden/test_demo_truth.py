@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,9 @@ def flows() -> dict[frozenset[tuple[str, int]], FlowRecord]:
     return {frozenset((_ep(r.client, r.client_port), _ep(r.server, r.server_port))): r for r in records}
 
 
-def _truth() -> list[dict]:  # type: ignore[type-arg]
-    return json.loads((ROOT / "examples" / "demo.truth.json").read_text())["flows"]
+def _truth() -> list[dict[str, Any]]:
+    flows: list[dict[str, Any]] = json.loads((ROOT / "examples" / "demo.truth.json").read_text())["flows"]
+    return flows
 
 
 @pytest.mark.parametrize("t", _truth(), ids=lambda t: f"{t['flow_id']}-{t['kind']}")

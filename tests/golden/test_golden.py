@@ -42,7 +42,7 @@ def test_golden(capture: Path, update_golden: bool) -> None:
     assert lines == jsonl.read_text(encoding="utf-8").splitlines()
     assert summary == json.loads(summ.read_text(encoding="utf-8"))
     # the streaming path gives the same records
-    loop, out = PacketLoop(strict=True), []
+    loop, out = PacketLoop(strict=True), list[FlowRecord]()
     with open_capture(capture) as reader:
         for raw in reader:
             loop.process(raw, out)

@@ -35,7 +35,7 @@ ODD = [
 
 
 def _reference(names: list[str]) -> list[tuple[object, ...]]:
-    out = []
+    out: list[tuple[object, ...]] = []
     for n in names:
         p = name_parts(n)
         labels = [(core(x), j == len(p.subdomains)) for j, x in enumerate((*p.subdomains, p.label))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import mmh3
-import ppdeep  # type: ignore[import-not-found]
+import ppdeep  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -68,7 +68,7 @@ def _same(data: bytes) -> None:
     st.integers(min_value=0, max_value=3),
 )
 def test_scanner_equals_python_parser(rows: list[object], eol: str, enc: str, cut: int) -> None:
-    lines = [";".join(r) if isinstance(r, tuple) else r for r in rows]
+    lines = [";".join(r) if isinstance(r, tuple) else str(r) for r in rows]
     lines += lines[: len(lines) // 3]  # repeated indicators: decisions merged in row order
     text = HEADER.replace("\n", eol) + "".join(x + eol for x in lines)
     if cut:

@@ -103,8 +103,8 @@ def network() -> tuple[tuple[FlowRecord, ...], Truth]:
     plan: list[tuple[str, tuple[str, ...], bool, bool]] = []  # name, addrs, tls, is messenger
     for _ in range(MESSENGER_FLOWS):
         plan.append((rng.choice(MESSENGER), MESSENGER_ADDRS, True, True))
-    for name, addrs, n, tls in (*TENANTS, *OUTSIDE):
-        plan += [(name, addrs, tls, False)] * n
+    for name, tenant_addrs, n, tls in (*TENANTS, *OUTSIDE):
+        plan += [(name, tuple(tenant_addrs), tls, False)] * n
     rng.shuffle(plan)
     resolved: set[tuple[str, str]] = set()
     for name, addrs, tls, is_msgr in plan:

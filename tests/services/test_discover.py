@@ -68,7 +68,7 @@ def test_endpoint_folds_flows_names_clients_and_passive_dns() -> None:
 
 
 def test_groups_by_certificate_domain_service_and_network() -> None:
-    cert = {
+    cert: dict[str, Any] = {
         "cert_subject": "CN=*.acme-vpn.test",
         "cert_issuer": "CN=Acme CA",
         "cert_san": ["*.acme-vpn.test"],
@@ -219,7 +219,7 @@ def test_command_ranks_explains_and_proposes_into_the_review_queue(tmp_path: Pat
     from sluice.registry.proposals import list_proposals
     from sluice.registry.stores import open_store
 
-    cert = {
+    cert: dict[str, Any] = {
         "cert_subject": "CN=*.acme-vpn.test",
         "cert_issuer": "CN=Acme CA",
         "cert_san": ["*.acme-vpn.test"],
