@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sluice.flows",),
     ("sluice.io",),
     ("sluice.features", "sluice.batch"),
-    ("sluice.registry", "sluice.services.catalogue", "sluice.crypto"),
+    ("sluice.registry", "sluice.services.catalogue", "sluice.services.catalogue_toml", "sluice.crypto"),
     ("sluice.detect",),
     ("sluice.services", "sluice.mirrors"),
     ("sluice.policy", "sluice.decisions"),

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sluice.errors import ConfigError
 from sluice.services import Catalogue, default_catalogue, load_catalogue, loads_catalogue
-from sluice.services.catalogue import DEFAULT_PATH, TAXONOMY_FAMILIES, build_catalogue
+from sluice.services.catalogue_toml import DEFAULT_PATH, TAXONOMY_FAMILIES, build_catalogue
 
 REGULATOR_TEN = (
     "nordvpn",

@@ -20,7 +20,8 @@ from sluice.cli._exit import UsageFailure
 from sluice.cli._output import Col, print_table
 from sluice.cli.discover import discover_command
 from sluice.errors import ConfigError
-from sluice.services.catalogue import Catalogue, RangeRef, Service, SharedEntry, SharedInfra, load_catalogue
+from sluice.services.catalogue import Catalogue, RangeRef, Service, SharedEntry, SharedInfra
+from sluice.services.catalogue_toml import load_catalogue
 
 EXIT_USAGE = 2
 _KEY = "sluice.services.catalogue"

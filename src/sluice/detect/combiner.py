@@ -56,7 +56,8 @@ from sluice.detect.verdict import DETECTABLE_CLASSES, Evidence, Verdict, flow_ke
 from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
-from sluice.services.catalogue import Catalogue, default_catalogue
+from sluice.services.catalogue import Catalogue
+from sluice.services.catalogue_toml import default_catalogue
 
 COMBINER_VERSION = "5"
 """Version of the combination rules (2: the model's veto of FET-only findings; 3: families that

@@ -86,7 +86,7 @@ def shared_lookup() -> SharedLookup | None:
             absent flag).
     """
     try:
-        from sluice.services.catalogue import load_catalogue
+        from sluice.services.catalogue_toml import load_catalogue
     except ImportError:
         return None
     cat = load_catalogue()

@@ -1,5 +1,6 @@
 """Knowledge about services: the catalogue of VPN, proxy and circumvention services and of the shared
-infrastructure (CDNs, clouds, hosters) that carries them (:mod:`sluice.services.catalogue`)."""
+infrastructure (CDNs, clouds, hosters) that carries them (:mod:`sluice.services.catalogue`, read from
+its TOML file by :mod:`sluice.services.catalogue_toml`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from sluice.services.catalogue import (
     ServiceMatch,
     SharedEntry,
     SharedInfra,
-    default_catalogue,
-    load_catalogue,
-    loads_catalogue,
 )
+from sluice.services.catalogue_toml import default_catalogue, load_catalogue, loads_catalogue
 
 __all__ = [
     "Catalogue",
