@@ -16,8 +16,10 @@ __all__ = [
     "mirrors",
     "model",
     "policy",
+    "proposals",
     "registry",
     "serve",
     "services",
     "snapshot",
+    "sources",
 ]

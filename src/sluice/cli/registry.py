@@ -8,20 +8,28 @@ takes ``--json``.  The register is ``--register`` (a SQLite file, or a ``postgre
 after the subcommand or before it, default ``$SLUICE_REGISTRY`` or ``./sluice-registry.db``
 (``--db`` and ``$SLUICE_REGISTRY_DB`` are deprecated names of the same); only ``init`` and
 ``import`` create one.
+
+The review queue (``proposals``) lives in :mod:`sluice.cli.proposals`, the sources and ``fetch``
+in :mod:`sluice.cli.sources`, signed snapshots in :mod:`sluice.cli.snapshot`; what they share
+(the exit code of a :class:`~sluice.registry.model.RegistryError`, ``--register``) in
+:mod:`sluice.cli._register`. All are registered on this group.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from sluice.cli._context import DEFAULT_REGISTER, register_option, registry_db, store_group_register
-from sluice.cli._exit import Findings, InputFailure, failure_for
+from sluice.cli._context import DEFAULT_REGISTER, registry_db, store_group_register
+from sluice.cli._exit import Findings
 from sluice.cli._output import progress as progress_bar
+from sluice.cli._register import fail, register_made_opt, register_opt
+from sluice.cli.proposals import proposals_group
+from sluice.cli.snapshot import snapshot_group
+from sluice.cli.sources import fetch_cmd, sources_group
 from sluice.registry import service
 from sluice.registry.choices import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED, FORMATS, MAX_NAMES
 from sluice.registry.exports import EXPORT_TARGETS
@@ -31,53 +39,6 @@ if TYPE_CHECKING:
     from sluice.registry.impact import ImpactReport
 
 __all__ = ["registry"]
-
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
-EXIT_IO = 3
-_USAGE_REASONS = frozenset(
-    {
-        "registry.bad_format",
-        "registry.no_input",
-        "registry.bad_export_target",
-        "registry.bad_export_option",
-        "registry.bad_indicator",
-        "registry.bad_state",
-        "registry.bad_proposal",
-        "registry.no_proposal",
-        "registry.no_register",
-        "registry.no_source",
-        "registry.bad_source",
-        "registry.unknown_source",
-        "registry.source_exists",
-        "registry.bad_url",
-        "registry.bad_interval",
-    }
-)
-
-
-def _fail(exc: RegistryError, as_json: bool) -> NoReturn:
-    code = EXIT_USAGE if exc.reason in _USAGE_REASONS else EXIT_IO
-    if as_json:
-        click.echo(
-            json.dumps({"error": exc.reason, "detail": exc.detail, "path": exc.path}, ensure_ascii=False)
-        )
-    raise failure_for(code, f"{exc} [{exc.reason}]")
-
-
-def _db(ctx: click.Context) -> str:
-    return registry_db(ctx)
-
-
-_register = register_option(param=None, default=DEFAULT_REGISTER)
-"""``--register`` on a subcommand (kept in ``ctx.meta`` for :func:`_db`)."""
-_register_made = register_option(
-    param=None,
-    default=DEFAULT_REGISTER,
-    help_text="The register: a SQLite file or a postgresql:// URL [env: SLUICE_REGISTRY];"
-    " created when absent.",
-)
-"""``--register`` of the two commands that create one (``init``, ``import``)."""
 
 
 @click.group(name="registry")
@@ -101,15 +62,15 @@ def registry(ctx: click.Context, register_given: str | None, db_given: str | Non
 
 
 @registry.command("init")
-@_register_made
+@register_made_opt
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def init_cmd(ctx: click.Context, as_json: bool) -> None:
     """Create an empty register (or say that one is there already)."""
     try:
-        out = service.init(_db(ctx))
+        out = service.init(registry_db(ctx))
     except RegistryError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(out, ensure_ascii=False))
     elif out["created"]:
@@ -138,7 +99,7 @@ def _print_summary(s: ImportSummary, show_rejected: int) -> None:
 
 
 @registry.command("import")
-@_register_made
+@register_made_opt
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.option(
     "--format",
@@ -215,7 +176,7 @@ def import_cmd(
         try:
             report = service.import_preview(list(files), fmt, list(flow_files), source=source, own=own)
         except RegistryError as exc:
-            _fail(exc, as_json)
+            fail(exc, as_json)
         _print_impact(report, "json" if as_json else "text", MAX_NAMES)
         return
     total = sum(p.stat().st_size for p in files if str(p) != "-" and p.is_file())
@@ -226,7 +187,7 @@ def import_cmd(
                 bar.update(n)
 
             summary = service.import_paths(
-                _db(ctx),
+                registry_db(ctx),
                 list(files),
                 fmt,
                 source=source,
@@ -237,7 +198,7 @@ def import_cmd(
                 progress=progress,
             )
     except RegistryError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
     else:
@@ -245,7 +206,7 @@ def import_cmd(
 
 
 @registry.command("check")
-@_register
+@register_opt
 @click.argument("items", nargs=-1, required=True)
 @click.option("--source", default=None, help="Only this list.")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when anything matches.")
@@ -261,9 +222,9 @@ def check_cmd(
     """Show the entries that apply to each HOST, URL, IP or wallet address (chain:address), with
     their legal basis."""
     try:
-        results = service.check(_db(ctx), list(items), source=source)
+        results = service.check(registry_db(ctx), list(items), source=source)
     except RegistryError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(results, ensure_ascii=False))
     else:
@@ -281,16 +242,16 @@ def check_cmd(
 
 
 @registry.command("history")
-@_register
+@register_opt
 @click.argument("indicator")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def history_cmd(ctx: click.Context, indicator: str, as_json: bool) -> None:
     """Show every change to INDICATOR (added, removed, changed) and its current entries."""
     try:
-        h = service.history(_db(ctx), indicator)
+        h = service.history(registry_db(ctx), indicator)
     except RegistryError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(h, ensure_ascii=False))
         return
@@ -308,7 +269,7 @@ def history_cmd(ctx: click.Context, indicator: str, as_json: bool) -> None:
 
 
 @registry.command("export")
-@_register
+@register_opt
 @click.option("--to", "target", type=click.Choice(EXPORT_TARGETS), required=True)
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="Output file (default: standard output)."
@@ -329,7 +290,7 @@ def export_cmd(
 ) -> None:
     """Write the register for nftables, RPZ, unbound, dnsmasq, Squid or a hosts file."""
     try:
-        res = service.export(_db(ctx), target, source=source, origin=origin, table=table)
+        res = service.export(registry_db(ctx), target, source=source, origin=origin, table=table)
         if out is None:
             click.echo(res.text, nl=False)
         else:
@@ -338,7 +299,7 @@ def export_cmd(
             except OSError as exc:
                 raise RegistryError("registry.io_error", exc.strerror or str(exc), str(out)) from exc
     except RegistryError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     report = {
         "target": target,
         "out": str(out) if out else "-",
@@ -359,15 +320,15 @@ def _counts(by: dict[str, int]) -> str:
 
 
 @registry.command("stats")
-@_register
+@register_opt
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Entries per source and kind, and the latest imports."""
     try:
-        st = service.stats(_db(ctx))
+        st = service.stats(registry_db(ctx))
     except RegistryError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(st, ensure_ascii=False))
         return
@@ -439,328 +400,12 @@ def impact_cmd(
             list(entries), list(flow_files), own=own, max_names=max(show_names, MAX_NAMES)
         )
     except RegistryError as exc:
-        _fail(exc, fmt == "json")
+        fail(exc, fmt == "json")
     _print_impact(report, fmt, show_names)
 
 
-# -- the review queue --
-
-
-@registry.group("proposals")
-def proposals_group() -> None:
-    """The review queue: what detectors propose, accepted or rejected by a person."""
-
-
-def _proposal_line(p: dict[str, Any]) -> str:
-    decided = (
-        f"  {p['state']} by {p['reviewer']} {p['decided_at']}: {p['decision_reason']}"
-        if p["reviewer"]
-        else ""
-    )
-    return (
-        f"#{p['id']:<5} {p['state']:<8} {p['kind']:<11} {p['indicator']}  [{p['detector']}]"
-        f" {p['created_at']}  {p['reason']}{decided}"
-    )
-
-
-@proposals_group.command("list")
-@_register
-@click.option("--state", default=None, help="proposed, accepted or rejected.")
-@click.option("--limit", type=click.IntRange(1), default=None)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.pass_context
-def proposals_list_cmd(
-    ctx: click.Context, state: str | None, limit: int | None, fmt: str, as_json: bool
-) -> None:
-    """Proposals, newest first."""
-    fmt = "json" if as_json else fmt
-    try:
-        items = service.proposals_list(_db(ctx), state, limit)
-    except RegistryError as exc:
-        _fail(exc, fmt == "json")
-    if fmt == "json":
-        click.echo(json.dumps(items, ensure_ascii=False))
-        return
-    if not items:
-        click.echo("no proposals")
-    for p in items:
-        click.echo(_proposal_line(p))
-
-
-@proposals_group.command("show")
-@_register
-@click.argument("pid", type=click.IntRange(1), metavar="ID")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.pass_context
-def proposals_show_cmd(ctx: click.Context, pid: int, fmt: str, as_json: bool) -> None:
-    """One proposal: evidence, impact preview and its audit trail."""
-    fmt = "json" if as_json else fmt
-    try:
-        p = service.proposal_show(_db(ctx), pid)
-    except RegistryError as exc:
-        _fail(exc, fmt == "json")
-    if fmt == "json":
-        click.echo(json.dumps(p, ensure_ascii=False))
-        return
-    click.echo(_proposal_line(p))
-    click.echo(f"  source when accepted: {p['source']}")
-    click.echo("  evidence: " + json.dumps(p["evidence"], ensure_ascii=False, sort_keys=True))
-    click.echo(
-        "  impact: "
-        + (json.dumps(p["impact"], ensure_ascii=False, sort_keys=True) if p["impact"] else "(none)")
-    )
-    for ev in p["events"]:
-        who = f" by {ev['actor']}" if ev["actor"] else ""
-        click.echo(f"  {ev['at']}  {ev['action']}{who}  {ev['note']}")
-
-
-def _decide(
-    ctx: click.Context, ids: tuple[int, ...], accept: bool, reviewer: str, reason: str, fmt: str
-) -> None:
-    try:
-        outs = service.decide(_db(ctx), list(ids), accept, reviewer=reviewer, reason=reason)
-    except RegistryError as exc:
-        _fail(exc, fmt == "json")
-    if fmt == "json":
-        click.echo(json.dumps(outs, ensure_ascii=False))
-        return
-    for o in outs:
-        if o["changed"]:
-            extra = f" (import #{o['import_id']})" if o["import_id"] else ""
-            click.echo(f"#{o['id']}: {o['state']}{extra}")
-        else:
-            click.echo(f"#{o['id']}: unchanged, already {o['state']} by {o['reviewer']}")
-
-
-_REVIEW_OPTIONS: list[Callable[[Any], Any]] = [
-    click.argument("ids", nargs=-1, required=True, type=click.IntRange(1)),
-    click.option("--reviewer", required=True, help="Who decides (recorded in the audit)."),
-    click.option("--reason", required=True, help="Why (recorded in the audit and the entry's basis)."),
-    click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True),
-    click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
-    click.pass_context,
-]
-
-
-def _review_options(f: Any) -> Any:
-    for opt in reversed(_REVIEW_OPTIONS):
-        f = opt(f)
-    return f
-
-
-@proposals_group.command("accept")
-@_register
-@_review_options
-def proposals_accept_cmd(
-    ctx: click.Context, ids: tuple[int, ...], reviewer: str, reason: str, fmt: str, as_json: bool
-) -> None:
-    """Accept proposal ID(s): each becomes an entry of proposals:<detector>."""
-    _decide(ctx, ids, True, reviewer, reason, "json" if as_json else fmt)
-
-
-@proposals_group.command("reject")
-@_register
-@_review_options
-def proposals_reject_cmd(
-    ctx: click.Context, ids: tuple[int, ...], reviewer: str, reason: str, fmt: str, as_json: bool
-) -> None:
-    """Reject proposal ID(s): they never become entries."""
-    _decide(ctx, ids, False, reviewer, reason, "json" if as_json else fmt)
-
-
-# -- sources: list, rename, remove; lists fetched from URLs --
-
-
-@registry.group("sources")
-def sources_group() -> None:
-    """The register's sources (lists): list, rename, remove, and lists fetched from URLs.
-
-    Also `sluice registry source ...`.
-    """
-
-
-@sources_group.command("list")
-@_register
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def sources_list_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Every source: entries per kind, its last import, where it comes from (file or URL)."""
-    try:
-        items = service.sources_list(_db(ctx))
-    except RegistryError as exc:
-        _fail(exc, as_json)
-    if as_json:
-        click.echo(json.dumps(items, ensure_ascii=False))
-        return
-    if not items:
-        click.echo("no sources (sluice registry import, or sluice registry source add)")
-    for it in items:
-        kinds = ", ".join(f"{k} {n}" for k, n in it["entries"].items()) or "no entries"
-        click.echo(f"{it['name']}: {it['total']} entries ({kinds})")
-        imp = it["last_import"]
-        if imp is not None:
-            click.echo(
-                f"  last import #{imp['id']} {imp['at']} ({imp['format']}): {imp['rows']} rows,"
-                f" +{imp['added']} -{imp['removed']} ~{imp['changed']}"
-            )
-        if it["origin"]:
-            click.echo(f"  origin: {it['origin']}")
-        f = it["fetch"]
-        if f is not None:
-            every = f"every {f['every_s']:g} s" if f["every_s"] else "every fetch"
-            last = f"last {f['status']} {f['checked_at']}" if f["checked_at"] else "never fetched"
-            click.echo(f"  fetched {every}, {f['fmt']}; {last}{': ' + f['detail'] if f['detail'] else ''}")
-
-
-@sources_group.command("rename")
-@click.argument("old")
-@click.argument("new")
-@_register
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def sources_rename_cmd(ctx: click.Context, old: str, new: str, as_json: bool) -> None:
-    """Rename source OLD to NEW: its entries move (audited: removed from OLD, added to NEW)."""
-    try:
-        out = service.sources_rename(_db(ctx), old, new)
-    except RegistryError as exc:
-        _fail(exc, as_json)
-    if as_json:
-        click.echo(json.dumps(out, ensure_ascii=False))
-        return
-    click.echo(
-        f"renamed {old} to {new}: {out['moved']} entries (import #{out['added_import']} added them"
-        f" to {new}, #{out['removed_import']} removed them from {old})"
-    )
-
-
-@sources_group.command("remove")
-@click.argument("name")
-@_register
-@click.option("--dry-run", is_flag=True, help="Show what would be removed; write nothing.")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def sources_remove_cmd(ctx: click.Context, name: str, dry_run: bool, as_json: bool) -> None:
-    """Remove source NAME: every entry of it (audited, as an import of nothing) and its URL."""
-    try:
-        summary = service.sources_remove(_db(ctx), name, dry_run=dry_run)
-    except RegistryError as exc:
-        _fail(exc, as_json)
-    if as_json:
-        click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
-        return
-    verb = "would remove" if dry_run else f"removed (import #{summary.import_id})"
-    click.echo(f"{name}: {verb} {summary.removed} entries")
-
-
-@sources_group.command("add")
-@click.argument("name")
-@click.argument("url")
-@_register
-@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="The list's format.")
-@click.option(
-    "--every",
-    default="0",
-    show_default=True,
-    help="Fetch it again after this long (90, 30m, 12h, 1d; 0: at every `registry fetch`).",
-)
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def sources_add_cmd(ctx: click.Context, name: str, url: str, fmt: str, every: str, as_json: bool) -> None:
-    """Fetch source NAME from URL (http or https), like Pi-hole's adlists; then `registry fetch`."""
-    try:
-        out = service.source_add(_db(ctx), name, url, fmt, every)
-    except RegistryError as exc:
-        _fail(exc, as_json)
-    if as_json:
-        click.echo(json.dumps(out, ensure_ascii=False))
-    else:
-        click.echo(f"{name}: {fmt} from {url}, every {every}; fetch it with: sluice registry fetch {name}")
-
-
+registry.add_command(proposals_group)
+registry.add_command(sources_group)
 registry.add_command(sources_group, "source")
-
-
-@registry.command("fetch")
-@click.argument("names", nargs=-1)
-@_register
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where the last good copies are kept (default: REGISTER.sources/ beside a SQLite register).",
-)
-@click.option("--max-bytes", type=click.IntRange(1), default=service.FETCH_MAX_BYTES, show_default=True)
-@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1), default=service.FETCH_TIMEOUT_S,
-              show_default=True, help="Seconds a download may take in all.")  # fmt: skip
-@click.option("--max-drop", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MAX_DROP, show_default=True)
-@click.option(
-    "--max-removed", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MAX_REMOVED, show_default=True
-)
-@click.option("--force", is_flag=True, help="Accept what the import guards refuse (as `import --force`).")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def fetch_cmd(
-    ctx: click.Context,
-    names: tuple[str, ...],
-    cache_dir: Path | None,
-    max_bytes: int,
-    timeout_s: float,
-    max_drop: float,
-    max_removed: float,
-    force: bool,
-    as_json: bool,
-) -> None:
-    """Download the sources added with `registry source add` and import what changed.
-
-    NAMES: these sources now; none: every source whose --every has passed. Asks conditionally
-    (ETag, If-Modified-Since): "not modified" changes nothing. A download that is too large, too
-    slow, incomplete or refused by the import guards changes nothing either: the last good copy
-    is kept, the bad one saved as NAME.rejected, and the refusal reported (exit 3).
-    """
-    try:
-        outs = service.fetch(
-            _db(ctx),
-            list(names),
-            cache_dir,
-            max_bytes=max_bytes,
-            timeout_s=timeout_s,
-            max_drop=max_drop,
-            max_removed=max_removed,
-            force=force,
-        )
-    except RegistryError as exc:
-        _fail(exc, as_json)
-    if as_json:
-        click.echo(json.dumps([o.as_dict() for o in outs], ensure_ascii=False))
-    else:
-        if not outs:
-            click.echo("no sources to fetch (sluice registry source add NAME URL --format F)")
-        for o in outs:
-            click.echo(_fetch_line(o))
-    if any(not o.ok for o in outs):
-        raise InputFailure()
-
-
-def _fetch_line(o: Any) -> str:
-    if o.status == "imported":
-        s = o.summary
-        return (
-            f"{o.name}: imported {o.bytes} bytes (import #{s.import_id}): +{s.added} -{s.removed}"
-            f" ~{s.changed}, {len(s.rejected)} rejected lines"
-        )
-    if o.status in ("refused", "failed"):
-        kept = f"; kept the last good copy {o.good_copy}" if o.good_copy else "; no good copy yet"
-        bad = f"; the download is in {o.rejected_copy}" if o.rejected_copy else ""
-        return f"{o.name}: {o.status.upper()}: {o.detail} [{o.reason}]{kept}{bad}"
-    if o.status == "not-modified":
-        return f"{o.name}: not modified (HTTP 304): nothing changed"
-    if o.status == "unchanged":
-        return f"{o.name}: unchanged ({o.bytes} bytes, same digest): nothing changed"
-    return f"{o.name}: not due ({o.detail})"
-
-
-from sluice.cli.snapshot import snapshot_group  # noqa: E402 - after the group it joins
-
+registry.add_command(fetch_cmd)
 registry.add_command(snapshot_group)
