@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sluice.batch.flows import batch_flows
-from sluice.detect import _crypto
+from sluice.detect import _crypto, _mining
 from sluice.detect import fingerprints as fp
 from sluice.detect.ndpi import ndpi_class, read_ndpi_out
 from sluice.features.view import FlowView
@@ -177,20 +177,20 @@ def _shares(gaps: list[float], req: int = 118, reply: int = 70) -> list[tuple[in
 
 def test_stratum_over_tls_by_share_cadence() -> None:
     gaps = [0.15, 0.64, 0.82, 0.17, 0.13, 0.96, 0.4]
-    m = _crypto.stratum_tls(FlowView(_tls_rec(_shares(gaps))))
+    m = _mining.stratum_tls(FlowView(_tls_rec(_shares(gaps))))
     assert m is not None and (m.label, m.family, m.rule) == ("crypto", "stratum", "stratum-tls")
     codes = [e.code for e in m.evidence]
     assert codes[:3] == ["stratum_tls.tls", "stratum_tls.shares", "stratum_tls.random_gaps"]
     assert m.confidence <= 0.65 and m.decided_at > 8
     # a keep-alive on a timer: same sizes, regular gaps -> not mining
-    assert _crypto.stratum_tls(FlowView(_tls_rec(_shares([1.0] * 7)))) is None
+    assert _mining.stratum_tls(FlowView(_tls_rec(_shares([1.0] * 7)))) is None
     # too few exchanges, or replies too large (a web API), or bulk data: no
-    assert _crypto.stratum_tls(FlowView(_tls_rec(_shares(gaps[:3])))) is None
-    assert _crypto.stratum_tls(FlowView(_tls_rec(_shares(gaps, reply=900)))) is None
-    assert _crypto.stratum_tls(FlowView(_tls_rec([(1, 1448, 0.0), *_shares(gaps)]))) is None
+    assert _mining.stratum_tls(FlowView(_tls_rec(_shares(gaps[:3])))) is None
+    assert _mining.stratum_tls(FlowView(_tls_rec(_shares(gaps, reply=900)))) is None
+    assert _mining.stratum_tls(FlowView(_tls_rec([(1, 1448, 0.0), *_shares(gaps)]))) is None
     # requests of many sizes (an API client), not one submit size
     varied = [x for i, g in enumerate(gaps) for x in ((0, 90 + 40 * i, g), (1, 70, 0.02))]
-    assert _crypto.stratum_tls(FlowView(_tls_rec(varied))) is None
+    assert _mining.stratum_tls(FlowView(_tls_rec(varied))) is None
 
 
 def _ephemeral_point(seed: int) -> bytes:

@@ -38,7 +38,7 @@ FINGERPRINTS_VERSION = "6"
 """Version of the rule set (3: the commercial VPN variants of :mod:`sluice.detect._commercial`;
 4: crypto node, mining and exchange rules of :mod:`sluice.detect._crypto`; 5: simple-obfs's HTTP
 disguise, :func:`sluice.detect._covert.http_disguise`; 6: Stratum over TLS by its share cadence,
-:func:`sluice.detect._crypto.stratum_tls`, and Ethereum's RLPx handshake,
+:func:`sluice.detect._mining.stratum_tls`, and Ethereum's RLPx handshake,
 :func:`sluice.detect._crypto.rlpx`)."""
 
 _ALL_RULES: tuple[tuple[str, Rule], ...] = (
