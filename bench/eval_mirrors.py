@@ -40,12 +40,13 @@ from typing import Any
 import ahocorasick  # type: ignore[import-not-found]
 import numpy as np
 
-from sluice.mirrors.discover import find_candidates, proposals_for
+from sluice.mirrors.brand import brand_stem
+from sluice.mirrors.discover import find_candidates
 from sluice.mirrors.families import Family, find_families, read_rkn_rows, split_by_family
-from sluice.mirrors.index import brand_stem
 from sluice.mirrors.namescore import NameModel
 from sluice.mirrors.permute import fuzz_dnstwist
 from sluice.mirrors.popular import PopularList, load_popular
+from sluice.mirrors.propose import proposals_for
 from sluice.mirrors.stems import core, name_parts
 from sluice.registry.impact import TrafficCert
 from sluice.stats import wilson

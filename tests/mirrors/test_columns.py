@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sluice.mirrors.brand import counter_shape, strip_fillers, strip_fillers_column
 from sluice.mirrors.columns import split_names
-from sluice.mirrors.index import HitTable, NameIndex, counter_shape, strip_fillers, strip_fillers_column
+from sluice.mirrors.index import HitTable, NameIndex
 from sluice.mirrors.namescore import default_model
 from sluice.mirrors.stems import MIRROR_WORDS, core, name_parts
 

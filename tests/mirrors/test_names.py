@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sluice.mirrors.index import NameIndex, brand_stem
+from sluice.mirrors.brand import brand_stem
+from sluice.mirrors.index import NameIndex
 from sluice.mirrors.namescore import FEATURES, NameModel, default_model
 from sluice.mirrors.permute import fuzz_dnstwist, fuzz_operator
 from sluice.mirrors.stems import (

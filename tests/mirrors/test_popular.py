@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from sluice.cli.main import cli
 from sluice.errors import ConfigError
-from sluice.mirrors.discover import find_candidates, proposals_for
+from sluice.mirrors.discover import find_candidates
 from sluice.mirrors.popular import load_popular
+from sluice.mirrors.propose import proposals_for
 from sluice.registry.proposals import list_proposals
 from sluice.registry.stores import open_store
 from tests.mirrors.sites import blocked_register

@@ -252,7 +252,7 @@ def propose_cmd(
 ) -> None:
     """Put the good candidates in the register's review queue, citing the blocked entry they copy,
     each with its collateral-impact preview over the observed traffic."""
-    from sluice.mirrors.discover import proposals_for, with_impact
+    from sluice.mirrors.propose import proposals_for, with_impact
     from sluice.registry.model import RegisterNotFound, RegistryError
     from sluice.registry.proposals import propose
     from sluice.registry.stores import open_store

@@ -14,20 +14,20 @@ Theory of operation
    (:mod:`sluice.mirrors.infra`); the same ASN (an operator's table) is recorded beside.
 4. *Pages* (``fetcher``): the seed's and each candidate's page give design, content and function
    (:mod:`sluice.mirrors.traits`); the legal test says whether it is a copy.
-5. *Proposals*: :func:`proposals_for` turns the good ones into review-queue proposals citing the
-   blocked entry they copy, and refuses, with the reason, every name of the operator's
-   popularity list (:mod:`sluice.mirrors.popular`), whatever its evidence.
+5. *Proposals* (:mod:`sluice.mirrors.propose`): the good ones become review-queue proposals
+   citing the blocked entry they copy, and every name of the operator's popularity list
+   (:mod:`sluice.mirrors.popular`) is refused, with the reason, whatever its evidence.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sluice.mirrors.brand import brand_stem
 from sluice.mirrors.fetch import Fetcher
-from sluice.mirrors.index import brand_stem
 from sluice.mirrors.infra import AsnTable, CertIndex
 from sluice.mirrors.namescore import NameModel, default_model
 from sluice.mirrors.page import PageEvidence, favicon_hash, parse_page
@@ -46,25 +46,19 @@ from sluice.mirrors.traits import (
     infrastructure_score,
     legal_test,
 )
-from sluice.registry.impact import Traffic, TrafficCert, preview_impact, read_traffic, shared_lookup
-from sluice.registry.model import Kind, Proposal, basis_from_json
+from sluice.registry.impact import Traffic, TrafficCert, read_traffic
+from sluice.registry.model import Kind, basis_from_json
 from sluice.registry.names import BadIndicator, canon_host, split_url
 from sluice.registry.stores import RegistryStore
 
 __all__ = [
     "Candidate",
-    "Refused",
-    "Review",
     "decision_siblings",
     "find_candidates",
-    "proposals_for",
     "read_observed",
     "read_observed_traffic",
-    "with_impact",
 ]
 
-DETECTOR = "mirrors"
-"""Detector name in the review queue (accepted entries: source ``proposals:mirrors``)."""
 MAX_FETCH = 200
 """Candidates fetched at most per run."""
 
@@ -226,7 +220,7 @@ def find_candidates(
             candidates, and sharing the seed's certificate is infrastructure (function).
         asn: prefix -> ASN table: the same ASN as the seed is recorded in the function values.
         popular: the operator's popularity list: candidates in it are flagged (``popular``) and
-            :func:`proposals_for` refuses them.
+            :func:`~sluice.mirrors.propose.proposals_for` refuses them.
 
     Returns:
         Candidates, best first.
@@ -455,114 +449,6 @@ def _with_pages(
 
 def _listed(v: object) -> list[object]:
     return list(v) if isinstance(v, (list, tuple)) else []
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A candidate that would have been proposed and is not (it is a popular name)."""
-
-    domain: str
-    seed: str
-    score: float
-    reason: str
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready form."""
-        return {
-            "domain": self.domain,
-            "seed": self.seed,
-            "score": round(self.score, 4),
-            "reason": self.reason,
-        }
-
-
-@dataclass(slots=True)
-class Review:
-    """What :func:`proposals_for` sends to the review queue, and what it refuses."""
-
-    proposed: list[Proposal] = field(default_factory=list)
-    refused: list[Refused] = field(default_factory=list)
-
-
-def proposals_for(
-    cands: Iterable[Candidate],
-    *,
-    min_score: float = 0.8,
-    blocked: Mapping[str, str] | None = None,
-    popular: PopularList | None = None,
-) -> Review:
-    """Review-queue proposals for the good candidates.
-
-    A candidate is proposed when the legal test holds (pages compared), or, without pages, when
-    its score reaches ``min_score`` *and* its function trait holds (name alone never proposes).
-    A popular name (flagged by :func:`find_candidates`, or in ``popular``) is never proposed:
-    it is refused with the reason, whatever its evidence.
-
-    Args:
-        cands: candidates (:func:`find_candidates`).
-        min_score: the score a candidate needs.
-        blocked: seed -> the register entry it is (source and basis, in words) for the evidence.
-        popular: the operator's popularity list (checked here too, so no path skips it).
-
-    Returns:
-        One domain proposal per candidate domain (the best seed), detector ``mirrors``; the
-        refused popular names, one per domain.
-    """
-    best: dict[str, Candidate] = {}
-    refused: dict[str, Refused] = {}
-    for c in cands:
-        ok = c.copy if c.fetched else (c.score >= min_score and c.traits.function.holds)
-        if not ok:
-            continue
-        why = c.popular or (popular.reason(c.domain) if popular is not None else "")
-        if why:
-            if c.domain not in refused or c.score > refused[c.domain].score:
-                refused[c.domain] = Refused(c.domain, c.seed, c.score, why)
-        elif c.domain not in best or c.score > best[c.domain].score:
-            best[c.domain] = c
-    out = []
-    for d, c in sorted(best.items()):
-        entry = (blocked or {}).get(c.seed, f"domain {c.seed}")
-        _, why = legal_test(c.traits)
-        out.append(
-            Proposal(
-                Kind.DOMAIN,
-                d,
-                DETECTOR,
-                f"mirror of blocked {c.seed} ({entry}): {why}; score {c.score:.2f}",
-                {"blocked_entry": c.seed, "blocked_basis": entry, **c.to_dict()},
-            )
-        )
-    return Review(out, [refused[d] for d in sorted(refused)])
-
-
-def with_impact(props: Sequence[Proposal], traffic: Traffic) -> list[Proposal]:
-    """Each proposal with its collateral-impact preview (:mod:`sluice.registry.impact`), as the
-    VPN-service proposals carry one: what blocking the mirror would also hit in ``traffic``.
-
-    The proposals copying one blocked name are previewed together (each other's names are not
-    collateral: they are the same operator's, by the evidence); every other name seen on their
-    addresses is.
-
-    Args:
-        props: proposals (:func:`proposals_for`).
-        traffic: the traffic at hand (:func:`read_observed_traffic`).
-
-    Returns:
-        The proposals with ``impact`` set ({} for none).
-    """
-    by_seed: dict[str, list[int]] = {}
-    for i, p in enumerate(props):
-        by_seed.setdefault(str(p.evidence.get("blocked_entry", "")), []).append(i)
-    shared = shared_lookup()
-    out = list(props)
-    for idx in by_seed.values():
-        entries = [(props[i].kind, props[i].indicator) for i in idx]
-        own = [f"*.{props[i].indicator}" for i in idx]
-        report = preview_impact(entries, traffic, own=own, shared=shared)
-        for i, e in zip(idx, report.entries, strict=True):
-            out[i] = replace(props[i], impact=e.as_dict())
-    return out
 
 
 MAX_SIBLINGS = 5000

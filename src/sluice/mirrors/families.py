@@ -6,7 +6,7 @@ A Roskomnadzor dump row names a resource, the addresses it resolved to, and the 
 blocked it.  One decision of the tax service (ФНС) or a court usually covers one operator's
 mirrors (``fonbet`` x 642 under one decision), but some decisions cover many unrelated sites.  A
 *family* is therefore a connected group *inside one decision*: two registrable domains of the
-same decision are joined when they have the same brand stem (:func:`~sluice.mirrors.index.brand_stem`)
+same decision are joined when they have the same brand stem (:func:`~sluice.mirrors.brand.brand_stem`)
 or resolved to a common address that at most :data:`MAX_NAMES_PER_ADDRESS` registrable domains
 of the whole dump share (a hosting address, not a CDN's).  Groups of at least ``min_size``
 registrable domains are families; the seed is the shortest name of the family's most common
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sluice.mirrors.index import brand_stem
+from sluice.mirrors.brand import brand_stem
 from sluice.mirrors.stems import name_parts
 
 __all__ = ["DumpRow", "Family", "find_families", "read_rkn_rows", "split_by_family"]

@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-Every register name gives a *brand stem*: the core of its registrable label (:func:`core`:
-folded, counters and hyphens gone) with filler words stripped from both ends
-(``10-fonbet-zerkalo.ru`` -> ``fonbet``).  Stems shorter than ``min_stem`` letters are not
+Every register name gives a *brand stem* (:func:`~sluice.mirrors.brand.brand_stem`): the core of
+its registrable label (folded, counters and hyphens gone) with filler words stripped from both
+ends (``10-fonbet-zerkalo.ru`` -> ``fonbet``).  Stems shorter than ``min_stem`` letters are not
 indexed (``bet`` would match half the Internet).  The index holds
 
 * an Aho-Corasick automaton of the stems: one pass finds every stem inside an observed label's
@@ -18,7 +18,8 @@ indexed (``bet`` would match half the Internet).  The index holds
   *typo* hits (``fonbte``, ``fnbet``, ``fonbbet``);
 * a table of *counter shapes*: a register label with a counter in it (``1x-1``, ``bet1-7``,
   ``pm-001``) stands for the series its operator rotates through (``1x-2``, ``bet1-8``...); its
-  shape is the label with every digit run written ``#`` (``1x-#``).  An observed registrable
+  shape is the label with every digit run written ``#`` (``1x-#``,
+  :func:`~sluice.mirrors.brand.counter_shape`).  An observed registrable
   label of the same shape is a *counter* hit.  Only shapes with at least three characters
   besides digits and hyphens are kept (``#-#`` or ``#x#`` would match every numbered name).
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -44,9 +44,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.mirrors._kernels import count_variants, deletion_hashes, edge_strip, osa_pairs
+from sluice.mirrors._kernels import count_variants, deletion_hashes, osa_pairs
+from sluice.mirrors.brand import shape_column, strip_fillers_column, words_regex
 from sluice.mirrors.columns import NameColumns, arrow_strings, slices, split_names, string_buffers
-from sluice.mirrors.stems import MIRROR_WORDS, abbreviations, core, name_parts, vocabulary
+from sluice.mirrors.stems import abbreviations, vocabulary
 
 __all__ = [
     "HOW",
@@ -54,10 +55,6 @@ __all__ = [
     "HitTable",
     "NameHit",
     "NameIndex",
-    "brand_stem",
-    "counter_shape",
-    "strip_fillers",
-    "words_regex",
 ]
 
 MIN_STEM = 4
@@ -66,89 +63,9 @@ MAX_HITS_PER_LABEL = 4
 """Substring hits kept per observed label (the longest stems)."""
 TYPO_MIN_LEN = 5
 """Shortest stem searched for with one deletion (shorter ones only by exact equality)."""
-MIN_SHAPE_LETTERS = 3
-"""Letters a counter shape needs to be indexed."""
 HOW = ("stem", "substring", "abbreviation", "typo", "counter")
 """Hit kinds, by code (:attr:`HitTable.how`)."""
 _SUB, _ABBR, _TYPO, _COUNTER = 1, 2, 3, 4
-
-
-def _edge_re(words: Iterable[str]) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    alt = "|".join(sorted({re.escape(w) for w in words if len(w) >= 2}, key=len, reverse=True))
-    return re.compile(f"^(?:{alt})+"), re.compile(f"(?:{alt})+$")
-
-
-_DEFAULT_EDGES = _edge_re(MIRROR_WORDS)
-
-
-def strip_fillers(text: str, edges: tuple[re.Pattern[str], re.Pattern[str]] = _DEFAULT_EDGES) -> str:
-    """Mirror words removed from both ends of a core, keeping at least 4 letters."""
-    head, tail = edges
-    m = head.match(text)
-    if m and len(text) - m.end() >= 4:
-        text = text[m.end() :]
-    m = tail.search(text)
-    if m and m.start() >= 4:
-        text = text[: m.start()]
-    return text
-
-
-def strip_fillers_column(cores: pa.Array) -> pa.Array:
-    """:func:`strip_fillers` of a column of cores (a compiled kernel with the regexes' semantics)."""
-    if not len(cores):
-        return cores
-    buf, offs = string_buffers(cores)
-    s = np.empty(len(cores), np.int64)
-    e = np.empty(len(cores), np.int64)
-    edge_strip(buf, offs, *_edge_words(), 4, s, e)
-    return slices(buf, s, e)
-
-
-@functools.cache
-def _edge_words() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    words = sorted({w for w in MIRROR_WORDS if len(w) >= 2}, key=len, reverse=True)
-    return string_buffers(arrow_strings(words))
-
-
-def brand_stem(name: str, edges: tuple[re.Pattern[str], re.Pattern[str]] = _DEFAULT_EDGES) -> str:
-    """The brand stem of a host name (see the module docstring)."""
-    return strip_fillers(core(name_parts(name).label), edges)
-
-
-_DIGITS = re.compile(r"[0-9]+")
-_COUNTER_CHARS = re.compile(r"[0-9-]+")
-
-
-def counter_shape(label: str) -> str:
-    """The label with digit runs written ``#`` when it has a counter and 3+ other characters
-    besides digits and hyphens, else ""."""
-    if not _DIGITS.search(label) or len(_COUNTER_CHARS.sub("", label)) < MIN_SHAPE_LETTERS:
-        return ""
-    return _DIGITS.sub("#", label)
-
-
-def shape_column(labels: pa.Array) -> pa.Array:
-    """:func:`counter_shape` of a column of labels (null where there is none)."""
-    labels = arrow_strings(labels)
-    out = pa.nulls(len(labels), pa.large_string())
-    digits = np.flatnonzero(np.asarray(pc.match_substring_regex(labels, "[0-9]"), dtype=bool))
-    if not len(digits):
-        return out
-    sub = labels.take(pa.array(digits))
-    letters = pc.utf8_length(pc.replace_substring_regex(sub, "[0-9-]+", ""))
-    shaped = pc.if_else(
-        pc.greater_equal(letters, MIN_SHAPE_LETTERS), pc.replace_substring_regex(sub, "[0-9]+", "#"), None
-    )
-    mask = np.zeros(len(labels), bool)
-    mask[digits] = True
-    return pc.replace_with_mask(out, pa.array(mask), shaped)
-
-
-def words_regex(words: Iterable[str], max_word: int = 16) -> str:
-    """RE2/Python pattern matching strings made only of ``words`` (the empty string too): the
-    same test as ``segment(text, words) is not None``."""
-    alt = "|".join(sorted({re.escape(w) for w in words if 0 < len(w) <= max_word}, key=len, reverse=True))
-    return f"^(?:{alt})*$" if alt else "^$"
 
 
 @dataclass(frozen=True, slots=True)

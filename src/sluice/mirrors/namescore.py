@@ -35,7 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.errors import ConfigError
-from sluice.mirrors.index import HOW, HitTable, NameHit, NameIndex, brand_stem, words_regex
+from sluice.mirrors.brand import brand_stem, words_regex
+from sluice.mirrors.index import HOW, HitTable, NameHit, NameIndex
 from sluice.mirrors.stems import core, name_parts, segment, vocabulary
 
 __all__ = ["FEATURES", "FORMAT_VERSION", "NameModel", "default_model"]
