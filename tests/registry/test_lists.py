@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sluice.registry.importers import detect_format, parse_files
-from sluice.registry.importers._common import MAX_LINE_CHARS
+from sluice.registry.importers._input import MAX_LINE_CHARS
 from sluice.registry.importers.lists import parse_list
 from sluice.registry.model import LegalBasis, RegistryError
 

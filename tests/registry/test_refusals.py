@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sluice.registry.importers._common import MAX_REJECT_RATIO
+from sluice.registry.importers._input import MAX_REJECT_RATIO
 from sluice.registry.model import RegistryError
 from sluice.registry.stores import RegistryStore, SqliteStore
 from sluice.registry.sync import BROADEST_V4_PREFIX, BROADEST_V6_PREFIX, import_files

@@ -37,13 +37,9 @@ import numpy.typing as npt
 
 from sluice.registry.choices import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED
 from sluice.registry.importers import ParseResult, parse_files
-from sluice.registry.importers._common import (
-    DELIBERATE_REJECTS,
-    MAX_INPUT_BYTES,
-    EntryColumns,
-    Progress,
-)
+from sluice.registry.importers._common import DELIBERATE_REJECTS, EntryColumns, Progress
 from sluice.registry.importers._csvscan import match_sorted
+from sluice.registry.importers._input import MAX_INPUT_BYTES
 from sluice.registry.model import (
     LETTER_KIND,
     ImportRecord,

@@ -13,14 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sluice.registry.choices import FORMATS, LIST_FORMATS
-from sluice.registry.importers._common import (
-    MAX_INPUT_BYTES,
-    Digest,
-    ParseResult,
-    Progress,
-    check_damage,
-    read_input,
-)
+from sluice.registry.importers._common import ParseResult, Progress
+from sluice.registry.importers._input import MAX_INPUT_BYTES, Digest, check_damage, read_input
 from sluice.registry.importers.lists import parse_list
 from sluice.registry.importers.rkn_csv import parse_rkn_csv
 from sluice.registry.importers.rkn_xml import parse_rkn_xml

@@ -24,13 +24,8 @@ from __future__ import annotations
 import re
 
 from sluice.registry.choices import LIST_FORMATS
-from sluice.registry.importers._common import (
-    ParseResult,
-    Progress,
-    check_tail,
-    decode_text,
-    iter_lines,
-)
+from sluice.registry.importers._common import ParseResult, Progress
+from sluice.registry.importers._input import check_tail, decode_text, iter_lines
 from sluice.registry.model import Kind, LegalBasis, RegistryError
 from sluice.registry.names import BadIndicator, canon_host, canon_ip, canon_mask
 

@@ -27,16 +27,9 @@ from itertools import compress
 import numpy as np
 
 from sluice.registry.display import display_indicator
-from sluice.registry.importers._common import (
-    KIND_LETTER,
-    MAX_LINE_CHARS,
-    ParseResult,
-    Progress,
-    check_mojibake,
-    check_tail,
-    decode_text,
-)
+from sluice.registry.importers._common import KIND_LETTER, ParseResult, Progress
 from sluice.registry.importers._csvscan import scan_rows
+from sluice.registry.importers._input import MAX_LINE_CHARS, check_mojibake, check_tail, decode_text
 from sluice.registry.model import Kind, LegalBasis, RegistryError
 from sluice.registry.names import (
     BadIndicator,
@@ -189,7 +182,7 @@ def _encoding(data: bytes, path: str) -> str:
     """``utf-8-sig`` or ``cp1251``, as :func:`decode_text` decides (same errors).
 
     The decoded text is checked for mojibake and UTF-8 lines in a cp1251 file
-    (:func:`~sluice.registry.importers._common.check_mojibake`) outside the URL field: the
+    (:func:`~sluice.registry.importers._input.check_mojibake`) outside the URL field: the
     register itself holds URLs written in raw UTF-8 (the 2018 dump has one, ``adf.party``), but
     never a garbled decision or domain.
     """

@@ -8,7 +8,7 @@ The root's ``updateTime`` is the dump's time stamp.
 The parser is expat driven directly and streaming, with the defences of defusedxml: any entity
 declaration (internal or external, the billion-laughs family) refuses the file, external DTDs and
 parameter entities are never loaded, text of one element is capped at
-:data:`~sluice.registry.importers._common.MAX_LINE_CHARS`, and a document that ends before its
+:data:`~sluice.registry.importers._input.MAX_LINE_CHARS`, and a document that ends before its
 root element closes is refused as truncated.
 """
 
@@ -17,13 +17,8 @@ from __future__ import annotations
 import xml.parsers.expat
 from typing import Any, NoReturn
 
-from sluice.registry.importers._common import (
-    MAX_LINE_CHARS,
-    MOJIBAKE_MIN_PAIRS,
-    ParseResult,
-    Progress,
-    count_mojibake,
-)
+from sluice.registry.importers._common import ParseResult, Progress
+from sluice.registry.importers._input import MAX_LINE_CHARS, MOJIBAKE_MIN_PAIRS, count_mojibake
 from sluice.registry.importers.rkn_csv import add_record
 from sluice.registry.model import LegalBasis, RegistryError
 from sluice.registry.names import BadIndicator

@@ -21,13 +21,8 @@ zone without SOA is refused (``registry.rpz.no_soa``).
 
 from __future__ import annotations
 
-from sluice.registry.importers._common import (
-    ParseResult,
-    Progress,
-    check_tail,
-    decode_text,
-    iter_lines,
-)
+from sluice.registry.importers._common import ParseResult, Progress
+from sluice.registry.importers._input import check_tail, decode_text, iter_lines
 from sluice.registry.model import Kind, LegalBasis, RegistryError
 from sluice.registry.names import BadIndicator, canon_host, canon_ip, canon_mask
 

@@ -45,13 +45,8 @@ import csv
 import re
 
 from sluice.registry.choices import WALLET_FORMATS
-from sluice.registry.importers._common import (
-    ParseResult,
-    Progress,
-    check_tail,
-    decode_text,
-    iter_lines,
-)
+from sluice.registry.importers._common import ParseResult, Progress
+from sluice.registry.importers._input import check_tail, decode_text, iter_lines
 from sluice.registry.model import Kind, LegalBasis, RegistryError
 from sluice.registry.names import BadIndicator
 from sluice.registry.wallets import canon_wallet
