@@ -84,16 +84,27 @@ def main() -> None:
     cap = args.capture
     if not cap.exists():
         cap.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.check_call([PY, str(ROOT / "bench/make_capture.py"), "--packets", str(args.packets),
-                               "--flows", str(args.flows), "--out", str(cap)])
+        subprocess.check_call(
+            [
+                PY,
+                str(ROOT / "bench/make_capture.py"),
+                "--packets",
+                str(args.packets),
+                "--flows",
+                str(args.flows),
+                "--out",
+                str(cap),
+            ]
+        )
     n = count_packets(cap)
     # warm numba's on-disk cache so compile time is not measured
     run([PY, "-c", SLUICE_SNIPPET, str(cap), "batch"])
     rows: list[tuple[str, float, float, int, str]] = []
     s, cpu, rss, out = run([PY, "-c", SLUICE_SNIPPET, str(cap), "batch"])
     rows.append(("sluice batch (flows + SNI/QUIC/DNS/HTTP metadata)", s, cpu, rss, out))
-    s, cpu, rss, out = run([str(Path(PY).parent / "sluice"), "flows", str(cap), "--format", "jsonl",
-                       "--out", "/dev/null"])
+    s, cpu, rss, out = run(
+        [str(Path(PY).parent / "sluice"), "flows", str(cap), "--format", "jsonl", "--out", "/dev/null"]
+    )
     rows.append(("`sluice flows --format jsonl` (CLI, end to end)", s, cpu, rss, out))
     if not args.skip_stream:
         s, cpu, rss, out = run([PY, "-c", SLUICE_SNIPPET, str(cap), "stream"])
@@ -102,24 +113,37 @@ def main() -> None:
         s, cpu, rss, out = run([PY, "-c", NFSTREAM_SNIPPET, str(cap)])
         rows.append(("NFStream 6 (nDPI dissection, 20 packets)", s, cpu, rss, out))
     if not args.skip_tshark and shutil.which("tshark"):
-        fields = ["ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
-                  "tls.handshake.extensions_server_name"]
+        fields = [
+            "ip.src",
+            "ip.dst",
+            "tcp.srcport",
+            "tcp.dstport",
+            "udp.srcport",
+            "udp.dstport",
+            "tls.handshake.extensions_server_name",
+        ]
         cmd = ["tshark", "-n", "-r", str(cap), "-T", "fields"]
         for f in fields:
             cmd += ["-e", f]
         s, cpu, rss, out = run(cmd, stdout=subprocess.DEVNULL)
         rows.append(("tshark -T fields (5-tuple + SNI per packet)", s, cpu, rss, ""))
     base, base_cpu = n / rows[0][1], n / rows[0][2]
-    print(f"\n### {date.today()} — {platform.node()}, {os.cpu_count()} cores, "
-          f"{platform.python_implementation()} {platform.python_version()}")
+    print(
+        f"\n### {date.today()} — {platform.node()}, {os.cpu_count()} cores, "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
     print(f"Input: `{cap.name}`, {n:,} packets, {cap.stat().st_size / 1e6:.0f} MB\n")
-    print("| tool | wall s | packets/s | vs sluice batch | CPU s | packets/CPU-s | vs sluice (CPU) "
-          "| peak RSS MiB | flows, named |")
+    print(
+        "| tool | wall s | packets/s | vs sluice batch | CPU s | packets/CPU-s | vs sluice (CPU) "
+        "| peak RSS MiB | flows, named |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, s, cpu, rss, out in rows:
         pps, ppc = n / s, n / cpu
-        print(f"| {name} | {s:.2f} | {pps:,.0f} | {pps / base:.2f}× | {cpu:.2f} | {ppc:,.0f} | "
-              f"{ppc / base_cpu:.2f}× | {rss / 1024:.0f} | {out} |")
+        print(
+            f"| {name} | {s:.2f} | {pps:,.0f} | {pps / base:.2f}× | {cpu:.2f} | {ppc:,.0f} | "
+            f"{ppc / base_cpu:.2f}× | {rss / 1024:.0f} | {out} |"
+        )
 
 
 if __name__ == "__main__":

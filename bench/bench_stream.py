@@ -262,6 +262,7 @@ def main() -> None:
     total = GATEWAYS * a.per_gateway
     import psycopg  # noqa: F401 - imported before any clock, as the collector's start-up is
     import pyarrow.parquet  # noqa: F401
+
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="sluice-bench-stream-") as tmp:
         work = Path(tmp)

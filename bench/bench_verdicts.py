@@ -80,8 +80,10 @@ def main() -> None:
     layers12 = Combiner()
     layers123 = Combiner(ModelScorer(model))
     print(f"capture {cap.name}, {cap.stat().st_size / 1e6:.0f} MB; model lightgbm:{model.digest[:12]}")
-    print("| round | flows | flows wall s | flows CPU s | mode | verdicts wall s | verdicts CPU s "
-          "| wall ratio | CPU ratio |")
+    print(
+        "| round | flows | flows wall s | flows CPU s | mode | verdicts wall s | verdicts CPU s "
+        "| wall ratio | CPU ratio |"
+    )
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     ratios: dict[str, list[tuple[float, float]]] = {"layers 1-2": [], "with model": []}
     for rnd in range(args.rounds):
@@ -94,15 +96,19 @@ def main() -> None:
             for _ in range(args.verdict_repeat):
                 _judged, vw, vc = timed(partial(comb.judge_all, records))
                 ratios[mode].append((vw / fw, vc / fc))
-                print(f"| {rnd} | {len(records)} | {fw:.2f} | {fc:.2f} | {mode} | {vw:.3f} | {vc:.3f} "
-                      f"| {vw / fw:.1%} | {vc / fc:.1%} |")
+                print(
+                    f"| {rnd} | {len(records)} | {fw:.2f} | {fc:.2f} | {mode} | {vw:.3f} | {vc:.3f} "
+                    f"| {vw / fw:.1%} | {vc / fc:.1%} |"
+                )
     print()
     for mode, got in ratios.items():
         walls = [w for w, _ in got]
         cpus = [c for _, c in got]
-        print(f"{mode}: verdicts / flows, median of {len(got)}: wall {statistics.median(walls):.1%} "
-              f"(min {min(walls):.1%}, max {max(walls):.1%}), CPU {statistics.median(cpus):.1%} "
-              f"(min {min(cpus):.1%}, max {max(cpus):.1%})")
+        print(
+            f"{mode}: verdicts / flows, median of {len(got)}: wall {statistics.median(walls):.1%} "
+            f"(min {min(walls):.1%}, max {max(walls):.1%}), CPU {statistics.median(cpus):.1%} "
+            f"(min {min(cpus):.1%}, max {max(cpus):.1%})"
+        )
     print("target (issue 5): verdicts with the model <= 30 % of the flows")
     _prediction_peers(model, records)
 
@@ -127,8 +133,10 @@ def _prediction_peers(model: FlowModel, records: list[FlowRecord]) -> None:
     same = np.allclose(
         forest.predict_proba(X), np.asarray(model.booster_.predict(X)).reshape(len(X), -1), rtol=0, atol=1e-12
     )
-    print(f"prediction, {len(X)} flows x {forest.n_trees} trees: LightGBM {lgb_s:.3f} s CPU, "
-          f"forest {forest_s:.3f} s CPU, LightGBM / forest {lgb_s / forest_s:.2f}x")
+    print(
+        f"prediction, {len(X)} flows x {forest.n_trees} trees: LightGBM {lgb_s:.3f} s CPU, "
+        f"forest {forest_s:.3f} s CPU, LightGBM / forest {lgb_s / forest_s:.2f}x"
+    )
     print(f"same probabilities (within 1e-12): {same}")
 
 

@@ -168,8 +168,12 @@ def test_damaged_capture_anomalies_in_both_summaries(tmp_path: Path) -> None:
 def test_records_order_early_flag_and_progress(tmp_path: Path) -> None:
     path = write_capture(tmp_path / "o.pcapng", sorted(f for s in sessions()[:4] for f in s))
     seen: list[tuple[float, str]] = []
-    res = batch_flows(str(path), FlowConfig(early_packets=2), early=False,
-                      progress=lambda fraction, stage: seen.append((fraction, stage)))
+    res = batch_flows(
+        str(path),
+        FlowConfig(early_packets=2),
+        early=False,
+        progress=lambda fraction, stage: seen.append((fraction, stage)),
+    )
     assert all(not r.early for r in res.records)
     assert [r.flow_id for r in res.records] == list(range(len(res.records)))
     fractions = [f for f, _stage in seen]

@@ -17,8 +17,9 @@ SLUICE = str(Path(sys.executable).with_name("sluice"))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root (CI runs as root)")
-@pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ping") is None,
-                    reason="needs unshare and ping")
+@pytest.mark.skipif(
+    shutil.which("unshare") is None or shutil.which("ping") is None, reason="needs unshare and ping"
+)
 def test_live_capture_with_filter_gives_the_ping_flow() -> None:
     # ICMP and UDP to loopback until sluice has its 6 packets (however long it takes to start on
     # a loaded machine); the BPF filter keeps only ICMP; sluice's exit status is the script's
@@ -28,8 +29,9 @@ def test_live_capture_with_filter_gives_the_ping_flow() -> None:
         f"{SLUICE} flows -i lo --filter icmp --count 6 --duration 45 --format jsonl; rc=$?; "
         "kill %1; exit $rc"
     )
-    done = subprocess.run(["unshare", "-n", "bash", "-c", script], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        ["unshare", "-n", "bash", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(rows) == 1  # one ICMP flow; the UDP datagrams never reach sluice
@@ -42,7 +44,12 @@ def test_live_capture_with_filter_gives_the_ping_flow() -> None:
 def test_missing_interface_is_an_io_error() -> None:
     if os.geteuid() != 0:
         pytest.skip("opening a packet socket needs root")
-    done = subprocess.run([SLUICE, "flows", "-i", "no-such-if0", "--count", "1"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [SLUICE, "flows", "-i", "no-such-if0", "--count", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 3
     assert "capture.no_such_interface" in done.stderr

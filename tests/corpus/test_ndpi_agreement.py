@@ -64,8 +64,10 @@ def test_server_names_agree_with_ndpi(corpus) -> None:  # type: ignore[no-untype
             if f.hostname.lower() in names:
                 agree += 1
             else:
-                misses.append(f"{name} {f.l4} {f.a}<->{f.b} {f.proto} nDPI={f.hostname!r} "
-                              f"sluice={sorted(n for n in names if n)}")
+                misses.append(
+                    f"{name} {f.l4} {f.a}<->{f.b} {f.proto} nDPI={f.hostname!r} "
+                    f"sluice={sorted(n for n in names if n)}"
+                )
     rate = agree / total
     print(f"\nnDPI server-name agreement: {agree}/{total} = {rate:.2%}")
     for m in misses:

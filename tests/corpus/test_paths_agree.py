@@ -30,9 +30,11 @@ def _keyed(records: list[FlowRecord]) -> dict[tuple[bool, int], dict]:  # type: 
     return {(r.early, r.flow_id): r.to_dict() for r in records}
 
 
-@pytest.mark.parametrize("config", [FlowConfig(), FlowConfig(idle_timeout_s=5.0, active_timeout_s=30.0,
-                                                             early_packets=3)],
-                         ids=["defaults", "short-timeouts"])
+@pytest.mark.parametrize(
+    "config",
+    [FlowConfig(), FlowConfig(idle_timeout_s=5.0, active_timeout_s=30.0, early_packets=3)],
+    ids=["defaults", "short-timeouts"],
+)
 def test_batch_equals_streaming_on_corpus(config: FlowConfig) -> None:
     if not NDPI.is_dir():
         pytest.skip(f"../shared not present: {NDPI} missing")

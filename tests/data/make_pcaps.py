@@ -19,8 +19,15 @@ HERE = Path(__file__).resolve().parent / "pcaps"
 
 def main() -> None:
     HERE.mkdir(exist_ok=True)
-    kinds = {"https": 0.3, "quic": 0.2, "dns": 0.25, "dns_tcp": 0.05, "http": 0.1, "ssh": 0.05,
-             "socks5": 0.05}
+    kinds = {
+        "https": 0.3,
+        "quic": 0.2,
+        "dns": 0.25,
+        "dns_tcp": 0.05,
+        "http": 0.1,
+        "ssh": 0.05,
+        "socks5": 0.05,
+    }
     mix = generate(40, seed=11, mix=kinds, min_packets=400, ipv6_fraction=0.3, vlan_fraction=0.2)
     with open_writer(HERE / "mix40.pcap.gz", "pcap", gzip=True, nanosecond=True) as w:
         for ts, frame in mix:

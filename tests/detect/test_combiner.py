@@ -68,8 +68,7 @@ class _Sure:
 
     def opinions(self, records: Sequence[FlowRecord]) -> list[Opinion]:
         return [
-            Opinion(1 - self.p_benign, self.label, self.family, 0.7, 7, "d" * 64, "stub", ())
-            for _ in records
+            Opinion(1 - self.p_benign, self.label, self.family, 0.7, 7, "d" * 64, "stub", ()) for _ in records
         ]
 
 

@@ -29,6 +29,7 @@ from sluice.gateway.unit import DEFAULT_UNIT_DIR, DEFAULT_UNIT_NAME, STATE_DIR
 if TYPE_CHECKING:
     from sluice.detect.combiner import Combiner
 
+
 def _fail(msg: str, code: int) -> NoReturn:
     raise failure_for(code, msg)
 

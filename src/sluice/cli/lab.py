@@ -193,8 +193,13 @@ def run_cmd(
 
 @lab.command("dataset")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=str))
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Parquet file to write (default: DIRECTORY/flows.parquet).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="Parquet file to write (default: DIRECTORY/flows.parquet).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def dataset_cmd(directory: str, out_path: str | None, as_json: bool) -> None:
     """Turn a directory of labeled lab captures into one labeled flow table (Parquet)."""
@@ -210,14 +215,21 @@ def dataset_cmd(directory: str, out_path: str | None, as_json: bool) -> None:
         raise UsageFailure(str(exc)) from None
     except CaptureError as exc:
         raise InputFailure(f"{exc} [{exc.reason}]") from None
-    doc = {"out": out, "captures": summary.captures, "flows": summary.flows,
-           "labeled": dict(sorted(summary.labeled.items())), "unlabeled": summary.unlabeled,
-           "skipped": summary.skipped}
+    doc = {
+        "out": out,
+        "captures": summary.captures,
+        "flows": summary.flows,
+        "labeled": dict(sorted(summary.labeled.items())),
+        "unlabeled": summary.unlabeled,
+        "skipped": summary.skipped,
+    }
     if as_json:
         click.echo(_json.dumps(doc, indent=2))
         return
-    click.echo(f"{out}: {summary.flows} flows from {summary.captures} captures "
-               f"({sum(summary.labeled.values())} labeled, {summary.unlabeled} unlabeled)")
+    click.echo(
+        f"{out}: {summary.flows} flows from {summary.captures} captures "
+        f"({sum(summary.labeled.values())} labeled, {summary.unlabeled} unlabeled)"
+    )
     for name, n in sorted(summary.labeled.items()):
         click.echo(f"  {name:32} {n}")
     for path in summary.skipped:

@@ -258,9 +258,7 @@ class FlowModel:
             self._pairs = cache
         pairs: dict[int, Any] = cache[1]
         if k not in pairs:
-            pairs[k] = lgb.Booster(
-                model_str=_two_class_text(self._text(), len(self.classes_), k)
-            )
+            pairs[k] = lgb.Booster(model_str=_two_class_text(self._text(), len(self.classes_), k))
         return pairs[k]
 
     @property

@@ -157,8 +157,16 @@ def read_ndpi_out(path: str | Path) -> list[NdpiFlow]:
         label, family = ndpi_class(proto, risk)
         out.append(
             NdpiFlow(
-                m.group("l4"), _endpoint(m.group("a")), _endpoint(m.group("b")), proto, risk, label,
-                family, fields.get("Hostname/SNI", ""), fields.get("VLAN", ""), fields,
+                m.group("l4"),
+                _endpoint(m.group("a")),
+                _endpoint(m.group("b")),
+                proto,
+                risk,
+                label,
+                family,
+                fields.get("Hostname/SNI", ""),
+                fields.get("VLAN", ""),
+                fields,
             )
         )
     return out

@@ -137,9 +137,7 @@ class AppInspector:
         elif first.startswith(b"SSH-") or (d == 1 and b"SSH-" in first[:256]):
             self._kind = _SSH
             self.meta.app = "ssh"
-        elif (d == 0 and http.try_decode_http_request(first[:16]) is not None) or _http_start(
-            first
-        ):
+        elif (d == 0 and http.try_decode_http_request(first[:16]) is not None) or _http_start(first):
             self._kind = _HTTP
             self.meta.app = "http"
         elif (self.server_port in _DNS_PORTS or self.client_port in _DNS_PORTS) and (
@@ -173,11 +171,7 @@ class AppInspector:
         server_done = (
             m.cert_subject
             or m.tls_version == 0x0304
-            or (
-                self._dirs is not None
-                and self._dirs[1].tls is not None
-                and self._dirs[1].tls.done
-            )
+            or (self._dirs is not None and self._dirs[1].tls is not None and self._dirs[1].tls.done)
         )
         if m.ja4 and m.tls_version and server_done:
             self.done = True

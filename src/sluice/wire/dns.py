@@ -299,8 +299,10 @@ def _label_text(label: bytes) -> str:
         except UnicodeDecodeError:
             text = ""
         # spaces are kept: mDNS instance names ("Luca’s iMac", RFC 6763 §4.3) are full of them
-        if text and all(ch.isprintable() or ch == " " for ch in text) and not any(
-            ch in text for ch in ".\\()\";$@"
+        if (
+            text
+            and all(ch.isprintable() or ch == " " for ch in text)
+            and not any(ch in text for ch in '.\\()";$@')
         ):
             return text
     return "".join([_BYTE_TEXT[b] for b in label])
