@@ -1,4 +1,5 @@
-"""A real Dask scheduler and two workers, each its own process (the ``dask`` CLIs)."""
+"""A real Dask scheduler and two workers, each its own process (the ``dask`` CLIs); the stream
+tests' broker, PostgreSQL and store fixtures (:mod:`tests.cluster.streamkit`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.streamkit import nats_server, pg, store
+
 pytest.importorskip("distributed")
+__all__ = ["nats_server", "pg", "store"]  # the stream tests' fixtures
 
 DASK = str(Path(sys.executable).with_name("dask"))
 BENCH = Path(__file__).resolve().parents[2] / "bench"

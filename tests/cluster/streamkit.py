@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -153,3 +153,53 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[Nats]:
+    """A ``nats-server -js`` for one test."""
+    n = Nats(tmp_path / "js")
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+@pytest.fixture
+def pg() -> Iterator[Pg]:
+    """A PostgreSQL server for one test."""
+    pytest.importorskip("psycopg")
+    server = Pg()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["parquet", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the collector stores: a Parquet directory, or a database on a real PostgreSQL."""
+    if request.param == "parquet":
+        return str(tmp_path / "store")
+    server: Pg = request.getfixturevalue("pg")
+    return server.new_database()
+
+
+def collect_args(nats: Nats, store: str, *extra: str) -> list[str]:
+    """``sluice collect`` arguments with short batches, ack wait and retries (a test's pace)."""
+    return [
+        "collect",
+        "--nats",
+        nats.url,
+        "--store",
+        store,
+        "--flush-s",
+        "0.3",
+        "--flush-rows",
+        "500",
+        "--ack-wait",
+        "4",
+        "--retry-max",
+        "2",
+        *extra,
+    ]

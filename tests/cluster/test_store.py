@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -30,16 +29,6 @@ def _incoming(lo: int, hi: int, producer: str = "gw1") -> list[Incoming]:
         )
         for i in range(lo, hi)
     ]
-
-
-@pytest.fixture
-def pg() -> Iterator[Pg]:
-    pytest.importorskip("psycopg")
-    server = Pg()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_parquet_sink_stores_each_key_once(tmp_path: Path) -> None:

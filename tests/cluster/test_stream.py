@@ -12,45 +12,27 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sluice.decisions.log import DecisionLog
-from tests.cluster.streamkit import Nats, Pg, decision, flow_ids, sluice, stop, stored_keys, wait_for
+from tests.cluster.streamkit import (
+    Nats,
+    Pg,
+    collect_args,
+    decision,
+    flow_ids,
+    sluice,
+    stop,
+    stored_keys,
+    wait_for,
+)
 
 pytest.importorskip("nats")
 psycopg = pytest.importorskip("psycopg")
 N = 3000
 DOWN_S = float(os.environ.get("SLUICE_TEST_STORE_DOWN_S", "15"))
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[Nats]:
-    n = Nats(tmp_path / "js")
-    try:
-        yield n
-    finally:
-        n.stop()
-
-
-@pytest.fixture
-def pg() -> Iterator[Pg]:
-    server = Pg()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["parquet", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where the collector stores: a Parquet directory, or a database on a real PostgreSQL."""
-    if request.param == "parquet":
-        return str(tmp_path / "store")
-    server: Pg = request.getfixturevalue("pg")
-    return server.new_database()
 
 
 def _all_once(store: str, n: int = N) -> None:
@@ -89,32 +71,13 @@ def _publish_args(nats: Nats, log: Path, producer: str, state: Path) -> list[str
     ]
 
 
-def _collect_args(nats: Nats, store: str, *extra: str) -> list[str]:
-    return [
-        "collect",
-        "--nats",
-        nats.url,
-        "--store",
-        store,
-        "--flush-s",
-        "0.3",
-        "--flush-rows",
-        "500",
-        "--ack-wait",
-        "4",
-        "--retry-max",
-        "2",
-        *extra,
-    ]
-
-
 @pytest.mark.slow
 def test_kills_and_restarts_lose_nothing(nats_server: Nats, store: str, tmp_path: Path) -> None:
     log_dir, state, out = tmp_path / "log", tmp_path / "cursor.json", tmp_path / "out.txt"
     log = DecisionLog(log_dir, fsync="never")
     for i in range(N // 2):
         log.write(decision(i))
-    pub_args, col_args = _publish_args(nats_server, log_dir, "gw1", state), _collect_args(nats_server, store)
+    pub_args, col_args = _publish_args(nats_server, log_dir, "gw1", state), collect_args(nats_server, store)
     publisher, collector = sluice(pub_args, out), sluice(col_args, out)
     procs = [publisher, collector]
     try:
@@ -168,12 +131,12 @@ def test_crash_between_store_and_ack_counts_once(nats_server: Nats, store: str, 
         check=True,
     )
     assert '"published": 3000' in pub.stdout
-    first = sluice(_collect_args(nats_server, store), out, env={"SLUICE_COLLECT_EXIT_BEFORE_ACK": "2"})
+    first = sluice(collect_args(nats_server, store), out, env={"SLUICE_COLLECT_EXIT_BEFORE_ACK": "2"})
     assert first.wait(300) == 17
     stored_before = len(flow_ids(store))
     assert stored_before >= 2  # two batches stored, the second never acknowledged
     second = subprocess.run(
-        [sys.executable, "-m", "sluice", *_collect_args(nats_server, store, "--idle", "8", "--json")],
+        [sys.executable, "-m", "sluice", *collect_args(nats_server, store, "--idle", "8", "--json")],
         capture_output=True,
         text=True,
         timeout=600,
@@ -190,7 +153,7 @@ def _store_down_test(nats: Nats, store: str, tmp_path: Path, down: object, up: o
     for i in range(N // 2):
         log.write(decision(i))
     publisher = sluice(_publish_args(nats, log_dir, "gw1", tmp_path / "cursor.json"), tmp_path / "pub.txt")
-    collector = sluice(_collect_args(nats, store), out)
+    collector = sluice(collect_args(nats, store), out)
     procs = [publisher, collector]
     try:
         wait_for("the first half stored", lambda: len(flow_ids(store)) >= N // 2)
@@ -286,7 +249,7 @@ def test_an_analysis_published_reads_back_the_same(nats_server: Nats, store: str
         str(log),
     )
     run("publish", "--nats", nats_server.url, "--log", str(log), "--producer", "lab-1")
-    run(*_collect_args(nats_server, store, "--idle", "3"))
+    run(*collect_args(nats_server, store, "--idle", "3"))
     mine = run("decisions", "--log", str(log), "--format", "jsonl").splitlines()
     stored = run("decisions", "--log", store, "--format", "jsonl").splitlines()
     assert len(mine) > 10

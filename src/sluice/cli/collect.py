@@ -3,6 +3,8 @@ JetStream (:mod:`sluice.cluster.stream`).
 
 ``sluice publish`` runs beside a gateway (``gateway run --log DIR``) or after an analysis (a dry
 run over captures writes the same log with ``sluice policy test --log DIR``) and ships that log;
+with ``--flows FILE...`` it ships flow summaries instead (``sluice flows``/``sluice analyze
+--format jsonl`` output) on their own subject;
 ``sluice collect`` consumes the stream into the decisions store - a Parquet directory by default,
 PostgreSQL by URL - that ``sluice decisions --log`` and ``sluice serve --log`` read.
 
@@ -29,10 +31,17 @@ EXIT_USAGE, EXIT_IO = 2, 3
 @click.option(
     "--log",
     "log_path",
-    default="decisions",
-    show_default=True,
     type=click.Path(exists=True, path_type=Path),
-    help="Decision log directory (gateway run --log, policy test --log), or a JSON-lines file of decisions.",
+    help="Decision log directory (gateway run --log, policy test --log), or a JSON-lines file of"
+    " decisions [default: decisions].",
+)
+@click.option(
+    "--flows",
+    "flow_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Publish flow summaries instead: a JSON-lines file written by 'sluice flows --format jsonl'"
+    " or 'sluice analyze --format jsonl' (repeat for several), on subject sluice.flows.PRODUCER.",
 )
 @click.option(
     "--producer",
@@ -43,7 +52,8 @@ EXIT_USAGE, EXIT_IO = 2, 3
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Cursor file: what is already published (default: .publish-PRODUCER.json beside the log).",
+    help="Cursor file: what is already published (default: .publish-PRODUCER.json beside the log,"
+    " .publish-PRODUCER-flows.json beside the first --flows file).",
 )
 @click.option(
     "--follow",
@@ -54,25 +64,38 @@ EXIT_USAGE, EXIT_IO = 2, 3
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def publish(
     servers: str,
-    log_path: Path,
+    log_path: Path | None,
+    flow_files: tuple[Path, ...],
     producer: str,
     state_path: Path | None,
     follow_s: float | None,
     as_json: bool,
 ) -> None:
-    """Publish a decision log to NATS JetStream, at least once, each record under a fixed key.
+    """Publish a decision log - or flow summaries (--flows) - to NATS JetStream, at least once,
+    each record under a fixed key (producer, file, line offset).
 
     Killed and restarted, it publishes again from its cursor; the keys make the repeats
-    harmless. Without --follow it stops once everything there is published.
+    harmless, and so they do for a file published twice. Without --follow it stops once
+    everything there is published.
     """
     from sluice.cluster.stream import ship
 
-    state = state_path or log_path.resolve().parent / f".publish-{producer}.json"
-    n = ship(servers, log_path, producer, state, follow_s)
-    if as_json:
-        click.echo(json.dumps({"published": n, "producer": producer, "state": str(state)}))
+    if flow_files and log_path is not None:
+        raise click.UsageError("--flows and --log are published by separate runs")
+    if flow_files:
+        kind, source = "flows", list(flow_files)
+        state = state_path or flow_files[0].resolve().parent / f".publish-{producer}-flows.json"
     else:
-        click.echo(f"published {n} records as {producer} (cursor {state})")
+        kind, source = "decisions", [log_path or Path("decisions")]
+        if not source[0].exists():
+            raise click.BadParameter(f"{source[0]} does not exist", param_hint="--log")
+        state = state_path or source[0].resolve().parent / f".publish-{producer}.json"
+    n = ship(servers, source if kind == "flows" else source[0], producer, state, follow_s, kind)
+    if as_json:
+        click.echo(json.dumps({"published": n, "kind": kind, "producer": producer, "state": str(state)}))
+    else:
+        what = "flow summaries" if kind == "flows" else "records"
+        click.echo(f"published {n} {what} as {producer} (cursor {state})")
 
 
 @click.command("collect")
@@ -81,7 +104,15 @@ def publish(
     "--store",
     default="decisions-store",
     show_default=True,
-    help="Parquet store directory (day partitions), or a postgresql:// URL.",
+    help="Parquet store directory (day partitions; flow summaries under flows/), or a postgresql://"
+    " URL (tables stream_decisions, flow_summaries).",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    type=click.Choice(["decisions", "flows"]),
+    multiple=True,
+    help="Take only this kind from the stream (repeatable) [default: decisions and flows].",
 )
 @click.option(
     "--flush-rows",
@@ -125,6 +156,7 @@ def publish(
 def collect(
     servers: str,
     store: str,
+    kinds: tuple[str, ...],
     flush_rows: int,
     flush_s: float,
     ack_wait_s: float,
@@ -134,12 +166,14 @@ def collect(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Consume the decision stream into the decisions store, each record once.
+    """Consume the decision stream - decisions and flow summaries - into the decisions store,
+    each record once.
 
     A batch is acknowledged only after it is stored. While the store is down (database
     stopped, directory not writable) the batch is held and retried with backoff, each failure
     reported on stderr; nothing is acknowledged meanwhile.
     """
+    from sluice.cluster.sinks import KINDS
     from sluice.cluster.stream import CollectConfig, stats_dict, stream_state
     from sluice.cluster.stream import collect as run
 
@@ -156,6 +190,7 @@ def collect(
         ack_wait_s=ack_wait_s,
         retry_max_s=retry_max_s,
         idle_s=idle_s,
+        kinds=tuple(dict.fromkeys(kinds)) if kinds else KINDS,
     )
 
     def report(line: str) -> None:

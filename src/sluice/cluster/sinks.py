@@ -15,6 +15,10 @@ after a retry) without counting anything twice:
 * :class:`PostgresSink` copies the batch into a temporary table and inserts it into
   ``stream_decisions`` with ``ON CONFLICT (key) DO NOTHING`` in one transaction.
 
+Flow summaries (``Incoming.kind == "flows"``) take the same path to their own place: the
+``flows/`` dataset of a Parquet store (same key index: a flow's key names its file and line, so
+it never equals a decision's), the ``flow_summaries`` table of PostgreSQL (same transaction).
+
 A sink that cannot write (directory not writable, disk full, database down) raises
 :class:`StoreUnavailable` and keeps nothing half-done that would count twice; the collector
 retries the same batch with backoff and acknowledges nothing meanwhile.
@@ -29,7 +33,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,11 +41,16 @@ from typing import Any, Protocol
 import orjson
 
 from sluice.decisions.store import (
+    FLOWS_DIR,
+    FLOWS_TABLE,
     FORMAT_VERSION,
     MARKER,
     TABLE,
+    flow_pg_columns,
+    flow_row,
     is_postgres_url,
     store_days,
+    to_flow_table,
     to_table,
 )
 from sluice.errors import ConfigError
@@ -66,6 +75,18 @@ class Incoming:
     """The decision line as published."""
     seq: int
     """Its JetStream stream sequence number (names files; not part of the identity)."""
+    kind: str = "decisions"
+    """``decisions`` or ``flows`` (flow summaries), from the subject ``sluice.<kind>.<producer>``."""
+
+
+KINDS = ("decisions", "flows")
+"""What the stream carries; each kind has its own place in a store."""
+_TABLES: dict[str, Callable[[Sequence[tuple[str, str, bytes]]], tuple[Any, list[str]]]] = {
+    "decisions": to_table,
+    "flows": to_flow_table,
+}
+_SUBDIR = {"decisions": "", "flows": FLOWS_DIR}
+"""Where a kind's day partitions are, under a Parquet store's root."""
 
 
 class Sink(Protocol):
@@ -152,12 +173,13 @@ class ParquetSink:
 
         assert self._db is not None
         known = {r[0] for r in self._db.execute("SELECT name FROM files")}
-        for _day, d in store_days(self.root):
+        days = [d for sub in _SUBDIR.values() for _day, d in store_days(self.root / sub)]
+        for d in days:
             for p in d.iterdir():
                 if p.name.startswith(".tmp-"):
                     p.unlink(missing_ok=True)
                     continue
-                name = f"{d.name}/{p.name}"
+                name = str(p.relative_to(self.root))
                 if p.suffix != ".parquet" or name in known:
                     continue
                 keys = pq.read_table(p, columns=["key"]).column("key").to_pylist()
@@ -191,8 +213,6 @@ class ParquetSink:
             raise StoreUnavailable(f"{self.root}: {exc}") from exc
 
     def _store(self, batch: Sequence[Incoming]) -> int:
-        import pyarrow.parquet as pq
-
         self._open()
         if self._dirty:
             self._reconcile()
@@ -204,27 +224,11 @@ class ParquetSink:
         new = [m for k, m in first.items() if k not in known]
         if not new:
             return 0
-        table, days = to_table([(m.key, m.producer, m.data) for m in new])
-        seqs = {m.key: m.seq for m in new}
-        keys = table.column("key").to_pylist()
         written: list[tuple[str, list[str]]] = []
-        for day in sorted(set(days)):
-            idx = [i for i, d in enumerate(days) if d == day]
-            part = table.take(idx)
-            s = sorted(seqs[keys[i]] for i in idx)
-            ddir = self.root / f"day={day}"
-            ddir.mkdir(exist_ok=True)
-            name = f"part-{s[0]:012d}-{s[-1]:012d}.parquet"
-            n = 1
-            while (ddir / name).exists():
-                n += 1
-                name = f"part-{s[0]:012d}-{s[-1]:012d}-{n}.parquet"
-            tmp = ddir / f".tmp-{name}"
-            pq.write_table(part, tmp, compression="zstd")
-            _fsync(tmp)
-            os.replace(tmp, ddir / name)
-            _fsync(ddir)
-            written.append((f"{ddir.name}/{name}", [keys[i] for i in idx]))
+        for kind in KINDS:
+            mine = [m for m in new if m.kind == kind]
+            if mine:
+                written += self._write_kind(kind, mine)
         self._db.execute("BEGIN")
         for name, ks in written:
             fid = self._db.execute("INSERT INTO files (name, rows) VALUES (?, ?)", (name, len(ks))).lastrowid
@@ -232,6 +236,33 @@ class ParquetSink:
         self._db.execute("COMMIT")
         self.files_written += len(written)
         return len(new)
+
+    def _write_kind(self, kind: str, new: list[Incoming]) -> list[tuple[str, list[str]]]:
+        """Write one kind's new records, a file per day; ``(file name, its keys)`` of each."""
+        import pyarrow.parquet as pq
+
+        table, days = _TABLES[kind]([(m.key, m.producer, m.data) for m in new])
+        seqs = {m.key: m.seq for m in new}
+        keys = table.column("key").to_pylist()
+        base = self.root / _SUBDIR[kind]
+        written: list[tuple[str, list[str]]] = []
+        for day in sorted(set(days)):
+            idx = [i for i, d in enumerate(days) if d == day]
+            s = sorted(seqs[keys[i]] for i in idx)
+            ddir = base / f"day={day}"
+            ddir.mkdir(parents=True, exist_ok=True)
+            name = f"part-{s[0]:012d}-{s[-1]:012d}.parquet"
+            n = 1
+            while (ddir / name).exists():
+                n += 1
+                name = f"part-{s[0]:012d}-{s[-1]:012d}-{n}.parquet"
+            tmp = ddir / f".tmp-{name}"
+            pq.write_table(table.take(idx), tmp, compression="zstd")
+            _fsync(tmp)
+            os.replace(tmp, ddir / name)
+            _fsync(ddir)
+            written.append((str((ddir / name).relative_to(self.root)), [keys[i] for i in idx]))
+        return written
 
     def close(self) -> None:
         """See :class:`Sink`."""
@@ -251,7 +282,14 @@ _PG_SCHEMA = [
     f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts)",
     f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS seq BIGSERIAL",
     f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_seq ON {TABLE} (seq)",
+    f"""CREATE TABLE IF NOT EXISTS {FLOWS_TABLE} (
+  key TEXT PRIMARY KEY, producer TEXT NOT NULL,
+  {", ".join(f'"{n}" {t}' for n, t in flow_pg_columns())},
+  record JSONB NOT NULL, received TIMESTAMPTZ NOT NULL DEFAULT now())""",
+    f"CREATE INDEX IF NOT EXISTS {FLOWS_TABLE}_first_seen ON {FLOWS_TABLE} (first_seen)",
 ]
+_FLOW_COLS = ["key", "producer", *(n for n, _t in flow_pg_columns()), "record"]
+_FLOW_LIST = ", ".join(f'"{n}"' for n in _FLOW_COLS)
 
 
 def _json_object(data: bytes) -> tuple[str, float | None]:
@@ -290,6 +328,10 @@ class PostgresSink:
                 "CREATE TEMP TABLE IF NOT EXISTS incoming (key TEXT, producer TEXT, record JSONB,"
                 " ts DOUBLE PRECISION) ON COMMIT DELETE ROWS"
             )
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS incoming_flows"
+                f" (LIKE {FLOWS_TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
             conn.commit()
             self._conn = conn
         return self._conn
@@ -303,14 +345,17 @@ class PostgresSink:
             with conn.cursor() as cur:
                 with cur.copy("COPY incoming (key, producer, record, ts) FROM STDIN") as cp:
                     for m in batch:
-                        text, ts = _json_object(m.data)
-                        cp.write_row((m.key, m.producer, text, ts))
+                        if m.kind == "decisions":
+                            text, ts = _json_object(m.data)
+                            cp.write_row((m.key, m.producer, text, ts))
                 cur.execute(
                     f"INSERT INTO {TABLE} (key, producer, record, ts)"  # noqa: S608 - a constant
                     " SELECT DISTINCT ON (key) key, producer, record, ts FROM incoming"
                     " ON CONFLICT (key) DO NOTHING"
                 )
                 n = cur.rowcount
+                if any(m.kind == "flows" for m in batch):
+                    n += self._flows(cur, [m for m in batch if m.kind == "flows"])
             conn.commit()  # stored first; the collector acknowledges after this returns
             return int(n)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # down, restarting, gone
@@ -319,6 +364,21 @@ class PostgresSink:
                     self._conn.close()
                 self._conn = None
             raise StoreUnavailable(f"PostgreSQL: {str(exc).strip() or type(exc).__name__}") from exc
+
+    @staticmethod
+    def _flows(cur: Any, batch: list[Incoming]) -> int:
+        """Copy flow summaries into ``flow_summaries`` (in the caller's transaction); how many
+        were new."""
+        with cur.copy(f"COPY incoming_flows ({_FLOW_LIST}) FROM STDIN") as cp:
+            for m in batch:
+                typed, _first = flow_row(m.data)
+                text, _ts = _json_object(m.data)
+                cp.write_row((m.key, m.producer, *typed.values(), text))
+        cur.execute(
+            f"INSERT INTO {FLOWS_TABLE} ({_FLOW_LIST})"  # noqa: S608 - constants
+            f" SELECT DISTINCT ON (key) {_FLOW_LIST} FROM incoming_flows ON CONFLICT (key) DO NOTHING"
+        )
+        return int(cur.rowcount)
 
     def close(self) -> None:
         """See :class:`Sink`."""

@@ -1,4 +1,5 @@
-"""Decisions to one place: decision logs published to NATS JetStream, collected into a store.
+"""Decisions to one place: decision logs (and flow summaries) published to NATS JetStream,
+collected into a store.
 
 Theory of operation:
 
@@ -11,7 +12,14 @@ Theory of operation:
   every message before it, so a publisher killed at any point publishes again what it may have
   sent: at least once. JetStream drops a repeated ``Nats-Msg-Id`` within its duplicate window,
   and the store drops it after that (below).
-* **collect** (``sluice collect``): a durable pull consumer (``sluice-collect``, explicit acks)
+* **flow summaries** (``sluice publish --flows FILE...``: lines of ``sluice flows`` or
+  ``sluice analyze --format jsonl``) take the same path on ``sluice.flows.<producer>``, each
+  file's cursor and keys named ``flows@<digest of its name and first line>``
+  (``<producer>/flows@<digest>/<file name>/<offset>``): the same file published again, even
+  copied elsewhere or with a new cursor, is the same records. The store keeps them apart from
+  the decisions (:mod:`sluice.cluster.sinks`).
+* **collect** (``sluice collect``): a durable pull consumer (``sluice-collect`` for both kinds,
+  ``sluice-collect-decisions`` or ``sluice-collect-flows`` for one; explicit acks)
   fetches messages, gathers them for up to ``flush_rows`` records or ``flush_s`` seconds, hands
   them to a sink (:mod:`sluice.cluster.sinks`: Parquet directory or PostgreSQL) that stores each
   key at most once, and acknowledges them only after the sink returned. A collector killed
@@ -43,22 +51,26 @@ __all__ = [
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sluice.cluster.sinks import Incoming, Sink, StoreUnavailable, open_sink
+from sluice.cluster.sinks import KINDS, Incoming, Sink, StoreUnavailable, open_sink
 from sluice.decisions.log import log_dirs, segments
 from sluice.errors import ConfigError
 
 STREAM = "SLUICE_DECISIONS"
+"""The one stream (its name kept from when it carried decisions only)."""
 SUBJECTS = "sluice.decisions.>"
+FLOW_SUBJECTS = "sluice.flows.>"
 DURABLE = "sluice-collect"
+"""The collector's durable consumer (both kinds; ``sluice-collect-<kind>`` for one)."""
 PUBLISH_BATCH = 256
 """Messages published before waiting for their acknowledgements."""
 DUPLICATE_WINDOW_S = 600.0
@@ -70,14 +82,19 @@ _PRODUCER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 async def _stream(js: Any) -> None:
     from nats.js.api import StreamConfig
 
-    cfg = StreamConfig(name=STREAM, subjects=[SUBJECTS], duplicate_window=DUPLICATE_WINDOW_S)
+    cfg = StreamConfig(name=STREAM, subjects=[SUBJECTS, FLOW_SUBJECTS], duplicate_window=DUPLICATE_WINDOW_S)
     try:
-        await js.stream_info(STREAM)
+        si = await js.stream_info(STREAM)
     except Exception:  # not found: create it (another process may have, meanwhile)
         try:
             await js.add_stream(cfg)
         except Exception:
-            await js.stream_info(STREAM)
+            si = await js.stream_info(STREAM)
+        else:
+            return
+    if FLOW_SUBJECTS not in (si.config.subjects or []):  # a stream from before flow summaries
+        si.config.subjects = [*(si.config.subjects or []), FLOW_SUBJECTS]
+        await js.update_stream(si.config)
 
 
 async def _quiet(_exc: Exception) -> None:
@@ -137,17 +154,48 @@ def _save_cursor(state: Path, cursor: dict[str, list[Any]]) -> None:
     os.replace(tmp, state)
 
 
-def _sources(log: Path) -> list[tuple[str, list[Path]]]:
-    """(cursor name, files oldest first) of a log directory (and its ``worker-*`` ones) or a file."""
-    if log.is_file():
-        return [(".", [log])]
-    return [(str(d.relative_to(log)) if d != log else ".", segments(d)) for d in log_dirs(log)]
+Sources = Callable[[], list[tuple[str, list[Path]]]]
+"""What to publish, asked again on every pass: (cursor name, files oldest first) of each source.
+The cursor name is part of every record's key."""
 
 
-def _pending(log: Path, cursor: dict[str, list[Any]]) -> list[tuple[str, str, int, bytes]]:
+def _log_sources(log: Path) -> Sources:
+    """A decision log directory (and its ``worker-*`` ones), or a file (cursor name ``.``)."""
+
+    def sources() -> list[tuple[str, list[Path]]]:
+        if log.is_file():
+            return [(".", [log])]
+        return [(str(d.relative_to(log)) if d != log else ".", segments(d)) for d in log_dirs(log)]
+
+    return sources
+
+
+def _flow_sources(files: Sequence[Path]) -> Sources:
+    """Flow-summary files, each named ``flows@<digest of its name and first line>``: the same
+    file published again - from another directory, another cursor, another run - gives the same
+    keys, and files of the same name with other flows do not collide. A file whose first line
+    is not complete yet, or that is gone, waits."""
+
+    def sources() -> list[tuple[str, list[Path]]]:
+        out = []
+        for f in files:
+            try:
+                with open(f, "rb") as fh:
+                    first = fh.readline(1 << 20)
+            except FileNotFoundError:
+                continue
+            if first.endswith(b"\n"):
+                digest = hashlib.sha256(f.name.encode() + b"\n" + first).hexdigest()[:16]
+                out.append((f"flows@{digest}", [f]))
+        return out
+
+    return sources
+
+
+def _pending(sources: Sources, cursor: dict[str, list[Any]]) -> list[tuple[str, str, int, bytes]]:
     """(cursor name, file name, end offset, line) of complete lines after the cursor, in order."""
     out = []
-    for rel, files in _sources(log):
+    for rel, files in sources():
         seg0, off0 = cursor.get(rel, ["", 0])
         for seg in files:
             if seg.name < seg0:
@@ -169,7 +217,9 @@ def _pending(log: Path, cursor: dict[str, list[Any]]) -> list[tuple[str, str, in
     return out
 
 
-async def _ship(servers: str, log: Path, producer: str, state: Path, follow_s: float | None) -> int:
+async def _ship(
+    servers: str, sources: Sources, subject: str, producer: str, state: Path, follow_s: float | None
+) -> int:
     nc = await _connect(servers)
     js = nc.jetstream()
     await _stream(js)
@@ -177,12 +227,12 @@ async def _ship(servers: str, log: Path, producer: str, state: Path, follow_s: f
     sent = 0
     try:
         while True:
-            todo = _pending(log, cursor)
+            todo = _pending(sources, cursor)
             for i in range(0, len(todo), PUBLISH_BATCH):
                 chunk = todo[i : i + PUBLISH_BATCH]
                 acks = [
                     js.publish(
-                        f"sluice.decisions.{producer}",
+                        subject,
                         line,
                         headers={"Nats-Msg-Id": f"{producer}/{rel}/{seg}/{end - len(line) - 1}"},
                     )
@@ -207,24 +257,43 @@ async def _ship(servers: str, log: Path, producer: str, state: Path, follow_s: f
 
 
 def ship(
-    servers: str, log: str | Path, producer: str, state: str | Path, follow_s: float | None = None
+    servers: str,
+    log: str | Path | Sequence[str | Path],
+    producer: str,
+    state: str | Path,
+    follow_s: float | None = None,
+    kind: str = "decisions",
 ) -> int:
-    """Publish the decision log's new records to JetStream; how many were published.
+    """Publish the new records of a decision log, or of flow-summary files, to JetStream; how
+    many were published.
 
     Args:
         servers: NATS URL(s), comma-separated.
-        log: decision log directory (``worker-*`` subdirectories included), or a JSON-lines file.
+        log: for ``decisions``, a decision log directory (``worker-*`` subdirectories included)
+            or a JSON-lines file; for ``flows``, JSON-lines files of flow summaries
+            (``sluice flows``/``sluice analyze --format jsonl``).
         producer: this box's name (in the subject and every record's key).
         state: the cursor file.
-        follow_s: keep following the log, checking every so many seconds (None: stop when all
+        follow_s: keep following the files, checking every so many seconds (None: stop when all
             that is there is published).
+        kind: ``decisions`` (subject ``sluice.decisions.<producer>``) or ``flows``
+            (``sluice.flows.<producer>``).
 
     Raises:
-        ConfigError: a producer name that cannot be a subject token.
+        ConfigError: a producer name that cannot be a subject token, an unknown kind.
     """
     if not _PRODUCER.fullmatch(producer):
         raise ConfigError("producer", f"{producer!r}: 1-64 letters, digits, '-' or '_'")
-    return asyncio.run(_ship(servers, Path(log), producer, Path(state), follow_s))
+    if kind not in KINDS:
+        raise ConfigError("kind", f"{kind!r}: one of {', '.join(KINDS)}")
+    if kind == "flows":
+        paths = [Path(log)] if isinstance(log, str | Path) else [Path(p) for p in log]
+        sources = _flow_sources(paths)
+    else:
+        if not isinstance(log, str | Path):
+            raise ConfigError("log", "one decision log at a time")
+        sources = _log_sources(Path(log))
+    return asyncio.run(_ship(servers, sources, f"sluice.{kind}.{producer}", producer, Path(state), follow_s))
 
 
 # -- collecting --
@@ -252,6 +321,8 @@ class CollectConfig:
     """... up to this (below ``ack_wait_s``)."""
     idle_s: float | None = None
     """Stop after this long without a message, everything stored (None: run until stopped)."""
+    kinds: tuple[str, ...] = KINDS
+    """What to take from the stream: ``decisions``, ``flows`` (flow summaries), or both."""
 
 
 @dataclass
@@ -282,9 +353,40 @@ class _Msg:
 
 def _incoming(m: Any) -> Incoming | None:
     key = m.headers.get("Nats-Msg-Id") if m.headers else None
-    if not key:
+    parts = m.subject.split(".")
+    if not key or len(parts) != 3 or parts[1] not in KINDS:
         return None  # not a sluice publisher's message: acknowledged, not stored
-    return Incoming(key, m.subject.rsplit(".", 1)[-1], bytes(m.data), int(m.metadata.sequence.stream))
+    return Incoming(key, parts[2], bytes(m.data), int(m.metadata.sequence.stream), parts[1])
+
+
+async def _subscribe(js: Any, cfg: CollectConfig) -> Any:
+    """The pull subscription of the collector's durable consumer for ``cfg.kinds``: filtered to
+    one kind's subjects, or unfiltered (the whole stream) for both. A durable left with another
+    filter (a collector from before flow summaries) is replaced: the new one starts from the
+    stream's first message, and the store drops every key it already has."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    kinds = tuple(k for k in KINDS if k in cfg.kinds)
+    durable = DURABLE if kinds == KINDS else f"{DURABLE}-{kinds[0]}"
+    want = None if kinds == KINDS else f"sluice.{kinds[0]}.>"
+    try:
+        have = (await js.consumer_info(STREAM, durable)).config.filter_subject or None
+    except Exception:  # none yet
+        have = "absent"
+    if have != want:
+        if have != "absent":
+            await js.delete_consumer(STREAM, durable)
+        await js.add_consumer(
+            STREAM,
+            ConsumerConfig(
+                durable_name=durable,
+                filter_subject=want,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=cfg.ack_wait_s,
+                max_ack_pending=max(2 * cfg.flush_rows, 1000),
+            ),
+        )
+    return await js.pull_subscribe_bind(durable=durable, stream=STREAM)
 
 
 async def _store_batch(
@@ -328,20 +430,11 @@ async def _store_batch(
 
 async def _collect(cfg: CollectConfig, sink: Sink, report: Callable[[str], None]) -> CollectStats:
     from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.api import AckPolicy, ConsumerConfig
 
     nc = await _connect(cfg.servers, report)
     js = nc.jetstream()
     await _stream(js)
-    sub = await js.pull_subscribe(
-        SUBJECTS,
-        durable=DURABLE,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=cfg.ack_wait_s,
-            max_ack_pending=max(2 * cfg.flush_rows, 1000),
-        ),
-    )
+    sub = await _subscribe(js, cfg)
     st = CollectStats()
     batch: list[_Msg] = []
     first = oldest = last = 0.0

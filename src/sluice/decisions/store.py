@@ -24,23 +24,39 @@ the key as primary key), so a reader counts each decision once without de-duplic
 Columns of a Parquet file (:func:`schema`): the key, the producer, the decision's time as a UTC
 timestamp, the fields people filter on, and ``record``, the decision line exactly as the gateway
 wrote it (what :class:`~sluice.policy.model.Decision` is read back from).
+
+**Flow summaries** (``sluice publish --flows``: the lines of ``sluice flows``/``sluice analyze
+--format jsonl``) are stored beside the decisions, never mixed with them: in a Parquet store the
+dataset ``flows/day=YYYY-MM-DD/part-*.parquet`` (day of the flow's first packet; the same
+atomic writes and the same key index), in PostgreSQL the table ``flow_summaries`` (key as primary
+key). Their columns (:func:`flow_schema`): key, producer, the Community ID (computed from the
+5-tuple for analyze lines, which carry none), the flow key, first/last seen as UTC timestamps,
+packets and bytes each way, app and names, the verdict of an analysis, and the line itself.
+:func:`read_flow_summaries` reads either store back as an Arrow table.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "FLOWS_DIR",
+    "FLOWS_TABLE",
     "MARKER",
     "day_of",
+    "flow_pg_columns",
+    "flow_row",
+    "flow_schema",
     "is_postgres_url",
     "is_store",
     "pg_connect",
     "pg_record_at",
     "pg_rows_after",
+    "read_flow_summaries",
     "read_store_file",
     "record_at",
     "schema",
     "store_days",
     "store_files",
+    "to_flow_table",
     "to_table",
 ]
 
@@ -245,3 +261,184 @@ def pg_record_at(url: str, seq: int) -> bytes:
     if row is None:
         raise KeyError(seq)
     return str(row[0]).encode()
+
+
+# -- flow summaries (``sluice publish --flows``): beside the decisions, in ``flows/`` --
+
+FLOWS_DIR = "flows"
+"""A Parquet store's flow-summary dataset: ``flows/day=YYYY-MM-DD/part-*.parquet``."""
+FLOWS_TABLE = "flow_summaries"
+"""The PostgreSQL table of flow summaries (key as primary key)."""
+_FLOW_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # (column, type, field of a ``sluice flows``/``sluice analyze --format jsonl`` line)
+    ("community_id", "str", "community_id"),
+    ("capture", "str", "capture"),
+    ("flow_id", "int", "flow_id"),
+    ("first_seen", "ts", "first_ts"),
+    ("last_seen", "ts", "last_ts"),
+    ("duration_s", "float", "duration"),
+    ("ip_version", "int", "ip_version"),
+    ("proto", "int", "proto"),
+    ("client", "str", "client"),
+    ("client_port", "int", "client_port"),
+    ("server", "str", "server"),
+    ("server_port", "int", "server_port"),
+    ("c2s_packets", "int", "c2s_packets"),
+    ("s2c_packets", "int", "s2c_packets"),
+    ("c2s_bytes", "int", "c2s_bytes"),
+    ("s2c_bytes", "int", "s2c_bytes"),
+    ("end_reason", "str", "end_reason"),
+    ("app", "str", "app"),
+    ("server_name", "str", "server_name"),
+    ("sni", "str", "sni"),
+    ("dns_query", "str", "dns_query"),
+    ("http_host", "str", "http_host"),
+    ("ja4", "str", "ja4"),
+    ("class", "str", "class"),
+    ("family", "str", "family"),
+    ("service", "str", "service"),
+    ("confidence", "float", "confidence"),
+    ("detector", "str", "detector"),
+)
+"""The typed columns of a flow summary, after ``key``, ``producer`` and before ``record``."""
+_PG_TYPES = {"str": "TEXT", "int": "BIGINT", "float": "DOUBLE PRECISION", "ts": "TIMESTAMPTZ"}
+
+
+@cache
+def flow_schema() -> pa.Schema:
+    """Columns of a flow-summary Parquet file: ``key``, ``producer``, the typed fields (times as
+    UTC timestamps; a value the line did not have - null, ``""`` or a negative sentinel such as
+    analyze's ``-1`` - is null) and ``record``, the line as published."""
+    import pyarrow as pa
+
+    arrow = {
+        "str": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "ts": pa.timestamp("us", tz="UTC"),
+    }
+    return pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("producer", pa.string(), nullable=False),
+            *(pa.field(name, arrow[kind]) for name, kind, _src in _FLOW_COLUMNS),
+            pa.field("record", pa.string(), nullable=False),
+        ]
+    )
+
+
+def flow_pg_columns() -> list[tuple[str, str]]:
+    """``(column, PostgreSQL type)`` of the typed flow columns (``key``, ``producer``, ``record``
+    are the table's own)."""
+    return [(name, _PG_TYPES[kind]) for name, kind, _src in _FLOW_COLUMNS]
+
+
+def _flow_value(kind: str, v: Any) -> Any:
+    if isinstance(v, bool):
+        return None
+    if kind == "str":
+        return v if isinstance(v, str) and v else None
+    if kind == "int":
+        return v if isinstance(v, int) and v >= 0 else None
+    if isinstance(v, int | float) and math.isfinite(v) and v >= 0:
+        return _ts({"ts": v}) if kind == "ts" else float(v)
+    return None
+
+
+def _community_id(obj: dict[str, Any]) -> str | None:
+    """The line's Community ID, or one computed from its 5-tuple (``sluice analyze`` lines have
+    none)."""
+    from sluice.io.community_id import community_id
+
+    cid = obj.get("community_id")
+    if isinstance(cid, str) and cid:
+        return cid
+    try:
+        return community_id(
+            int(obj["proto"]), obj["client"], obj["server"], obj.get("client_port"), obj.get("server_port")
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def flow_row(raw: bytes) -> tuple[dict[str, Any], float | None]:
+    """The typed columns of one flow line (all null for a line that is not a JSON object: it is
+    still stored, in ``record``) and its first-seen time (Unix seconds) or None."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict):
+        return {name: None for name, _k, _s in _FLOW_COLUMNS}, None
+    row = {name: _flow_value(kind, obj.get(src)) for name, kind, src in _FLOW_COLUMNS}
+    row["community_id"] = _community_id(obj)
+    first = row["first_seen"]
+    for name, kind, _src in _FLOW_COLUMNS:
+        if kind == "ts" and row[name] is not None:
+            row[name] = datetime.fromtimestamp(row[name], UTC)
+    return row, first
+
+
+def to_flow_table(rows: Sequence[tuple[str, str, bytes]]) -> tuple[pa.Table, list[str]]:
+    """A flow-summary Parquet table of ``(key, producer, flow line)`` rows, sorted by first-seen
+    time then key, and each row's day (of its first packet)."""
+    import pyarrow as pa
+
+    schema_ = flow_schema()
+    parsed = sorted(
+        ((*flow_row(raw), key, producer, raw) for key, producer, raw in rows),
+        key=lambda r: (r[1] if r[1] is not None else math.inf, r[2]),
+    )
+    cols: dict[str, list[Any]] = {f.name: [] for f in schema_}
+    days = []
+    for typed, first, key, producer, raw in parsed:
+        cols["key"].append(key)
+        cols["producer"].append(producer)
+        for name, value in typed.items():
+            cols[name].append(value)
+        cols["record"].append(raw.decode("utf-8", "replace"))
+        days.append(day_of(first))
+    arrays = [pa.array(cols[f.name], type=f.type) for f in schema_]
+    return pa.Table.from_arrays(arrays, schema=schema_), days
+
+
+def read_flow_summaries(location: str | Path) -> pa.Table:
+    """Every flow summary of a store (Parquet directory or PostgreSQL URL) as one Arrow table of
+    :func:`flow_schema`'s columns (``.to_pandas()`` for a DataFrame); empty when none is stored.
+
+    A Parquet store's ``flows/`` directory is also a Hive-partitioned dataset that pandas,
+    polars and DuckDB read directly (tested with ``pandas.read_parquet("STORE/flows")``).
+
+    Raises:
+        OSError: the store cannot be read (database unreachable, a broken file).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if is_postgres_url(location):
+        return _pg_flow_table(str(location))
+    files = store_files(Path(location) / FLOWS_DIR)
+    if not files:
+        return flow_schema().empty_table()
+    try:
+        return pa.concat_tables(pq.read_table(p, schema=flow_schema()) for p in files)
+    except pa.ArrowInvalid as exc:
+        raise OSError(f"flow summaries: {exc}") from None
+
+
+def _pg_flow_table(url: str) -> pa.Table:
+    import psycopg
+    import pyarrow as pa
+
+    names = ["key", "producer", *(n for n, _k, _s in _FLOW_COLUMNS), "record"]
+    cols = ", ".join(f'"{n}"' for n in names[:-1]) + ", record::text"
+    with pg_connect(url) as conn:
+        try:
+            rows = conn.execute(f"SELECT {cols} FROM {FLOWS_TABLE} ORDER BY first_seen, key").fetchall()  # noqa: S608
+        except psycopg.errors.UndefinedTable:
+            rows = []
+        except psycopg.Error as exc:
+            raise OSError(f"flow summaries: {exc}".strip()) from None
+    schema_ = flow_schema()
+    arrays = [pa.array([r[i] for r in rows], type=schema_.field(n).type) for i, n in enumerate(names)]
+    return pa.Table.from_arrays(arrays, schema=schema_)
