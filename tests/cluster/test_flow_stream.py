@@ -183,3 +183,53 @@ def test_publish_flows_refusals(tmp_path: Path, flow_files: tuple[Path, Path]) -
     args = ["publish", "--nats", "nats://127.0.0.1:1", "--producer", "x", "--flows", str(flows), "--log", log]
     r = subprocess.run([sys.executable, "-m", "sluice", *args], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--flows and --log" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_stream_from_before_flows(nats_server: Nats, flow_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """A stream and a durable made by a collector from before flow summaries (decisions only,
+    the durable filtered to them): the publisher adds the flows' subject to the stream, the
+    collector replaces the durable by an unfiltered one, and the store ends with every decision
+    and flow once."""
+    import asyncio
+
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+    from sluice.cluster.stream import DURABLE, STREAM
+
+    flows, _ = flow_files
+    store = str(tmp_path / "store")
+
+    async def old_collector() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=STREAM, subjects=["sluice.decisions.>"], duplicate_window=600))
+        sub = await js.pull_subscribe(
+            "sluice.decisions.>", durable=DURABLE, config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT)
+        )
+        await nc.close()
+        del sub
+
+    asyncio.run(old_collector())
+    with DecisionLog(tmp_path / "log", fsync="never") as log:
+        for i in range(20):
+            log.write(decision(i))
+    _run("publish", "--nats", nats_server.url, "--log", str(tmp_path / "log"), "--producer", "gw1")
+    assert _collect(nats_server, store)["stored"] == 20  # the durable replaced: both kinds now
+    _publish(nats_server, tmp_path / "cursor.json", flows)
+    assert _collect(nats_server, store)["stored"] == len(_lines(flows))
+    assert read_flow_summaries(store).num_rows == len(_lines(flows))
+    assert sorted(flow_ids(store)) == list(range(20))
+
+    async def durable_filter() -> tuple[list[str], str | None]:
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            si, ci = await js.stream_info(STREAM), await js.consumer_info(STREAM, DURABLE)
+            return list(si.config.subjects or []), ci.config.filter_subject
+        finally:
+            await nc.close()
+
+    subjects, filt = asyncio.run(durable_filter())
+    assert subjects == ["sluice.decisions.>", "sluice.flows.>"] and not filt
