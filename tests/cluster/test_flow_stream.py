@@ -7,6 +7,7 @@ published again and when the collector dies between storing and acknowledging.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 from sluice.cluster.sinks import Incoming, ParquetSink, PostgresSink
 from sluice.decisions.log import DecisionLog
 from sluice.decisions.store import read_flow_summaries, store_files
-from tests.cluster.streamkit import Nats, Pg, collect_args, decision, flow_ids, sluice
+from tests.cluster.streamkit import Nats, Pg, collect_args, decision, flow_ids, sluice, wait_for
 
 pytest.importorskip("nats")
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,8 +118,8 @@ def test_flow_collector_dies_midway(
     nats_server: Nats, store: str, flow_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """A flows-only collector (``--kind flows``) exits between storing its second batch and
-    acknowledging it; the next one gets that batch again and stores nothing twice, and never
-    takes the decisions also on the stream."""
+    acknowledging it, the next one is SIGKILLed midway, the last one finishes: the replays store
+    nothing twice, nothing is lost, and no collector takes the decisions also on the stream."""
     flows, analysis = flow_files
     with DecisionLog(tmp_path / "log", fsync="never") as log:
         for i in range(20):
@@ -129,8 +130,15 @@ def test_flow_collector_dies_midway(
     dead = sluice(args, tmp_path / "out.txt", env={"SLUICE_COLLECT_EXIT_BEFORE_ACK": "2"})
     assert dead.wait(300) == 17
     assert read_flow_summaries(store).num_rows >= 20  # two batches stored, the second unacknowledged
+    killed = sluice(args, tmp_path / "out.txt")  # then one SIGKILLed wherever it is past 60 rows
+    try:
+        wait_for("60 flows stored", lambda: read_flow_summaries(store).num_rows >= 60)
+    finally:
+        killed.kill()
+        killed.wait()
     rest = _collect(nats_server, store, "--kind", "flows", "--flush-rows", "10")
-    assert rest["duplicates"] != 0  # the replay reached the store ...
+    replays = [int(n) for n in re.findall(r"(\d+) already there\)", (tmp_path / "out.txt").read_text())]
+    assert rest["duplicates"] != 0 or max(replays, default=0) > 0  # the replay reached the store ...
     _check_once(store, flows, analysis)  # ... and counted nothing twice
     assert flow_ids(store) == []  # the decisions are not this collector's
 
