@@ -45,7 +45,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "collect": (
         "sluice.cli.collect",
         "collect",
-        "Consume the decision stream into the decisions store, each record once.",
+        "Consume the decision stream - decisions and flow summaries - into the decisions store, each"
+        " record once.",
     ),
     "crypto": ("sluice.cli.crypto", "crypto", "Crypto assets: wallet addresses and crypto content in text."),
     "decisions": (
@@ -74,7 +75,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "publish": (
         "sluice.cli.collect",
         "publish",
-        "Publish a decision log to NATS JetStream, at least once, each record under a fixed key.",
+        "Publish a decision log - or flow summaries (--flows) - to NATS JetStream, at least once, each"
+        " record under a fixed key (producer, file, line offset).",
     ),
     "registry": (
         "sluice.cli.registry",
