@@ -119,7 +119,8 @@ class ShadowsocksAlt(_PproxyScenario):
         client, server = _ends(variant)
         port = s.port("port", 8388, 0.2)
         method = s.choose("method", _SS_CIPHERS)
-        pw = secrets.token_urlsafe(s.rng.randrange(8, 24))
+        # a letter first: a token starting with "-" would be an option to ss-server -k
+        pw = "k" + secrets.token_urlsafe(s.rng.randrange(8, 24))
         lport = s.rng.randrange(1025, 60000)
         web = s.inner_web("127.0.0.1")
         if server == "libev":
