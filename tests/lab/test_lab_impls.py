@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -62,12 +64,17 @@ def test_other_implementations_carry_https(tmp_path: Path, monkeypatch: pytest.M
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (sluice lab install; pip install -e '.[lab]')")
     choose = Session.choose
+    # half the sessions fetch with curl, half with curl-cffi impersonating a browser
+    clients = itertools.cycle(("curl", "curl-cffi"))
+    lock = threading.Lock()
 
     def https_inside(self: Session, key: str, options: Sequence[T]) -> T:
-        if key == "inner":
-            (https,) = (o for o in options if o == "https")
-            self.params["inner"] = "https"
-            return https
+        if key in ("inner", "inner_client"):
+            with lock:
+                want = "https" if key == "inner" else next(clients)
+            (pick,) = (o for o in options if o == want)
+            self.params[key] = want
+            return pick
         return choose(self, key, options)
 
     monkeypatch.setattr(Session, "choose", https_inside)
@@ -79,6 +86,7 @@ def test_other_implementations_carry_https(tmp_path: Path, monkeypatch: pytest.M
     assert r.exit_code == 0, r.output
     assert len(reports) == len(CASES)
     assert not active_topologies()
+    seen_clients: set[str] = set()
     for rep in reports:
         case = f"{rep['scenario']}:{rep['variant']}"
         assert rep["status"] == "ok", rep
@@ -89,7 +97,15 @@ def test_other_implementations_carry_https(tmp_path: Path, monkeypatch: pytest.M
         params = doc["params"]
         assert params["impl"] == CASES[case], case
         assert params["inner"] == "https" and params["inner_name"], case
-        assert params["stack"].startswith("curl-openssl"), case
+        inner_client = params.get("inner_client", "curl")
+        seen_clients.add(inner_client)
+        if inner_client == "curl":
+            assert params["stack"].startswith("curl-openssl"), case
+        else:
+            assert params["stack"].startswith(f"curl-cffi-{params['inner_browser']}"), case
+            assert params["impersonate"].startswith(params["inner_browser"]), case
         checks = doc["verified"]["checks"]
         assert checks["transfers_ok"] >= 1 and checks["server_requests_via_carrier"] >= checks["transfers_ok"]
         assert doc["verified"]["carrier_bytes"] >= checks["payload_bytes"] > 0
+    # the sessions took curl and curl-cffi in turn (the HTTP proxy, CONNECT to a name, keeps curl)
+    assert seen_clients == {"curl", "curl-cffi"}, seen_clients

@@ -34,7 +34,18 @@ from typing import ClassVar, Literal, TypeVar
 from sluice.lab.labels import FiveTuple
 from sluice.lab.pki import LabCA, random_hostname
 from sluice.lab.topology import LabError, Role, Topology
-from sluice.lab.traffic import Site, TrafficReport, make_site, plan_mix, run_mix, served_from
+from sluice.lab.traffic import (
+    CURL_CFFI_TARGETS,
+    ClientCommand,
+    Site,
+    TrafficReport,
+    cffi_args,
+    make_site,
+    plan_mix,
+    run_mix,
+    served_from,
+    with_gap,
+)
 
 T = TypeVar("T")
 ParamValue = str | int | float | bool | list[str] | None
@@ -167,6 +178,9 @@ class Session:
         benign traffic (``nginx``).  Evaluations hold out one stack or one implementation at a
         time (:mod:`sluice.detect.evaluate`), so every scenario should say both.
         """
+        browser = self.params.get("inner_browser")
+        if self.params.get("inner_client") == "curl-cffi" and stack.startswith("curl-openssl"):
+            stack = f"curl-cffi-{browser}" + stack.removeprefix("curl-openssl")
         self.params["stack"] = stack
         self.params["impl"] = impl
 
@@ -291,10 +305,33 @@ class Session:
         bulk: bool = True,
         timeout: float = 20,
     ) -> TrafficReport:
-        """Run a random payload mix against the site and record the mix in the parameters."""
+        """Run a random payload mix against the site and record the mix in the parameters.
+
+        To an HTTPS server behind a carrier (:meth:`inner_web` chose ``https``) the client is drawn
+        too (parameter ``inner_client``): curl with OpenSSL, or curl-cffi impersonating a browser
+        (``inner_browser``, ``impersonate``), so the handshake nested in the carrier is not always
+        curl's (``params.stack`` then starts with ``curl-cffi-<browser>``).
+        """
         actions = plan_mix(self.rng, self.site, self.duration_s, bulk=bulk)
         self.params["mix"] = [a.kind for a in actions]
-        return run_mix(self.topo, actions, self.site, base_url, curl_args=curl_args, timeout=timeout)
+        client = self._inner_client(curl_args, timeout)
+        return run_mix(
+            self.topo, actions, self.site, base_url, curl_args=curl_args, timeout=timeout, client=client
+        )
+
+    def _inner_client(self, curl_args: Sequence[str], timeout: float) -> ClientCommand | None:
+        if self.params.get("inner") != "https":
+            return None
+        translated = cffi_args(curl_args)
+        if translated is None or self.choose("inner_client", ("curl", "curl-cffi")) == "curl":
+            return None
+        browser = self.choose("inner_browser", tuple(CURL_CFFI_TARGETS))
+        target = self.choose("impersonate", CURL_CFFI_TARGETS[browser])
+        self.identify(
+            stack=str(self.params.get("stack", "curl-openssl")), impl=str(self.params.get("impl", ""))
+        )
+        argv = [self.python, "-m", "sluice.lab.webclients", "--lib", "curl-cffi", "--impersonate", target]
+        return with_gap([*argv, "--timeout", str(timeout), *translated])
 
 
 class Scenario(ABC):
@@ -359,7 +396,10 @@ def verify_web(
     it does not count.
     """
     transfer_checks(rep, out, min_ok=min_ok)
-    inside, other = served_from(server_log, clients)
+    try:
+        inside, other = served_from(server_log, clients)
+    except LabError as e:  # say why the client got nowhere, not only where the log is
+        raise LabError(e.reason, f"{e.detail}; client: {' | '.join(rep.errors[:2])}") from e
     out.checks["server_requests_via_carrier"] = inside
     out.checks["server_requests_other"] = other
     if inside < rep.ok:

@@ -10,15 +10,19 @@ scenario set up).
 from __future__ import annotations
 
 __all__ = [
+    "CURL_CFFI_TARGETS",
     "Action",
     "ClientCommand",
     "Fetch",
     "Site",
     "TrafficReport",
+    "cffi_args",
     "make_site",
     "plan_mix",
     "run_mix",
     "served_from",
+    "url_pairs",
+    "with_gap",
 ]
 
 import hashlib
@@ -27,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from sluice.lab.httpd import read_server_log
 from sluice.lab.topology import LabError, Topology
@@ -147,6 +152,70 @@ class Fetch:
 ClientCommand = Callable[[Fetch], Sequence[Sequence[str]]]
 """Makes the commands of one step; :func:`run_mix` runs them in the client namespace, in order,
 ``gap_s`` apart (a client that can pause between requests itself returns one command)."""
+
+
+def url_pairs(f: Fetch) -> list[str]:
+    """``URL OUT URL OUT …`` of one step."""
+    return [x for u, o in zip(f.urls, f.outputs, strict=True) for x in (u, str(o))]
+
+
+def with_gap(argv: Sequence[str]) -> ClientCommand:
+    """A client that takes ``--gap S URL OUT ...`` itself (:mod:`sluice.lab.webclients`)."""
+
+    def make(f: Fetch) -> list[list[str]]:
+        return [[*argv, "--gap", f"{f.gap_s:.3f}", *url_pairs(f)]]
+
+    return make
+
+
+CURL_CFFI_TARGETS = {
+    "chrome": ("chrome120", "chrome124", "chrome131", "chrome136", "chrome142"),
+    "firefox": ("firefox133", "firefox135", "firefox144"),
+    "safari": ("safari170", "safari180", "safari184", "safari260"),
+}
+"""curl-cffi's impersonation targets per browser the lab draws from."""
+
+_PROXY_FLAGS = {"--socks5-hostname": "socks5h", "--socks5": "socks5", "-x": "", "--proxy": ""}
+_SAME_FLAGS = {"--connect-to": "--connect-to", "--resolve": "--resolve", "--interface": "--interface"}
+
+
+def cffi_args(curl_args: Sequence[str]) -> list[str] | None:
+    """The :mod:`sluice.lab.webclients` options (``--lib curl-cffi``) that do what ``curl_args``
+    do — CA file, proxy and its user, ``--connect-to``, ``--resolve``, ``--interface`` — or
+    ``None`` when one of them has no counterpart (the caller then keeps curl): an option curl-cffi
+    lacks, or ``--connect-to`` through an HTTP proxy."""
+    out: list[str] = []
+    proxy, user = "", ""
+    it = iter(curl_args)
+    for flag in it:
+        if flag == "--proxytunnel":  # curl-cffi tunnels https:// through an HTTP proxy itself
+            continue
+        value = next(it, None)
+        if value is None:
+            return None
+        if flag == "--cacert":
+            out += ["--cafile", value]
+        elif flag in _SAME_FLAGS:
+            out += [_SAME_FLAGS[flag], value]
+        elif flag in _PROXY_FLAGS:
+            scheme = _PROXY_FLAGS[flag]
+            proxy = f"{scheme}://{value}" if scheme else value
+        elif flag == "--proxy-user":
+            name, _, secret = value.partition(":")
+            user = f"{quote(name, safe='')}:{quote(secret, safe='')}@"
+        else:
+            return None
+    if proxy:
+        scheme, sep, rest = proxy.partition("://")
+        if "--connect-to" in out:
+            # curl-cffi emulates --connect-to with --resolve, which only a client that resolves
+            # names itself applies: SOCKS5 with local resolution; an HTTP proxy resolves CONNECT's
+            # name on its side (no DNS in the lab), so that case keeps curl
+            if scheme not in ("socks5", "socks5h"):
+                return None
+            scheme = "socks5"
+        out += ["--proxy", f"{scheme}{sep}{user}{rest}" if sep else f"http://{user}{proxy}"]
+    return out if "--cafile" in out else None
 
 
 def _client(

@@ -9,7 +9,9 @@ Libraries (each is the TLS and HTTP stack that makes the traffic):
 * ``urllib``: :mod:`urllib.request` over :mod:`ssl` (OpenSSL), HTTP/1.1, one connection per request.
 * ``httpx``: httpx with h11 or (``--http2``) h2, one pooled connection.
 * ``aiohttp``: aiohttp; a page's objects are fetched concurrently (several connections).
-* ``curl-cffi``: curl-impersonate (BoringSSL) with ``--impersonate`` a browser's TLS and HTTP/2.
+* ``curl-cffi``: curl-impersonate (BoringSSL) with ``--impersonate`` a browser's TLS and HTTP/2;
+  ``--proxy``, ``--connect-to``, ``--resolve`` and ``--interface`` as curl's, so the browser-like
+  stack can fetch through the lab's carriers too (:func:`sluice.lab.traffic.cffi_args`).
 * ``openssl-cli`` / ``gnutls-cli``: ``openssl s_client`` or ``gnutls-cli`` started here; the GET
   requests are written to its stdin by hand (pipelined on one connection, the last one
   ``Connection: close``) and the responses are parsed from its stdout.
@@ -28,6 +30,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 LIBS = ("urllib", "httpx", "aiohttp", "curl-cffi", "openssl-cli", "gnutls-cli")
@@ -86,10 +89,40 @@ async def _aiohttp_main(jobs: list[tuple[str, Path]], a: argparse.Namespace) -> 
             await asyncio.gather(*(one(url, out) for url, out in jobs))
 
 
-def _curl_cffi(jobs: list[tuple[str, Path]], a: argparse.Namespace) -> None:
-    from curl_cffi import requests
+def _connect_to(url: str, specs: Sequence[str], resolve: list[str]) -> str:
+    """``url`` sent where curl's ``--connect-to HOST:PORT:HOST2:PORT2`` would send it.
 
-    with requests.Session(impersonate=a.impersonate, verify=a.cafile, timeout=a.timeout) as sess:
+    curl-cffi cannot pass that option, so the URL takes PORT2 and ``--resolve HOST:PORT2:HOST2``
+    (added to ``resolve``) points the name at HOST2: the TLS handshake (SNI, certificate name)
+    is the same; only the ``Host`` header, inside TLS, carries the other port.
+    """
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    for spec in specs:
+        host, sport, to_host, to_port = spec.split(":")
+        if host in ("", parts.hostname) and sport in ("", str(port)):
+            to_port = to_port or str(port)
+            entry = f"{parts.hostname}:{to_port}:{to_host or parts.hostname}"
+            if entry not in resolve:
+                resolve.append(entry)
+            return parts._replace(netloc=f"{parts.hostname}:{to_port}").geturl()
+    return url
+
+
+def _curl_cffi(jobs: list[tuple[str, Path]], a: argparse.Namespace) -> None:
+    from curl_cffi import CurlOpt, requests
+
+    resolve = list(a.resolve)
+    jobs = [(_connect_to(url, a.connect_to, resolve), out) for url, out in jobs]
+    opts: dict[CurlOpt, Any] = {CurlOpt.RESOLVE: resolve} if resolve else {}
+    with requests.Session(
+        impersonate=a.impersonate,
+        verify=a.cafile,
+        timeout=a.timeout,
+        proxy=a.proxy,
+        interface=a.interface,
+        curl_options=opts,
+    ) as sess:
         for i, (url, out) in enumerate(jobs):
             if i:
                 time.sleep(a.gap)
@@ -177,6 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--impersonate", default="chrome", help="curl-cffi: browser to impersonate")
     ap.add_argument("--connections", type=int, default=6, help="aiohttp: connections per host")
     ap.add_argument("--alpn", action="store_true", help="openssl-cli/gnutls-cli: offer ALPN http/1.1")
+    ap.add_argument("--proxy", help="curl-cffi: proxy URL (socks5h://, socks5://, http://)")
+    ap.add_argument("--connect-to", action="append", default=[], help="curl-cffi: as curl's")
+    ap.add_argument("--resolve", action="append", default=[], help="curl-cffi: as curl's")
+    ap.add_argument("--interface", help="curl-cffi: as curl's")
     ap.add_argument("items", nargs="+", metavar="URL OUT")
     a = ap.parse_args(argv)
     jobs = _pairs(a.items)

@@ -32,16 +32,18 @@ from typing import ClassVar
 from sluice.lab.scenario import PROTO, FlowRule, Outcome, Scenario, Session, verify_web, which
 from sluice.lab.scenarios.servers import SERVER_IMPLS, resolve_in_client, start_web_server
 from sluice.lab.topology import LabError
-from sluice.lab.traffic import ClientCommand, Fetch, plan_mix, run_mix
+from sluice.lab.traffic import (
+    CURL_CFFI_TARGETS,
+    ClientCommand,
+    Fetch,
+    plan_mix,
+    run_mix,
+    with_gap,
+)
 
 CLIENT_SOURCES = Path(__file__).resolve().parent.parent / "clients"
 """Node, Java, Perl and Go client sources."""
 _build_lock = threading.Lock()
-_CURL_CFFI_TARGETS = {
-    "chrome": ("chrome120", "chrome124", "chrome131", "chrome136", "chrome142"),
-    "firefox": ("firefox133", "firefox135", "firefox144"),
-    "safari": ("safari170", "safari180", "safari184", "safari260"),
-}
 
 
 def build_cache() -> Path:
@@ -76,10 +78,6 @@ def built_client(lang: str) -> Path:
             raise LabError("lab.build_failed", f"{' '.join(argv)}: {r.stderr.strip()[-400:]}")
         tmp.rename(dest)
     return dest
-
-
-def _pairs(f: Fetch) -> list[str]:
-    return [x for u, o in zip(f.urls, f.outputs, strict=True) for x in (u, str(o))]
 
 
 def _per_url(f: Fetch, one: Sequence[str], out_flag: str) -> list[list[str]]:
@@ -136,15 +134,6 @@ def _lynx(f: Fetch) -> list[list[str]]:
         ["sh", "-c", f"lynx -source {shlex.quote(u)} > {shlex.quote(str(o))}"]
         for u, o in zip(f.urls, f.outputs, strict=True)
     ]
-
-
-def _with_gap(argv: Sequence[str]) -> ClientCommand:
-    """A client that takes ``--gap S URL OUT ...`` itself."""
-
-    def make(f: Fetch) -> list[list[str]]:
-        return [[*argv, "--gap", f"{f.gap_s:.3f}", *_pairs(f)]]
-
-    return make
 
 
 @dataclass(slots=True)
@@ -244,7 +233,7 @@ class Clients(_ClientScenario):
             argv.append("--alpn")
         prog = "gnutls-cli" if lib == "gnutls-cli" else "openssl"
         stack = "gnutls-cli" if lib == "gnutls-cli" else "openssl-s_client"
-        return ClientPlan(stack, [prog], _with_gap(argv))
+        return ClientPlan(stack, [prog], with_gap(argv))
 
 
 class LibClients(_ClientScenario):
@@ -296,33 +285,33 @@ class LibClients(_ClientScenario):
     def client(self, s: Session, variant: str, ca: Path) -> ClientPlan:
         py = [s.python, "-m", "sluice.lab.webclients", "--cafile", str(ca), "--timeout", "25"]
         if variant == "python-urllib":
-            return ClientPlan("python-urllib", ["python3"], _with_gap([*py, "--lib", "urllib"]))
+            return ClientPlan("python-urllib", ["python3"], with_gap([*py, "--lib", "urllib"]))
         if variant.startswith("httpx"):
             h2 = ["--http2"] if variant == "httpx-h2" else []
-            return ClientPlan("python-httpx", ["python3"], _with_gap([*py, "--lib", "httpx", *h2]))
+            return ClientPlan("python-httpx", ["python3"], with_gap([*py, "--lib", "httpx", *h2]))
         if variant == "aiohttp":
             conns = s.choose("aiohttp_connections", (2, 4, 6))
             argv = [*py, "--lib", "aiohttp", "--connections", str(conns)]
-            return ClientPlan("python-aiohttp", ["python3"], _with_gap(argv))
+            return ClientPlan("python-aiohttp", ["python3"], with_gap(argv))
         if variant.startswith("curl-cffi"):
             browser = variant.rsplit("-", 1)[1]
-            target = s.choose("impersonate", _CURL_CFFI_TARGETS[browser])
+            target = s.choose("impersonate", CURL_CFFI_TARGETS[browser])
             argv = [*py, "--lib", "curl-cffi", "--impersonate", target]
-            return ClientPlan(f"curl-cffi-{browser}", ["python3"], _with_gap(argv))
+            return ClientPlan(f"curl-cffi-{browser}", ["python3"], with_gap(argv))
         if variant == "node":
             api = s.choose("node_api", ("https", "fetch"))
             argv = ["node", str(CLIENT_SOURCES / "fetch.mjs"), "--cafile", str(ca), "--api", api]
-            return ClientPlan("node-openssl", ["node"], _with_gap(argv), env={"NODE_EXTRA_CA_CERTS": str(ca)})
+            return ClientPlan("node-openssl", ["node"], with_gap(argv), env={"NODE_EXTRA_CA_CERTS": str(ca)})
         if variant == "java":
             ver = s.choose("java_http", ("2", "1.1"))
             classes = built_client("java")
             argv = ["java", "-XX:TieredStopAtLevel=1", "-cp", str(classes), "Fetch", "--cafile", str(ca)]
-            return ClientPlan("java-httpclient-jsse", ["java"], _with_gap([*argv, "--http", ver]))
+            return ClientPlan("java-httpclient-jsse", ["java"], with_gap([*argv, "--http", ver]))
         if variant == "perl":
             argv = ["perl", str(CLIENT_SOURCES / "fetch.pl"), "--cafile", str(ca)]
-            return ClientPlan("perl-lwp-openssl", ["perl", "lwp-request"], _with_gap(argv))
+            return ClientPlan("perl-lwp-openssl", ["perl", "lwp-request"], with_gap(argv))
         if variant == "go":
             h1 = s.choose("go_http", ("h2", "h1")) == "h1"
             argv = [str(built_client("go") / "fetch"), "--cafile", str(ca), *(["--http1"] if h1 else [])]
-            return ClientPlan("go-nethttp", ["go"], _with_gap(argv))
+            return ClientPlan("go-nethttp", ["go"], with_gap(argv))
         raise LabError("lab.unknown_variant", variant)
