@@ -32,6 +32,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from sluice.detect.modeldir import text_fields
+
 F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
 I8 = npt.NDArray[np.int8]
@@ -88,7 +90,7 @@ class Forest:
         end = text.find("\nend of trees")
         if not text.startswith("tree\n") or first < 0 or end < first:
             raise ValueError("not a LightGBM text model")
-        header = _fields(text[5:first])
+        header = text_fields(text[5:first])
         n_classes = int(header.get("num_tree_per_iteration", "1"))
         feature: list[npt.NDArray[np.int64]] = []
         threshold: list[F64] = []
@@ -99,7 +101,7 @@ class Forest:
         root: list[int] = []
         nodes = leaf_count = 0
         for block in text[first + 1 : end + 1].split("\nTree="):
-            f = _fields(block.partition("\n")[2])
+            f = text_fields(block.partition("\n")[2])
             if f.get("is_linear", "0") != "0":
                 raise UnsupportedModel("linear trees are not evaluated by sluice's forest")
             if int(f.get("num_cat", "0")):
@@ -167,15 +169,6 @@ class Forest:
         top = raw.max(axis=1, keepdims=True)
         e = np.exp(raw - top)
         return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
-
-
-def _fields(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.split("\n"):
-        key, eq, value = line.partition("=")
-        if eq:
-            out[key] = value
-    return out
 
 
 def _offset(children: npt.NDArray[np.int64], nodes: int, leaves: int) -> npt.NDArray[np.int64]:

@@ -31,6 +31,7 @@ __all__ = [
     "read_manifest",
     "seal_manifest",
     "sha256_hex",
+    "text_fields",
     "verified_files",
     "write_manifest",
 ]
@@ -216,7 +217,7 @@ def check_model_text(text: str, n_classes: int) -> None:
     first = text.find("\nTree=")
     if first < 0 or first > end:
         raise ValueError("no trees")
-    header = _fields(text[5:first])
+    header = text_fields(text[5:first])
     n_feat = len(FEATURE_NAMES)
     if header.get("num_class") != str(n_classes) or header.get("num_tree_per_iteration") != str(n_classes):
         raise ValueError(f"num_class/num_tree_per_iteration are not {n_classes}")
@@ -247,10 +248,11 @@ def check_model_text(text: str, n_classes: int) -> None:
         head, _, body = block.partition("\n")
         if head != str(i):
             raise ValueError(f"tree {i} is numbered {head!r}")
-        _check_tree(i, _fields(body), n_feat)
+        _check_tree(i, text_fields(body), n_feat)
 
 
-def _fields(text: str) -> dict[str, str]:
+def text_fields(text: str) -> dict[str, str]:
+    """``key=value`` lines of a LightGBM model text block (a header or one tree) as a dict."""
     out = {}
     for line in text.split("\n"):
         key, eq, value = line.partition("=")
