@@ -159,11 +159,9 @@ class SqliteStore(SqlStore):
         c.commit()
 
     @contextlib.contextmanager
-    def review(self) -> Iterator[None]:
-        """One ``BEGIN IMMEDIATE`` transaction (writers queue on SQLite's lock); re-entrant."""
-        if self._tx:
-            yield
-            return
+    def _immediate(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception; SQLite's errors as
+        :class:`RegistryError`."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -177,10 +175,21 @@ class SqliteStore(SqlStore):
         except BaseException:
             self.conn.rollback()
             raise
-        else:
-            self.conn.commit()
         finally:
             self._tx = False
+        try:
+            self.conn.commit()
+        except sqlite3.Error as exc:
+            raise RegistryError("registry.store_failed", str(exc), self.path) from exc
+
+    @contextlib.contextmanager
+    def review(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction (writers queue on SQLite's lock); re-entrant."""
+        if self._tx:
+            yield
+            return
+        with self._immediate():
+            yield
 
     @contextlib.contextmanager
     def sync_tx(self, source: str, bulk: bool = False) -> Iterator[None]:
@@ -196,28 +205,14 @@ class SqliteStore(SqlStore):
             return
         bulk_mode = bulk and self._enter_bulk()
         try:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise RegistryError("registry.store_failed", str(exc), self.path) from exc
-            self._tx = True
-            try:
+            with self._immediate():
                 yield
-            except sqlite3.Error as exc:
-                self.conn.rollback()
-                raise RegistryError("registry.store_failed", str(exc), self.path) from exc
-            except BaseException:
-                self.conn.rollback()
-                raise
-            finally:
-                self._tx = False
-            try:
-                self.conn.commit()
-                if bulk and not bulk_mode:
-                    # the WAL is as large as what the sync wrote: fold it in, give the space back
+            if bulk and not bulk_mode:
+                # the WAL is as large as what the sync wrote: fold it in, give the space back
+                try:
                     self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
-                raise RegistryError("registry.store_failed", str(exc), self.path) from exc
+                except sqlite3.Error as exc:
+                    raise RegistryError("registry.store_failed", str(exc), self.path) from exc
         finally:
             if bulk_mode:
                 self._leave_bulk()
