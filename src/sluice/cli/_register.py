@@ -15,9 +15,12 @@ __all__ = [
     "fail",
     "register_made_opt",
     "register_opt",
+    "registry_errors",
 ]
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import NoReturn
 
 import click
@@ -49,6 +52,15 @@ USAGE_REASONS = frozenset(
     }
 )
 """Reasons that are the user's to fix (exit 2); any other :class:`RegistryError` exits 3."""
+
+
+@contextlib.contextmanager
+def registry_errors(as_json: bool) -> Iterator[None]:
+    """A :class:`RegistryError` raised inside fails the command (:func:`fail`)."""
+    try:
+        yield
+    except RegistryError as exc:
+        fail(exc, as_json)
 
 
 def fail(exc: RegistryError, as_json: bool) -> NoReturn:

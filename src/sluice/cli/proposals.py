@@ -16,9 +16,8 @@ from typing import Any
 import click
 
 from sluice.cli._context import registry_db
-from sluice.cli._register import fail, register_opt
+from sluice.cli._register import register_opt, registry_errors
 from sluice.registry import service
-from sluice.registry.model import RegistryError
 
 
 @click.group(name="proposals")
@@ -50,10 +49,8 @@ def proposals_list_cmd(
 ) -> None:
     """Proposals, newest first."""
     fmt = "json" if as_json else fmt
-    try:
+    with registry_errors(fmt == "json"):
         items = service.proposals_list(registry_db(ctx), state, limit)
-    except RegistryError as exc:
-        fail(exc, fmt == "json")
     if fmt == "json":
         click.echo(json.dumps(items, ensure_ascii=False))
         return
@@ -72,10 +69,8 @@ def proposals_list_cmd(
 def proposals_show_cmd(ctx: click.Context, pid: int, fmt: str, as_json: bool) -> None:
     """One proposal: evidence, impact preview and its audit trail."""
     fmt = "json" if as_json else fmt
-    try:
+    with registry_errors(fmt == "json"):
         p = service.proposal_show(registry_db(ctx), pid)
-    except RegistryError as exc:
-        fail(exc, fmt == "json")
     if fmt == "json":
         click.echo(json.dumps(p, ensure_ascii=False))
         return
@@ -94,10 +89,8 @@ def proposals_show_cmd(ctx: click.Context, pid: int, fmt: str, as_json: bool) ->
 def _decide(
     ctx: click.Context, ids: tuple[int, ...], accept: bool, reviewer: str, reason: str, fmt: str
 ) -> None:
-    try:
+    with registry_errors(fmt == "json"):
         outs = service.decide(registry_db(ctx), list(ids), accept, reviewer=reviewer, reason=reason)
-    except RegistryError as exc:
-        fail(exc, fmt == "json")
     if fmt == "json":
         click.echo(json.dumps(outs, ensure_ascii=False))
         return

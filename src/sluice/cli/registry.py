@@ -26,7 +26,7 @@ import click
 from sluice.cli._context import DEFAULT_REGISTER, registry_db, store_group_register
 from sluice.cli._exit import Findings
 from sluice.cli._output import progress as progress_bar
-from sluice.cli._register import fail, register_made_opt, register_opt
+from sluice.cli._register import register_made_opt, register_opt, registry_errors
 from sluice.cli.proposals import proposals_group
 from sluice.cli.snapshot import snapshot_group
 from sluice.cli.sources import fetch_cmd, sources_group
@@ -67,10 +67,8 @@ def registry(ctx: click.Context, register_given: str | None, db_given: str | Non
 @click.pass_context
 def init_cmd(ctx: click.Context, as_json: bool) -> None:
     """Create an empty register (or say that one is there already)."""
-    try:
+    with registry_errors(as_json):
         out = service.init(registry_db(ctx))
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(out, ensure_ascii=False))
     elif out["created"]:
@@ -173,32 +171,27 @@ def import_cmd(
     if preview or flow_files:
         if not (preview and flow_files):
             raise click.UsageError("--preview and --flows go together")
-        try:
+        with registry_errors(as_json):
             report = service.import_preview(list(files), fmt, list(flow_files), source=source, own=own)
-        except RegistryError as exc:
-            fail(exc, as_json)
         _print_impact(report, "json" if as_json else "text", MAX_NAMES)
         return
     total = sum(p.stat().st_size for p in files if str(p) != "-" and p.is_file())
-    try:
-        with progress_bar("registry import: reading", max(total, 1)) as bar:
+    with registry_errors(as_json), progress_bar("registry import: reading", max(total, 1)) as bar:
 
-            def progress(n: int) -> None:
-                bar.update(n)
+        def progress(n: int) -> None:
+            bar.update(n)
 
-            summary = service.import_paths(
-                registry_db(ctx),
-                list(files),
-                fmt,
-                source=source,
-                max_drop=max_drop,
-                max_removed=max_removed,
-                force=force,
-                dry_run=dry_run,
-                progress=progress,
-            )
-    except RegistryError as exc:
-        fail(exc, as_json)
+        summary = service.import_paths(
+            registry_db(ctx),
+            list(files),
+            fmt,
+            source=source,
+            max_drop=max_drop,
+            max_removed=max_removed,
+            force=force,
+            dry_run=dry_run,
+            progress=progress,
+        )
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
     else:
@@ -221,10 +214,8 @@ def check_cmd(
 ) -> None:
     """Show the entries that apply to each HOST, URL, IP or wallet address (chain:address), with
     their legal basis."""
-    try:
+    with registry_errors(as_json):
         results = service.check(registry_db(ctx), list(items), source=source)
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(results, ensure_ascii=False))
     else:
@@ -248,10 +239,8 @@ def check_cmd(
 @click.pass_context
 def history_cmd(ctx: click.Context, indicator: str, as_json: bool) -> None:
     """Show every change to INDICATOR (added, removed, changed) and its current entries."""
-    try:
+    with registry_errors(as_json):
         h = service.history(registry_db(ctx), indicator)
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(h, ensure_ascii=False))
         return
@@ -289,7 +278,7 @@ def export_cmd(
     as_json: bool,
 ) -> None:
     """Write the register for nftables, RPZ, unbound, dnsmasq, Squid or a hosts file."""
-    try:
+    with registry_errors(as_json):
         res = service.export(registry_db(ctx), target, source=source, origin=origin, table=table)
         if out is None:
             click.echo(res.text, nl=False)
@@ -298,8 +287,6 @@ def export_cmd(
                 out.write_text(res.text, encoding="utf-8")
             except OSError as exc:
                 raise RegistryError("registry.io_error", exc.strerror or str(exc), str(out)) from exc
-    except RegistryError as exc:
-        fail(exc, as_json)
     report = {
         "target": target,
         "out": str(out) if out else "-",
@@ -325,10 +312,8 @@ def _counts(by: dict[str, int]) -> str:
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Entries per source and kind, and the latest imports."""
-    try:
+    with registry_errors(as_json):
         st = service.stats(registry_db(ctx))
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(st, ensure_ascii=False))
         return
@@ -395,12 +380,10 @@ def impact_cmd(
 ) -> None:
     """What each ENTRY (name, *.mask, URL, address, CIDR) would also hit in the given traffic."""
     fmt = "json" if as_json else fmt
-    try:
+    with registry_errors(fmt == "json"):
         report = service.impact(
             list(entries), list(flow_files), own=own, max_names=max(show_names, MAX_NAMES)
         )
-    except RegistryError as exc:
-        fail(exc, fmt == "json")
     _print_impact(report, fmt, show_names)
 
 

@@ -18,10 +18,9 @@ import click
 
 from sluice.cli._context import registry_db
 from sluice.cli._exit import InputFailure
-from sluice.cli._register import fail, register_opt
+from sluice.cli._register import register_opt, registry_errors
 from sluice.registry import service
 from sluice.registry.choices import DEFAULT_MAX_DROP, DEFAULT_MAX_REMOVED, FORMATS
-from sluice.registry.model import RegistryError
 
 
 @click.group(name="sources")
@@ -38,10 +37,8 @@ def sources_group() -> None:
 @click.pass_context
 def sources_list_cmd(ctx: click.Context, as_json: bool) -> None:
     """Every source: entries per kind, its last import, where it comes from (file or URL)."""
-    try:
+    with registry_errors(as_json):
         items = service.sources_list(registry_db(ctx))
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(items, ensure_ascii=False))
         return
@@ -73,10 +70,8 @@ def sources_list_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def sources_rename_cmd(ctx: click.Context, old: str, new: str, as_json: bool) -> None:
     """Rename source OLD to NEW: its entries move (audited: removed from OLD, added to NEW)."""
-    try:
+    with registry_errors(as_json):
         out = service.sources_rename(registry_db(ctx), old, new)
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(out, ensure_ascii=False))
         return
@@ -94,10 +89,8 @@ def sources_rename_cmd(ctx: click.Context, old: str, new: str, as_json: bool) ->
 @click.pass_context
 def sources_remove_cmd(ctx: click.Context, name: str, dry_run: bool, as_json: bool) -> None:
     """Remove source NAME: every entry of it (audited, as an import of nothing) and its URL."""
-    try:
+    with registry_errors(as_json):
         summary = service.sources_remove(registry_db(ctx), name, dry_run=dry_run)
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
         return
@@ -120,10 +113,8 @@ def sources_remove_cmd(ctx: click.Context, name: str, dry_run: bool, as_json: bo
 @click.pass_context
 def sources_add_cmd(ctx: click.Context, name: str, url: str, fmt: str, every: str, as_json: bool) -> None:
     """Fetch source NAME from URL (http or https), like Pi-hole's adlists; then `registry fetch`."""
-    try:
+    with registry_errors(as_json):
         out = service.source_add(registry_db(ctx), name, url, fmt, every)
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps(out, ensure_ascii=False))
     else:
@@ -167,7 +158,7 @@ def fetch_cmd(
     slow, incomplete or refused by the import guards changes nothing either: the last good copy
     is kept, the bad one saved as NAME.rejected, and the refusal reported (exit 3).
     """
-    try:
+    with registry_errors(as_json):
         outs = service.fetch(
             registry_db(ctx),
             list(names),
@@ -178,8 +169,6 @@ def fetch_cmd(
             max_removed=max_removed,
             force=force,
         )
-    except RegistryError as exc:
-        fail(exc, as_json)
     if as_json:
         click.echo(json.dumps([o.as_dict() for o in outs], ensure_ascii=False))
     else:
