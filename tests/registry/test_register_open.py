@@ -213,9 +213,10 @@ def test_other_commands_refuse_a_missing_register(tmp_path: Path) -> None:
         assert not db.exists(), what
 
 
-def _ready_line(args: list[str]) -> str:
+def _ready_line(args: list[str], env: dict[str, str] | None = None) -> str:
     """Start ``gateway run --no-setup`` on a queue of its own; its ready line (then SIGTERM)."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_REGISTRY")}
+    e.update(env or {})
     p = subprocess.Popen([*SLUICE, *args], stderr=subprocess.PIPE, text=True, env=e)
     try:
         assert p.stderr is not None
@@ -250,8 +251,15 @@ def test_gateway_ready_line_and_empty_register(tmp_path: Path) -> None:
         "registry", "snapshot", "publish", "--register", str(db), "--key", str(keys[0]), "--out", str(snap)
     )
     assert got.returncode == 0, got.stderr
-    line = _ready_line([*base, "--register-snapshot", str(snap), "--snapshot-key", str(keys[1])])
+    from_snapshot = [*base, "--register-snapshot", str(snap), "--snapshot-key", str(keys[1])]
+    line = _ready_line(from_snapshot)
     assert "register 2 entries (domain 1, subnet 1), version " in line and "version ?" not in line, line
+    # $SLUICE_REGISTRY names the register of other commands: the snapshot still wins (it was
+    # refused as "excludes --register"); an explicit --register beside it is refused
+    line = _ready_line(from_snapshot, env={"SLUICE_REGISTRY": str(tmp_path / "other.db")})
+    assert "register 2 entries (domain 1, subnet 1), version " in line, line
+    got = _sluice(*from_snapshot, "--register", str(db))
+    assert got.returncode == 2 and "excludes --register" in got.stderr, got.stderr
     # an empty register is refused unless asked for
     empty = tmp_path / "empty.db"
     assert _sluice("registry", "init", "--register", str(empty)).returncode == 0

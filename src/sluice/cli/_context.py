@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_REGISTER",
     "REGISTER_ENV",
+    "REGISTER_GIVEN_KEY",
     "REGISTRY_DB_KEY",
     "register_option",
     "registry_db",
@@ -38,6 +39,9 @@ DEFAULT_REGISTER = "sluice-registry.db"
 REGISTRY_DB_KEY = "sluice.registry.db"
 """``Context.meta`` key of the register a ``registry`` subcommand resolved."""
 _GROUP_KEY = "sluice.registry.group"
+REGISTER_GIVEN_KEY = "sluice.registry.given"
+"""``ctx.meta``: the register came from ``--register`` (this command's or its group's), not
+from ``$SLUICE_REGISTRY`` or the default."""
 """``Context.meta`` key of the register given to the group (before the subcommand)."""
 _warned: set[str] = set()
 
@@ -108,7 +112,9 @@ def register_option(
         @functools.wraps(f)
         def run(*args: Any, **kwargs: Any) -> Any:
             ctx = click.get_current_context()
-            value = resolve_register(ctx, kwargs.pop("register_given"), kwargs.pop("db_given"), default)
+            given, old = kwargs.pop("register_given"), kwargs.pop("db_given")
+            value = resolve_register(ctx, given, old, default)
+            ctx.meta[REGISTER_GIVEN_KEY] = bool(given or old or ctx.meta.get(_GROUP_KEY))
             if value is None and required:
                 raise click.UsageError(f"give the register: --register PATH|URL (or ${REGISTER_ENV})")
             if param is None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from sluice.cli._context import register_option
+from sluice.cli._context import REGISTER_GIVEN_KEY, register_option
 from sluice.cli._detect import load_combiner, model_options
 from sluice.cli._exit import EXIT_IO, EXIT_USAGE, failure_for
 from sluice.errors import ConfigError
@@ -200,8 +200,10 @@ def run_command(
     rs = _ruleset(queue, queue_bypass, packets, chain, workers)
     if no_detect and (model_dir or no_model):
         raise click.UsageError("--no-detect excludes --model and --no-model")
-    if register_snapshot and (register_db or not snapshot_key):
-        raise click.UsageError("--register-snapshot needs --snapshot-key and excludes --register")
+    if register_snapshot:
+        if click.get_current_context().meta.get(REGISTER_GIVEN_KEY) or not snapshot_key:
+            raise click.UsageError("--register-snapshot needs --snapshot-key and excludes --register")
+        register_db = None  # $SLUICE_REGISTRY names the register of other commands: the snapshot wins
     try:
         metrics = parse_address(metrics_addr) if metrics_addr is not None else None
     except ConfigError as exc:
