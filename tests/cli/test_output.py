@@ -94,6 +94,23 @@ def test_flows_and_analyze_name_the_capture_when_several_are_given(tmp_path: Pat
     assert sum(line.startswith("twin.pcapng ") for line in lines) == 50
 
 
+@pytest.mark.parametrize("command", ["flows", "analyze"])
+def test_an_unreadable_capture_is_said_and_the_others_still_run(tmp_path: Path, command: str) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"this is not a capture at all" * 10)
+    twin = tmp_path / "twin.pcapng"
+    twin.write_bytes(DEMO.read_bytes())
+    extra = ["--no-model"] if command == "analyze" else []
+    res = run(command, *extra, "--no-progress", str(DEMO), str(bad), str(twin))
+    assert res.exit_code == 3, res.output  # input failure, not "findings" (1)
+    err = res.stderr.strip().splitlines()
+    assert any(line.startswith(f"sluice {command}: error:") and "bad.pcap" in line for line in err), err
+    rows = res.stdout.splitlines()
+    for name in ("demo.pcapng", "twin.pcapng"):
+        assert sum(line.startswith(f"{name} ") for line in rows) >= 50, name
+    assert not any(line.startswith("bad.pcap") for line in rows)
+
+
 def test_analyze_csv_holds_the_jsonl_rows() -> None:
     got = run("analyze", "--no-model", "--no-progress", "--format", "csv", str(DEMO))
     assert got.exit_code == 0, got.output

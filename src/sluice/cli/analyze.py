@@ -230,13 +230,14 @@ def analyze(
         if with_decisions:
             _decisions(paths, policy_file, combiner, register, packets, fmt, out_path, summary_json)
             return
+        unreadable: list[str] = []
         try:
             if cluster:
                 res = _on_cluster(
                     cluster, list(captures), (model_dir, no_model, fet_veto), register_db, shard_dir
                 )
             else:
-                res = _analyze_each(paths, combiner, register, progress)
+                res, unreadable = _analyze_each(paths, combiner, register, progress)
         except CaptureError as exc:
             raise InputFailure(f"{exc} [{exc.reason}]") from None
     names = dict(zip(paths, captures, strict=True))
@@ -247,6 +248,8 @@ def analyze(
         return
     summary = summarize(res.flows)
     _emit(res, fmt, out_path, multi, summary, summary_json)
+    if unreadable:
+        raise InputFailure(f"{len(unreadable)} of {len(paths)} captures unreadable (said above)")
     if fail_on_findings and summary["findings"]:
         raise Findings()
 
@@ -267,18 +270,26 @@ def _open_register(register_db: str | None) -> RegisterLookup | None:
 
 def _analyze_each(
     paths: list[str], combiner: Combiner, register: RegisterLookup | None, show: bool
-) -> AnalysisResult:
-    """:func:`analyze_captures` capture by capture, with a progress bar over the captures."""
+) -> tuple[AnalysisResult, list[str]]:
+    """:func:`analyze_captures` capture by capture, with a progress bar over the captures; a
+    capture that cannot be read is said on stderr and skipped (as ``sluice flows`` does): the
+    result, and the captures skipped."""
     res = AnalysisResult()
+    unreadable: list[str] = []
     lookup = register.for_flow if register is not None else None
     with progress_bar("analyze", len(paths), enabled=show) as bar:
         for i, path in enumerate(paths):
             bar.update(i, text=f"analyze {os.path.basename(path)}")
-            one = analyze_captures([path], combiner, register=lookup)
+            try:
+                one = analyze_captures([path], combiner, register=lookup)
+            except CaptureError as exc:
+                click.echo(f"sluice analyze: error: {exc} [{exc.reason}]", err=True)
+                unreadable.append(path)
+                continue
             res.flows.extend(one.flows)
             res.runs.update(one.runs)
         bar.update(len(paths))
-    return res
+    return res, unreadable
 
 
 def _on_cluster(
