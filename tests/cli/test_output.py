@@ -111,6 +111,21 @@ def test_an_unreadable_capture_is_said_and_the_others_still_run(tmp_path: Path, 
     assert not any(line.startswith("bad.pcap") for line in rows)
 
 
+def test_parquet_without_pyarrow_is_refused_before_any_file_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else find_spec(name, *a)
+    )
+    out = tmp_path / "flows.parquet"
+    res = run("flows", "--no-progress", "--format", "parquet", "--out", str(out), str(DEMO))
+    assert res.exit_code == 2 and "pip install 'sluice[parquet]'" in res.stderr, res.output
+    assert not out.exists()
+
+
 def test_analyze_csv_holds_the_jsonl_rows() -> None:
     got = run("analyze", "--no-model", "--no-progress", "--format", "csv", str(DEMO))
     assert got.exit_code == 0, got.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["flows_command"]
 
+import importlib.util
 import json
 import os
 import sys
@@ -250,6 +251,8 @@ def flows_command(
         )
     if fmt == "parquet" and not out_path:
         raise click.UsageError("--format parquet needs --out FILE")
+    if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise UsageFailure("--format parquet needs pyarrow: pip install 'sluice[parquet]'")
     config = FlowConfig(
         idle_timeout_s=idle_timeout,
         active_timeout_s=active_timeout,
@@ -266,9 +269,12 @@ def flows_command(
     out: IO[str] | None = None
     for path in (out_path, summary_json):  # refuse unwritable outputs before the work, not after
         if path:
+            existed = os.path.lexists(path)
             try:
                 with open(path, "a", encoding="utf-8"):
                     pass
+                if not existed:  # the check leaves nothing behind if the run fails later
+                    os.unlink(path)
             except OSError as exc:
                 raise InputFailure(f"cannot write {path}: {exc.strerror}") from None
     if fmt != "parquet":
