@@ -11,6 +11,7 @@ from sluice.detect.dataset import LabeledFlows
 from sluice.detect.heldout import (
     Unit,
     calibration,
+    derive_inner_units,
     derive_units,
     freeze_split,
     held_out,
@@ -43,7 +44,7 @@ def test_calibration_bins_and_error() -> None:
 
 def test_split_is_frozen_once(tmp_path: Path) -> None:
     path = tmp_path / "split.json"
-    units = [Unit("stack", "firefox"), Unit("impl", "circumvention/trojan@v2ray")]
+    units = [Unit("stack", "firefox"), Unit("impl", "circumvention/trojan@v2ray"), Unit("inner", "chrome")]
     freeze_split(path, units, note="before tuning")
     assert read_split(path) == (units, "before tuning")
     with pytest.raises(ConfigError, match="frozen split exists"):
@@ -99,6 +100,39 @@ def test_held_out_on_lab_excerpts() -> None:
     assert 0 <= python.interval[0] <= python.interval[1] <= 1
     md = "\n".join(heldout_markdown(rows, pooled))
     assert "| python |" in md and "| circumvention/trojan | trojan |" in md and "not in this data" in md
+
+
+def test_inner_browser_units_hold_out_every_flow_of_that_browser() -> None:
+    """Held out by the browser a carrier carried: its carrier flows are judged, and its direct
+    flows (curl-cffi's and the real browser's) leave training too."""
+    data = _lab_data()
+    n = len(data.records)
+    findings = [i for i, lab in enumerate(data.labels) if not lab.startswith("benign")]
+    benign = [i for i, lab in enumerate(data.labels) if lab.startswith("benign")]
+    # relabel the excerpts' clients: some carrier flows by "chrome", some benign ones by Chrome itself
+    for k, i in enumerate(findings):
+        data.stacks[i] = [
+            "curl-cffi-chrome via ss-local",
+            "curl-cffi-safari via stunnel client",
+            "curl-openssl",
+        ][k % 3]
+    for k, i in enumerate(benign):
+        data.stacks[i] = ["curl-cffi-chrome", "chromium", "curl-openssl"][k % 3]
+    units = derive_inner_units(data, min_flows=2)
+    assert units == [Unit("inner", "chrome"), Unit("inner", "safari")]
+    chrome = units[0].selects(data)
+    assert {data.stacks[i] for i in range(n) if chrome[i]} == {
+        "curl-cffi-chrome via ss-local",
+        "curl-cffi-chrome",
+        "chromium",
+    }
+    rows, pooled = held_out(data, {"n_estimators": 20, "min_child_samples": 2}, units[:1])
+    (row,) = rows
+    carried = [i for i in findings if data.stacks[i].startswith("curl-cffi-chrome via")]
+    assert row.flows + row.shaped == len(carried) and row.hits <= row.flows
+    assert len(pooled.labels) == len(carried)  # only the carrier flows are judged
+    md = "\n".join(heldout_markdown(rows, pooled))
+    assert "### Inner clients: recall through carriers" in md and "| chrome |" in md
 
 
 def test_plain_http_in_tls_carriers_are_not_trained_and_reported_apart() -> None:

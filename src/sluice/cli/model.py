@@ -276,6 +276,7 @@ def _held_out_section(
 ) -> tuple[list[str], dict[str, Any]]:
     """Freeze (first time) or read the split, run it, and render its report section."""
     from sluice.detect.heldout import (
+        derive_inner_units,
         derive_units,
         freeze_split,
         held_out,
@@ -291,13 +292,16 @@ def _held_out_section(
         units, note = read_split(split_path)
     except ConfigError as exc:
         _fail("evaluate", exc, EXIT_USAGE)
-    rows, pooled = held_out(data, params, units, fet_veto)
+    inner = derive_inner_units(data)
+    rows, pooled = held_out(data, params, [*units, *inner], fet_veto)
     lines = heldout_markdown(rows, pooled)
     Path(report_dir).mkdir(parents=True, exist_ok=True)
     if pooled.scores:
         name = plot_calibration(pooled, Path(report_dir))
         lines += [f"![{name}]({name})", ""]
-    lines.insert(2, f"Split: `{Path(split_path).name}` ({len(units)} units; {note}).")
+    lines.insert(
+        2, f"Split: `{Path(split_path).name}` ({len(units)} units; {note}); {len(inner)} inner clients."
+    )
     lines.insert(3, "")
     table = {
         r.unit.key: {"kind": r.unit.kind, "flows": r.flows, "hits": r.hits, "interval": r.interval}

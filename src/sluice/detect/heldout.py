@@ -20,6 +20,7 @@ __all__ = [
     "HeldOutRow",
     "Unit",
     "calibration",
+    "derive_inner_units",
     "derive_units",
     "freeze_split",
     "held_out",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -51,6 +53,10 @@ SPLIT_FORMAT = "sluice-heldout-split"
 """``format`` of a frozen split file."""
 MIN_FLOWS = 3
 """Units with fewer labeled flows are not held out on their own (too few to say anything)."""
+_INNER = re.compile(r"^curl-cffi-([a-z]+)(?: via |$)")
+"""``params.stack`` of a flow made by curl-cffi impersonating a browser (through a carrier: ``… via …``)."""
+BROWSER_STACKS = {"chrome": ("chromium",), "firefox": ("firefox",)}
+"""The real browsers' stacks held out with curl-cffi's impersonation of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +64,21 @@ class Unit:
     """What one check holds out."""
 
     kind: str
-    """``stack`` (a benign client stack: false positives) or ``impl`` (one implementation of one
-    finding family: recall). An implementation is held out wherever it takes part: a session
-    whose client and server are different implementations (``v2ray+trojan-gfw``) is held out
-    with either."""
+    """``stack`` (a benign client stack: false positives), ``impl`` (one implementation of one
+    finding family: recall) or ``inner`` (one browser whose handshake a carrier carries: recall).
+    An implementation is held out wherever it takes part: a session whose client and server are
+    different implementations (``v2ray+trojan-gfw``) is held out with either. An inner browser
+    is held out with every flow it made: through carriers, direct, and the real browser's."""
     key: str
-    """The stack's name, or ``class/family@impl``."""
+    """The stack's name, ``class/family@impl``, or the browser (``chrome``)."""
 
     def selects(self, data: LabeledFlows) -> np.ndarray[Any, np.dtype[np.bool_]]:
         """The flows this unit holds out (trained without, tested on)."""
         if self.kind == "stack":
             return np.asarray([s == self.key for s in data.stacks], dtype=bool)
+        if self.kind == "inner":
+            real = BROWSER_STACKS.get(self.key, ())
+            return np.asarray([_inner_browser(s) == self.key or s in real for s in data.stacks], dtype=bool)
         label, _, impl = self.key.rpartition("@")
         return np.asarray(
             [lab == label and impl in im.split("+") for lab, im in zip(data.labels, data.impls, strict=True)],
@@ -102,6 +112,25 @@ def derive_units(data: LabeledFlows, min_flows: int = MIN_FLOWS) -> list[Unit]:
     return units
 
 
+def _inner_browser(stack: str) -> str:
+    m = _INNER.match(stack)
+    return m.group(1) if m else ""
+
+
+def derive_inner_units(data: LabeledFlows, min_flows: int = MIN_FLOWS) -> list[Unit]:
+    """Every browser curl-cffi impersonated inside a carrier, with enough carrier flows.
+
+    Not part of a frozen split (which predates these sessions): derived from the data at each
+    run, every such browser, so nothing can be picked towards a good number.
+    """
+    counts: dict[str, int] = {}
+    for lab, src, st in zip(data.labels, data.sources, data.stacks, strict=True):
+        browser = _inner_browser(st)
+        if src == "lab" and browser and _finding(lab):
+            counts[browser] = counts.get(browser, 0) + 1
+    return [Unit("inner", k) for k, n in sorted(counts.items()) if n >= min_flows]
+
+
 def freeze_split(path: str | Path, units: Sequence[Unit], note: str = "") -> None:
     """Write the units to ``path`` (refusing to overwrite: a frozen split stays frozen)."""
     p = Path(path)
@@ -132,7 +161,7 @@ def read_split(path: str | Path) -> tuple[list[Unit], str]:
         raise ConfigError(str(p), f"not a {SPLIT_FORMAT} v1 file")
     units = []
     for u in doc.get("units", []):
-        if not isinstance(u, dict) or u.get("kind") not in ("stack", "impl") or not u.get("key"):
+        if not isinstance(u, dict) or u.get("kind") not in ("stack", "impl", "inner") or not u.get("key"):
             raise ConfigError(str(p), f"bad unit {u!r}")
         units.append(Unit(str(u["kind"]), str(u["key"])))
     return units, str(doc.get("note", ""))
@@ -190,6 +219,8 @@ def held_out(
         test_idx = np.flatnonzero(held)
         if unit.kind == "stack":
             test_idx = np.asarray([i for i in test_idx if not _finding(data.labels[i])], dtype=np.intp)
+        elif unit.kind == "inner":  # recall on what carriers carried; the benign flows only leave training
+            test_idx = np.asarray([i for i in test_idx if _finding(data.labels[i])], dtype=np.intp)
         if not len(test_idx) or held.all():
             rows.append(HeldOutRow(unit, 0, 0, 0, 0, 0, -1.0, missing=True))
             continue
@@ -306,6 +337,24 @@ def heldout_markdown(rows: Sequence[HeldOutRow], pooled: EvalResult) -> list[str
             f"{r.right_family} | {_pct(r.model_hits, r.flows)} | {r.unknown} | "
             f"{r.decided_median:g} | {_pct(r.shaped_hits, r.shaped)} |"
         )
+    inner = [r for r in rows if r.unit.kind == "inner"]
+    if inner:
+        lines += [
+            "",
+            "### Inner clients: recall through carriers",
+            "",
+            "A model trained without every flow of one browser's handshake (curl-cffi impersonating "
+            "it through carriers and directly, and the real browser), judging that browser's carrier "
+            "flows. Units derived from the data at each run (every such browser), not from the split.",
+            "",
+            "| inner browser | flows | sessions | found (combiner) | right family | model alone | unknown |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in inner:
+            lines.append(
+                f"| {r.unit.key} | {r.flows} | {r.sessions} | {_pct(r.hits, r.flows)} | {r.right_family} | "
+                f"{_pct(r.model_hits, r.flows)} | {r.unknown} |"
+            )
     bins, ece, n = _trained_calibration(pooled)
     lines += [
         "",
