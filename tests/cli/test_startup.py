@@ -56,6 +56,21 @@ assert "registry" in out.getvalue() and "gateway" in out.getvalue(), out.getvalu
     assert _heavy_after(body) == []
 
 
+@pytest.mark.parametrize("argv", [["gateway", "--help"], ["gateway", "run", "--help"], ["analyze", "--help"]])
+def test_a_command_help_loads_no_detector(argv: list[str]) -> None:
+    """The detectors (numba kernels, LightGBM) load when a command runs, not for its --help."""
+    body = f"""
+import contextlib, io
+from sluice.cli.main import main
+sys.argv = ["sluice", *{argv!r}]
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    main()
+assert "Usage:" in out.getvalue(), out.getvalue()
+"""
+    assert _heavy_after(body) == []
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_listed_help_is_the_commands_own(name: str) -> None:
     """``sluice --help`` shows COMMANDS' text; it must be what the command itself says."""

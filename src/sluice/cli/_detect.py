@@ -5,13 +5,16 @@ from __future__ import annotations
 __all__ = ["load_combiner", "model_options"]
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from sluice.cli._exit import UsageFailure
-from sluice.detect.combiner import DEFAULT_FET_VETO, Combiner
+from sluice.detect.verdict import DEFAULT_FET_VETO
 from sluice.errors import ConfigError
+
+if TYPE_CHECKING:  # the detectors load when a command runs, not for its --help
+    from sluice.detect.combiner import Combiner
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -45,6 +48,7 @@ def load_combiner(
     model_dir: str | None, no_model: bool, fet_veto: float | None = DEFAULT_FET_VETO
 ) -> Combiner:
     """The combiner the options ask for; a model that does not load ends the program (exit 2)."""
+    from sluice.detect.combiner import Combiner
     from sluice.detect.model import DEFAULT_MODEL_DIR, ModelScorer, load_model
 
     if no_model and model_dir:

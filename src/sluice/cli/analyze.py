@@ -35,13 +35,13 @@ from sluice.cli._output import (
     write_summary_json,
 )
 from sluice.cli._output import progress as progress_bar
-from sluice.detect.service import AnalysisResult, FlowVerdict, analyze_captures, summarize
 from sluice.errors import CaptureError, ConfigError, SluiceError
 from sluice.gateway.rules import DEFAULT_PACKETS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the detectors load when the command runs, not for its --help
     from sluice.decide import RegisterLookup
     from sluice.detect.combiner import Combiner
+    from sluice.detect.service import AnalysisResult, FlowVerdict
 
 FORMATS = ("table", "jsonl", "csv", "parquet", "eve")
 
@@ -246,6 +246,8 @@ def analyze(
     if explain_id is not None:
         _explain(res, explain_id, multi)
         return
+    from sluice.detect.service import summarize
+
     summary = summarize(res.flows)
     _emit(res, fmt, out_path, multi, summary, summary_json)
     if unreadable:
@@ -274,6 +276,8 @@ def _analyze_each(
     """:func:`analyze_captures` capture by capture, with a progress bar over the captures; a
     capture that cannot be read is said on stderr and skipped (as ``sluice flows`` does): the
     result, and the captures skipped."""
+    from sluice.detect.service import AnalysisResult, analyze_captures
+
     res = AnalysisResult()
     unreadable: list[str] = []
     lookup = register.for_flow if register is not None else None

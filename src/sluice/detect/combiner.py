@@ -52,7 +52,7 @@ from typing import Protocol
 from sluice.detect._service_names import name_service
 from sluice.detect.fet import FetDetector, FetResult
 from sluice.detect.fingerprints import FingerprintDetector, RuleMatch
-from sluice.detect.verdict import DETECTABLE_CLASSES, Evidence, Verdict, flow_key_text
+from sluice.detect.verdict import DEFAULT_FET_VETO, DETECTABLE_CLASSES, Evidence, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
@@ -85,14 +85,6 @@ header, a handshake, a request line, the IP protocol) its fingerprint rule reads
 without it is not that protocol whatever its shape. Families a fingerprint covers only in part
 (OpenVPN's static-key mode, DNS and HTTP tunnels of other shapes) and those no rule covers
 (Shadowsocks, VMess, Trojan, obfs4 ...) stay the model's."""
-
-DEFAULT_FET_VETO: float | None = 0.99
-"""The model's ``P(benign)`` at or above which it vetoes a finding of the FET alone (None: never).
-
-Measured (docs/detection-notes.md): held-out benign flows the FET alone flags score 0.95-0.995,
-fully-encrypted circumvention of configurations the model never saw at most 0.977, so 0.99 vetoed
-none of the latter in any check (and 1 to 5 of the 5 former, depending on the seed).
-"""
 
 _BENIGN_APPS = {
     "tls": "tls",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLASSES",
+    "DEFAULT_FET_VETO",
     "DETECTABLE_CLASSES",
     "Evidence",
     "Verdict",
@@ -24,6 +25,14 @@ CLASSES = ("benign", "vpn", "proxy", "circumvention", "tunnel", "crypto", "unkno
 """Every class a verdict can name (``TAXONOMY.md``)."""
 DETECTABLE_CLASSES = ("vpn", "proxy", "circumvention", "tunnel", "crypto")
 """The classes an operator acts on (a verdict in one of these is a finding)."""
+
+DEFAULT_FET_VETO: float | None = 0.99
+"""The model's ``P(benign)`` at or above which it vetoes a finding of the FET alone (None: never).
+
+Measured (docs/detection-notes.md): held-out benign flows the FET alone flags score 0.95-0.995,
+fully-encrypted circumvention of configurations the model never saw at most 0.977, so 0.99 vetoed
+none of the latter in any check (and 1 to 5 of the 5 former, depending on the seed).
+"""
 
 _PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah"}
 

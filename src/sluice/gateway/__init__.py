@@ -12,7 +12,8 @@ Operation, marks and failure modes are in ``docs/gateway-notes.md``.
 
 from __future__ import annotations
 
-from sluice.gateway.engine import GatewayEngine, GatewayStats, QueueVerdict, mark_for, run_queue
+from typing import TYPE_CHECKING, Any
+
 from sluice.gateway.rules import (
     DEFAULT_CHAIN,
     DEFAULT_PACKETS,
@@ -45,3 +46,18 @@ __all__ = [
     "setup",
     "teardown",
 ]
+
+_ENGINE = frozenset({"GatewayEngine", "GatewayStats", "QueueVerdict", "mark_for", "run_queue"})
+
+if TYPE_CHECKING:
+    from sluice.gateway.engine import GatewayEngine, GatewayStats, QueueVerdict, mark_for, run_queue
+
+
+def __getattr__(name: str) -> Any:
+    """The engine's names load with the engine (the detectors, the Decider) on first use, so
+    ``sluice gateway --help`` and the rules alone stay light."""
+    if name in _ENGINE:
+        from sluice.gateway import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
