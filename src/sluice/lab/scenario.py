@@ -330,7 +330,16 @@ class Session:
         self.identify(
             stack=str(self.params.get("stack", "curl-openssl")), impl=str(self.params.get("impl", ""))
         )
-        argv = [self.python, "-m", "sluice.lab.webclients", "--lib", "curl-cffi", "--impersonate", target]
+        argv = [
+            self.python,
+            "-m",
+            "sluice.lab.webclients",
+            "--lib",
+            "curl-cffi",
+            "--impersonate",
+            target,
+            "--no-dns",
+        ]
         return with_gap([*argv, "--timeout", str(timeout), *translated])
 
 
