@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sluice.errors import ConfigError
@@ -188,6 +188,13 @@ def test_reads_analysis_output_and_refuses_other_files(tmp_path: Path) -> None:
         max_size=30,
     )
 )
+@example(  # an evidence cell whose JSON is a number, an object or null (hypothesis found "1")
+    rows=[
+        {"server": "192.0.2.1", "server_port": 443, "proto": 6, "class": "vpn", "family": None, "sni": None,
+         "cert_subject": None, "cert_san": None, "dns_query": None, "dns_answers": None, "evidence": ev}
+        for ev in ("1", "{}", "null", '"x"', "[1, null]")
+    ]
+)  # fmt: skip
 def test_any_rows_give_groups_or_nothing(rows: list[dict[str, Any]]) -> None:
     """Odd values (empty, missing, unparsable) never raise; every candidate endpoint is in one group."""
     groups = discover(_rows(rows), min_findings=1)

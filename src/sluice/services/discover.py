@@ -242,12 +242,16 @@ def _listish(v: Any) -> list[str]:
 
 
 def _codes(v: Any) -> list[str]:
+    """The ``code`` of every evidence item; a cell that is not a list of items (JSON text of a
+    number, an object, null …) has none."""
     if isinstance(v, str):
         try:
             v = json.loads(v) if v else []
         except json.JSONDecodeError:
             return []
-    return [str(e.get("code", "")) for e in v or [] if isinstance(e, Mapping)]
+    if not isinstance(v, (list, tuple)):
+        return []
+    return [str(e.get("code", "")) for e in v if isinstance(e, Mapping)]
 
 
 def _from_rows(rows: Iterable[Mapping[str, Any]]) -> DiscoveryInput:
