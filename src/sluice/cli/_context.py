@@ -39,10 +39,10 @@ DEFAULT_REGISTER = "sluice-registry.db"
 REGISTRY_DB_KEY = "sluice.registry.db"
 """``Context.meta`` key of the register a ``registry`` subcommand resolved."""
 _GROUP_KEY = "sluice.registry.group"
-REGISTER_GIVEN_KEY = "sluice.registry.given"
-"""``ctx.meta``: the register came from ``--register`` (this command's or its group's), not
-from ``$SLUICE_REGISTRY`` or the default."""
 """``Context.meta`` key of the register given to the group (before the subcommand)."""
+REGISTER_GIVEN_KEY = "sluice.registry.given"
+"""``Context.meta`` key: the register came from ``--register`` (this command's or its group's),
+not from ``$SLUICE_REGISTRY`` or the default."""
 _warned: set[str] = set()
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -55,7 +55,7 @@ MIN_FLOWS = 3
 """Units with fewer labeled flows are not held out on their own (too few to say anything)."""
 _INNER = re.compile(r"^curl-cffi-([a-z]+)(?: via |$)")
 """``params.stack`` of a flow made by curl-cffi impersonating a browser (through a carrier: ``… via …``)."""
-BROWSER_STACKS = {"chrome": ("chromium",), "firefox": ("firefox",)}
+_REAL_BROWSERS = {"chrome": ("chromium",), "firefox": ("firefox",)}
 """The real browsers' stacks held out with curl-cffi's impersonation of them."""
 
 
@@ -77,7 +77,7 @@ class Unit:
         if self.kind == "stack":
             return np.asarray([s == self.key for s in data.stacks], dtype=bool)
         if self.kind == "inner":
-            real = BROWSER_STACKS.get(self.key, ())
+            real = _REAL_BROWSERS.get(self.key, ())
             return np.asarray([_inner_browser(s) == self.key or s in real for s in data.stacks], dtype=bool)
         label, _, impl = self.key.rpartition("@")
         return np.asarray(

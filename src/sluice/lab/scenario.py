@@ -178,11 +178,14 @@ class Session:
         benign traffic (``nginx``).  Evaluations hold out one stack or one implementation at a
         time (:mod:`sluice.detect.evaluate`), so every scenario should say both.
         """
-        browser = self.params.get("inner_browser")
-        if self.params.get("inner_client") == "curl-cffi" and stack.startswith("curl-openssl"):
-            stack = f"curl-cffi-{browser}" + stack.removeprefix("curl-openssl")
-        self.params["stack"] = stack
+        self.params["stack"] = self._inner_stack(stack)
         self.params["impl"] = impl
+
+    def _inner_stack(self, stack: str) -> str:
+        """``stack`` with curl replaced by the browser curl-cffi impersonates, when it fetches."""
+        if self.params.get("inner_client") != "curl-cffi" or not stack.startswith("curl-openssl"):
+            return stack
+        return f"curl-cffi-{self.params['inner_browser']}" + stack.removeprefix("curl-openssl")
 
     def port(self, key: str, default: int, p_default: float = 0.3) -> int:
         """The program's default port with probability ``p_default``, else a random high port."""
@@ -327,9 +330,8 @@ class Session:
             return None
         browser = self.choose("inner_browser", tuple(CURL_CFFI_TARGETS))
         target = self.choose("impersonate", CURL_CFFI_TARGETS[browser])
-        self.identify(
-            stack=str(self.params.get("stack", "curl-openssl")), impl=str(self.params.get("impl", ""))
-        )
+        if "stack" in self.params:  # identified before the fetch (identify() applies it after)
+            self.params["stack"] = self._inner_stack(str(self.params["stack"]))
         argv = [
             self.python,
             "-m",

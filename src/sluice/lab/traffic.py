@@ -21,7 +21,6 @@ __all__ = [
     "plan_mix",
     "run_mix",
     "served_from",
-    "url_pairs",
     "with_gap",
 ]
 
@@ -154,7 +153,7 @@ ClientCommand = Callable[[Fetch], Sequence[Sequence[str]]]
 ``gap_s`` apart (a client that can pause between requests itself returns one command)."""
 
 
-def url_pairs(f: Fetch) -> list[str]:
+def _url_pairs(f: Fetch) -> list[str]:
     """``URL OUT URL OUT …`` of one step."""
     return [x for u, o in zip(f.urls, f.outputs, strict=True) for x in (u, str(o))]
 
@@ -163,7 +162,7 @@ def with_gap(argv: Sequence[str]) -> ClientCommand:
     """A client that takes ``--gap S URL OUT ...`` itself (:mod:`sluice.lab.webclients`)."""
 
     def make(f: Fetch) -> list[list[str]]:
-        return [[*argv, "--gap", f"{f.gap_s:.3f}", *url_pairs(f)]]
+        return [[*argv, "--gap", f"{f.gap_s:.3f}", *_url_pairs(f)]]
 
     return make
 
