@@ -268,3 +268,57 @@ def test_log_ratio_contributions_equal_the_full_treeshap() -> None:
         np.testing.assert_allclose(got, full[:, k, :-1] - full[:, 0, :-1], rtol=0, atol=1e-12)
     with pytest.raises(ValueError):
         fitted.log_ratio_contributions(X, 0)
+
+
+def _finding_rows(m: FlowModel, X: np.ndarray) -> list[tuple[int, int]]:
+    """(row, class index) of each finding, the class being the opinion's."""
+    proba = m.predict_proba(X)
+    return [(i, 1 + int(np.argmax(p[1:]))) for i, p in enumerate(proba) if 1.0 - p[0] >= m.threshold_]
+
+
+def test_opinions_evidence_is_path_attribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Findings carry the top positive path attributions (the compiled forest's) as evidence, and
+    TreeSHAP's when the forest does not evaluate the model."""
+    m = tiny_model()
+    X = FlowFeatures().fit_transform(tiny().records)
+    forest = m._forest()
+    assert forest is not None
+    findings = _finding_rows(m, X)
+    assert findings
+    for fallback in (False, True):
+        if fallback:  # a model the forest does not evaluate
+            monkeypatch.setattr(m, "_forest", lambda: None)
+        explain = m.log_ratio_contributions if fallback else forest.path_contributions
+        ops = m.opinions(X, [0] * len(X))
+        for i, k in findings:
+            ratio = explain(X[i : i + 1], k)[0]
+            evidence = ops[i].evidence
+            assert evidence and (ops[i].label, ops[i].family) == tuple(m.classes_[k].split("/"))
+            top = [j for j in np.argsort(-ratio)[: len(evidence)] if ratio[j] > 0]
+            assert [e.feature for e in evidence] == [FEATURE_NAMES[j] for j in top]
+            np.testing.assert_allclose([e.contribution for e in evidence], ratio[top], rtol=0, atol=1e-12)
+            assert sum(e.contribution for e in evidence) <= ratio[ratio > 0].sum() + 1e-12
+            assert evidence[0].reason == "pushed the model towards a finding (log-odds vs benign)"
+        assert all(not ops[i].evidence for i in set(range(len(X))) - {i for i, _ in findings})
+
+
+def test_scorer_explains_uncertain_flows_too() -> None:
+    """The combiner's ``unknown`` says which features leaned: the scorer's opinions carry evidence
+    from ``evidence_from`` (default: where ``unknown`` begins), not only at the threshold."""
+    from sluice.detect.combiner import DEFAULT_UNCERTAIN_FROM
+    from sluice.detect.model import ModelScorer
+
+    m = tiny_model()
+    records = tiny().records
+    p = m.score_samples(FlowFeatures().fit_transform(records))
+    assert DEFAULT_UNCERTAIN_FROM is not None
+    assert ModelScorer(m).evidence_from == DEFAULT_UNCERTAIN_FROM
+    explained = {}
+    for evidence_from in (0.01, None):
+        ops = ModelScorer(m, evidence_from=evidence_from).opinions(records)
+        floor = m.threshold_ if evidence_from is None else evidence_from
+        assert all(not op.evidence for op, s in zip(ops, p, strict=True) if s < floor)
+        explained[evidence_from] = {i for i, op in enumerate(ops) if op.evidence}
+    # the findings are explained either way; flows under the threshold only from evidence_from
+    assert explained[None] and explained[None] < explained[0.01]
+    assert all(p[i] < m.threshold_ for i in explained[0.01] - explained[None])

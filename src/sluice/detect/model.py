@@ -4,9 +4,13 @@ Theory of operation: :class:`FlowModel` is a multiclass gradient-boosted tree mo
 :data:`sluice.features.flow.FEATURE_NAMES`; its classes are ``benign`` and one ``class/family``
 per kind of finding in the training data. Its score is ``P(not benign) = 1 - P(benign)``; a
 flow at or above ``threshold_`` is a finding, named after its most likely non-benign class.
-Evidence is the exact decomposition (TreeSHAP, LightGBM's ``pred_contrib``) of the log-ratio
-``log P(family) / P(benign)`` over the features: the features that pushed most towards the
-finding, each with the benign training data's 5–95 % range as reference.
+Evidence is a decomposition of the log-ratio ``log P(family) / P(benign)`` over the features: the
+features that pushed most towards the finding, each with the benign training data's 5–95 % range
+as reference. Verdicts take path attribution (Saabas,
+:meth:`~sluice.detect.forest.Forest.path_contributions`: one path per tree, like the prediction;
+exact in sum, not Shapley-consistent). :meth:`FlowModel.log_ratio_contributions` is the Shapley
+decomposition (TreeSHAP, LightGBM's ``pred_contrib``), about 50 times the cost: for offline
+explanation, and for the verdicts of a model the compiled forest does not evaluate.
 
 Saved as a model directory (:mod:`sluice.detect.modeldir`: manifest, sha256 digests, the structure
 check of ``model.txt``); :func:`load_model` checks all of it before it parses anything and only
@@ -36,7 +40,7 @@ import numpy.typing as npt
 
 from sluice import __version__
 from sluice.detect._base import NotFittedError, constructor_params
-from sluice.detect.combiner import Opinion
+from sluice.detect.combiner import DEFAULT_UNCERTAIN_FROM, Opinion
 from sluice.detect.modeldir import (
     BENIGN,
     MODEL_FILE,
@@ -277,14 +281,17 @@ class FlowModel:
         """One :class:`Opinion` per row; rows scoring at least ``evidence_from`` (default: the
         threshold, i.e. findings) carry the top features by contribution as evidence."""
         proba = self.predict_proba(X)
-        # evidence only where it is shown: TreeSHAP costs more than the prediction
+        # evidence only where it is shown: even path attribution costs a share of the prediction
         floor = self.threshold_ if evidence_from is None else min(evidence_from, self.threshold_)
+        forest = self._forest()
+        # path attribution: TreeSHAP of the findings cost more than predicting every flow
+        attribute = forest.path_contributions if forest is not None else self.log_ratio_contributions
         found = np.flatnonzero(1.0 - proba[:, 0] >= floor)
         best = 1 + np.argmax(proba[:, 1:], axis=1) if len(proba) else np.zeros(0, dtype=np.intp)
         ratios: dict[int, Array] = {}
         for k in np.unique(best[found]):
             rows = found[best[found] == k]
-            for i, r in zip(rows.tolist(), self.log_ratio_contributions(X[rows], int(k)), strict=True):
+            for i, r in zip(rows.tolist(), attribute(X[rows], int(k)), strict=True):
                 ratios[i] = r
         digest = self.digest
         out = []
@@ -384,21 +391,29 @@ class ModelScorer:
     Args:
         model: the fitted model.
         features: the feature extractor (default: :class:`FlowFeatures`).
+        evidence_from: ``P(not benign)`` from which an opinion carries the features behind it
+            (default: where the combiner's ``unknown`` begins, so an uncertain flow says what
+            leaned); None: findings only.
     """
 
-    def __init__(self, model: FlowModel, features: FlowFeatures | None = None) -> None:
+    def __init__(
+        self,
+        model: FlowModel,
+        features: FlowFeatures | None = None,
+        evidence_from: float | None = DEFAULT_UNCERTAIN_FROM,
+    ) -> None:
         self.model = model
         self.features = (features or FlowFeatures()).fit()
+        self.evidence_from = evidence_from
 
     def opinions(self, records: Sequence[FlowRecord]) -> list[Opinion]:
         """One opinion per record."""
         if not records:
             return []
         X = self.features.transform(records)
-        # TreeSHAP for findings only: explaining every uncertain flow too tripled the verdict
-        # cost on the bench capture (BENCHMARKS.md); an unknown verdict names its most likely
-        # family and score, and `FlowModel.opinions(..., evidence_from=)` gives its features
-        return self.model.opinions(X, [_decided_at(r) for r in records])
+        # uncertain flows get their features too: by TreeSHAP that tripled the verdict cost on
+        # the bench capture (BENCHMARKS.md); path attribution costs ~1/50 of it
+        return self.model.opinions(X, [_decided_at(r) for r in records], self.evidence_from)
 
 
 def _threads(rows: int) -> int:
