@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 from sluice.lab.labels import FiveTuple
-from sluice.lab.pki import LabCA, random_hostname
+from sluice.lab.pki import CHAINS, Issued, LabCA, random_hostname
 from sluice.lab.topology import LabError, Role, Topology
 from sluice.lab.traffic import (
     CURL_CFFI_TARGETS,
@@ -222,6 +222,15 @@ class Session:
         self.params[key] = name
         return name
 
+    def server_cert(self, name: str, key: str = "chain") -> Issued:
+        """A certificate for ``name`` with a drawn chain (parameter ``key``, one of
+        :data:`~sluice.lab.pki.CHAINS`); a public-like leaf also names 1-6 other hosts."""
+        chain = self.choose(key, CHAINS)
+        others = (
+            tuple(random_hostname(self.rng) for _ in range(self.rng.randint(1, 6))) if chain != "leaf" else ()
+        )
+        return self.ca.issue(name, chain=chain, alt_names=others)
+
     def start_httpd(
         self,
         bind: str,
@@ -266,10 +275,12 @@ class Session:
         """Start the web server a carrier leads to, plain HTTP or HTTPS (parameter ``inner``).
 
         With ``https`` the server has a certificate from the session's CA for a random name
-        (parameter ``inner_name``) and is either the lab server or nginx (``inner_server``); the
-        URL keeps that name, so curl's TLS handshake (SNI, certificate check) runs end to end
-        through the carrier, and ``--connect-to`` sends the connection where the client reaches
-        the server (the IP literal goes to a proxy, not the name: the lab has no DNS).
+        (parameter ``inner_name``; its chain, ``inner_chain``, is the root-signed leaf alone or
+        a public site's 2-3 KB chain: :data:`~sluice.lab.pki.CHAINS`) and is either the lab
+        server or nginx (``inner_server``); the URL keeps that name, so curl's TLS handshake
+        (SNI, certificate check) runs end to end through the carrier, and ``--connect-to``
+        sends the connection where the client reaches the server (the IP literal goes to a
+        proxy, not the name: the lab has no DNS).
 
         Args:
             bind: address the server listens on (server namespace).
@@ -286,7 +297,7 @@ class Session:
             log = self.start_httpd(bind, port)
             return InnerWeb(scheme, f"http://{host}:{cport}", [], log, port, ["python3"])
         name = self.hostname("inner_name")
-        cert = self.ca.issue(name)
+        cert = self.server_cert(name, "inner_chain")
         tls = (cert.cert, cert.key)
         servers = ("python", "nginx") if which("nginx") else ("python",)
         if self.choose("inner_server", servers) == "nginx":
