@@ -189,8 +189,9 @@ def _densest(values: list[int], band: int) -> tuple[int, int]:
     return best[0], best[1]
 
 
-def _app_payloads(v: FlowView) -> list[tuple[int, int, int, float]]:
-    """(packet index, direction, payload bytes, seconds since start) after the TLS handshake.
+def _app_payloads(v: FlowView, limit: int) -> list[tuple[int, int, int, float]] | None:
+    """(packet index, direction, payload bytes, seconds since start) after the TLS handshake, or
+    None as soon as one of them is over ``limit`` bytes (most TLS flows: the rule is done).
 
     The handshake is taken as the client's first two payloads (ClientHello; its Finished or key
     exchange) and the server's first (its first flight); what follows is application data.
@@ -204,6 +205,8 @@ def _app_payloads(v: FlowView) -> list[tuple[int, int, int, float]]:
             continue
         seen[d] += 1
         if seen[d] > (2 if d == 0 else 1):
+            if n > limit:
+                return None
             out.append((i, d, n, t))
     return out
 
@@ -235,8 +238,8 @@ def stratum_tls(v: FlowView) -> Match | None:
     """Stratum inside TLS: one-size submissions answered at once by one-size replies, at random gaps."""
     if v.rec.proto != 6 or not _tls_both(v):
         return None
-    app = _app_payloads(v)
-    if not app or max(n for _, _, n, _ in app) > _BULK:
+    app = _app_payloads(v, _BULK)
+    if not app:
         return None
     pairs = _exchanges(app)
     if len(pairs) < _MIN_SHARES:
