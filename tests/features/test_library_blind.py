@@ -1,4 +1,5 @@
-"""Feature set 2 names protocols, not libraries: no client-library columns, the handshake masked."""
+"""Feature sets 2 and 3 name protocols, not libraries: no client-library columns, the handshake
+masked; what follows the handshake is read where it ends."""
 
 from __future__ import annotations
 
@@ -120,3 +121,39 @@ def test_bursts_and_the_nested_handshake_count() -> None:
     short = feature_row(_made([(300, 0), (900, 1)]))
     assert short[_col("late.c2s_mean")] == -1.0 and short[_col("late.s2c_max")] == -1.0
     assert short[_col("nested.handshakes")] == 0
+
+
+def _tls(packets: list[tuple[int, int]], version: int, cert: bool) -> FlowRecord:
+    """A flow opening with a TLS handshake record, with the server's chosen version and
+    (or not) a certificate, and the given (payload size, direction) packets."""
+    meta = AppMeta(app="tls", tls_version=version, cert_subject="CN=relay.example" if cert else "")
+    return replace(_made(packets), c2s_head="160301020001", meta=meta)
+
+
+INNER = [(546, 0), (1448, 1), (1448, 1), (814, 1), (102, 0), (108, 0), (293, 1)]
+"""A nested handshake as a relay carries it: the inner ClientHello, the inner server's chain, the
+inner Finished and request, a session ticket."""
+
+
+def test_the_bursts_after_the_handshake_start_where_it_ends() -> None:
+    inner = INNER
+    tls13 = [(517, 0), (1448, 1), (900, 1), (74, 0), *inner]  # the client's Finished in its own packet
+    tls12_full = [(517, 0), (1448, 1), (700, 1), (126, 0), (51, 1), *inner]  # key exchange, Finished
+    tls12_resumed = [(643, 0), (245, 1), (80, 0), *inner]  # CCS + Finished, then the inner hello
+    want = [546.0, -3710.0, 210.0, -293.0, 0.0, 0.0]
+    cols = [_col(f"tls_app{k}.bytes") for k in range(6)]
+    for packets, version, cert in (
+        (tls13, 0x0304, True),
+        (tls12_full, 0x0303, True),
+        (tls12_resumed, 0x0303, False),
+    ):
+        row = feature_row(_tls(packets, version, cert))
+        assert [row[c] for c in cols] == want, (version, cert)
+    # the positional bursts disagree on the same three flows: what the aligned columns are for
+    assert len({feature_row(_tls(p, v, c))[_col("burst2.bytes")] for p, v, c in (
+        (tls13, 0x0304, True), (tls12_full, 0x0303, True), (tls12_resumed, 0x0303, False))}) == 3  # fmt: skip
+    # a Finished that came with data is data: nothing is skipped after the server's first flight
+    merged = [(517, 0), (1448, 1), (620, 0), (3000, 1)]
+    assert [feature_row(_tls(merged, 0x0304, True))[c] for c in cols] == [620.0, -3000.0, 0.0, 0.0, 0.0, 0.0]
+    # not a TLS flow: -1, "not seen"
+    assert [feature_row(_made(inner))[c] for c in cols] == [-1.0] * 6

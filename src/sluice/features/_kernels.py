@@ -371,3 +371,74 @@ def burst_columns(
             o[c + 2 + 3 * d] = float(late_n[d])
             o[c + 3 + 3 * d] = late_sum[d] / late_n[d] if late_n[d] else -1.0
             o[c + 4 + 3 * d] = float(late_max[d])
+
+
+@njit(cache=True, nogil=True)
+def app_burst_columns(
+    ints: I64,
+    off: I64,
+    sizes: I64,
+    dirs: I64,
+    out: F64,
+    cols: I64,
+    n_app: int,
+    tls12: int,
+    finished_max: int,
+) -> None:  # pragma: no cover - compiled
+    """Fill the ``tls_app{k}.bytes`` block as :func:`sluice.features.flow._app_bursts` does.
+
+    ``cols``: the columns ``c2s.tls_record``, ``c2s.head_byte0``, ``tls.selected_version``,
+    ``tls.cert_present`` (already filled) and the first ``tls_app`` column. Integer sums, so the
+    values are the definition's bit for bit.
+    """
+    n_rec = ints.shape[0]
+    width = max(1, int(np.max(off[1:] - off[:-1])) if n_rec else 1)
+    lens = np.zeros(width, dtype=np.int64)
+    sd = np.zeros(width, dtype=np.int64)
+    sn = np.zeros(width, dtype=np.int64)
+    acc = np.zeros(n_app, dtype=np.int64)
+    adir = np.zeros(n_app, dtype=np.int64)
+    c = cols[4]
+    for i in range(n_rec):
+        o = out[i]
+        if not (o[cols[0]] == 1.0 and o[cols[1]] == 22.0):
+            for k in range(n_app):
+                o[c + k] = -1.0
+            continue
+        a = off[i]
+        m = off[i + 1] - a
+        _payload_lens(ints[i, 0], ints[i, 1], ints[i, 2], ints[i, 3], sizes, dirs, a, m, lens)
+        n = 0
+        for j in range(m):
+            d = dirs[a + j]
+            if lens[j] > 0 and (d == 0 or d == 1):
+                sd[n] = d
+                sn[n] = lens[j]
+                n += 1
+        p = _skip_run(sd, n, _skip_run(sd, n, 0, 0), 1)
+        if o[cols[2]] == tls12 and o[cols[3]] == 1.0:
+            p = _skip_run(sd, n, _skip_run(sd, n, p, 0), 1)
+        elif p < n and sn[p] <= finished_max:
+            p += 1
+        nb = 0
+        for j in range(p, n):
+            if nb and sd[j] == adir[nb - 1]:
+                acc[nb - 1] += sn[j]
+            elif nb < n_app:
+                acc[nb] = sn[j]
+                adir[nb] = sd[j]
+                nb += 1
+            else:
+                break
+        for k in range(n_app):
+            if k < nb:
+                o[c + k] = float(acc[k]) if adir[k] == 0 else float(-acc[k])
+            else:
+                o[c + k] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _skip_run(sd: I64, n: int, i: int, d: int) -> int:  # pragma: no cover - compiled
+    while i < n and sd[i] == d:
+        i += 1
+    return i

@@ -32,12 +32,16 @@ import numpy.typing as npt
 from sluice.features import _kernels
 from sluice.features.flow import (
     _APPS,
+    APP_BURSTS,
     BURSTS,
+    COL_APP_BURSTS,
     COL_BURSTS,
     EARLY_PACKETS,
     FEATURE_NAMES,
+    FINISHED_MAX,
     NESTED_CLIENT_HELLO,
     NESTED_SERVER_FLIGHT,
+    TLS12,
     feature_row,
     mask_handshake,
 )
@@ -53,6 +57,15 @@ _COL_ENTROPY = FEATURE_NAMES.index("c2s.entropy")
 _N_META = COL_BURSTS - COL_META
 _APP_CODE = {a: i for i, a in enumerate(_APPS)} | {"gquic": _APPS.index("quic")}
 _QUIC_APPS = ("quic", "gquic")
+_APP_COLS = np.asarray(
+    [
+        *(FEATURE_NAMES.index(c) for c in ("c2s.tls_record", "c2s.head_byte0")),
+        *(FEATURE_NAMES.index(c) for c in ("tls.selected_version", "tls.cert_present")),
+        COL_APP_BURSTS,
+    ],
+    dtype=np.int64,
+)
+"""What :func:`_kernels.app_burst_columns` reads (filled before it runs) and where it writes."""
 
 if (
     _kernels.EARLY != EARLY_PACKETS
@@ -167,6 +180,9 @@ def feature_matrix(records: Sequence[FlowRecord]) -> F64:
     _meta_columns(records, out[:, COL_META:COL_BURSTS])
     _kernels.burst_columns(
         ints, off, flat_sizes, flat_dirs, BURSTS, *NESTED_CLIENT_HELLO, NESTED_SERVER_FLIGHT, out, COL_BURSTS
+    )
+    _kernels.app_burst_columns(
+        ints, off, flat_sizes, flat_dirs, out, _APP_COLS, APP_BURSTS, TLS12, FINISHED_MAX
     )
     mask_handshake(out)
     for i in bad:

@@ -30,6 +30,7 @@ Missing values (no second payload, no TLS) are ``-1``; LightGBM treats them as o
 from __future__ import annotations
 
 __all__ = [
+    "APP_BURSTS",
     "BURSTS",
     "EARLY_PACKETS",
     "FEATURE_NAMES",
@@ -57,6 +58,8 @@ EARLY_PACKETS = 8
 """Packets of a flow the per-packet columns read."""
 BURSTS = 10
 """Bursts (runs of payload packets in one direction) with a column each, of the first 32 packets."""
+APP_BURSTS = 6
+"""Bursts after the outer TLS handshake with a column each (``tls_app0.bytes`` …)."""
 MASKED = -2.0
 """Value of a column masked by :func:`mask_handshake` (distinct from -1, "not seen")."""
 
@@ -86,18 +89,20 @@ def _names() -> tuple[str, ...]:
     names += [f"burst{k}.bytes" for k in range(BURSTS)]
     names += ["bursts.count", "nested.handshakes"]
     names += [f"late.{d}_{s}" for d in ("c2s", "s2c") for s in ("pkts", "mean", "max")]
+    names += [f"tls_app{k}.bytes" for k in range(APP_BURSTS)]
     return tuple(names)
 
 
 FEATURE_NAMES: tuple[str, ...] = _names()
 """Column names of the feature matrix, in order (version 2 of the feature set)."""
 
-FEATURE_SET_VERSION = "2"
+FEATURE_SET_VERSION = "3"
 """Version of :data:`FEATURE_NAMES` and their definitions (2: no client-library columns, the
-handshake masked, bursts and the shape after the handshake)."""
+handshake masked, bursts and the shape after the handshake; 3: the bursts after the outer TLS
+handshake, aligned where it ends)."""
 
 COL_BURSTS = FEATURE_NAMES.index("burst0.bytes")
-"""First of the burst columns (the last block of the matrix)."""
+"""First of the burst columns (``burst0.bytes`` … ``late.s2c_max``)."""
 
 NESTED_CLIENT_HELLO = (250, 2600)
 """Client burst sizes an encapsulated ClientHello takes (with the carrier's framing): the smallest
@@ -105,6 +110,11 @@ real ClientHellos are about 250 bytes, a browser's with padding and post-quantum
 to about 2 KB."""
 NESTED_SERVER_FLIGHT = 1000
 """Smallest server burst that can hold a certificate chain (an encapsulated server flight)."""
+TLS12 = 0x0303
+"""``tls.selected_version`` of TLS 1.2: a full handshake has a second round trip."""
+FINISHED_MAX = 100
+"""Largest payload of a packet holding only a client's Finished (with a ChangeCipherSpec): TLS
+1.3's 53-74 bytes with its record, TLS 1.2's 51-80 after a resumption."""
 
 _MASK_COLS = (
     [f"pkt{i}.payload" for i in range(EARLY_PACKETS)]
@@ -119,6 +129,10 @@ MASKED_COLUMNS: tuple[int, ...] = tuple(FEATURE_NAMES.index(c) for c in _MASK_CO
 """Columns :func:`mask_handshake` masks in a flow that opens with a TLS handshake."""
 _COL_TLS_RECORD = FEATURE_NAMES.index("c2s.tls_record")
 _COL_BYTE0 = FEATURE_NAMES.index("c2s.head_byte0")
+_COL_TLS_VERSION = FEATURE_NAMES.index("tls.selected_version")
+_COL_CERT = FEATURE_NAMES.index("tls.cert_present")
+COL_APP_BURSTS = FEATURE_NAMES.index("tls_app0.bytes")
+"""First of the columns after the outer TLS handshake (the last block of the matrix)."""
 
 
 def opens_with_tls_handshake(rec: FlowRecord) -> bool:
@@ -251,6 +265,46 @@ def _burst_features(view: FlowView) -> list[float]:
     return out
 
 
+def _app_bursts(view: FlowView, tls_version: float, cert: float) -> list[float]:
+    """Signed sizes of the first :data:`APP_BURSTS` bursts after the outer TLS handshake.
+
+    The positional burst columns put a tunnel's nested handshake at burst 2 after a TLS 1.3 or a
+    resumed handshake and at burst 4 after a full TLS 1.2 one, so a model that learned it at one
+    place missed it at the other (a stunnel client that resumes its sessions, held out: 55 %).
+    Here the columns start where the outer handshake ends: after the client's first flight and
+    the server's; after one more round trip when the server chose TLS 1.2 and sent a certificate
+    (the client's key exchange and Finished, the server's Finished); otherwise minus the
+    client's Finished when it came in a packet of its own (:data:`FINISHED_MAX`). What is left
+    of a relay's or a Trojan's stream starts with the inner ClientHello and the inner server's
+    certificate chain.
+    """
+    seq = [
+        (d, n) for d, n in zip(view.rec.pkt_dirs, view.payload_lens, strict=False) if n > 0 and d in (0, 1)
+    ]
+    i = _skip_run(seq, _skip_run(seq, 0, 0), 1)
+    if tls_version == TLS12 and cert == 1.0:
+        i = _skip_run(seq, _skip_run(seq, i, 0), 1)
+    elif i < len(seq) and seq[i][1] <= FINISHED_MAX:
+        i += 1
+    out: list[float] = []
+    for d, n in seq[i:]:
+        signed = float(n if d == 0 else -n)
+        if out and (out[-1] > 0) == (d == 0):
+            out[-1] += signed
+        elif len(out) < APP_BURSTS:
+            out.append(signed)
+        else:
+            break
+    return out + [0.0] * (APP_BURSTS - len(out))
+
+
+def _skip_run(seq: list[tuple[int, int]], i: int, d: int) -> int:
+    """The index after the run of direction ``d`` payloads that starts at ``i`` (``i`` if none)."""
+    while i < len(seq) and seq[i][0] == d:
+        i += 1
+    return i
+
+
 def feature_row(rec: FlowRecord) -> list[float]:
     """One row of the feature matrix: the definition of every column, one record at a time.
 
@@ -275,6 +329,10 @@ def _unmasked_row(rec: FlowRecord) -> list[float]:
     out += [rec.c2s_entropy, rec.c2s_printable, rec.s2c_entropy, rec.s2c_printable]
     out += _meta_features(rec)
     out += _burst_features(view)
+    if out[_COL_TLS_RECORD] == 1.0 and out[_COL_BYTE0] == 22.0:  # mask_handshake's rows
+        out += _app_bursts(view, out[_COL_TLS_VERSION], out[_COL_CERT])
+    else:
+        out += [-1.0] * APP_BURSTS
     return out
 
 
