@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,9 @@ from click.testing import CliRunner
 from sluice.cli.analyze import analyze
 from sluice.detect.combiner import DEFAULT_FET_VETO, NEEDS_FINGERPRINT, Combiner, Opinion
 from sluice.detect.service import analyze_captures, summarize
+from sluice.detect.verdict import DETECTABLE_CLASSES
 from sluice.errors import ConfigError
+from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
 from .conftest import LAB, NDPI, lab_label, lab_records, ndpi_records
@@ -276,3 +279,35 @@ def test_uncertain_model_gives_unknown_with_its_reasons() -> None:
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="uncertain_from"):
             Combiner(uncertain_from=bad)
+
+
+class _Counting(_Sure):
+    """A stand-in model that remembers which records it was asked about."""
+
+    def __init__(self, p_benign: float) -> None:
+        super().__init__(p_benign)
+        self.asked: list[tuple[int, bool]] = []
+
+    def opinions(self, records: Sequence[FlowRecord]) -> list[Opinion]:
+        self.asked += [(r.flow_id, r.early) for r in records]
+        return super().opinions(records)
+
+
+@pytest.mark.parametrize("p_benign", [0.1, 0.5, 0.99])
+def test_the_model_is_asked_only_where_a_fingerprint_does_not_decide(p_benign: float) -> None:
+    both = lab_records("wireguard-psk-s1-001") + lab_records("https-nginx-h2-tls13-s1-000")
+    records = [dataclasses.replace(r, flow_id=i) for i, r in enumerate(both)]  # ids per capture collide
+    rules = Combiner().fingerprints
+    decided = set()
+    for r in records:
+        m = rules.best(FlowView(r))
+        if m is not None and m.label in DETECTABLE_CLASSES:
+            decided.add((r.flow_id, r.early))
+    assert decided and len(decided) < len(records)
+    bulk, one = _Counting(p_benign), _Counting(p_benign)
+    judged = Combiner(bulk).judge_all(records)
+    single = [Combiner(one).judge(rec) for rec, _ in judged]
+    # the same verdicts in bulk and one by one, and neither asked the model about a decided flow
+    assert [v for _, v in judged] == single
+    assert not decided & set(bulk.asked) and not decided & set(one.asked)
+    assert set(bulk.asked) == {(r.flow_id, r.early) for r in records if not r.early} - decided

@@ -128,6 +128,11 @@ class FlowScorer(Protocol):
         ...
 
 
+def _decisive(m: RuleMatch | None) -> bool:
+    """Whether a fingerprint match decides the verdict whatever the model says (a finding)."""
+    return m is not None and m.label in DETECTABLE_CLASSES
+
+
 def _noisy_or(*ps: float) -> float:
     q = 1.0
     for p in ps:
@@ -219,14 +224,16 @@ class Combiner:
         early = {r.flow_id: r for r in records if r.early}
         finals = [r for r in records if not r.early]
         early_list = [early[r.flow_id] for r in finals if r.flow_id in early]
+        looked = {(r.flow_id, r.early): self._look(r) for r in early_list + finals}
         opinions: dict[tuple[int, bool], Opinion] = {}
         if self.model is not None:
-            batch = early_list + finals
+            # the model is asked only where its opinion can change the verdict
+            batch = [r for r in early_list + finals if not _decisive(looked[(r.flow_id, r.early)][1])]
             for rec, op in zip(batch, self.model.opinions(batch), strict=True):
                 opinions[(rec.flow_id, rec.early)] = op
         out = []
         for rec in finals:
-            out.append((rec, self.judge(rec, early.get(rec.flow_id), opinions)))
+            out.append((rec, self.judge(rec, early.get(rec.flow_id), opinions, looked)))
         return out
 
     def judge(
@@ -234,9 +241,14 @@ class Combiner:
         final: FlowRecord,
         early: FlowRecord | None = None,
         opinions: dict[tuple[int, bool], Opinion] | None = None,
+        looked: dict[tuple[int, bool], tuple[FlowView, RuleMatch | None]] | None = None,
     ) -> Verdict:
-        """The verdict of one flow (its early record first, when it has one), naming its service."""
-        verdict = self._judge(final, early, opinions)
+        """The verdict of one flow (its early record first, when it has one), naming its service.
+
+        ``opinions`` and ``looked`` (each record's view and best fingerprint match) are what
+        :meth:`judge_all` computed in bulk; without them they are computed here.
+        """
+        verdict = self._judge(final, early, opinions, looked or {})
         if self.catalogue is not None:
             verdict = name_service(verdict, final, self.catalogue)
         return verdict
@@ -246,28 +258,34 @@ class Combiner:
         final: FlowRecord,
         early: FlowRecord | None,
         opinions: dict[tuple[int, bool], Opinion] | None,
+        looked: dict[tuple[int, bool], tuple[FlowView, RuleMatch | None]],
     ) -> Verdict:
         stages = [r for r in (early, final) if r is not None]
         verdict: Verdict | None = None
         for rec in stages:
+            view, m = looked.get((rec.flow_id, rec.early)) or self._look(rec)
             op = None
             if opinions is not None:
                 op = opinions.get((rec.flow_id, rec.early))
-            elif self.model is not None:
+            elif self.model is not None and not _decisive(m):
                 op = self.model.opinions([rec])[0]
-            verdict = self._stage(rec, final, op)
+            verdict = self._stage(rec, final, op, view, m)
             if verdict.is_finding:
                 return verdict
         assert verdict is not None
         return verdict
 
-    def _stage(self, rec: FlowRecord, final: FlowRecord, op: Opinion | None) -> Verdict:
-        key = flow_key_text(final)
+    def _look(self, rec: FlowRecord) -> tuple[FlowView, RuleMatch | None]:
         view = FlowView(rec)
-        m = self.fingerprints.best(view)
+        return view, self.fingerprints.best(view)
+
+    def _stage(
+        self, rec: FlowRecord, final: FlowRecord, op: Opinion | None, view: FlowView, m: RuleMatch | None
+    ) -> Verdict:
+        key = flow_key_text(final)
         fet = self.fet.result(rec, view)
         idx0 = view.first_payload_index(0)
-        if m is not None and (m.label in DETECTABLE_CLASSES or op is None or op.p_finding < op.threshold):
+        if m is not None and (_decisive(m) or op is None or op.p_finding < op.threshold):
             return self._from_match(key, rec, m)
         if op is not None and op.p_finding >= op.threshold and not self._unconfirmed(op):
             return self._from_model(key, final.flow_id, op, fet, idx0)
