@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -63,16 +64,27 @@ def _truncated_at_end_of_trees(d: Path) -> None:
     _rewrite_model(d, lambda t: t[: t.index("Tree=3000")] + t[t.index("end of trees") :])
 
 
-def _features(d: Path) -> None:
-    _rewrite_model(d, lambda t: t.replace("max_feature_idx=100", "max_feature_idx=99", 1))
+def _edit_first(pattern: str, change: Callable[[re.Match[str]], str]) -> Callable[[str], str]:
+    """An edit of the first line matching ``pattern`` (whatever model is shipped: no values pinned)."""
+
+    def edit(text: str) -> str:
+        m = re.search(pattern, text, flags=re.MULTILINE)
+        assert m is not None, pattern
+        return text[: m.start()] + change(m) + text[m.end() :]
+
+    return edit
 
 
-def _split_feature(d: Path) -> None:
-    _rewrite_model(d, lambda t: t.replace("split_feature=20 27", "split_feature=20 999", 1))
+def _features(d: Path) -> None:  # one feature fewer than the columns the model was trained on
+    _rewrite_model(d, _edit_first(r"^max_feature_idx=(\d+)$", lambda m: f"max_feature_idx={int(m[1]) - 1}"))
 
 
-def _child(d: Path) -> None:
-    _rewrite_model(d, lambda t: t.replace("left_child=3 2 6", "left_child=3 2 60", 1))
+def _split_feature(d: Path) -> None:  # a split on a feature that does not exist
+    _rewrite_model(d, _edit_first(r"^split_feature=(\d+) (\d+)", lambda m: f"split_feature={m[1]} 999"))
+
+
+def _child(d: Path) -> None:  # a child index past the tree's nodes
+    _rewrite_model(d, _edit_first(r"^left_child=(-?\d+) ", lambda m: "left_child=60 "))
 
 
 def _bad_json(d: Path) -> None:

@@ -120,9 +120,10 @@ def test_offline_stage_says_what_the_gateway_says(session: str) -> None:
     )
     off = {o.verdict.flow_key for o in res.offline_only}
     assert bool(off) == (session in OFFLINE_ONLY), [o.to_dict() for o in res.offline_only]
-    if session in BY_VOLUME | TLS_WRAPPED:  # missed by both stages alike
-        for o in res.outcomes:
-            assert o.inline is not None and o.inline.verdict_class == o.offline.verdict_class == "benign"
+    if session in BY_VOLUME | TLS_WRAPPED:  # missed by both stages alike: a finding in neither
+        for o in res.outcomes:  # (the whole flow may leave the model uncertain: unknown is no finding)
+            assert o.inline is not None and o.inline.verdict_class == "benign"
+            assert o.offline.verdict_class in ("benign", "unknown")
 
 
 def test_family_rule_blocks_wireguard_and_passes_openvpn() -> None:

@@ -247,7 +247,8 @@ def evaluate(
     seen = sorted({lab for lab in manifest.get("classes", [])})
     veto = f"vetoed where the model's P(benign) >= {fet_veto}" if fet_veto and fet_veto < 1 else "no veto"
     header = [
-        f"Model: `{model_dir or DEFAULT_MODEL_DIR}` digest `{manifest.get('model_digest', '')[:16]}`, "
+        f"Model: {f'`{model_dir}`' if model_dir else 'the shipped model'} digest "
+        f"`{manifest.get('model_digest', '')[:16]}`, "
         f"threshold {fitted.threshold_}, classes: {', '.join(seen)}.",
         f"Data: {', '.join(Path(d).name for d in datasets)} — {len(data.records)} labeled flows in "
         f"{len(set(data.groups))} sessions/captures (digest `{data.digest[:16]}`).",
