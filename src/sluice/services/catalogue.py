@@ -292,6 +292,8 @@ class Catalogue:
         self._address_match = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._address_match_uncached)
         self._shared_text = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._shared_text_uncached)
         self._name_match = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._name_match_uncached)
+        # certificates repeat as servers do; parsing a subject is the costly part (~0.1 ms)
+        self._cert_match = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._cert_match_uncached)
 
     def __len__(self) -> int:
         return len(self.services)
@@ -360,8 +362,11 @@ class Catalogue:
         Returns:
             The match (``what`` is ``cert``), or None.
         """
+        return self._cert_match(subject, tuple(sans[:64]))
+
+    def _cert_match_uncached(self, subject: str, sans: tuple[str, ...]) -> ServiceMatch | None:
         attrs = [(k, v.strip().replace("\\,", ",")) for k, v in _CERT_ATTR.findall(subject[:4096])]
-        for name in [v for k, v in attrs if k == "CN"] + list(sans[:64]):
+        for name in [v for k, v in attrs if k == "CN"] + list(sans):
             m = self.match_name(name.removeprefix("*."), "cert")
             if m is not None:
                 return m
