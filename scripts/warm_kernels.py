@@ -4,10 +4,10 @@ numba compiles each kernel on its first call and keeps the machine code in its c
 ``__pycache__`` beside each module, or ``$NUMBA_CACHE_DIR``); a cold cache costs 20-60 s on each
 of the first commands. This script drives the code paths that call kernels on small inputs: the
 flow table and the batch path (``sluice flows`` on the bundled demo capture), features, detectors
-and model (``sluice analyze``), and the register (an RKN CSV dump through the compiled scanner,
-an import into a throwaway register, the matcher's single and batch lookups). It prints how many
-kernels it compiled and how long it took. Run by ``scripts/install.sh``; safe to run again (then
-it compiles nothing).
+and model (``sluice analyze``; the model's evidence on a row of zeros), and the register (an RKN
+CSV dump through the compiled scanner, an import into a throwaway register, the matcher's single
+and batch lookups). It prints how many kernels it compiled and how long it took. Run by
+``scripts/install.sh``; safe to run again (then it compiles nothing).
 
 Usage: ``.venv/bin/python scripts/warm_kernels.py``.
 """
@@ -57,6 +57,19 @@ def _registry(d: Path) -> None:
         small.match_hosts(["a.example"])
 
 
+def _evidence() -> None:
+    """The model's evidence kernel: the demo capture may hold no model finding to explain."""
+    import numpy as np
+
+    from sluice.detect.model import load_model
+    from sluice.features.flow import FEATURE_NAMES
+
+    model, _ = load_model()
+    forest = model._forest()
+    if forest is not None and forest.n_classes > 1:
+        forest.path_contributions(np.zeros((1, len(FEATURE_NAMES))), 1)
+
+
 def main() -> int:
     t0 = time.monotonic()
     demo = ROOT / "examples" / "demo.pcapng"
@@ -69,6 +82,7 @@ def main() -> int:
             return 1
     with tempfile.TemporaryDirectory(prefix="sluice-warm-") as tmp:
         _registry(Path(tmp))
+    _evidence()
     print(f"sluice: numba kernels compiled and cached in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     return 0
 
