@@ -14,9 +14,11 @@ model that learned them would learn the lab, not the protocols. Names enter only
 Never used either (feature set 2): what only identifies the client's TLS library or program.
 The JA4 parts (cipher-suite and extension counts), the ALPN list and the versions the client
 offers are not columns at all; and in a flow that opens with a TLS handshake record the sizes,
-byte statistics and entropy of the handshake itself (the first eight packets and the first two
-bursts) are *masked* (:data:`MASKED`, value -2) by :func:`mask_handshake`, because a
-ClientHello's length and bytes name the library that wrote it, not the protocol inside. A
+byte statistics, entropy and timing of the handshake itself (the first eight packets and the
+first two bursts) are *masked* (:data:`MASKED`, value -2) by :func:`mask_handshake`, because a
+ClientHello's length and bytes name the library that wrote it, not the protocol inside, and the
+handshake's gaps name the server's TLS stack and whether it resumed a session (no certificate
+to sign: a faster answer); a model that read them missed a stunnel client that resumes. A
 model trained on them called curl's HTTPS "trojan" (issue 11). What a TLS flow keeps is what
 generalises across implementations: the bursts *after* the handshake (an encapsulated
 handshake is a ClientHello-sized client burst answered by a certificate-chain-sized server
@@ -99,7 +101,7 @@ FEATURE_NAMES: tuple[str, ...] = _names()
 FEATURE_SET_VERSION = "3"
 """Version of :data:`FEATURE_NAMES` and their definitions (2: no client-library columns, the
 handshake masked, bursts and the shape after the handshake; 3: the bursts after the outer TLS
-handshake, aligned where it ends)."""
+handshake, aligned where it ends, and the handshake's packet gaps masked too)."""
 
 COL_BURSTS = FEATURE_NAMES.index("burst0.bytes")
 """First of the burst columns (``burst0.bytes`` … ``late.s2c_max``)."""
@@ -118,6 +120,7 @@ FINISHED_MAX = 100
 
 _MASK_COLS = (
     [f"pkt{i}.payload" for i in range(EARLY_PACKETS)]
+    + [f"pkt{i}.log_iat_us" for i in range(EARLY_PACKETS)]
     + ["early.c2s_payload_pkts", "early.s2c_payload_pkts", "early.c2s_payload_bytes"]
     + ["early.s2c_payload_bytes", "early.dir_changes", "early.max_payload", "early.distinct_sizes"]
     + ["early.payload_mod16_zero", "c2s.first_payload_len", "s2c.first_payload_len"]
@@ -146,7 +149,7 @@ def mask_handshake(X: npt.NDArray[np.float64]) -> None:
 
     A row is masked when its ``c2s.tls_record`` is 1 and the record type (``c2s.head_byte0``)
     is 22 (handshake): the ClientHello and the server's first flight fill the first packets
-    and bursts, and their sizes and bytes identify the TLS library, not the protocol.
+    and bursts, and their sizes, bytes and gaps identify the TLS libraries, not the protocol.
     """
     rows = (X[:, _COL_TLS_RECORD] == 1.0) & (X[:, _COL_BYTE0] == 22.0)
     if rows.any():
