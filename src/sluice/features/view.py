@@ -123,15 +123,19 @@ class FlowView:
 
     def first_payload_index(self, d: int) -> int:
         """Index of the packet that carried direction ``d``'s first payload (-1 if none seen)."""
-        got = self._first[d] if d == 0 or d == 1 else None
-        if got is None:
-            got = -1
+        if d != 0 and d != 1:  # no such direction in a sound record; a hand-made one may say so
+            pairs = zip(self.rec.pkt_dirs, self.payload_lens, strict=False)
+            return next((i for i, (dd, n) in enumerate(pairs) if dd == d and n > 0), -1)
+        got = self._first[d]
+        if got is None:  # both directions in one pass: rules ask for each, several times
+            first = [-1, -1]
             for i, (dd, n) in enumerate(zip(self.rec.pkt_dirs, self.payload_lens, strict=False)):
-                if dd == d and n > 0:
-                    got = i
-                    break
-            if d == 0 or d == 1:
-                self._first[d] = got
+                if n > 0 and (dd == 0 or dd == 1) and first[dd] < 0:
+                    first[dd] = i
+                    if first[1 - dd] >= 0:
+                        break
+            self._first[0], self._first[1] = first
+            got = first[d]
         return got
 
     def payload_sizes(self, d: int | None = None, start: int = 0) -> list[int]:
