@@ -171,6 +171,18 @@ class Forest:
         """Trees in the model."""
         return len(self.root)
 
+    def _walk(self) -> tuple[I32, F64, I8, I8, I32, I32, F64]:
+        """What a compiled loop needs to walk the trees, in its arguments' order."""
+        return (
+            self.feature,
+            self.threshold,
+            self.missing,
+            self.default_left,
+            self.left,
+            self.right,
+            self.leaf_value,
+        )
+
     def _rows(self, X: F64) -> F64:
         """``X`` as C-ordered doubles, checked to hold every feature the trees split on."""
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -180,18 +192,7 @@ class Forest:
 
     def raw_scores(self, X: F64) -> F64:
         """Each row's raw score per class, shape ``(n_rows, n_classes)`` (LightGBM's ``raw_score``)."""
-        return _raw_scores(
-            self._rows(X),
-            self.feature,
-            self.threshold,
-            self.missing,
-            self.default_left,
-            self.left,
-            self.right,
-            self.leaf_value,
-            self.root,
-            self.n_classes,
-        )
+        return _raw_scores(self._rows(X), *self._walk(), self.root, self.n_classes)
 
     def expected_values(self) -> F64:
         """Each class's bias, shape ``(n_classes,)``: the sum of its trees' root expectations
@@ -223,17 +224,7 @@ class Forest:
             sign = np.where(tree_class == k, 1.0, np.where(tree_class == 0, -1.0, 0.0))
         trees = np.flatnonzero(sign)
         return _path_contributions(
-            self._rows(X),
-            self.feature,
-            self.threshold,
-            self.missing,
-            self.default_left,
-            self.left,
-            self.right,
-            self.leaf_value,
-            self.node_value,
-            self.root[trees],
-            sign[trees],
+            self._rows(X), *self._walk(), self.node_value, self.root[trees], sign[trees]
         )
 
     def predict_proba(self, X: F64) -> F64:

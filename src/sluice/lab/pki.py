@@ -224,17 +224,7 @@ class LabCA:
                 .add_extension(
                     x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
                 )
-                .add_extension(
-                    x509.AuthorityInformationAccess(
-                        [
-                            x509.AccessDescription(
-                                AuthorityInformationAccessOID.CA_ISSUERS,
-                                x509.UniformResourceIdentifier("http://x1.i.lab-trust.example/"),
-                            )
-                        ]
-                    ),
-                    critical=False,
-                )
+                .add_extension(_aia(issuers="http://x1.i.lab-trust.example/"), critical=False)
                 .add_extension(_crl("http://x1.c.lab-trust.example/"), critical=False)
                 .add_extension(_policies(), critical=False)
                 .sign(self._key, hashes.SHA256())
@@ -281,6 +271,15 @@ def _ca_builder(
     )
 
 
+def _aia(*, issuers: str, ocsp: str = "") -> x509.AuthorityInformationAccess:
+    """Where a certificate's status (OCSP, when given) and its issuer's certificate are found."""
+    where = [(AuthorityInformationAccessOID.OCSP, ocsp)] if ocsp else []
+    where.append((AuthorityInformationAccessOID.CA_ISSUERS, issuers))
+    return x509.AuthorityInformationAccess(
+        [x509.AccessDescription(oid, x509.UniformResourceIdentifier(url)) for oid, url in where]
+    )
+
+
 def _crl(url: str) -> x509.CRLDistributionPoints:
     return x509.CRLDistributionPoints(
         [x509.DistributionPoint([x509.UniformResourceIdentifier(url + "crl")], None, None, None)]
@@ -311,18 +310,7 @@ def _public_leaf_extensions(
             critical=False,
         )
         .add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP,
-                        x509.UniformResourceIdentifier("http://r1.o.lab-trust.example"),
-                    ),
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS,
-                        x509.UniformResourceIdentifier("http://r1.i.lab-trust.example/"),
-                    ),
-                ]
-            ),
+            _aia(ocsp="http://r1.o.lab-trust.example", issuers="http://r1.i.lab-trust.example/"),
             critical=False,
         )
         .add_extension(_crl("http://r1.c.lab-trust.example/"), critical=False)
