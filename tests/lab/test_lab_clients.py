@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sluice.batch.flows import batch_flows
 from sluice.cli.lab import lab
 from sluice.lab import load_labels
 from sluice.lab.registry import all_scenarios
@@ -47,7 +48,7 @@ def _need_root() -> None:
             pytest.skip(f"{prog} not installed (sluice lab install)")
 
 
-def _run(selection: dict[str, str], tmp_path: Path) -> None:
+def _run(selection: dict[str, str], tmp_path: Path, sets: tuple[str, ...] = ()) -> list[dict[str, str]]:
     _need_root()
     scenarios = all_scenarios()
     for name in {sel.split(":")[0] for sel in selection}:
@@ -55,7 +56,8 @@ def _run(selection: dict[str, str], tmp_path: Path) -> None:
         if missing:
             pytest.skip(f"{name}: not installed: {', '.join(missing)} (sluice lab install; pip .[lab])")
     opts = ["-n", "1", "--seed", "11", "--out", str(tmp_path), "--duration", "1.5", "--jobs", "2"]
-    r = CliRunner().invoke(lab, ["run", *selection, *opts, "--json"])
+    pins = [arg for kv in sets for arg in ("--set", kv)]
+    r = CliRunner().invoke(lab, ["run", *selection, *opts, *pins, "--json"])
     reports = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
     assert r.exit_code == 0, r.output
     assert [rep["status"] for rep in reports] == ["ok"] * len(selection), reports
@@ -71,10 +73,20 @@ def _run(selection: dict[str, str], tmp_path: Path) -> None:
         assert labels and {lb.traffic_class for lb in labels} == {"benign"}
         assert {lb.family for lb in labels} <= {"tls", "quic"}
         assert not doc["unlabeled"], doc["unlabeled"]
+    return reports
 
 
 def test_client_stacks(tmp_path: Path) -> None:
     _run(CLI_AND_LIBS, tmp_path)
+
+
+def test_a_browser_handshake_asking_for_http1_only(tmp_path: Path) -> None:
+    """curl-cffi's Chrome with HTTP/2 off: the stack is Chrome's, every ClientHello offers
+    http/1.1 alone (as Chromium's with --disable-http2), whatever the server offers."""
+    [rep] = _run({"client-libs:curl-cffi-h1": "curl-cffi-chrome"}, tmp_path, ("browser=chrome",))
+    doc = json.loads(Path(rep["labels"]).read_text())
+    tls = [r for r in batch_flows(str(Path(rep["labels"]).parent / doc["capture"])).records if r.meta.alpn]
+    assert tls and {r.meta.alpn for r in tls} == {("http/1.1",)}
 
 
 @pytest.mark.slow

@@ -9,9 +9,10 @@ Libraries (each is the TLS and HTTP stack that makes the traffic):
 * ``urllib``: :mod:`urllib.request` over :mod:`ssl` (OpenSSL), HTTP/1.1, one connection per request.
 * ``httpx``: httpx with h11 or (``--http2``) h2, one pooled connection.
 * ``aiohttp``: aiohttp; a page's objects are fetched concurrently (several connections).
-* ``curl-cffi``: curl-impersonate (BoringSSL) with ``--impersonate`` a browser's TLS and HTTP/2;
-  ``--proxy``, ``--connect-to``, ``--resolve`` and ``--interface`` as curl's, so the browser-like
-  stack can fetch through the lab's carriers too (:func:`sluice.lab.traffic.cffi_args`).
+* ``curl-cffi``: curl-impersonate (BoringSSL) with ``--impersonate`` a browser's TLS and HTTP/2
+  (``--http1``: HTTP/1.1 only, as a browser started with HTTP/2 disabled offers); ``--proxy``,
+  ``--connect-to``, ``--resolve`` and ``--interface`` as curl's, so the browser-like stack can
+  fetch through the lab's carriers too (:func:`sluice.lab.traffic.cffi_args`).
 * ``openssl-cli`` / ``gnutls-cli``: ``openssl s_client`` or ``gnutls-cli`` started here; the GET
   requests are written to its stdin by hand (pipelined on one connection, the last one
   ``Connection: close``) and the responses are parsed from its stdout.
@@ -110,7 +111,7 @@ def _connect_to(url: str, specs: Sequence[str], resolve: list[str]) -> str:
 
 
 def _curl_cffi(jobs: list[tuple[str, Path]], a: argparse.Namespace) -> None:
-    from curl_cffi import CurlOpt, requests
+    from curl_cffi import CurlHttpVersion, CurlOpt, requests
 
     resolve = list(a.resolve)
     jobs = [(_connect_to(url, a.connect_to, resolve), out) for url, out in jobs]
@@ -127,6 +128,9 @@ def _curl_cffi(jobs: list[tuple[str, Path]], a: argparse.Namespace) -> None:
         proxy=a.proxy,
         interface=a.interface,
         curl_options=opts,
+        # HTTP/1.1 only: the ClientHello's ALPN then offers http/1.1 alone, as Chromium's does
+        # with --disable-http2, and every request is a GET of its own after the handshake
+        http_version=CurlHttpVersion.V1_1 if a.http1 else None,
     ) as sess:
         for i, (url, out) in enumerate(jobs):
             if i:
@@ -212,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gap", type=float, default=0.0, help="seconds between requests")
     ap.add_argument("--timeout", type=float, default=20.0)
     ap.add_argument("--http2", action="store_true", help="httpx: offer h2")
+    ap.add_argument("--http1", action="store_true", help="curl-cffi: HTTP/1.1 only (no h2 in ALPN)")
     ap.add_argument("--impersonate", default="chrome", help="curl-cffi: browser to impersonate")
     ap.add_argument("--connections", type=int, default=6, help="aiohttp: connections per host")
     ap.add_argument("--alpn", action="store_true", help="openssl-cli/gnutls-cli: offer ALPN http/1.1")

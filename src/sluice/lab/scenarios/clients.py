@@ -241,8 +241,8 @@ class LibClients(_ClientScenario):
 
     name = "client-libs"
     summary = (
-        "benign HTTPS from libraries: Python urllib/httpx/aiohttp, curl-cffi (chrome/firefox/safari), "
-        "Node.js, Java HttpClient, Perl LWP, Go net/http"
+        "benign HTTPS from libraries: Python urllib/httpx/aiohttp, "
+        "curl-cffi (chrome/firefox/safari; h2, or h1 only), Node.js, Java HttpClient, Perl LWP, Go net/http"
     )
     programs: ClassVar[dict[str, str]] = {
         "nginx": "nginx-light",
@@ -266,6 +266,7 @@ class LibClients(_ClientScenario):
         "java",
         "perl",
         "go",
+        "curl-cffi-h1",  # last: session i of an older run still draws variants[i % 11]
     )
     _PY_MODULES = ("httpx", "h2", "aiohttp", "curl_cffi")
 
@@ -293,6 +294,11 @@ class LibClients(_ClientScenario):
             conns = s.choose("aiohttp_connections", (2, 4, 6))
             argv = [*py, "--lib", "aiohttp", "--connections", str(conns)]
             return ClientPlan("python-aiohttp", ["python3"], with_gap(argv))
+        if variant == "curl-cffi-h1":  # a browser's handshake with HTTP/2 disabled: HTTP/1.1 GETs
+            browser = s.choose("browser", tuple(CURL_CFFI_TARGETS))
+            target = s.choose("impersonate", CURL_CFFI_TARGETS[browser])
+            argv = [*py, "--lib", "curl-cffi", "--impersonate", target, "--http1"]
+            return ClientPlan(f"curl-cffi-{browser}", ["python3"], with_gap(argv))
         if variant.startswith("curl-cffi"):
             browser = variant.rsplit("-", 1)[1]
             target = s.choose("impersonate", CURL_CFFI_TARGETS[browser])
