@@ -49,7 +49,7 @@ import re
 
 from sluice.crypto.catalogue import default_crypto_catalogue
 from sluice.detect._mining import json_method, pattern_evidence, stratum, stratum_tls
-from sluice.detect._rules import Rule, ev, hexs
+from sluice.detect._rules import TCP, Rule, ev, hexs, transports
 from sluice.detect._rules import RuleMatch as Match
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
@@ -312,6 +312,7 @@ def _rlpx_handshake(v: FlowView, d: int) -> str:
     return ""
 
 
+@transports(TCP)
 def rlpx(v: FlowView) -> Match | None:
     """Ethereum devp2p: an RLPx ECIES handshake (ephemeral secp256k1 key on the curve) opening the flow."""
     if v.rec.proto != 6:

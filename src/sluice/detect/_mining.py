@@ -24,8 +24,8 @@ import itertools
 import re
 import statistics
 
+from sluice.detect._rules import TCP, ev, hexs, transports
 from sluice.detect._rules import RuleMatch as Match
-from sluice.detect._rules import ev, hexs
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
 
@@ -234,6 +234,7 @@ def _exchanges(app: list[_Payload]) -> list[tuple[_Payload, _Payload]]:
     return pairs
 
 
+@transports(TCP)
 def stratum_tls(v: FlowView) -> Match | None:
     """Stratum inside TLS: one-size submissions answered at once by one-size replies, at random gaps."""
     if v.rec.proto != 6 or not _tls_both(v):
