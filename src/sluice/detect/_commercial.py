@@ -418,6 +418,9 @@ def openvpn_xor(v: FlowView) -> RuleMatch | None:
     if len(c) < 4 or len(s) < 4:
         return None
     tcp = r.proto == 6
+    at = 2 if tcp else 0  # the first bytes after TCP's length prefix
+    if c[at] ^ s[at] != _XOR_RESET_PAIR:
+        return None  # the cheapest of the tests below, and the one most flows fail
     if tcp:
         lc, ls = int.from_bytes(c[:2], "big"), int.from_bytes(s[:2], "big")
         if lc != v.payload_len(0) - 2 or ls != v.payload_len(1) - 2:
@@ -426,7 +429,7 @@ def openvpn_xor(v: FlowView) -> RuleMatch | None:
     else:
         lc, ls = v.payload_len(0), v.payload_len(1)
     h = lc - 22
-    if h not in _OVPN_HMACS or ls != 34 + h or c[0] ^ s[0] != _XOR_RESET_PAIR:
+    if h not in _OVPN_HMACS or ls != 34 + h:
         return None
     if c[0] == 7 << 3:
         return None  # not obfuscated: the openvpn rule reads it
@@ -468,6 +471,7 @@ VPN_NAMES: tuple[tuple[str, str], ...] = (
 """Name suffixes whose hosts are VPN servers: VPN Gate relays (``*.opengw.net``), SoftEther's
 VPN Azure relays and its DDNS names for SoftEther servers. Not brand web sites (those belong in
 the register)."""
+_VPN_NAME_ENDINGS = tuple("." + suffix for suffix, _family in VPN_NAMES)
 
 
 def vpn_certificate(v: FlowView) -> RuleMatch | None:
@@ -497,8 +501,8 @@ def vpn_certificate(v: FlowView) -> RuleMatch | None:
 def vpn_names(v: FlowView) -> RuleMatch | None:
     """A server name under a suffix whose hosts are VPN servers (VPN Gate, SoftEther DDNS/Azure)."""
     name = v.rec.meta.server_name.lower().rstrip(".")
-    if not name:
-        return None
+    if not name.endswith(_VPN_NAME_ENDINGS):
+        return None  # each entry needs the name to end with "." and its suffix
     for suffix, family in VPN_NAMES:
         if name.endswith("." + suffix):
             idx = v.first_payload_index(0)

@@ -295,8 +295,10 @@ def _on_secp256k1(x: bytes, y_prefix: bytes) -> bool:
 def _rlpx_handshake(v: FlowView, d: int) -> str:
     """``eip8`` / ``legacy`` when direction ``d``'s first payload is an RLPx auth/ack, else ''."""
     head = v.head(d)
+    if len(head) < 64 or 0x04 not in (head[0], head[2]):
+        return ""  # neither layout's key marker (below): most flows stop here
     idx = v.first_payload_index(d)
-    if idx < 0 or len(head) < 64:
+    if idx < 0:
         return ""
     first = v.payload_lens[idx]
     size = int.from_bytes(head[:2], "big")

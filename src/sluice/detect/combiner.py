@@ -287,10 +287,10 @@ class Combiner:
         self, rec: FlowRecord, final: FlowRecord, op: Opinion | None, view: FlowView, m: RuleMatch | None
     ) -> Verdict:
         key = flow_key_text(final)
-        fet = self.fet.result(rec, view)
-        idx0 = view.first_payload_index(0)
         if m is not None and (_decisive(m) or op is None or op.p_finding < op.threshold):
             return self._from_match(key, rec, m)
+        fet = self.fet.result(rec, view)
+        idx0 = view.first_payload_index(0)
         if op is not None and op.p_finding >= op.threshold and not self._unconfirmed(op):
             return self._from_model(key, final.flow_id, op, fet, idx0)
         if m is not None:
