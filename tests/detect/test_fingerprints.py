@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import example, given
@@ -11,8 +12,11 @@ from hypothesis import strategies as st
 
 from sluice.detect import fingerprints as fp
 from sluice.detect._base import NotFittedError
+from sluice.detect._rules import Rule, transports_of
 from sluice.detect.ndpi import read_ndpi_out
+from sluice.detect.verdict import DETECTABLE_CLASSES
 from sluice.errors import ConfigError
+from sluice.features.view import FlowView
 from sluice.flows.record import FlowRecord
 
 from .conftest import NDPI, lab_index, lab_label, lab_records, ndpi_captures, ndpi_records
@@ -275,3 +279,46 @@ def test_no_unexplained_findings_in_the_rest_of_the_corpus() -> None:
     if os.environ.get("SLUICE_PRINT"):
         print(f"benign-ish flows {benign_flows}, findings {findings}")
     assert not unexplained, unexplained
+
+
+# -- transports: a rule runs only on the IP protocols it declares ----------------------------------
+
+_DECLARED = [(name, rule) for name, rule in fp._ALL_RULES if transports_of(rule) is not None]
+_PROTOS = range(256)
+
+
+class _OnlyProto:
+    """A view of which a rule can read the IP protocol and nothing else (anything else raises)."""
+
+    __slots__ = ("rec",)
+
+    def __init__(self, proto: int) -> None:
+        self.rec = SimpleNamespace(proto=proto)
+
+
+@pytest.mark.parametrize(("name", "rule"), _DECLARED, ids=[n for n, _ in _DECLARED])
+def test_a_rule_decides_from_the_transport_alone_off_its_declared_transports(name: str, rule: Rule) -> None:
+    """Off its declared transports a rule returns None before it reads anything but the protocol:
+    skipping it there (as the dispatch does) changes no result, whatever the flow holds."""
+    declared = transports_of(rule)
+    assert declared and declared <= set(_PROTOS)
+    for proto in set(_PROTOS) - declared:
+        assert rule(_OnlyProto(proto)) is None, (name, proto)  # type: ignore[arg-type]
+
+
+def test_dispatch_by_transport_matches_every_rule_run() -> None:
+    """The dispatch gives what running every rule on every flow gives, on the lab's flows and on
+    each of them relabelled with every transport a rule declares (and one none declares)."""
+    protos = {p for _n, rule in _DECLARED for p in transports_of(rule) or ()} | {132}
+    recs = [r for s in sorted(lab_index()) for r in lab_records(s)]
+    assert {r.proto for r in recs} >= {1, 6, 17}
+    fired = set()
+    for rec in recs:
+        for variant in [rec, *(dataclasses.replace(rec, proto=p) for p in protos - {rec.proto})]:
+            view = FlowView(variant)
+            every = [m for _n, rule in fp._ALL_RULES if (m := rule(view)) is not None]
+            every.sort(key=lambda m: (-m.confidence, m.label not in DETECTABLE_CLASSES))
+            assert fp.match_record(view) == every
+            assert fp.FingerprintDetector().fit().best(view) == (every[0] if every else None)
+            fired |= {m.rule for m in every}
+    assert {"openvpn", "wireguard", "socks", "icmp-tunnel"} <= fired, "declared rules fire here too"

@@ -60,15 +60,24 @@ class CryptoEntry:
         return "stratum" if self.kind == "pool" else f"{self.kind}:{self.id}"
 
 
+NAME_CACHE = 1 << 16
+"""Names whose lookups a catalogue remembers."""
+
+
 class CryptoCatalogue:
     """Entries indexed by domain."""
 
     def __init__(self, entries: tuple[CryptoEntry, ...]) -> None:
         self.entries = entries
         self._by_domain = {d: e for e in entries for d in e.domains}
+        # a fingerprint rule looks up every flow's names, and names repeat as servers do
+        self._lookup = functools.lru_cache(maxsize=NAME_CACHE)(self._lookup_uncached)
 
     def lookup(self, name: str) -> tuple[CryptoEntry, str] | None:
         """(entry, domain that matched) for a host name, or None."""
+        return self._lookup(name)
+
+    def _lookup_uncached(self, name: str) -> tuple[CryptoEntry, str] | None:
         labels = name.strip().rstrip(".").lower().split(".")
         for i in range(len(labels) - 1):
             got = self._by_domain.get(".".join(labels[i:]))

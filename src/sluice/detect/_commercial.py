@@ -44,7 +44,7 @@ __all__ = ["RULES"]
 
 import re
 
-from sluice.detect._rules import Rule, RuleMatch, ev, hexs
+from sluice.detect._rules import TCP, UDP, Rule, RuleMatch, ev, hexs, transports
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
 
@@ -75,6 +75,7 @@ _WG_INIT_LEN = 148
 _WG_RESP_LEN = 92
 
 
+@transports(UDP)
 def warp(v: FlowView) -> RuleMatch | None:
     """A WireGuard handshake whose reserved header bytes are not zero (WARP's client id)."""
     r = v.rec
@@ -125,6 +126,7 @@ def _nebula_header(h: bytes) -> tuple[int, int, int, int] | None:
     return h[0] & 0x0F, h[1], int.from_bytes(h[4:8], "big"), int.from_bytes(h[8:16], "big")
 
 
+@transports(UDP)
 def nebula(v: FlowView) -> RuleMatch | None:
     """nebula's IX handshake (counter 1 with remote index 0, answered with counter 2 and an index)."""
     if v.rec.proto != 17:
@@ -182,6 +184,7 @@ def _dtls_client_hello(h: bytes) -> bool:
     )
 
 
+@transports(UDP)
 def anyconnect_dtls(v: FlowView) -> RuleMatch | None:
     """AnyConnect's DTLS channel: pre-RFC version 0x0100, or a session resumed in the first hello."""
     if v.rec.proto != 17:
@@ -243,19 +246,21 @@ _VPNGATE_IP_PORT = re.compile(rb"^IP=[0-9A-Fa-f.:]{2,45},PORT=\d{1,5}$")
 _PACK_HOST_NAME = (10).to_bytes(4, "big") + b"host_name"
 
 
+@transports(TCP, UDP)
 def softether(v: FlowView) -> RuleMatch | None:
     """SoftEther's HTTP handshake, VPN Gate's ``IP=…,PORT=…`` datagrams, its DDNS PACK datagrams."""
     r = v.rec
-    c = v.head(0)
-    idx = v.first_payload_index(0)
-    if r.proto == 6 and c.startswith(b"POST /vpnsvc/") and (m := _SOFTETHER_POST.match(c)):
+    if r.proto == 6:
+        c = v.head(0)
+        if not c.startswith(b"POST /vpnsvc/") or not (m := _SOFTETHER_POST.match(c)):
+            return None
         line = c.split(b"\r\n", 1)[0].decode("ascii")
         return _one(
             "softether",
             "vpn",
             "softether",
             0.97,
-            idx,
+            v.first_payload_index(0),
             "softether.connect_cgi",
             "c2s_head",
             line,
@@ -306,6 +311,7 @@ _ZT_HEADER = 27
 """Bytes before the verb: packet id 8, destination 5, source 5, flags 1, MAC 8."""
 
 
+@transports(UDP)
 def zerotier(v: FlowView) -> RuleMatch | None:
     """ZeroTier's HELLO: verb 1, and the identity it carries starts with the header's source address."""
     if v.rec.proto != 17:
@@ -341,6 +347,7 @@ _DERP_MAGIC = "DERP\N{KEY}".encode()
 _DERP_NAME = re.compile(r"^derp\d+[a-z]?(-all)?\.tailscale\.com$")
 
 
+@transports(TCP)
 def tailscale_derp(v: FlowView) -> RuleMatch | None:
     """Tailscale's DERP relay: ``Upgrade: DERP`` / ``GET /derp``, the server-key frame, the relay's name."""
     r = v.rec
@@ -401,6 +408,7 @@ _XOR_RESET_PAIR = (7 << 3) ^ (8 << 3)
 _OVPN_HMACS = (20, 32, 48, 64)
 
 
+@transports(TCP, UDP)
 def openvpn_xor(v: FlowView) -> RuleMatch | None:
     """OpenVPN reset exchange hidden by an XOR key: lengths, TCP length prefix, opcode relation."""
     r = v.rec
@@ -410,6 +418,9 @@ def openvpn_xor(v: FlowView) -> RuleMatch | None:
     if len(c) < 4 or len(s) < 4:
         return None
     tcp = r.proto == 6
+    at = 2 if tcp else 0  # the first bytes after TCP's length prefix
+    if c[at] ^ s[at] != _XOR_RESET_PAIR:
+        return None  # the cheapest of the tests below, and the one most flows fail
     if tcp:
         lc, ls = int.from_bytes(c[:2], "big"), int.from_bytes(s[:2], "big")
         if lc != v.payload_len(0) - 2 or ls != v.payload_len(1) - 2:
@@ -418,7 +429,7 @@ def openvpn_xor(v: FlowView) -> RuleMatch | None:
     else:
         lc, ls = v.payload_len(0), v.payload_len(1)
     h = lc - 22
-    if h not in _OVPN_HMACS or ls != 34 + h or c[0] ^ s[0] != _XOR_RESET_PAIR:
+    if h not in _OVPN_HMACS or ls != 34 + h:
         return None
     if c[0] == 7 << 3:
         return None  # not obfuscated: the openvpn rule reads it
@@ -460,6 +471,7 @@ VPN_NAMES: tuple[tuple[str, str], ...] = (
 """Name suffixes whose hosts are VPN servers: VPN Gate relays (``*.opengw.net``), SoftEther's
 VPN Azure relays and its DDNS names for SoftEther servers. Not brand web sites (those belong in
 the register)."""
+_VPN_NAME_ENDINGS = tuple("." + suffix for suffix, _family in VPN_NAMES)
 
 
 def vpn_certificate(v: FlowView) -> RuleMatch | None:
@@ -489,8 +501,8 @@ def vpn_certificate(v: FlowView) -> RuleMatch | None:
 def vpn_names(v: FlowView) -> RuleMatch | None:
     """A server name under a suffix whose hosts are VPN servers (VPN Gate, SoftEther DDNS/Azure)."""
     name = v.rec.meta.server_name.lower().rstrip(".")
-    if not name:
-        return None
+    if not name.endswith(_VPN_NAME_ENDINGS):
+        return None  # each entry needs the name to end with "." and its suffix
     for suffix, family in VPN_NAMES:
         if name.endswith("." + suffix):
             idx = v.first_payload_index(0)

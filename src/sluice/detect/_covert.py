@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["RULES", "dns_name_stats"]
 
-from sluice.detect._rules import Rule, RuleMatch, ev
+from sluice.detect._rules import ICMP, ICMPV6, Rule, RuleMatch, ev, transports
 from sluice.features.view import FlowView, label_entropy
 
 DNS_TUNNEL_QTYPES = {10: "NULL", 65399: "PRIVATE (iodine)"}
@@ -104,6 +104,7 @@ ICMP_ENTROPY = 6.0
 """Bits per byte of an echo payload above which it is not a ping pattern."""
 
 
+@transports(ICMP, ICMPV6)
 def icmp_tunnel(v: FlowView) -> RuleMatch | None:
     """Data in ICMP echo payloads: ptunnel's magic, or varying sizes and random-looking bytes."""
     r = v.rec

@@ -49,7 +49,7 @@ import re
 
 from sluice.crypto.catalogue import default_crypto_catalogue
 from sluice.detect._mining import json_method, pattern_evidence, stratum, stratum_tls
-from sluice.detect._rules import Rule, ev, hexs
+from sluice.detect._rules import TCP, Rule, ev, hexs, transports
 from sluice.detect._rules import RuleMatch as Match
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
@@ -295,8 +295,10 @@ def _on_secp256k1(x: bytes, y_prefix: bytes) -> bool:
 def _rlpx_handshake(v: FlowView, d: int) -> str:
     """``eip8`` / ``legacy`` when direction ``d``'s first payload is an RLPx auth/ack, else ''."""
     head = v.head(d)
+    if len(head) < 64 or 0x04 not in (head[0], head[2]):
+        return ""  # neither layout's key marker (below): most flows stop here
     idx = v.first_payload_index(d)
-    if idx < 0 or len(head) < 64:
+    if idx < 0:
         return ""
     first = v.payload_lens[idx]
     size = int.from_bytes(head[:2], "big")
@@ -312,6 +314,7 @@ def _rlpx_handshake(v: FlowView, d: int) -> str:
     return ""
 
 
+@transports(TCP)
 def rlpx(v: FlowView) -> Match | None:
     """Ethereum devp2p: an RLPx ECIES handshake (ephemeral secp256k1 key on the curve) opening the flow."""
     if v.rec.proto != 6:

@@ -23,9 +23,10 @@ __all__ = ["json_method", "pattern_evidence", "stratum", "stratum_tls"]
 import itertools
 import re
 import statistics
+from collections import deque
 
+from sluice.detect._rules import TCP, ev, hexs, transports
 from sluice.detect._rules import RuleMatch as Match
-from sluice.detect._rules import ev, hexs
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
 
@@ -196,10 +197,15 @@ def _app_payloads(v: FlowView, limit: int) -> list[tuple[int, int, int, float]] 
     The handshake is taken as the client's first two payloads (ClientHello; its Finished or key
     exchange) and the server's first (its first flight); what follows is application data.
     """
+    lens = v.payload_lens[: min(len(v.rec.pkt_dirs), len(v.rec.pkt_iats))]  # what the loop reads
+    if len(lens) > 3 and sorted(lens)[-4] > limit:
+        # four payloads over the limit, and the handshake is three at most: decided without the
+        # loop (a sort in C), which most TLS flows would run up to their first bulk record
+        return None
     out = []
     seen = [0, 0]
     t = 0.0
-    for i, (d, n, iat) in enumerate(zip(v.rec.pkt_dirs, v.payload_lens, v.rec.pkt_iats, strict=False)):
+    for i, (d, n, iat) in enumerate(zip(v.rec.pkt_dirs, lens, v.rec.pkt_iats, strict=False)):
         t += iat
         if n <= 0:
             continue
@@ -219,21 +225,25 @@ def _exchanges(app: list[_Payload]) -> list[tuple[_Payload, _Payload]]:
     :data:`_SHARE_REPLY_S`. Answers come in order, so each server record answers the oldest open
     request (a miner may send a second share before the first answer: Stratum pipelines); only
     small answers make a pair."""
-    pending: list[_Payload] = []
+    pending: deque[_Payload] = deque()
     pairs: list[tuple[_Payload, _Payload]] = []
     for x in app:
         if x[1] == 0:
             if _SHARE_C2S[0] <= x[2] <= _SHARE_C2S[1]:
                 pending.append(x)
             continue
-        pending = [p for p in pending if x[3] - p[3] <= _SHARE_REPLY_S]
+        # requests queue in time order (packet gaps are never negative: the flow table clamps
+        # them), so the ones too old to be answered are a prefix of the queue
+        while pending and x[3] - pending[0][3] > _SHARE_REPLY_S:
+            pending.popleft()
         if pending:  # answers come in order: any server record answers the oldest open request
-            req = pending.pop(0)
+            req = pending.popleft()
             if _SHARE_S2C[0] <= x[2] <= _SHARE_S2C[1]:
                 pairs.append((req, x))
     return pairs
 
 
+@transports(TCP)
 def stratum_tls(v: FlowView) -> Match | None:
     """Stratum inside TLS: one-size submissions answered at once by one-size replies, at random gaps."""
     if v.rec.proto != 6 or not _tls_both(v):

@@ -14,7 +14,7 @@ __all__ = ["RULES"]
 import re
 from collections import Counter
 
-from sluice.detect._rules import Rule, RuleMatch, ev
+from sluice.detect._rules import TCP, Rule, RuleMatch, ev, transports
 from sluice.features.view import FlowView, base32_like
 from sluice.wire.socks import SocksAuthMethod, opens_like_socks5, socks_opening
 
@@ -108,6 +108,7 @@ _SOCKS5_MAX_METHODS = 9
 """Methods a real client offers at most (IANA assigns 0-9 and private ones it never sends)."""
 
 
+@transports(TCP)
 def socks(v: FlowView) -> RuleMatch | None:
     """SOCKS4/4a/5: the inspector's decoded request, or the SOCKS5 greeting and method reply."""
     r = v.rec

@@ -17,7 +17,7 @@ __all__ = ["RULES"]
 
 import math
 
-from sluice.detect._rules import Rule, RuleMatch, ev, hexs
+from sluice.detect._rules import AH, ESP, GRE, TCP, UDP, Rule, RuleMatch, ev, hexs, transports
 from sluice.detect.verdict import Evidence
 from sluice.features.view import FlowView
 from sluice.wire.ipsec import NAT_T_PORT, try_decode_esp_in_udp, try_decode_ike
@@ -51,6 +51,7 @@ def _ovpn_role(p: OpenVpnPacket | None) -> str:
     return "client" if p.opcode in CLIENT_HARD_RESETS else "server" if p.opcode in SERVER_HARD_RESETS else ""
 
 
+@transports(TCP, UDP)
 def openvpn(v: FlowView) -> RuleMatch | None:
     """OpenVPN hard-reset exchange over UDP or TCP (plain, tls-auth, tls-crypt, tls-crypt-v2)."""
     if v.rec.proto not in (6, 17):
@@ -147,6 +148,7 @@ def _ovpn_length(v: FlowView, d: int, p: OpenVpnPacket) -> int:
 # -- WireGuard -------------------------------------------------------------------------------------
 
 
+@transports(UDP)
 def wireguard(v: FlowView) -> RuleMatch | None:
     """WireGuard handshake (types 1/2 with index echo) or transport data (type 4) over UDP."""
     if v.rec.proto != 17:
@@ -237,6 +239,7 @@ _STATIC_ENTROPY = 0.85
 """First payloads' entropy, as a fraction of the most their length allows."""
 
 
+@transports(UDP)
 def openvpn_static(v: FlowView) -> RuleMatch | None:
     """OpenVPN's static-key mode over UDP: no opcode, but HMAC + IV + CBC blocks in every datagram.
 
@@ -292,6 +295,7 @@ def openvpn_static(v: FlowView) -> RuleMatch | None:
     )
 
 
+@transports(UDP)
 def tailscale(v: FlowView) -> RuleMatch | None:
     """Tailscale's disco messages (magic ``TS💬``) on its WireGuard UDP flows."""
     if v.rec.proto != 17:
@@ -323,6 +327,7 @@ def tailscale(v: FlowView) -> RuleMatch | None:
 # -- IPsec -----------------------------------------------------------------------------------------
 
 
+@transports(UDP, ESP, AH)
 def ipsec(v: FlowView) -> RuleMatch | None:
     """IKE (UDP, with or without the NAT-T non-ESP marker), ESP and AH (IP protocols 50/51)."""
     r = v.rec
@@ -409,6 +414,7 @@ def _esp_in_udp(v: FlowView) -> RuleMatch | None:
 # -- PPTP, GRE, tinc, FortiGate ----------------------------------------------------------------------
 
 
+@transports(TCP, GRE)
 def pptp(v: FlowView) -> RuleMatch | None:
     """PPTP control connection (magic cookie) and PPP carried in enhanced GRE."""
     r = v.rec
@@ -457,6 +463,7 @@ def pptp(v: FlowView) -> RuleMatch | None:
     return None
 
 
+@transports(TCP)
 def tinc(v: FlowView) -> RuleMatch | None:
     """tinc's meta protocol: both peers open with an ID request ``0 <name> 17.<minor>``."""
     if v.rec.proto != 6:

@@ -77,6 +77,10 @@ class FetResult:
     """The exemptions that hold (``ex1`` … ``ex5``)."""
 
 
+_NOT_TESTED = FetResult(False, False, 0.0, False, 0.0, 0, "", ())
+"""The result of every flow the test does not apply to (one object: results are immutable)."""
+
+
 def fet_test(
     rec: FlowRecord,
     *,
@@ -96,9 +100,9 @@ def fet_test(
     """
     head = (view or FlowView(rec)).head(0)
     if rec.proto not in transports or not head:
-        return FetResult(False, False, 0.0, False, 0.0, 0, "", ())
+        return _NOT_TESTED
     if require_handshake and rec.proto == 6 and not rec.c2s_tcp_flags & 0x02:
-        return FetResult(False, False, 0.0, False, 0.0, 0, "", ())
+        return _NOT_TESTED
     # the mean of the bytes' popcounts: an exact integer sum over the length, rounded once
     # (as numpy's mean of the per-byte table gives; the sum is exact in float64 there too)
     pop = int.from_bytes(head, "big").bit_count() / len(head)

@@ -5,9 +5,10 @@ Theory of operation: every rule is a pure function of one :class:`~sluice.flows.
 first payload, packet sizes and directions, and the application metadata, and either returns a
 :class:`RuleMatch` (class, family, confidence, the packet index at which it had what it needed, and
 its evidence) or ``None``. Rules never see addresses or ports, except the structural context a
-protocol defines for itself (an IP protocol number, a tunnel header). All rules run on every flow;
-the strongest match is the fingerprint verdict. The rule set is versioned: a change in what fires
-changes :data:`FINGERPRINTS_VERSION`.
+protocol defines for itself (an IP protocol number, a tunnel header). Every rule runs on every flow
+of the transports it declares (:func:`sluice.detect._rules.transports`; a rule without a
+declaration runs on all); the strongest match is the fingerprint verdict. The rule set is
+versioned: a change in what fires changes :data:`FINGERPRINTS_VERSION`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy.typing as npt
 
 from sluice.detect import _commercial, _covert, _crypto, _proxy, _vpn
 from sluice.detect._base import check_is_fitted, constructor_params
-from sluice.detect._rules import Rule, RuleMatch
+from sluice.detect._rules import Rule, RuleMatch, transports_of
 from sluice.detect.verdict import DETECTABLE_CLASSES, Verdict, flow_key_text
 from sluice.errors import ConfigError
 from sluice.features.view import FlowView
@@ -48,6 +49,39 @@ RULE_NAMES: tuple[str, ...] = tuple(name for name, _ in _ALL_RULES)
 """Names of every rule, in the order they run."""
 
 
+class _RulesByTransport:
+    """A rule set split once by the transports its rules declare: a flow runs only the rules
+    that can fire on its IP protocol, in the set's order (so ties sort as with every rule run)."""
+
+    __slots__ = ("_any", "_by_proto")
+
+    def __init__(self, rules: Sequence[tuple[str, Rule]]) -> None:
+        declared = {p for _name, rule in rules for p in transports_of(rule) or ()}
+        self._by_proto = {p: self._running_on(rules, p) for p in declared}
+        self._any = self._running_on(rules, None)
+
+    @staticmethod
+    def _running_on(rules: Sequence[tuple[str, Rule]], proto: int | None) -> tuple[tuple[str, Rule], ...]:
+        """The rules that run on ``proto`` (None: a protocol no rule declares)."""
+        return tuple(
+            (name, rule)
+            for name, rule in rules
+            if (t := transports_of(rule)) is None or (proto is not None and proto in t)
+        )
+
+    def match(self, rec: FlowRecord | FlowView) -> list[RuleMatch]:
+        """Every rule that fires on ``rec``, strongest first (see :func:`match_record`)."""
+        view = rec if isinstance(rec, FlowView) else FlowView(rec)
+        rules = self._by_proto.get(view.rec.proto, self._any)
+        out = [m for _name, rule in rules if (m := rule(view)) is not None]
+        if len(out) > 1:
+            out.sort(key=lambda m: (-m.confidence, m.label not in DETECTABLE_CLASSES))
+        return out
+
+
+_ALL_BY_TRANSPORT = _RulesByTransport(_ALL_RULES)
+
+
 def match_record(
     rec: FlowRecord | FlowView, rules: Sequence[tuple[str, Rule]] = _ALL_RULES
 ) -> list[RuleMatch]:
@@ -60,11 +94,8 @@ def match_record(
     Returns:
         The matches, sorted by confidence (ties: rule order).
     """
-    view = rec if isinstance(rec, FlowView) else FlowView(rec)
-    out = [m for _name, rule in rules if (m := rule(view)) is not None]
-    if len(out) > 1:
-        out.sort(key=lambda m: (-m.confidence, m.label not in DETECTABLE_CLASSES))
-    return out
+    table = _ALL_BY_TRANSPORT if rules is _ALL_RULES else _RulesByTransport(rules)
+    return table.match(rec)
 
 
 class FingerprintDetector:
@@ -98,23 +129,24 @@ class FingerprintDetector:
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError("fingerprint.threshold", f"{self.threshold} is not in [0, 1]")
         self.rules_: tuple[tuple[str, Rule], ...] | None = tuple((n, r) for n, r in _ALL_RULES if n in names)
+        self.by_transport_: _RulesByTransport | None = _RulesByTransport(self.rules_)
         self.threshold_: float | None = float(self.threshold)
         return self
 
     def best(self, rec: FlowRecord | FlowView) -> RuleMatch | None:
         """The strongest match on one record (or its view), or None."""
-        check_is_fitted(self, "rules_")
-        assert self.rules_ is not None
-        got = match_record(rec, self.rules_)
+        check_is_fitted(self, "by_transport_")
+        assert self.by_transport_ is not None
+        got = self.by_transport_.match(rec)
         return got[0] if got else None
 
     def score_samples(self, X: Sequence[FlowRecord]) -> npt.NDArray[np.float64]:
         """Confidence of the strongest *finding* match per record (0 when none), shape ``(n,)``."""
-        check_is_fitted(self, "rules_")
-        assert self.rules_ is not None
+        check_is_fitted(self, "by_transport_")
+        assert self.by_transport_ is not None
         out = np.zeros(len(X))
         for i, rec in enumerate(X):
-            found = [m.confidence for m in match_record(rec, self.rules_) if m.label in DETECTABLE_CLASSES]
+            found = [m.confidence for m in self.by_transport_.match(rec) if m.label in DETECTABLE_CLASSES]
             out[i] = max(found, default=0.0)
         return out
 
