@@ -20,6 +20,7 @@ pytestmark = pytest.mark.root
 # scenario:variant -> (stack, impl) the session must record
 CASES = {
     "websocket:wss-nginx": ("python-websockets", "nginx"),
+    "websocket:wss-nginx-aiohttp": ("python-aiohttp", "nginx"),
     "bulk-transfer:put-python": ("curl-openssl", "python-http.server"),
     "smtp-submission:starttls-swaks": ("swaks-openssl", "aiosmtpd"),
     "imap:imaps-imaplib": ("python-imaplib", "dovecot"),

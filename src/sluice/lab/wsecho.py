@@ -2,7 +2,9 @@
 
 Run inside a lab namespace as ``python -m sluice.lab.wsecho serve --bind IP --port N --log F
 [--cert C --key K]`` and ``python -m sluice.lab.wsecho client URL --connect IP --seed S
---duration D [--cafile CA]``.  The client sends small text messages with think times and
+--duration D [--cafile CA] [--lib aiohttp]``; the client is ``websockets``'s, or with ``--lib
+aiohttp`` aiohttp's (another implementation of the framing, masking, deflate and pings, holding
+the same conversation).  The client sends small text messages with think times and
 occasional bursts; the server answers each one and pushes notifications of its own.  At the end
 the client sends ``bye`` and waits for ``bye-ack`` (everything the server sent before it has then
 arrived).  Both sides print one JSON line with the number and SHA-256 of the messages they sent
@@ -21,10 +23,12 @@ import json
 import random
 import secrets
 import signal
+import socket
 import ssl
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -115,46 +119,122 @@ async def _serve(a: argparse.Namespace) -> None:
         await stop
 
 
-async def _client(a: argparse.Namespace) -> dict[str, Any]:
+class _Peer(Protocol):
+    """What the conversation needs of a client connection: send text, iterate over text."""
+
+    async def send(self, msg: str) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+
+async def _converse(ws: _Peer, a: argparse.Namespace) -> dict[str, Any]:
+    """The client's side of one session: messages with think times and bursts, then bye."""
     rng = random.Random(a.seed)  # noqa: S311
-    ctx = None
-    if a.url.startswith("wss:"):
-        ctx = ssl.create_default_context(cafile=a.cafile)
     rx, tx = Tally(), Tally()
     got_ack = asyncio.Event()
-    compression = None if a.no_compression else "deflate"
-    ping = a.ping_interval if a.ping_interval > 0 else None
-    async with connect(
-        a.url, ssl=ctx, host=a.connect, compression=compression, ping_interval=ping, open_timeout=10
-    ) as ws:
 
-        async def reader() -> None:
-            async for msg in ws:
-                if msg == BYE_ACK:
-                    got_ack.set()
-                    return
-                rx.add(msg)
+    async def reader() -> None:
+        async for msg in ws:
+            if msg == BYE_ACK:
+                got_ack.set()
+                return
+            rx.add(msg)
 
-        rtask = asyncio.create_task(reader())
-        t_end = time.monotonic() + a.duration
-        bursts = 0
-        while time.monotonic() < t_end or tx.n < 3:
-            if rng.random() < a.burst_p:
-                bursts += 1
-                for _ in range(rng.randrange(5, 30)):
-                    msg = _payload(rng, 16, 400)
-                    tx.add(msg)
-                    await ws.send(msg)
-                    await asyncio.sleep(rng.uniform(0.0, 0.02))
-            else:
+    rtask = asyncio.create_task(reader())
+    t_end = time.monotonic() + a.duration
+    bursts = 0
+    while time.monotonic() < t_end or tx.n < 3:
+        if rng.random() < a.burst_p:
+            bursts += 1
+            for _ in range(rng.randrange(5, 30)):
                 msg = _payload(rng, 16, 400)
                 tx.add(msg)
                 await ws.send(msg)
-            await asyncio.sleep(rng.uniform(a.think_min, a.think_max))
-        await ws.send(BYE)
-        await asyncio.wait_for(got_ack.wait(), 15)
-        await rtask
+                await asyncio.sleep(rng.uniform(0.0, 0.02))
+        else:
+            msg = _payload(rng, 16, 400)
+            tx.add(msg)
+            await ws.send(msg)
+        await asyncio.sleep(rng.uniform(a.think_min, a.think_max))
+    await ws.send(BYE)
+    await asyncio.wait_for(got_ack.wait(), 15)
+    await rtask
     return {"bursts": bursts, **tx.json("tx"), **rx.json("rx")}
+
+
+def _client_tls(a: argparse.Namespace) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=a.cafile) if a.url.startswith("wss:") else None
+
+
+async def _client(a: argparse.Namespace) -> dict[str, Any]:
+    compression = None if a.no_compression else "deflate"
+    ping = a.ping_interval if a.ping_interval > 0 else None
+    async with connect(
+        a.url,
+        ssl=_client_tls(a),
+        host=a.connect,
+        compression=compression,
+        ping_interval=ping,
+        open_timeout=10,
+    ) as ws:
+        return await _converse(ws, a)
+
+
+class _AiohttpPeer:
+    """aiohttp's client WebSocket as a :class:`_Peer` (its messages are typed frames)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, msg: str) -> None:
+        await self.ws.send_str(msg)
+
+    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+        import aiohttp
+
+        async for m in self.ws:
+            if m.type == aiohttp.WSMsgType.TEXT:
+                yield m.data
+            elif m.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                return
+
+
+async def _client_aiohttp(a: argparse.Namespace) -> dict[str, Any]:
+    """The same session from aiohttp's WebSocket client (its own framing, deflate and pings)."""
+    import aiohttp
+    from aiohttp.abc import AbstractResolver, ResolveResult
+
+    class Pinned(AbstractResolver):  # the URL names the host; --connect says where it is
+        async def resolve(
+            self, host: str, port: int = 0, family: int = socket.AF_INET
+        ) -> list[ResolveResult]:
+            return [
+                ResolveResult(
+                    hostname=host,
+                    host=a.connect,
+                    port=port,
+                    family=family,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            ]
+
+        async def close(self) -> None:
+            return None
+
+    connector = aiohttp.TCPConnector(resolver=Pinned())
+    ping = a.ping_interval if a.ping_interval > 0 else None
+    async with (
+        aiohttp.ClientSession(connector=connector) as sess,
+        sess.ws_connect(
+            a.url,
+            ssl=_client_tls(a) or False,
+            compress=0 if a.no_compression else 15,
+            heartbeat=ping,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+        ) as ws,
+    ):
+        return await _converse(_AiohttpPeer(ws), a)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,11 +259,13 @@ def main(argv: list[str] | None = None) -> None:
     cl.add_argument("--burst-p", type=float, default=0.1)
     cl.add_argument("--ping-interval", type=float, default=20.0)
     cl.add_argument("--no-compression", action="store_true")
+    cl.add_argument("--lib", choices=("websockets", "aiohttp"), default="websockets", help="client library")
     a = ap.parse_args(argv)
     if a.cmd == "serve":
         asyncio.run(_serve(a))
     else:
-        print(json.dumps(asyncio.run(_client(a))), flush=True)
+        run = _client_aiohttp if a.lib == "aiohttp" else _client
+        print(json.dumps(asyncio.run(run(a))), flush=True)
 
 
 if __name__ == "__main__":

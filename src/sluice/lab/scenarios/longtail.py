@@ -68,14 +68,19 @@ class WebSocket(Scenario):
     """One long-lived WebSocket: small messages both ways with think times and bursts."""
 
     name = "websocket"
-    summary = "long-lived WebSocket (ws/wss, python websockets or nginx in front), chat-like messages"
+    summary = (
+        "long-lived WebSocket (ws/wss, python websockets or nginx in front; client websockets or "
+        "aiohttp), chat-like messages"
+    )
     traffic_class = "benign"
     family = "tls"
     programs: ClassVar[dict[str, str]] = {"nginx": "nginx-light"}
-    variants = ("wss-python", "ws-python", "wss-nginx", "ws-nginx")
+    # the client is websockets' unless the variant names aiohttp's (last: older seeds keep theirs)
+    variants = ("wss-python", "ws-python", "wss-nginx", "ws-nginx", "wss-nginx-aiohttp", "ws-python-aiohttp")
 
     def run(self, s: Session, variant: str) -> Outcome:
-        scheme, front = variant.split("-")
+        scheme, front, *lib = variant.split("-")
+        client_lib = lib[0] if lib else "websockets"
         a = s.addr
         tls = scheme == "wss"
         name = s.hostname()
@@ -109,7 +114,7 @@ class WebSocket(Scenario):
             s.topo.wait_port("server", port)
             clients = [a.client_ip]
             impl, software = "python-websockets", ["python3"]
-        s.identify(stack="python-websockets", impl=impl)
+        s.identify(stack=f"python-{client_lib}", impl=impl)
         think = s.choose("think_s", ((0.05, 0.4), (0.2, 1.0), (0.5, 2.0)))
         burst_p = s.choose("burst_p", (0.05, 0.1, 0.2))
         ping = s.choose("ping_interval", (0, 5, 10, 20))
@@ -134,6 +139,8 @@ class WebSocket(Scenario):
             str(burst_p),
             "--ping-interval",
             str(ping),
+            "--lib",
+            client_lib,
             *nocomp,
         ]
         if tls:
