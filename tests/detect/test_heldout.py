@@ -102,6 +102,25 @@ def test_held_out_on_lab_excerpts() -> None:
     assert "| python |" in md and "| circumvention/trojan | trojan |" in md and "not in this data" in md
 
 
+def test_held_out_with_more_seeds_counts_each_training_run() -> None:
+    """Each seed's count is a model of its own: the first is the row's, the others are what the
+    same unit gives with another training seed; the report shows them in one more column."""
+    data = _lab_data()
+    picked = [Unit("stack", "python"), Unit("impl", "circumvention/trojan@trojan"), Unit("stack", "nobody")]
+    params = {"n_estimators": 20, "min_child_samples": 2, "seed": 0}
+    rows, pooled = held_out(data, params, picked, seeds=(1, 2))
+    python, trojan, nobody = rows
+    for r in (python, trojan):
+        assert len(r.hits_by_seed) == 3 and r.hits_by_seed[0] == r.hits
+        assert all(0 <= h <= r.flows for h in r.hits_by_seed)
+    assert nobody.missing and nobody.hits_by_seed == ()
+    one, _ = held_out(data, {**params, "seed": 1}, picked[1:2])
+    assert one[0].hits == trojan.hits_by_seed[1]  # seed 1 in the spread is seed 1 on its own
+    md = "\n".join(heldout_markdown(rows, pooled, seeds=(0, 1, 2)))
+    assert "combiner, model seeds 0, 1, 2" in md
+    assert f"| {', '.join(map(str, trojan.hits_by_seed))} |" in md
+
+
 def test_inner_browser_units_hold_out_every_flow_of_that_browser() -> None:
     """Held out by the browser a carrier carried: its carrier flows are judged, and its direct
     flows (curl-cffi's and the real browser's) leave training too."""

@@ -153,6 +153,20 @@ def test_group_folds_keep_sessions_whole() -> None:
             assert not {groups[i] for i in folds[a]} & {groups[i] for i in folds[b]}
 
 
+def _fold_of(groups: list[str], k: int, seed: int = 0) -> dict[str, int]:
+    return {groups[i]: f for f, test in enumerate(group_folds(groups, k, seed)) for i in test}
+
+
+def test_a_new_dataset_leaves_every_other_group_in_its_fold() -> None:
+    old = [f"lab-s1:session-{i}" for i in range(300)] + [f"ndpi-benign:capture-{i}" for i in range(100)]
+    new = old + [f"lab-s101-ws:session-{i}" for i in range(24)]
+    before, after = _fold_of(old, 5), _fold_of(new, 5)
+    assert all(after[g] == f for g, f in before.items())
+    sizes = np.bincount(list(after.values()), minlength=5)
+    assert sizes.min() >= 0.6 * len(new) / 5  # hashing keeps the folds roughly even
+    assert _fold_of(old, 5, seed=1) != before  # the seed draws another assignment
+
+
 def _write_dataset(path: Path) -> None:
     data = tiny()
     writer = open_flow_writer("parquet", None, str(path))

@@ -190,6 +190,14 @@ def train(
     show_default=True,
     help="The combiner's fet_veto (as `sluice analyze --fet-veto`); 1: never.",
 )
+@click.option(
+    "--seeds",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="With --split: train each held-out model with this many seeds (the model's, then the "
+    "next ones) and show each seed's count: the spread a single training run hides.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the headline numbers as JSON.")
 def evaluate(
     datasets: tuple[str, ...],
@@ -200,6 +208,7 @@ def evaluate(
     no_leave_out: bool,
     split_path: str | None,
     fet_veto: float | None,
+    seeds: int,
     as_json: bool,
 ) -> None:
     """Report recall per family, benign false positives, confusion, scores and decision points.
@@ -243,7 +252,7 @@ def evaluate(
     sections: list[str] = []
     heads_extra: dict[str, Any] = {}
     if split_path:
-        sections, heads_extra = _held_out_section(data, params, split_path, fet_veto, report_dir)
+        sections, heads_extra = _held_out_section(data, params, split_path, fet_veto, report_dir, seeds)
     seen = sorted({lab for lab in manifest.get("classes", [])})
     veto = f"vetoed where the model's P(benign) >= {fet_veto}" if fet_veto and fet_veto < 1 else "no veto"
     header = [
@@ -273,7 +282,7 @@ def evaluate(
 
 
 def _held_out_section(
-    data: Any, params: dict[str, Any], split_path: str, fet_veto: float | None, report_dir: str
+    data: Any, params: dict[str, Any], split_path: str, fet_veto: float | None, report_dir: str, seeds: int
 ) -> tuple[list[str], dict[str, Any]]:
     """Freeze (first time) or read the split, run it, and render its report section."""
     from sluice.detect.heldout import (
@@ -294,8 +303,9 @@ def _held_out_section(
     except ConfigError as exc:
         _fail("evaluate", exc, EXIT_USAGE)
     inner = derive_inner_units(data)
-    rows, pooled = held_out(data, params, [*units, *inner], fet_veto)
-    lines = heldout_markdown(rows, pooled)
+    more = [params["seed"] + i for i in range(1, seeds)]
+    rows, pooled = held_out(data, params, [*units, *inner], fet_veto, more)
+    lines = heldout_markdown(rows, pooled, [params["seed"], *more] if more else ())
     Path(report_dir).mkdir(parents=True, exist_ok=True)
     if pooled.scores:
         name = plot_calibration(pooled, Path(report_dir))
@@ -305,7 +315,13 @@ def _held_out_section(
     )
     lines.insert(3, "")
     table = {
-        r.unit.key: {"kind": r.unit.kind, "flows": r.flows, "hits": r.hits, "interval": r.interval}
+        r.unit.key: {
+            "kind": r.unit.kind,
+            "flows": r.flows,
+            "hits": r.hits,
+            "interval": r.interval,
+            "hits_by_seed": list(r.hits_by_seed),
+        }
         for r in rows
     }
     return lines, {"held_out": table}

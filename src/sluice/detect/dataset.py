@@ -163,11 +163,18 @@ def _is_finding(label: str) -> bool:
 
 
 def group_folds(groups: Sequence[str], k: int, seed: int = 0) -> list[npt.NDArray[np.intp]]:
-    """Test indices of ``k`` folds with whole groups in each (groups shuffled with ``seed``)."""
-    names = sorted(set(groups))
-    rng = np.random.default_rng(seed)
-    rng.shuffle(names)
-    fold_of = {g: i % k for i, g in enumerate(names)}
+    """Test indices of ``k`` folds with whole groups in each.
+
+    A group's fold is a hash of its name (and ``seed``), not its place in a shuffled list: adding
+    a dataset leaves every other group in its fold. With a shuffle, 24 new benign sessions moved
+    the cross-validated Shadowsocks recall from 99 % to 91 % by regrouping what trained with what.
+    """
+
+    def fold(group: str) -> int:
+        digest = hashlib.blake2b(f"{seed}/{group}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % k
+
+    fold_of = {g: fold(g) for g in set(groups)}
     assign = np.asarray([fold_of[g] for g in groups], dtype=np.intp)
     return [np.flatnonzero(assign == f) for f in range(k)]
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from sluice.detect.combiner import DEFAULT_FET_VETO
 from sluice.detect.dataset import LabeledFlows, trainable
@@ -192,6 +193,10 @@ class HeldOutRow:
     """Held-out flows with the shape of HTTPS (plain HTTP in a TLS carrier), not in ``flows``."""
     shaped_hits: int = 0
     """Findings among those."""
+    hits_by_seed: tuple[int, ...] = ()
+    """``hits`` of a model trained with each seed (the first is the row's own ``hits``); empty
+    when one seed was run. The lab's units are small: one more or one fewer flow of a held-out
+    stack is often the training seed, not the data."""
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -204,11 +209,14 @@ def held_out(
     params: dict[str, Any],
     units: Sequence[Unit],
     fet_veto: float | None = DEFAULT_FET_VETO,
+    seeds: Sequence[int] = (),
 ) -> tuple[list[HeldOutRow], EvalResult]:
     """Train without each unit, judge its flows; rows per unit and all held-out outcomes pooled.
 
     The pooled :class:`EvalResult` (every flow judged by a model that never saw its unit) is
-    what the calibration curve and the per-family tables of the report read.
+    what the calibration curve and the per-family tables of the report read. With ``seeds``,
+    each unit is judged again by a model trained with each of those seeds as well
+    (:attr:`HeldOutRow.hits_by_seed`); the row and the pooled outcomes stay those of ``params``.
     """
     X = FlowFeatures().fit().transform(data.records)
     ok = trainable(data)
@@ -225,14 +233,14 @@ def held_out(
             rows.append(HeldOutRow(unit, 0, 0, 0, 0, 0, -1.0, missing=True))
             continue
         train = np.intersect1d(np.flatnonzero(~held), ok)
-        model = FlowModel(**params).fit(X[train], [data.labels[i] for i in train])
-        res = EvalResult(unit.key)
-        res.extend(data.subset(test_idx), model, with_rules=False, fet_veto=fet_veto)
+        test = data.subset(test_idx)
+        res = _judged(unit.key, X, data, train, test, params, fet_veto)
         if unit.kind != "inner":  # its flows are in their implementation's unit already
             _append(pooled, res)
         kept = [j for j, sh in enumerate(res.shaped) if not sh]
         hits = [j for j in kept if _finding(res.combined[j])]
         decided = [res.decided_at[j] for j in hits]
+        again = [_judged(unit.key, X, data, train, test, {**params, "seed": s}, fet_veto) for s in seeds]
         rows.append(
             HeldOutRow(
                 unit,
@@ -245,9 +253,28 @@ def held_out(
                 sum(res.combined[j].split("/")[0] == "unknown" for j in kept),
                 shaped=len(res.shaped) - len(kept),
                 shaped_hits=sum(sh and _finding(c) for sh, c in zip(res.shaped, res.combined, strict=True)),
+                hits_by_seed=(len(hits), *(sum(_finding(r.combined[j]) for j in kept) for r in again))
+                if seeds
+                else (),
             )
         )
     return rows, pooled
+
+
+def _judged(
+    name: str,
+    X: npt.NDArray[np.float64],
+    data: LabeledFlows,
+    train: npt.NDArray[np.intp],
+    test: LabeledFlows,
+    params: dict[str, Any],
+    fet_veto: float | None,
+) -> EvalResult:
+    """``test`` judged by a model of ``params`` trained on the rows ``train`` of ``X``."""
+    model = FlowModel(**params).fit(X[train], [data.labels[i] for i in train])
+    res = EvalResult(name)
+    res.extend(test, model, with_rules=False, fet_veto=fet_veto)
+    return res
 
 
 def _append(into: EvalResult, res: EvalResult) -> None:
@@ -295,8 +322,18 @@ def _pct(k: int, n: int) -> str:
     return f"{k}/{n} = {100 * k / n:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def heldout_markdown(rows: Sequence[HeldOutRow], pooled: EvalResult) -> list[str]:
-    """The report's section: benign stacks, implementations, calibration (Markdown lines)."""
+def _by_seed(r: HeldOutRow) -> str:
+    """`` | 1, 2, 1`` (a cell: the row's hits per training seed), or nothing with one seed."""
+    return f" | {', '.join(map(str, r.hits_by_seed))}" if r.hits_by_seed else ""
+
+
+def heldout_markdown(rows: Sequence[HeldOutRow], pooled: EvalResult, seeds: Sequence[int] = ()) -> list[str]:
+    """The report's section: benign stacks, implementations, calibration (Markdown lines).
+
+    With ``seeds`` (the training seeds of :attr:`HeldOutRow.hits_by_seed`, in order), each table
+    has one more column: the combiner's count by a model trained with each seed."""
+    col = f" | combiner, model seeds {', '.join(map(str, seeds))}" if seeds else ""
+    sep = "---|" if seeds else ""
     lines = [
         "## Held out one client stack or one implementation at a time",
         "",
@@ -305,38 +342,38 @@ def heldout_markdown(rows: Sequence[HeldOutRow], pooled: EvalResult) -> list[str
         "",
         "### Benign client stacks: false positives",
         "",
-        "| held-out stack | flows | sessions | combiner flags | model alone flags | unknown |",
-        "|---|---|---|---|---|---|",
+        f"| held-out stack | flows | sessions | combiner flags | model alone flags | unknown{col} |",
+        f"|---|---|---|---|---|---|{sep}",
     ]
     for r in rows:
         if r.unit.kind != "stack":
             continue
         if r.missing:
-            lines.append(f"| {r.unit.key} | 0 (not in this data) | | | | |")
+            lines.append(f"| {r.unit.key} | 0 (not in this data) | | | | |{' |' if seeds else ''}")
             continue
         lines.append(
             f"| {r.unit.key} | {r.flows} | {r.sessions} | {_pct(r.hits, r.flows)} | "
-            f"{_pct(r.model_hits, r.flows)} | {r.unknown} |"
+            f"{_pct(r.model_hits, r.flows)} | {r.unknown}{_by_seed(r)} |"
         )
     lines += [
         "",
         "### Implementations: recall",
         "",
         "| family | held-out implementation | flows | sessions | found (combiner) | right family "
-        "| model alone | unknown | median decision packet | plain HTTP in TLS (not trained): found |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| model alone | unknown | median decision packet | plain HTTP in TLS (not trained): found{col} |",
+        f"|---|---|---|---|---|---|---|---|---|---|{sep}",
     ]
     for r in rows:
         if r.unit.kind != "impl":
             continue
         fam, _, impl = r.unit.key.rpartition("@")
         if r.missing:
-            lines.append(f"| {fam} | {impl} | 0 (not in this data) | | | | | | | |")
+            lines.append(f"| {fam} | {impl} | 0 (not in this data) | | | | | | | |{' |' if seeds else ''}")
             continue
         lines.append(
             f"| {fam} | {impl} | {r.flows} | {r.sessions} | {_pct(r.hits, r.flows)} | "
             f"{r.right_family} | {_pct(r.model_hits, r.flows)} | {r.unknown} | "
-            f"{r.decided_median:g} | {_pct(r.shaped_hits, r.shaped)} |"
+            f"{r.decided_median:g} | {_pct(r.shaped_hits, r.shaped)}{_by_seed(r)} |"
         )
     inner = [r for r in rows if r.unit.kind == "inner"]
     if inner:
@@ -348,13 +385,14 @@ def heldout_markdown(rows: Sequence[HeldOutRow], pooled: EvalResult) -> list[str
             "it through carriers and directly, and the real browser), judging that browser's carrier "
             "flows. Units derived from the data at each run (every such browser), not from the split.",
             "",
-            "| inner browser | flows | sessions | found (combiner) | right family | model alone | unknown |",
-            "|---|---|---|---|---|---|---|",
+            "| inner browser | flows | sessions | found (combiner) | right family | model alone "
+            f"| unknown{col} |",
+            f"|---|---|---|---|---|---|---|{sep}",
         ]
         for r in inner:
             lines.append(
                 f"| {r.unit.key} | {r.flows} | {r.sessions} | {_pct(r.hits, r.flows)} | {r.right_family} | "
-                f"{_pct(r.model_hits, r.flows)} | {r.unknown} |"
+                f"{_pct(r.model_hits, r.flows)} | {r.unknown}{_by_seed(r)} |"
             )
     bins, ece, n = _trained_calibration(pooled)
     lines += [
