@@ -294,15 +294,12 @@ class LibClients(_ClientScenario):
             conns = s.choose("aiohttp_connections", (2, 4, 6))
             argv = [*py, "--lib", "aiohttp", "--connections", str(conns)]
             return ClientPlan("python-aiohttp", ["python3"], with_gap(argv))
-        if variant == "curl-cffi-h1":  # a browser's handshake with HTTP/2 disabled: HTTP/1.1 GETs
-            browser = s.choose("browser", tuple(CURL_CFFI_TARGETS))
-            target = s.choose("impersonate", CURL_CFFI_TARGETS[browser])
-            argv = [*py, "--lib", "curl-cffi", "--impersonate", target, "--http1"]
-            return ClientPlan(f"curl-cffi-{browser}", ["python3"], with_gap(argv))
         if variant.startswith("curl-cffi"):
-            browser = variant.rsplit("-", 1)[1]
+            # curl-cffi-h1: a browser's handshake with HTTP/2 disabled (HTTP/1.1 GETs), browser drawn
+            h1 = variant == "curl-cffi-h1"
+            browser = s.choose("browser", tuple(CURL_CFFI_TARGETS)) if h1 else variant.rsplit("-", 1)[1]
             target = s.choose("impersonate", CURL_CFFI_TARGETS[browser])
-            argv = [*py, "--lib", "curl-cffi", "--impersonate", target]
+            argv = [*py, "--lib", "curl-cffi", "--impersonate", target, *(["--http1"] if h1 else [])]
             return ClientPlan(f"curl-cffi-{browser}", ["python3"], with_gap(argv))
         if variant == "node":
             api = s.choose("node_api", ("https", "fetch"))
